@@ -1,0 +1,95 @@
+"""labelwise: multi-label image classification in the Keras 3 style.
+
+The light core (schema, tables, split, metrics, thresholds) imports neither Keras nor
+TensorFlow, so ``import labelwise`` is fast and works where no framework is installed.
+The Keras parts (``labelwise.layers``, ``labelwise.losses``, ``labelwise.models``, ...)
+load on first use, and register themselves with ``keras.saving`` as soon as Keras is
+imported, so ``keras.saving.load_model`` finds them without ``custom_objects``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.util
+import sys
+import warnings
+from typing import Any
+
+from .errors import LabelwiseError, SchemaError, SchemaViolation, TableError
+from .schema import LabelSchema, load_schema
+
+__version__ = "0.1.0"
+
+# Modules that define Keras objects registered for ``keras.saving``.
+_KERAS_MODULES = ("labelwise.layers", "labelwise.losses", "labelwise.models")
+
+# Public names served lazily: name -> module. Light modules are here too so that
+# ``import labelwise`` itself stays cheap.
+_LAZY: dict[str, str] = {
+    "read_table": "labelwise.tables",
+    "LabelTable": "labelwise.tables",
+    "split_table": "labelwise.split",
+    "SchemaHead": "labelwise.layers",
+    "MultiImagePooling": "labelwise.layers",
+    "build_model": "labelwise.models",
+}
+_SUBMODULES = {
+    "tables", "split", "stats", "metrics", "thresholds", "diagnostics", "report",
+    "layers", "losses", "models", "powerset", "stacks", "data", "train", "predict", "artifact",
+    "distribute", "shards", "demo",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f"labelwise.{name}")
+    raise AttributeError(f"module 'labelwise' has no attribute {name!r}")
+
+
+def _register_keras_objects() -> None:
+    for module in _KERAS_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name != module:  # a real missing dependency, not a module we do not ship yet
+                warnings.warn(f"labelwise could not register its Keras objects from {module}: {e}")
+        except Exception as e:  # never break the user's `import keras`
+            warnings.warn(f"labelwise could not register its Keras objects from {module}: {e}")
+
+
+class _RegisterWhenKerasLoads(importlib.abc.MetaPathFinder):
+    """One-shot import hook: after the ``keras`` package finishes loading, import our Keras
+    modules so that their ``@keras.saving.register_keras_serializable`` decorators run.
+
+    Why a hook: importing Keras takes seconds (it loads the backend), which the light
+    commands must not pay, yet a user who writes ``import labelwise`` and later calls
+    ``keras.saving.load_model`` must find our layers and losses registered.
+    """
+
+    def find_spec(self, fullname, path, target=None):  # noqa: D401 - importlib protocol
+        if fullname != "keras":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec("keras")
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def exec_then_register(module):
+            exec_module(module)
+            _register_keras_objects()
+
+        spec.loader.exec_module = exec_then_register
+        return spec
+
+
+if "keras" in sys.modules:
+    _register_keras_objects()
+elif not any(isinstance(f, _RegisterWhenKerasLoads) for f in sys.meta_path):
+    sys.meta_path.insert(0, _RegisterWhenKerasLoads())
+
+__all__ = ["LabelSchema", "load_schema", "LabelwiseError", "SchemaError", "SchemaViolation", "TableError",
+           *_LAZY]

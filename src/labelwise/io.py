@@ -1,0 +1,69 @@
+"""Atomic file output: a reader never sees a half-written file.
+
+Everything labelwise writes (tables, JSON, reports, checkpoints) goes to a temporary
+file in the destination folder first and is renamed over the target only once complete;
+``os.replace`` is atomic on POSIX and Windows when both paths are on one file system.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it to ``path``, else delete it.
+
+    Use for writers that want a file name (``np.save``, ``fig.savefig``, ``model.save``).
+    The temporary name keeps the target's suffix, since some writers choose the format by it.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        raise
+
+
+def write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path:
+    """Write ``text`` to ``path`` atomically; return the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding=encoding)
+    return Path(path)
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically; return the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_json(path: str | os.PathLike, obj: Any, indent: int = 2) -> Path:
+    """Write ``obj`` as JSON to ``path`` atomically (NaN written as null); return the path."""
+    text = json.dumps(_nan_to_none(obj), indent=indent, allow_nan=False)
+    return write_text(path, text + "\n")
+
+
+def _nan_to_none(obj: Any) -> Any:
+    # JSON has no NaN; a metric undefined for a label (one class present) becomes null.
+    if isinstance(obj, float):
+        return None if obj != obj or obj in (float("inf"), float("-inf")) else obj
+    if isinstance(obj, dict):
+        return {str(k): _nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_nan_to_none(v) for v in obj]
+    if hasattr(obj, "tolist"):  # numpy scalars and arrays, without importing numpy here
+        return _nan_to_none(obj.tolist())
+    return obj
