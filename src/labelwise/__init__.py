@@ -22,7 +22,7 @@ from .schema import LabelSchema, load_schema
 __version__ = "0.1.0"
 
 # Modules that define Keras objects registered for ``keras.saving``.
-_KERAS_MODULES = ("labelwise.layers", "labelwise.losses", "labelwise.models")
+_KERAS_MODULES = ("labelwise.layers", "labelwise.losses", "labelwise.models", "labelwise.powerset", "labelwise.artifact")
 
 # Public names served lazily: name -> module. Light modules are here too so that
 # ``import labelwise`` itself stays cheap.

@@ -1,0 +1,1 @@
+"""Reports: plots and the self-contained HTML page (matplotlib is imported lazily)."""
