@@ -1,0 +1,28 @@
+"""Multi-label metrics on numpy arrays, exact and scikit-learn-shaped.
+
+``metric(y_true, y_score, *, average=...)`` with ``y_true`` (n, L) 0/1 and ``y_score`` (n, L)
+in [0, 1] (or ``y_pred`` 0/1 for the decision metrics); a 1-D input is one label.
+``average=None`` gives a per-label array. ``labels=`` names the columns in messages.
+Results equal scikit-learn's to 1e-9 (tested), except where documented: a label with only one
+class gets NaN (with an :class:`UndefinedMetricWarning` naming it) and is left out of averages.
+
+This package imports neither Keras nor TensorFlow.
+"""
+
+from ._validation import UndefinedMetricWarning
+from .ranking import (
+    average_precision_score,
+    coverage_error,
+    label_ranking_average_precision_score,
+    label_ranking_loss,
+    roc_auc_score,
+)
+
+__all__ = [
+    "UndefinedMetricWarning",
+    "roc_auc_score",
+    "average_precision_score",
+    "label_ranking_average_precision_score",
+    "coverage_error",
+    "label_ranking_loss",
+]
