@@ -1,0 +1,368 @@
+"""tf.data input pipelines: image files or in-memory arrays -> batches of (pixels, targets).
+
+Pixels come out as float32 in 0-255 with shape ``(batch, height, width, channels)``: the
+models built by :func:`labelwise.models.build_model` apply their backbone's
+``preprocess_input`` themselves, so the pipeline does no normalisation.
+
+Decoding handles PNG and JPEG (also BMP/GIF first frame), 8- and 16-bit, grayscale, RGB and
+RGBA: ``tf.io.decode_image(..., dtype=float32)`` scales any bit depth to [0, 1] (we multiply
+by 255), and asking for ``channels`` converts gray <-> RGB and drops an alpha channel.
+
+Determinism: the order of epoch ``e`` is ``stateless_shuffle(range(n), seed=[seed, e])`` and
+augmentation of image ``i`` in epoch ``e`` uses the stateless seed ``(seed, e, i)``, so an epoch's
+batches do not depend on how many epochs ran before in this process -- a resumed run sees the
+same batches as an uninterrupted one.
+
+Unreadable files are found up front (Pillow reads each header and checks PNG chunk CRCs,
+without decompressing): a :class:`~labelwise.errors.InputError` lists them by path, or, with
+``skip_unreadable=True``, they are dropped with a warning naming them. An epoch never dies
+half-way on a bad file, and nothing is skipped silently.
+
+This module imports TensorFlow at the top: import it only where tf.data is wanted.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from .errors import InputError
+
+__all__ = [
+    "Augment", "ImageSource", "check_images", "load_images", "make_dataset", "make_epoch_dataset",
+    "list_images", "IMAGE_SUFFIXES",
+]
+
+AUTOTUNE = tf.data.AUTOTUNE
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Seeded training-time augmentation; every field 0/False turns that part off.
+
+    flip: random left-right flip (off by default: it changes meaning for digits and for the
+    heart side in chest X-rays). rotate: max rotation in degrees. shift: max translation as a
+    fraction of the image size. brightness: max additive change in 0-255 units (as a fraction
+    of 255). contrast: max relative change of contrast around the image mean.
+    """
+
+    flip: bool = False
+    rotate: float = 0.0
+    shift: float = 0.0
+    brightness: float = 0.0
+    contrast: float = 0.0
+
+    @classmethod
+    def from_any(cls, spec: "Augment | Mapping[str, Any] | bool | str | None") -> "Augment | None":
+        """Accept an Augment, a dict of its fields, True/"default" (mild defaults), or None/False."""
+        if spec is None or spec is False or spec == "none":
+            return None
+        if isinstance(spec, Augment):
+            return spec
+        if spec is True or spec == "default":
+            return cls(flip=False, rotate=5.0, shift=0.05, brightness=0.05, contrast=0.1)
+        if isinstance(spec, Mapping):
+            unknown = set(spec) - set(cls.__dataclass_fields__)
+            if unknown:
+                raise InputError(f"unknown augmentation setting(s) {sorted(unknown)}; the settings are "
+                                 f"{sorted(cls.__dataclass_fields__)}")
+            return cls(**spec)
+        raise InputError(f"augment must be a table of settings, true/false or 'default'; got {spec!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.flip or self.rotate or self.shift or self.brightness or self.contrast)
+
+
+# ------------------------------------------------------------------ file checks
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """Image files (by suffix) under ``folder``, recursively, sorted by path."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder} is not a folder of images")
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise InputError(f"{folder} contains no image files ({', '.join(IMAGE_SUFFIXES)})")
+    return files
+
+
+def _check_one(path: str) -> str | None:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.verify()  # PNG: walks every chunk and checks its CRC, without decompressing
+        return None
+    except FileNotFoundError:
+        return "file not found"
+    except Exception as e:  # Pillow raises many types for bad files; the message is what matters
+        return f"{type(e).__name__}: {e}".strip()
+
+
+def check_images(paths: Sequence[str | os.PathLike]) -> dict[str, str]:
+    """Return ``{path: reason}`` for every file that cannot be read as an image (empty if all are fine).
+
+    Cheap: reads headers and checksums, never decodes pixels. Uses a thread pool, since the
+    work is file I/O.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    paths = [str(p) for p in paths]
+    with ThreadPoolExecutor(max_workers=min(16, (os.cpu_count() or 2) * 2)) as pool:
+        reasons = list(pool.map(_check_one, paths, chunksize=64))
+    return {p: r for p, r in zip(paths, reasons) if r is not None}
+
+
+def _bad_files_message(bad: Mapping[str, str], limit: int = 10) -> str:
+    lines = [f"  {p}: {r}" for p, r in list(bad.items())[:limit]]
+    if len(bad) > limit:
+        lines.append(f"  ... and {len(bad) - limit} more")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ sources
+@dataclass
+class ImageSource:
+    """What a dataset reads: either file paths or an in-memory uint8/float array, plus targets.
+
+    Built by :func:`ImageSource.create`, which checks the files and applies ``skip_unreadable``.
+    ``keep`` gives, for each kept item, its index in the caller's original list.
+    """
+
+    paths: np.ndarray | None
+    arrays: np.ndarray | None
+    y: np.ndarray | None
+    keep: np.ndarray
+    skipped: dict[str, str]
+
+    def __len__(self) -> int:
+        return len(self.keep)
+
+    @classmethod
+    def create(cls, source: Any, y: np.ndarray | None = None, *, skip_unreadable: bool = False,
+               check: bool = True) -> "ImageSource":
+        """Build from a list of paths, a folder, or an array ``(n, h, w)`` / ``(n, h, w, c)``."""
+        if isinstance(source, ImageSource):
+            return source
+        if y is not None:
+            y = np.asarray(y)
+        if isinstance(source, np.ndarray) and source.dtype.kind in "uif":
+            arrays = source if source.ndim == 4 else source[..., None] if source.ndim == 3 else None
+            if arrays is None:
+                raise InputError(f"an image array must have shape (n, h, w) or (n, h, w, c); got {source.shape}")
+            _check_y(y, len(arrays))
+            return cls(None, arrays, y, np.arange(len(arrays)), {})
+        if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
+            source = list_images(source)
+        paths = [str(p) for p in source]
+        if not paths:
+            raise InputError("no images given")
+        _check_y(y, len(paths))
+        bad = check_images(paths) if check else {}
+        keep = np.arange(len(paths))
+        if bad:
+            if not skip_unreadable:
+                raise InputError(
+                    f"{len(bad)} of {len(paths)} image file(s) cannot be read:\n{_bad_files_message(bad)}\n"
+                    "Fix or remove them, or pass skip_unreadable=True (--skip-unreadable) to leave them out."
+                )
+            warnings.warn(
+                f"skipping {len(bad)} unreadable image file(s) of {len(paths)}:\n{_bad_files_message(bad)}",
+                stacklevel=3,
+            )
+            keep = np.array([i for i, p in enumerate(paths) if p not in bad], dtype=np.int64)
+            if keep.size == 0:
+                raise InputError("every image file is unreadable; nothing left to read")
+        return cls(np.asarray(paths, dtype=object)[keep].astype(str), None,
+                   None if y is None else y[keep], keep, bad)
+
+
+def _check_y(y: np.ndarray | None, n: int) -> None:
+    if y is not None and len(y) != n:
+        raise InputError(f"{n} images but {len(y)} rows of targets; they must match one to one")
+
+
+# ------------------------------------------------------------------ decoding
+def _decode_file(path: tf.Tensor, image_size: tuple[int, int], channels: int) -> tf.Tensor:
+    raw = tf.io.read_file(path)
+    img = tf.io.decode_image(raw, channels=channels, dtype=tf.float32, expand_animations=False)
+    img = img * 255.0
+    img.set_shape([None, None, channels])
+    return _resize(img, image_size)
+
+
+def _resize(img: tf.Tensor, image_size: tuple[int, int]) -> tf.Tensor:
+    shape = tf.shape(img)
+    same = tf.logical_and(tf.equal(shape[0], image_size[0]), tf.equal(shape[1], image_size[1]))
+    # antialias: a 1024 px X-ray shrunk to 224 px without it aliases fine texture into noise
+    return tf.cond(same, lambda: tf.cast(img, tf.float32),
+                   lambda: tf.image.resize(tf.cast(img, tf.float32), image_size, antialias=True))
+
+
+def _array_to_image(x: tf.Tensor, image_size: tuple[int, int], channels: int) -> tf.Tensor:
+    x = tf.cast(x, tf.float32)
+    c = x.shape[-1]
+    if c != channels:
+        if c == 1 and channels == 3:
+            x = tf.image.grayscale_to_rgb(x)
+        elif c in (3, 4) and channels == 1:
+            x = tf.image.rgb_to_grayscale(x[..., :3])
+        elif c == 4 and channels == 3:
+            x = x[..., :3]
+        else:
+            raise InputError(f"cannot convert arrays with {c} channels to {channels}")
+    return _resize(x, image_size)
+
+
+def _augment(img: tf.Tensor, aug: Augment, seed: tf.Tensor) -> tf.Tensor:
+    """Apply ``aug`` to one image with stateless seeds derived from ``seed`` (shape (2,), int32)."""
+    seeds = tf.random.experimental.stateless_split(seed, num=6)
+    h = tf.cast(tf.shape(img)[0], tf.float32)
+    w = tf.cast(tf.shape(img)[1], tf.float32)
+    if aug.flip:
+        img = tf.image.stateless_random_flip_left_right(img, seed=seeds[0])
+    if aug.rotate or aug.shift:
+        angle = tf.random.stateless_uniform([], seeds[1], -1.0, 1.0) * (aug.rotate * math.pi / 180.0)
+        dx = tf.random.stateless_uniform([], seeds[2], -1.0, 1.0) * aug.shift * w
+        dy = tf.random.stateless_uniform([], seeds[3], -1.0, 1.0) * aug.shift * h
+        # inverse map output -> input: rotate about the centre, then shift
+        cos, sin = tf.cos(angle), tf.sin(angle)
+        cx, cy = (w - 1) / 2, (h - 1) / 2
+        a0, a1 = cos, -sin
+        b0, b1 = sin, cos
+        a2 = cx - a0 * cx - a1 * cy - dx
+        b2 = cy - b0 * cx - b1 * cy - dy
+        transform = tf.stack([a0, a1, a2, b0, b1, b2, 0.0, 0.0])[None]
+        img = tf.raw_ops.ImageProjectiveTransformV3(
+            images=img[None], transforms=transform, output_shape=tf.shape(img)[:2],
+            fill_value=0.0, interpolation="BILINEAR", fill_mode="NEAREST")[0]
+    if aug.brightness:
+        delta = tf.random.stateless_uniform([], seeds[4], -1.0, 1.0) * aug.brightness * 255.0
+        img = img + delta
+    if aug.contrast:
+        factor = 1.0 + tf.random.stateless_uniform([], seeds[5], -1.0, 1.0) * aug.contrast
+        mean = tf.reduce_mean(img, axis=[0, 1], keepdims=True)
+        img = (img - mean) * factor + mean
+    return tf.clip_by_value(img, 0.0, 255.0)
+
+
+# ------------------------------------------------------------------ datasets
+def _loader(src: ImageSource, image_size: tuple[int, int], channels: int):
+    """A function index -> image tensor for ``src`` (file decode or array gather)."""
+    if src.arrays is not None:
+        arrays = tf.constant(src.arrays)
+        return lambda i: _array_to_image(tf.gather(arrays, i), image_size, channels)
+    paths = tf.constant(src.paths)
+    return lambda i: _decode_file(tf.gather(paths, i), image_size, channels)
+
+
+def make_epoch_dataset(
+    source: Any,
+    y: np.ndarray | None = None,
+    *,
+    image_size: Sequence[int],
+    channels: int,
+    batch_size: int,
+    shuffle: bool = False,
+    seed: int = 0,
+    augment: Augment | Mapping[str, Any] | bool | None = None,
+    cache: bool = False,
+    skip_unreadable: bool = False,
+    epochs: tuple[int, int] | None = None,
+) -> tf.data.Dataset:
+    """Like :func:`make_dataset`; ``epochs=(first, stop)`` makes one dataset that runs epochs
+    ``first .. stop-1`` back to back, each with its own order ``(seed, epoch)`` and its own
+    last partial batch, for ``model.fit(..., steps_per_epoch=ceil(n / batch_size))``.
+    """
+    size = _size(image_size)
+    aug = Augment.from_any(augment)
+    src = ImageSource.create(source, y, skip_unreadable=skip_unreadable)
+    if cache and src.arrays is None:
+        # decode once, keep the resized float32 pixels in memory: n * h * w * c * 4 bytes
+        pixels = np.concatenate(list(make_dataset(src, image_size=size, channels=channels,
+                                                  batch_size=256).as_numpy_iterator()))
+        src = ImageSource(None, pixels, src.y, src.keep, src.skipped)
+    n = len(src)
+    load = _loader(src, size, channels)
+    targets = None if src.y is None else tf.constant(src.y, dtype=tf.float32)
+    seed = int(seed)
+
+    def element(i, epoch):
+        img = load(i)
+        if aug is not None and aug.active:
+            img = _augment(img, aug, tf.stack([tf.cast(seed, tf.int64) * 1_000_003 + epoch, tf.cast(i, tf.int64)]))
+        if targets is None:
+            return img
+        return img, tf.gather(targets, i)
+
+    def one_epoch(epoch):
+        epoch = tf.cast(epoch, tf.int64)
+        order = tf.range(n, dtype=tf.int64)
+        if shuffle:
+            order = tf.random.experimental.stateless_shuffle(order, seed=tf.stack([tf.cast(seed, tf.int64), epoch]))
+        ds = tf.data.Dataset.from_tensor_slices(order)
+        ds = ds.map(lambda i: element(i, epoch), num_parallel_calls=AUTOTUNE, deterministic=True)
+        return ds.batch(batch_size)
+
+    if epochs is None:
+        ds = one_epoch(0)
+    else:
+        first, stop = epochs
+        ds = tf.data.Dataset.range(first, stop).flat_map(one_epoch)
+    ds = ds.prefetch(AUTOTUNE)
+    ds.labelwise_source = src  # the caller needs the kept indices when files were skipped
+    return ds
+
+
+def make_dataset(
+    source: Any,
+    y: np.ndarray | None = None,
+    *,
+    image_size: Sequence[int],
+    channels: int,
+    batch_size: int,
+    shuffle: bool = False,
+    seed: int = 0,
+    augment: Augment | Mapping[str, Any] | bool | None = None,
+    cache: bool = False,
+    skip_unreadable: bool = False,
+    epoch: int = 0,
+) -> tf.data.Dataset:
+    """One epoch of batches from image files (paths or a folder) or an image array.
+
+    Yields ``pixels`` (float32, 0-255, ``(b, h, w, channels)``) or ``(pixels, y)`` when ``y``
+    is given. ``shuffle`` orders by ``stateless_shuffle(seed=[seed, epoch])``; ``augment``
+    (an :class:`Augment`, a dict, or True for mild defaults) is seeded by ``(seed, epoch, index)``.
+    ``cache`` decodes files once and keeps the pixels in memory. Unreadable files raise
+    :class:`InputError` listing them, unless ``skip_unreadable`` (then a warning lists them);
+    ``dataset.labelwise_source.keep`` tells which inputs were kept.
+    """
+    return make_epoch_dataset(source, y, image_size=image_size, channels=channels, batch_size=batch_size,
+                              shuffle=shuffle, seed=seed, augment=augment, cache=cache,
+                              skip_unreadable=skip_unreadable, epochs=(epoch, epoch + 1))
+
+
+def load_images(source: Any, *, image_size: Sequence[int], channels: int, batch_size: int = 64) -> np.ndarray:
+    """Decode and resize images to one float32 array (0-255), in input order."""
+    return np.concatenate(list(make_dataset(source, image_size=image_size, channels=channels,
+                                            batch_size=batch_size).as_numpy_iterator()))
+
+
+def _size(image_size: Sequence[int] | int) -> tuple[int, int]:
+    if isinstance(image_size, int):
+        return (image_size, image_size)
+    size = tuple(int(s) for s in image_size)
+    if len(size) != 2 or min(size) < 1:
+        raise InputError(f"image_size must be (height, width) with positive values; got {image_size!r}")
+    return size  # type: ignore[return-value]
