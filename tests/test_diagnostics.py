@@ -1,0 +1,103 @@
+"""Model-health diagnostics: a collapsed model is named, a good one is left alone."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from labelwise.diagnostics import LIKELY_CAUSES, Finding, diagnose, format_findings
+from labelwise.errors import InputError
+
+LABELS = ["Atelectasis", "Effusion", "Mass", "Nodule", "Edema", "Hernia"]
+PREV = np.array([0.10, 0.12, 0.05, 0.06, 0.02, 0.01])
+
+
+@pytest.fixture(scope="module")
+def truth():
+    rng = np.random.default_rng(7)
+    return (rng.random((2000, len(LABELS))) < PREV).astype(np.uint8)
+
+
+def good_scores(y, seed=1):
+    rng = np.random.default_rng(seed)
+    logits = -2.5 + 3.0 * y + rng.normal(0, 1.0, y.shape)
+    return 1 / (1 + np.exp(-logits))
+
+
+def codes(findings, label=None):
+    return {f.code for f in findings if f.label == label}
+
+
+def test_collapsed_model_is_flagged(truth):
+    # The knee-MRI case: every prediction in 0.49-0.51.
+    scores = np.random.default_rng(3).uniform(0.49, 0.51, truth.shape)
+    findings = diagnose(truth, scores, labels=LABELS)
+    assert "collapse" in codes(findings)
+    for label in LABELS:
+        assert codes(findings, label) == {"narrow_band"}, label
+    glob = next(f for f in findings if f.code == "collapse")
+    assert glob.severity == "error" and glob.evidence["collapsed_labels"] == len(LABELS)
+    text = format_findings(findings)
+    # The practitioner's checklist is printed.
+    for key in ("learning_rate", "loss_weighting", "frozen_layers", "batchnorm", "misaligned", "head"):
+        assert LIKELY_CAUSES[key] in text
+    assert "BatchNorm" in text and "softmax" in text
+
+
+def test_good_model_is_not_flagged(truth):
+    findings = diagnose(truth, good_scores(truth), labels=LABELS)
+    assert [f for f in findings if f.severity in ("error", "warning")] == []
+    assert format_findings(findings).startswith("No problems found")
+
+
+def test_near_constant_and_prevalence_only(truth):
+    rng = np.random.default_rng(0)
+    scores = good_scores(truth)
+    scores[:, 0] = 0.3 + rng.normal(0, 1e-4, len(truth))                   # constant, not at prevalence
+    scores[:, 1] = truth[:, 1].mean() + rng.normal(0, 1e-4, len(truth))     # constant at prevalence
+    scores[:, 2] = rng.permutation(scores[:, 2])                             # varies, but at chance
+    findings = diagnose(truth, scores, labels=LABELS)
+    assert codes(findings, "Atelectasis") == {"near_constant"}
+    assert codes(findings, "Effusion") == {"prevalence"}
+    assert codes(findings, "Mass") <= {"auc_chance", "prevalence"} and codes(findings, "Mass")
+    assert codes(findings) == set()  # 2-3 of 6 labels: no global collapse
+    assert codes(findings, "Nodule") == set()
+
+
+def test_given_ci_decides_chance(truth):
+    scores = good_scores(truth)
+    ci = {label: (0.7, 0.9) for label in LABELS}
+    ci["Edema"] = (0.45, 0.8)
+    findings = diagnose(truth, scores, labels=LABELS, auc_ci=ci)
+    assert codes(findings, "Edema") == {"auc_chance"}
+    assert all(codes(findings, x) == set() for x in LABELS if x != "Edema")
+
+
+def test_inverted_single_class_logits_softmax(truth):
+    y = truth.copy()
+    scores = good_scores(y)
+    scores[:, 0] = 1 - scores[:, 0]
+    y[:, 5] = 0
+    findings = diagnose(y, scores, labels=LABELS)
+    assert codes(findings, "Atelectasis") == {"auc_inverted"}
+    assert codes(findings, "Hernia") == {"single_class"}
+    logits = np.log(scores / (1 - scores))
+    assert "not_probs" in codes(diagnose(y, logits, labels=LABELS))
+    e = np.exp(np.random.default_rng(0).normal(size=y.shape))
+    assert "softmax_head" in codes(diagnose(y, e / e.sum(1, keepdims=True), labels=LABELS))
+
+
+def test_shuffled_ids_give_chance_finding(truth):
+    scores = good_scores(truth)[np.random.default_rng(5).permutation(len(truth))]
+    findings = diagnose(truth, scores, labels=LABELS)
+    assert codes(findings) & {"chance", "collapse"}
+    assert "misaligned" in next(f for f in findings if f.label is None).causes
+
+
+def test_finding_serialises_and_bad_input():
+    f = Finding("A", "near_constant", "error", "msg", {"std": np.float64(0.0)}, ("batchnorm",))
+    d = f.to_dict()
+    assert d["evidence"] == {"std": 0.0} and d["causes"] == [LIKELY_CAUSES["batchnorm"]]
+    assert str(f) == "[error] A: msg"
+    with pytest.raises(InputError, match="same shape"):
+        diagnose(np.zeros((3, 2)), np.zeros((3, 3)), labels=["a", "b"])
