@@ -1,0 +1,248 @@
+"""labelwise.distribute: strategies on logical CPU devices, checked against one-device training.
+
+Each distributed run happens in a subprocess (logical devices and collective ops must be set up
+before the framework starts, and must not leak into other tests): MirroredStrategy over 2
+logical CPUs, MultiWorkerMirroredStrategy with 2 worker processes on 127.0.0.1, and JAX
+DataParallel over 2 host devices. Each run trains a small Keras model with plain SGD (no
+optimizer state), saves weights under the strategy, loads them into a freshly built model
+under the strategy and trains on (checkpoint/resume), and is compared with an uninterrupted
+one-device run on the same data in the same order: epoch losses within 1e-5 relative, final
+weights within 1e-5, and every replica's copy of every variable equal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from labelwise.distribute import (
+    BatchPlan, Distribution, DistributeError, check_backend, parse_tf_config, scale_learning_rate,
+)
+from labelwise.errors import LabelwiseError
+
+ROOT = Path(__file__).resolve().parents[1]
+TIMEOUT = 150  # seconds per subprocess; the 2 shared cores make TF start-up slow
+RTOL = 1e-5
+
+# One script for every kind: train E1 epochs, save, reload into a new model, train E2 more,
+# save; then (on the chief) the same E1+E2 epochs on one device, uninterrupted.
+WORKER = textwrap.dedent(r'''
+    import json, os, sys
+    spec = json.loads(sys.argv[1])
+    if spec.get("logical_cpus"):
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * spec["logical_cpus"])
+    from labelwise.distribute import strategy_for
+    dist = strategy_for(spec["kind"], devices=spec.get("devices"))  # multiworker: before any TF op
+    import numpy as np
+    import keras
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(96, 8)).astype("float32")
+    y = (rng.random((96, 3)) < 0.3).astype("float32")
+    GLOBAL_BATCH, E1, E2 = 16, 2, 1
+
+    def build(d, seed):
+        with d.scope():
+            keras.utils.set_random_seed(seed)
+            m = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="tanh"),
+                                  keras.layers.Dense(3, activation="sigmoid")])
+            plan = d.plan(GLOBAL_BATCH, 0.05, reference_batch=8, log=False)
+            m.compile(optimizer=keras.optimizers.SGD(plan.learning_rate), loss="binary_crossentropy")
+        return m, plan
+
+    def fit(d, m, epochs):
+        with d.scope():
+            if keras.backend.backend() == "tensorflow":
+                import tensorflow as tf
+                ds = d.distribute_dataset(tf.data.Dataset.from_tensor_slices((x, y)).batch(GLOBAL_BATCH),
+                                          policy="data")
+                h = m.fit(ds, epochs=epochs, verbose=0)
+            else:
+                h = m.fit(x, y, batch_size=GLOBAL_BATCH, epochs=epochs, shuffle=False, verbose=0)
+        return [float(v) for v in h.history["loss"]]
+
+    def replica_spread(d, m):
+        """Largest difference between two replicas' copies of any variable, and copies per variable."""
+        worst, copies = 0.0, set()
+        for v in m.weights:
+            if d.kind in ("mirrored", "multiworker"):
+                vals = [np.asarray(t) for t in d.strategy.experimental_local_results(v.value)]
+            elif d.kind == "dataparallel":
+                vals = [np.asarray(s.data) for s in v.value.addressable_shards]
+            else:
+                vals = [np.asarray(v.value)]
+            copies.add(len(vals))
+            worst = max([worst] + [float(np.max(np.abs(a - vals[0]))) for a in vals])
+        return worst, sorted(copies)
+
+    out = spec["out"]
+    m, plan = build(dist, seed=1)
+    losses = fit(dist, m, E1)
+    ckpt = dist.worker_path(os.path.join(out, "ckpt.weights.h5"))
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    m.save_weights(ckpt)
+    m2, _ = build(dist, seed=2)  # different init: only loading makes it continue
+    m2.load_weights(ckpt)
+    losses += fit(dist, m2, E2)
+    spread, copies = replica_spread(dist, m2)
+    result = {"kind": dist.kind, "replicas": dist.num_replicas, "workers": dist.num_workers,
+              "worker": dist.worker_index, "losses": losses, "spread": spread, "copies": copies,
+              "plan": plan.describe(), "weights": [np.asarray(w).ravel().tolist() for w in m2.get_weights()]}
+    if dist.is_chief:
+        from labelwise.distribute import Distribution
+        one = Distribution("none", keras.backend.backend())
+        r, _ = build(one, seed=1)
+        result["reference_losses"] = fit(one, r, E1 + E2)
+        result["reference_weights"] = [np.asarray(w).ravel().tolist() for w in r.get_weights()]
+    with open(os.path.join(out, f"result-{dist.worker_index}.json"), "w") as f:
+        json.dump(result, f)
+''')
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(TF_CPP_MIN_LOG_LEVEL="2", PYTHONHASHSEED="0", CUDA_VISIBLE_DEVICES="",
+               TF_ENABLE_ONEDNN_OPTS="0", OMP_NUM_THREADS="1")
+    env.pop("TF_CONFIG", None)
+    env.update(extra)
+    return env
+
+
+def _run_workers(tmp_path: Path, specs: list[dict], envs: list[dict]) -> list[dict]:
+    """Start one process per spec, wait with a timeout, always kill what is left; return results."""
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    procs = []
+    try:
+        for spec, env in zip(specs, envs):
+            spec = {**spec, "out": str(tmp_path)}
+            procs.append(subprocess.Popen([sys.executable, str(script), json.dumps(spec)], env=env, cwd=tmp_path,
+                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        outputs = [p.communicate(timeout=TIMEOUT)[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for p, text in zip(procs, outputs):
+        assert p.returncode == 0, f"worker failed (exit {p.returncode}):\n{text[-4000:]}"
+    return [json.loads((tmp_path / f"result-{i}.json").read_text()) for i in range(len(specs))]
+
+
+def _check_against_reference(result: dict, replicas: int) -> None:
+    assert result["replicas"] == replicas
+    assert result["copies"] == [replicas] or result["kind"] == "multiworker"
+    assert result["spread"] == 0.0, f"replicas disagree by {result['spread']}"
+    assert len(result["losses"]) == 3
+    np.testing.assert_allclose(result["losses"], result["reference_losses"], rtol=RTOL)
+    for w, ref in zip(result["weights"], result["reference_weights"]):
+        np.testing.assert_allclose(w, ref, rtol=RTOL, atol=1e-6)
+    # the loss must actually move, or equality above would prove nothing
+    assert result["losses"][-1] < result["losses"][0] - 1e-3
+    assert "global batch 16 = " in result["plan"] and "0.05 -> 0.1 (linear scaling" in result["plan"]
+
+
+def test_mirrored_two_logical_cpus_matches_one_device(tmp_path):
+    (result,) = _run_workers(tmp_path, [{"kind": "mirrored", "devices": 2, "logical_cpus": 2}], [_env()])
+    _check_against_reference(result, replicas=2)
+    assert "8 per replica x 2" in result["plan"]
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_multiworker_two_processes_agree_and_match_one_device(tmp_path):
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    envs = [_env(TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}))
+            for i in range(2)]
+    r0, r1 = _run_workers(tmp_path, [{"kind": "multiworker"}] * 2, envs)
+    assert (r0["worker"], r1["worker"], r0["workers"]) == (0, 1, 2)
+    _check_against_reference(r0, replicas=2)
+    assert r0["losses"] == pytest.approx(r1["losses"], rel=RTOL)
+    for a, b in zip(r0["weights"], r1["weights"]):  # the two workers' final weights
+        np.testing.assert_allclose(a, b, rtol=0, atol=0)
+    # non-chief workers save to their own folder, so the chief's checkpoint is never clobbered
+    assert (tmp_path / "ckpt.weights.h5").exists() and (tmp_path / ".worker-1" / "ckpt.weights.h5").exists()
+
+
+def test_jax_dataparallel_two_host_devices_matches_one_device(tmp_path):
+    pytest.importorskip("jax")
+    env = _env(KERAS_BACKEND="jax", XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+    (result,) = _run_workers(tmp_path, [{"kind": "dataparallel"}], [env])
+    _check_against_reference(result, replicas=2)
+
+
+# ------------------------------------------------------------------ pure parts (no framework)
+def test_backend_mismatch_says_what_to_use():
+    with pytest.raises(DistributeError, match="use --distribute dataparallel"):
+        check_backend("mirrored", "jax")
+    with pytest.raises(DistributeError, match="use --distribute mirrored"):
+        check_backend("dataparallel", "tensorflow")
+    with pytest.raises(LabelwiseError, match="choose one of none, mirrored, multiworker, dataparallel"):
+        check_backend("horovod", "tensorflow")
+    check_backend("multiworker", "tensorflow")
+    check_backend("dataparallel", "jax")
+
+
+@pytest.mark.parametrize("text, message", [
+    (None, "needs the TF_CONFIG environment variable"),
+    ("{cluster: 1}", "not valid JSON"),
+    ('{"task": {"type": "worker", "index": 0}}', "no 'cluster'"),
+    ('{"cluster": {"worker": ["a:1"]}}', "no 'task'"),
+    ('{"cluster": {"worker": "a:1"}, "task": {"type": "worker", "index": 0}}', r"cluster.worker must be a non-empty list"),
+    ('{"cluster": {"worker": ["a"]}, "task": {"type": "worker", "index": 0}}', r"cluster.worker\[0\] = 'a'"),
+    ('{"cluster": {"worker": ["a:1", "a:1"]}, "task": {"type": "worker", "index": 0}}', "twice"),
+    ('{"cluster": {"worker": ["a:1"], "ps": ["b:2"]}, "task": {"type": "worker", "index": 0}}', "parameter servers"),
+    ('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 2}}', r"task.index is 2.*use 0..1"),
+    ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "chief", "index": 0}}', "task.type is 'chief'"),
+])
+def test_bad_tf_config_names_the_field(text, message):
+    with pytest.raises(DistributeError, match=message):
+        parse_tf_config(text)
+
+
+def test_tf_config_worker_numbering_with_chief():
+    text = json.dumps({"cluster": {"chief": ["c:1"], "worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}})
+    cfg = parse_tf_config(text)
+    assert (cfg.num_workers, cfg.worker_index, cfg.is_chief) == (3, 2, False)
+    chief = parse_tf_config(text.replace('"type": "worker", "index": 1', '"type": "chief", "index": 0'))
+    assert (chief.worker_index, chief.is_chief) == (0, True)
+
+
+def test_batch_split_and_learning_rate_scaling(tmp_path):
+    d = Distribution("mirrored", "tensorflow", None, num_replicas=4)
+    assert d.global_batch_size(32) == 128 and d.per_replica_batch(128) == 32
+    with pytest.raises(DistributeError, match="cannot be split evenly over 4 replicas.*e.g. 100 or 104"):
+        d.per_replica_batch(102)
+    plan = d.plan(128, 0.1, reference_batch=32)
+    assert isinstance(plan, BatchPlan) and plan.learning_rate == pytest.approx(0.4)
+    assert "global batch 128 = 32 per replica x 4" in plan.describe()
+    assert scale_learning_rate(0.1, 128, 32, "sqrt") == pytest.approx(0.2)
+    assert scale_learning_rate(0.1, 128, None) == 0.1
+    with pytest.raises(DistributeError, match="unknown learning-rate scaling rule"):
+        scale_learning_rate(0.1, 128, 32, "cubic")
+    worker = Distribution("multiworker", "tensorflow", None, 2, 2, 1)
+    assert worker.worker_path(tmp_path / "m.keras") == tmp_path / ".worker-1" / "m.keras"
+    assert Distribution("none", "tensorflow").worker_path(tmp_path / "m.keras") == tmp_path / "m.keras"
