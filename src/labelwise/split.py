@@ -311,7 +311,7 @@ def check_split(table, split_column: str, group_column: str) -> dict:
     "groups": n, "rows": n, "examples": [...]}], "n_groups": ...}``.
     """
     frame = table if isinstance(table, pd.DataFrame) else table.extra
-    source = getattr(table, "source", "table")
+    source = table.attrs.get("source", "table") if isinstance(table, pd.DataFrame) else table.source
     cols = list(frame.columns)
     for col in (split_column, group_column):
         if col not in cols:

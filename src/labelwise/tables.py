@@ -51,6 +51,11 @@ FORMATS = ("auto", "nih", "labels", "onehot", "tree", "mnist")
 TREE_SEPARATOR = "+"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 NIH_ID, NIH_LABELS = "Image Index", "Finding Labels"
+# The NIH header writes "OriginalImage[Width,Height]" unquoted, so it splits into two columns.
+_NIH_RENAME = {
+    "OriginalImage[Width": "OriginalImage Width", "Height]": "OriginalImage Height",
+    "OriginalImagePixelSpacing[x": "OriginalImagePixelSpacing x", "y]": "OriginalImagePixelSpacing y",
+}
 _LABEL_COLUMN_NAMES = ("labels", "label", "Labels", "Label", NIH_LABELS)
 _ID_COLUMN_NAMES = ("id", "image", "image_id", "filename", "file", "path", "name", NIH_ID, "Image")
 
@@ -195,6 +200,9 @@ def read_table(
                 id_column = id_column or NIH_ID
                 label_column = label_column or NIH_LABELS
             table = _labels_from_frame(frame, p, schema, id_column, label_column, sep)
+            if format == "nih":
+                table.format = "nih"
+                table.extra = table.extra.rename(columns=_NIH_RENAME)
     if images is not None:
         table = _attach_paths(table, Path(images), on_missing)
     return table

@@ -1,0 +1,63 @@
+"""``labelwise inspect TABLE``: what is in a label table (prevalence, co-occurrence, groups, warnings)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "inspect",
+        help="summarise a label table: prevalence, co-occurrence, images per patient, warnings",
+        description="Summarise a label table: positives per label, labels per image, the most frequent "
+                    "label pairs, rows per patient, and warnings (rare labels, the none label).",
+    )
+    p.add_argument("table", help="label table: CSV, CheXNet-style list, image folder tree, or MNIST IDX file")
+    _add_table_args(p)
+    p.add_argument("--group-column", default=None,
+                   help="column that groups rows (default: 'Patient ID' when present)")
+    p.add_argument("--json", action="store_true", help="print the full summary as JSON (includes the co-occurrence matrix)")
+    p.add_argument("--plot", metavar="FILE", help="write a co-occurrence heatmap PNG to FILE")
+    p.set_defaults(func=run)
+
+
+def _add_table_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--schema", help="schema TOML file (default: inferred from the table)")
+    p.add_argument("--format", default="auto", choices=["auto", "nih", "labels", "onehot", "tree", "mnist"],
+                   help="table format (default: detected)")
+    p.add_argument("--id-column", help="column with the image ids")
+    p.add_argument("--label-column", help="column with the label names joined by --sep")
+    p.add_argument("--sep", default="|", help="separator of labels in --label-column (default '|')")
+
+
+def read_args_table(args):
+    """Read the table named by the common table arguments."""
+    from ..tables import read_table
+
+    return read_table(args.table, schema=args.schema, format=args.format, id_column=args.id_column,
+                      label_column=args.label_column, sep=args.sep)
+
+
+def run(args) -> int:
+    from ..stats import render_text, summarize
+
+    table = read_args_table(args)
+    summary = summarize(table, group_column=args.group_column)
+    if args.plot:
+        from ..report.heatmap import cooccurrence_heatmap
+
+        cooccurrence_heatmap(summary["cooccurrence"]["counts"], summary["labels"], args.plot,
+                             title=f"Label co-occurrence in {Path(table.source).name} ({len(table):,} rows)")
+    if args.json:
+        from ..io import _nan_to_none
+
+        json.dump(_nan_to_none(summary), sys.stdout, indent=2, allow_nan=False)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(render_text(summary))
+        if args.plot:
+            print(f"co-occurrence heatmap written to {args.plot}")
+    return 0
