@@ -23,12 +23,12 @@ from labelwise.scores import read_scores
 
 N_ROWS = 2000
 # Per-label separation of the synthetic scores: AUCs from near chance (Hernia) to strong.
-STRENGTH = np.linspace(2.5, 0.6, len(NIH_FINDINGS))
+STRENGTH = np.linspace(2.2, 0.5, len(NIH_FINDINGS))
 
 
 def synthetic_scores(y: np.ndarray, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    logits = -2.0 + STRENGTH * (2 * y.astype(float) - 1) + rng.normal(0, 1.0, y.shape)
+    logits = -2.0 + STRENGTH * y + rng.normal(0, 1.0, y.shape)
     return 1 / (1 + np.exp(-logits))
 
 

@@ -109,6 +109,7 @@ def diagnose(
     band: tuple[float, float] = (0.45, 0.55),
     independent: Sequence[str] | None = None,
     majority: float = 0.5,
+    min_class: int = 20,
 ) -> list[Finding]:
     """Look for a collapsed, chance-level or mis-wired model; return the findings (empty = healthy).
 
@@ -120,7 +121,8 @@ def diagnose(
     ``Q1 = A/(2-A)``, ``Q2 = 2A^2/(1+A)``. ``independent`` names the labels that should each
     have their own sigmoid (default: all) for the softmax-head check. A label counts as
     collapsed when near_constant, narrow_band or prevalence fires; the global ``collapse``
-    finding fires when more than ``majority`` of the labels with both classes collapsed.
+    finding fires when more than ``majority`` of the labels with both classes collapsed. A chance
+    AUC with fewer than ``min_class`` cases of the rarer class is "info" (too few to tell).
     """
     yt = np.asarray(y_true)
     ys = np.asarray(y_score, dtype=np.float64)
@@ -209,10 +211,13 @@ def diagnose(
                 "labels and scores are inverted or misaligned", ev, ("misaligned", "head")))
         elif chance_auc:
             chance.append(label)
+            few = min(pos, n - pos) < min_class
             findings.append(Finding(
-                label, "auc_chance", "warning",
-                f"{auc_text} is not distinguishable from 0.5 ({pos} positives): no evidence that the model "
-                "ranks this label", ev, _CHANCE_CAUSES))
+                label, "auc_chance", "info" if few else "warning",
+                f"{auc_text} is not distinguishable from 0.5 ({pos} positives): "
+                + (f"too few {'positives' if pos < n - pos else 'negatives'} to tell; collect more before "
+                   "judging this label" if few else "no evidence that the model ranks this label"),
+                ev, () if few else _CHANCE_CAUSES))
 
     findings = _global_findings(findings, ys, labels, collapsed, chance, two_class, independent, majority)
     return findings

@@ -1,0 +1,207 @@
+"""The evaluation as ONE self-contained HTML page.
+
+Images are embedded as base64 ``data:`` URIs and the CSS is inline, so the file can be
+mailed, archived or opened offline; the page loads nothing from anywhere. A tiny inline
+script marks ``<body data-images-ok="true|false">`` once every image has decoded, which the
+headless-browser test reads.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Mapping
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..evaluate import EvaluationResult
+
+__all__ = ["render_report", "write_report"]
+
+_CSS = """
+body{font-family:-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;margin:0;color:#222;background:#f6f7f9}
+main{max-width:1180px;margin:0 auto;padding:24px 28px 60px;background:#fff}
+h1{font-size:1.6em;margin:0 0 4px}h2{font-size:1.2em;margin:32px 0 10px;border-bottom:1px solid #ddd;padding-bottom:4px}
+.sub{color:#666;margin:0 0 18px}
+table{border-collapse:collapse;font-size:13px;margin:6px 0}
+th,td{padding:4px 9px;border-bottom:1px solid #e6e6e6;text-align:right;white-space:nowrap}
+th{background:#f0f2f5;font-weight:600}td:first-child,th:first-child{text-align:left}
+tr:hover td{background:#fafbfc}
+.ci{color:#777;font-size:11.5px}.na{color:#999;font-style:italic}
+.kv td{text-align:left}.kv td:first-child{color:#555;padding-right:18px}
+.finding{border-left:5px solid;padding:8px 12px;margin:8px 0;border-radius:3px}
+.error{border-color:#c0392b;background:#fdecea}.warning{border-color:#e67e22;background:#fff4e5}
+.info{border-color:#2c7fb8;background:#eaf3fb}.ok{border-color:#27ae60;background:#eafaf1}
+.finding b{text-transform:uppercase;font-size:11px;letter-spacing:.04em;margin-right:6px}
+.note{background:#fff8d6;border:1px solid #f1d96b;padding:8px 12px;border-radius:3px;margin:8px 0}
+pre{background:#f6f8fa;padding:10px;font-size:12px;overflow-x:auto;border-radius:3px}
+figure{margin:14px 0 26px}figure img{max-width:100%;border:1px solid #eee}
+figcaption{color:#555;font-size:13px;margin-top:4px}
+nav a{margin-right:14px;font-size:13px;color:#2c7fb8}
+.bad td{background:#fdecea}
+"""
+
+# Sets data-images-ok on <body> after every <img> has loaded with a nonzero size.
+_SCRIPT = """
+window.addEventListener('load',function(){var imgs=document.images,ok=imgs.length>0;
+for(var i=0;i<imgs.length;i++){if(!(imgs[i].complete&&imgs[i].naturalWidth>0)){ok=false;}}
+document.body.setAttribute('data-images-ok',ok?'true':'false');
+document.body.setAttribute('data-image-count',String(imgs.length));});
+"""
+
+_CAPTIONS = {
+    "roc": "ROC curve per label; the dotted diagonal is chance. AUC in each legend.",
+    "pr": "Precision-recall per label; the dashed line is the prevalence (a random model's precision).",
+    "calibration": "Reliability: mean predicted score vs observed positive rate per score bin. "
+                   "Points above the diagonal: under-confident; below: over-confident.",
+    "histograms": "Score distributions of negatives (blue) and positives (red) per label; "
+                  "well separated histograms mean good ranking. Dashed: threshold.",
+    "error_cooccurrence": "How often an error on label a comes with an error on label b on the same image. "
+                          "Bright rows point at labels that fail together (shared confounders, label noise).",
+}
+
+
+def _e(x: object) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def _num(x: float, digits: int = 3) -> str:
+    if x is None or not math.isfinite(x):
+        return '<span class="na">n/a</span>'
+    return f"{x:.{digits}f}"
+
+
+def _ci(v: float, lo: float, hi: float) -> str:
+    if v is None or not math.isfinite(v):
+        return '<span class="na">n/a</span>'
+    if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
+        return f"{v:.3f}"
+    return f'{v:.3f} <span class="ci">[{lo:.3f}, {hi:.3f}]</span>'
+
+
+def render_report(result: "EvaluationResult", images: Mapping[str, bytes] | None = None, *,
+                  title: str = "labelwise evaluation") -> str:
+    """The HTML text of the report (images: ``{plot name: PNG bytes}``, embedded as data URIs)."""
+    from .plots import PLOT_TITLES
+
+    images = dict(images or {})
+    level = int(round(100 * result.bootstrap.get("level", 0.95)))
+    boot_n = int(result.bootstrap.get("n_resamples", 0))
+    s = result.summary
+    errors = [f for f in result.findings if f.severity == "error"]
+    parts: list[str] = []
+    add = parts.append
+    add("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">")
+    add("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">")
+    add(f"<title>{_e(title)}</title><style>{_CSS}</style></head><body><main>")
+    add(f"<h1>{_e(title)}</h1>")
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    add(f'<p class="sub">{result.n_samples} images, {len(result.labels)} labels, generated {stamp} by labelwise</p>')
+    add('<nav><a href="#summary">Data</a><a href="#labels">Per label</a><a href="#averages">Averages</a>'
+        '<a href="#report">Classification report</a><a href="#diagnostics">Diagnostics</a><a href="#plots">Plots</a></nav>')
+    if errors:
+        add('<div class="finding error"><b>model health</b>' + _e(errors[0].message)
+            + ' <a href="#diagnostics">See Diagnostics.</a></div>')
+    for note in result.notes:
+        add(f'<div class="note">{_e(note)}</div>')
+
+    # ---- data summary
+    add('<h2 id="summary">Data</h2><table class="kv">')
+    rows = [("images", result.n_samples), ("labels", len(result.labels))]
+    for key in ("truth", "scores", "format"):
+        if key in s:
+            rows.append((f"{key} file" if key != "format" else "truth format", s[key]))
+    if math.isfinite(s.get("labels_per_image", math.nan)):
+        rows.append(("mean positive labels per image", f"{s['labels_per_image']:.2f}"))
+    schema = result.schema
+    rows.append(("independent labels", ", ".join(schema.independent) or "none"))
+    for g, members in schema.exclusive.items():
+        rows.append((f"exclusive group {g}", ", ".join(members)))
+    if schema.none:
+        rows.append(("implied none label", f"{schema.none} (true when no independent label is; score = prod(1 - p))"))
+    rows.append(("thresholds", result.threshold_source))
+    if boot_n:
+        unit = result.bootstrap.get("unit", "images")
+        extra = f" ({result.bootstrap['n_groups']} groups)" if "n_groups" in result.bootstrap else ""
+        rows.append(("confidence intervals", f"{level}% percentile bootstrap, {boot_n} resamples of {unit}{extra}, "
+                                             f"seed {result.bootstrap.get('seed', 0)}"))
+    else:
+        rows.append(("confidence intervals", "none (bootstrap off)"))
+    for k, v in rows:
+        add(f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>")
+    add("</table>")
+
+    # ---- per-label table
+    bad_labels = {f.label for f in errors if f.label is not None}
+    add(f'<h2 id="labels">Per label</h2><table><tr><th>label</th><th>positives</th><th>prevalence</th>'
+        f'<th>AUC [{level}% CI]</th><th>AP [{level}% CI]</th><th>threshold</th><th>predicted +</th>'
+        '<th>precision</th><th>recall</th><th>specificity</th><th>F1</th><th>notes</th></tr>')
+    for r in result.rows:
+        thr = _num(r.threshold) if r.rule == "threshold" else f'<span class="na">{_e(r.rule)}</span>'
+        cls = ' class="bad"' if r.label in bad_labels else ""
+        add(f"<tr{cls}><td>{_e(r.label)}</td><td>{r.positives}</td><td>{_num(r.prevalence)}</td>"
+            f"<td>{_ci(r.auc, r.auc_low, r.auc_high)}</td><td>{_ci(r.ap, r.ap_low, r.ap_high)}</td>"
+            f"<td>{thr}</td><td>{r.predicted}</td><td>{_num(r.precision)}</td><td>{_num(r.recall)}</td>"
+            f"<td>{_num(r.specificity)}</td><td>{_num(r.f1)}</td><td style=\"text-align:left\">{_e('; '.join(r.notes))}</td></tr>")
+    add("</table>")
+
+    # ---- averages
+    add('<h2 id="averages">Averages</h2><table><tr><th>average</th><th>value</th></tr>')
+    av, avci = result.averages, result.averages_ci
+    names = {"auc": "AUC", "ap": "AP", "f1": "F1", "precision": "precision", "recall": "recall",
+             "specificity": "specificity"}
+    for key, value in av.items():
+        if key in ("hamming_loss", "subset_accuracy"):
+            label = key.replace("_", " ")
+        else:
+            metric, kind = key.rsplit("_", 1)
+            label = f"{kind} {names.get(metric, metric)}"
+        lo, hi = avci.get(key, (math.nan, math.nan))
+        add(f"<tr><td>{_e(label)}</td><td>{_ci(value, lo, hi)}</td></tr>")
+    add("</table>")
+    if result.thresholds is not None:
+        params = dict(getattr(result.thresholds, "params", {}) or {})
+        add(f"<p>Threshold method: <b>{_e(result.thresholds.method)}</b>"
+            + (f" {_e(params)}" if params else "") + "</p>")
+    else:
+        add("<p>Threshold method: <b>default 0.5</b> for every label (no thresholds given or tuned).</p>")
+
+    add(f'<h2 id="report">Classification report</h2><pre>{_e(result.classification_report)}</pre>')
+
+    # ---- diagnostics
+    from ..diagnostics import LIKELY_CAUSES
+
+    add('<h2 id="diagnostics">Diagnostics</h2>')
+    if not result.findings:
+        add('<div class="finding ok"><b>ok</b>No problems found: scores vary, and every label ranks better than chance.</div>')
+    order = {"error": 0, "warning": 1, "info": 2}
+    causes: list[str] = []
+    for f in sorted(result.findings, key=lambda f: (order.get(f.severity, 3), f.label is not None)):
+        where = _e(f.label) if f.label is not None else "all labels"
+        add(f'<div class="finding {_e(f.severity)}"><b>{_e(f.severity)}</b><strong>{where}</strong> '
+            f"({_e(f.code)}): {_e(f.message)}</div>")
+        if f.severity != "info":
+            causes += [c for c in f.causes if c not in causes]
+    if causes:
+        add("<p>Likely causes to check:</p><ul>" + "".join(f"<li>{_e(LIKELY_CAUSES[c])}</li>" for c in causes) + "</ul>")
+
+    # ---- plots
+    add('<h2 id="plots">Plots</h2>')
+    for name, png in images.items():
+        data = base64.b64encode(png).decode("ascii")
+        caption = _CAPTIONS.get(name, "")
+        add(f'<figure id="plot-{_e(name)}"><img alt="{_e(PLOT_TITLES.get(name, name))}" '
+            f'src="data:image/png;base64,{data}"><figcaption><b>{_e(PLOT_TITLES.get(name, name))}.</b> '
+            f"{_e(caption)}</figcaption></figure>")
+    add(f"</main><script>{_SCRIPT}</script></body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def write_report(result: "EvaluationResult", path: str | Path, *, images: Mapping[str, bytes] | None = None,
+                 title: str = "labelwise evaluation") -> Path:
+    """Render the report and write it atomically to ``path``; return the path."""
+    from ..io import write_text
+
+    return write_text(path, render_report(result, images, title=title))
