@@ -10,6 +10,20 @@ This package imports neither Keras nor TensorFlow.
 """
 
 from ._validation import UndefinedMetricWarning
+from .bootstrap import BootstrapResult, bootstrap_ci, resample_metrics
+from .curves import precision_recall_curve, roc_curve
+from .decision import (
+    classification_report,
+    f1_score,
+    fbeta_score,
+    hamming_loss,
+    precision_recall_fscore_support,
+    precision_score,
+    recall_score,
+    specificity_score,
+    subset_accuracy,
+    support,
+)
 from .ranking import (
     average_precision_score,
     coverage_error,
@@ -25,4 +39,19 @@ __all__ = [
     "label_ranking_average_precision_score",
     "coverage_error",
     "label_ranking_loss",
+    "precision_score",
+    "recall_score",
+    "specificity_score",
+    "f1_score",
+    "fbeta_score",
+    "support",
+    "precision_recall_fscore_support",
+    "hamming_loss",
+    "subset_accuracy",
+    "classification_report",
+    "roc_curve",
+    "precision_recall_curve",
+    "bootstrap_ci",
+    "BootstrapResult",
+    "resample_metrics",
 ]

@@ -158,4 +158,12 @@ def check_pair(
 
 def warn_undefined(message: str) -> None:
     """Emit an :class:`UndefinedMetricWarning` pointing at the caller of the public function."""
-    warnings.warn(message, UndefinedMetricWarning, stacklevel=4)
+    # Point the warning at the first frame outside labelwise's metric modules.
+    import os
+    import sys
+
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    level, frame = 1, sys._getframe(1)
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(here):
+        level, frame = level + 1, frame.f_back
+    warnings.warn(message, UndefinedMetricWarning, stacklevel=level)
