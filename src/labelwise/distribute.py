@@ -54,7 +54,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 from .errors import LabelwiseError
 
@@ -245,16 +245,14 @@ class Distribution:
         """True on the one process that writes the shared outputs (logs, final model, report)."""
         return self.worker_index == 0
 
-    @contextlib.contextmanager
-    def scope(self) -> Iterator["Distribution"]:
-        """Build, compile and fit the model inside this scope.
+    def scope(self) -> "_Scope":
+        """Build, compile and fit the model inside this scope (reusable: ``s = d.scope()`` may be
+        entered again and again, as ``tf.distribute`` scopes can).
 
         TensorFlow: ``strategy.scope()`` makes variables mirrored. JAX: the ``DataParallel`` is the
         current distribution, which both variable creation and ``fit`` read.
         """
-        cm = contextlib.nullcontext() if self.strategy is None else self.strategy.scope()
-        with cm:
-            yield self
+        return _Scope(self)
 
     def global_batch_size(self, per_replica: int) -> int:
         """``per_replica * num_replicas``."""
@@ -310,6 +308,23 @@ class Distribution:
     def describe(self) -> str:
         return (f"{self.kind} on {self.backend}: {self.num_replicas} replica(s), worker {self.worker_index} of "
                 f"{self.num_workers}" + (f", devices {', '.join(self.devices)}" if self.devices else ""))
+
+
+class _Scope:
+    """Re-enterable context manager: each ``with`` opens a fresh scope of the strategy."""
+
+    def __init__(self, dist: Distribution) -> None:
+        self._dist = dist
+        self._open: list[Any] = []
+
+    def __enter__(self) -> Distribution:
+        cm = contextlib.nullcontext() if self._dist.strategy is None else self._dist.strategy.scope()
+        cm.__enter__()
+        self._open.append(cm)
+        return self._dist
+
+    def __exit__(self, *exc: Any) -> Any:
+        return self._open.pop().__exit__(*exc)
 
 
 def _keras_backend() -> str:
