@@ -89,6 +89,18 @@ def _probs(y_pred, from_logits: bool):
     return ops.sigmoid(y_pred) if from_logits else ops.clip(y_pred, 0.0, 1.0)
 
 
+def _pow(base, gamma, dtype):
+    """``base ** gamma`` for a modulating factor with ``base`` in [0, 1] and ``gamma >= 0``.
+
+    The base is floored at EPSILON: ``d/db b^g`` is 0 * inf = NaN at ``b = 0`` for ``g = 0``
+    (and inf for ``0 < g < 1``), which would poison the gradient of a confidently right label.
+    """
+    g = np.asarray(gamma, dtype=np.float64)
+    if g.ndim == 0 and float(g) == 0.0:
+        return ops.ones_like(base)
+    return ops.power(ops.maximum(base, EPSILON), _vec(g, dtype))
+
+
 def balanced_weights(
     y: np.ndarray, labels: Sequence[str] | None = None, *, on_missing: str = "raise"
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -211,7 +223,7 @@ def binary_focal_loss(y_true, y_pred, alpha: Weight | None = None, gamma: Weight
     p = _probs(y_pred, from_logits)
     ce = -(y_true * log_p + (1.0 - y_true) * log_q)
     one_minus_pt = y_true * (1.0 - p) + (1.0 - y_true) * p
-    loss = ops.power(ops.maximum(one_minus_pt, 0.0), _vec(gamma, y_pred.dtype)) * ce
+    loss = _pow(one_minus_pt, gamma, y_pred.dtype) * ce
     if alpha is not None:
         a = _vec(alpha, y_pred.dtype)
         loss = (y_true * a + (1.0 - y_true) * (1.0 - a)) * loss
@@ -260,8 +272,8 @@ def asymmetric_loss(y_true, y_pred, gamma_pos: Weight = 0.0, gamma_neg: Weight =
         log_q = ops.log(q_m)
     else:
         p_m = p
-    pos = ops.power(ops.maximum(1.0 - p, 0.0), _vec(gamma_pos, y_pred.dtype)) * log_p
-    neg = ops.power(ops.maximum(p_m, 0.0), _vec(gamma_neg, y_pred.dtype)) * log_q
+    pos = _pow(1.0 - p, gamma_pos, y_pred.dtype) * log_p
+    neg = _pow(p_m, gamma_neg, y_pred.dtype) * log_q
     return -ops.mean(y_true * pos + (1.0 - y_true) * neg, axis=-1)
 
 
