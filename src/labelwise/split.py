@@ -77,18 +77,47 @@ def _validate(y: Any, groups: Any, fractions: Any) -> tuple[np.ndarray, np.ndarr
 
 
 def grouped_stratified_split(y: Any, groups: Any, fractions: Sequence[float] | str, *, seed: int = 0,
-                             refine: bool = True, max_moves: int = 20000) -> np.ndarray:
+                             refine: bool = True, tries: int | None = None, max_moves: int = 20000) -> np.ndarray:
     """Split index (0..len(fractions)-1) per row; all rows of a group share one split.
 
     See the module docstring for the algorithm and the definitions of share and deviation.
+    ``tries`` runs the whole procedure with that many seeds derived from ``seed`` and keeps the
+    split with the lowest objective; the default, ``clip(30000 // n_groups, 1, 16)``, restarts
+    only small tables, where one greedy pass can stop at a poor local optimum (a 700-patient
+    table takes ~0.3 s for 16 tries; ChestX-ray14's 30,805 patients take one try, ~0.5 s).
     """
     y, groups, f = _validate(y, groups, fractions)
     counts, codes = _group_matrix(y, groups)
-    rng = np.random.default_rng(seed)
-    assign = _iterative_stratification(counts, f, rng)
-    if refine:
-        assign = _refine(counts, assign, f, max_moves=max_moves)
-    return assign[codes]
+    if tries is None:
+        tries = int(np.clip(30000 // max(len(counts), 1), 1, 16))
+    best, best_obj = None, np.inf
+    for child in np.random.SeedSequence(seed).spawn(max(int(tries), 1)):
+        rng = np.random.default_rng(child)
+        assign = _iterative_stratification(counts, f, rng)
+        if refine:
+            assign = _refine(counts, assign, f, max_moves=max_moves)
+        obj = _objective(counts, assign, f)
+        if obj < best_obj - 1e-12:
+            best, best_obj = assign, obj
+    return best[codes]
+
+
+def _weights(counts: np.ndarray) -> np.ndarray:
+    # Each column's deviation is measured in units of 0.1 pp of its own total, so one image of a
+    # rare label (Hernia: 1/227 = 0.44 pp) weighs as much as it matters, and the size column
+    # (column 0) is held to the same pp scale as the labels.
+    totals = counts.sum(axis=0).astype(np.float64)
+    w = 1.0 / (np.maximum(totals, 1.0) * 1e-3) ** 2
+    w[totals == 0] = 0.0
+    return w
+
+
+def _objective(counts: np.ndarray, assign: np.ndarray, f: np.ndarray) -> float:
+    """``sum_{k,j} w_j (rows_or_positives[k, j] - f[k] * total[j])**2`` (see :func:`_weights`)."""
+    cur = np.zeros((f.size, counts.shape[1]))
+    np.add.at(cur, assign, counts.astype(np.float64))
+    dev = cur - f[:, None] * counts.sum(axis=0)[None, :]
+    return float((dev**2 * _weights(counts)[None, :]).sum())
 
 
 def random_group_split(groups: Any, fractions: Sequence[float] | str, *, seed: int = 0) -> np.ndarray:
@@ -154,12 +183,7 @@ def _refine(counts: np.ndarray, assign: np.ndarray, f: np.ndarray, *, max_moves:
     c = counts.astype(np.float64)
     totals = c.sum(axis=0)
     k = f.size
-    # Each column's deviation is measured in units of 0.1 pp of its own total, so one image of a
-    # rare label (Hernia: 1/227 = 0.44 pp) weighs as much as it matters, and the size column
-    # (column 0) is held to the same pp scale as the labels.
-    tol = np.maximum(totals, 1.0) * 1e-3
-    w = 1.0 / tol**2
-    w[totals == 0] = 0.0
+    w = _weights(counts)
     wc2 = (c * c) @ w  # sum_j w_j c_gj^2, per group
     target = f[:, None] * totals[None, :]
     cur = np.zeros((k, c.shape[1]))

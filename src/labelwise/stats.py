@@ -69,13 +69,14 @@ def summarize(table, group_column: str | None = None, *, top_pairs: int = 10) ->
     pairs.sort(key=lambda d: (-d["count"], d["a"], d["b"]))
 
     warnings: list[str] = []
-    for name in labels:
-        c = prevalence[name]["count"]
-        if c == 0:
-            warnings.append(f"{name!r} has no positive row: it cannot be trained or evaluated")
-        elif c < RARE_POSITIVES:
-            warnings.append(f"{name!r} has only {c} positive rows (< {RARE_POSITIVES}): its AUC and threshold "
-                            "will be unstable; consider merging it or collecting more")
+    empty = [name for name in labels if prevalence[name]["count"] == 0]
+    if empty:
+        warnings.append(f"{', '.join(map(repr, empty))}: no positive row, so it cannot be trained or evaluated")
+    rare = sorted((prevalence[name]["count"], name) for name in labels if 0 < prevalence[name]["count"] < RARE_POSITIVES)
+    if rare:
+        listed = ", ".join(f"{name} {c}" for c, name in rare)
+        warnings.append(f"{len(rare)} label(s) with fewer than {RARE_POSITIVES} positive rows ({listed}): their AUC "
+                        "and threshold will be unstable (wide confidence intervals); merge them or collect more")
     all_negative = None
     if n_ind:
         all_negative = float((y[:, :n_ind].sum(axis=1) == 0).mean()) if n else float("nan")
