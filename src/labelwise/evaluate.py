@@ -327,7 +327,7 @@ def evaluate(
         source += f" ({thresholds.method})"
     elif tune is not None:
         kw = parse_tune(tune)
-        thresholds = T.tune_thresholds(yt, ys, labels=names, **kw)
+        thresholds = T.tune_thresholds(yt, ys, labels=names, schema=schema, **kw)
         source = f"tuned on this data ({tune}); optimistic"
         notes.append(OPTIMISM_NOTE)
     else:
@@ -399,6 +399,9 @@ def evaluate(
         else:
             rule, thr = "threshold", thr_values.get(label, 0.5)
         row_notes = []
+        if rule == "threshold" and not math.isfinite(thr):
+            row_notes.append("no threshold could be tuned here; decided at 0.5")
+            thr = 0.5
         pos = int(positives[j])
         if pos == 0 or pos == n:
             row_notes.append(f"only {'positives' if pos else 'negatives'} in this data: AUC/AP undefined")

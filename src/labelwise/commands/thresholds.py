@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     kw = parse_tune(args.method)
     table, scores = load_inputs(args)
     schema = table.schema
-    th = tune_thresholds(table.y, scores, labels=list(schema.labels), **kw)
+    th = tune_thresholds(table.y, scores, labels=list(schema.labels), schema=schema, **kw)
     metric = _metric_name(kw)
     values = dict(zip(map(str, th.labels), th.values))
     reached = dict(zip(map(str, th.labels), _as_list(th.metric_at_threshold, len(th.labels))))
@@ -69,8 +69,7 @@ def _metric_name(kw: dict) -> str:
     if m == "youden":
         return "Youden J"
     if m in ("sensitivity", "specificity", "precision"):
-        return {"sensitivity": "specificity at target", "specificity": "sensitivity at target",
-                "precision": "recall at target"}[m]
+        return f"{m} reached (target {kw['target']:g})"
     return "F1"
 
 

@@ -152,7 +152,11 @@ def render_report(result: "EvaluationResult", images: Mapping[str, bytes] | None
     av, avci = result.averages, result.averages_ci
     names = {"auc": "AUC", "ap": "AP", "f1": "F1", "precision": "precision", "recall": "recall",
              "specificity": "specificity"}
-    for key, value in av.items():
+    order = ["auc_macro", "auc_micro", "auc_weighted", "ap_macro", "ap_micro", "ap_weighted", "f1_macro",
+             "f1_micro", "precision_macro", "precision_micro", "recall_macro", "recall_micro",
+             "specificity_macro", "hamming_loss", "subset_accuracy"]
+    for key in sorted(av, key=lambda k: order.index(k) if k in order else len(order)):
+        value = av[key]
         if key in ("hamming_loss", "subset_accuracy"):
             label = key.replace("_", " ")
         else:
@@ -162,9 +166,10 @@ def render_report(result: "EvaluationResult", images: Mapping[str, bytes] | None
         add(f"<tr><td>{_e(label)}</td><td>{_ci(value, lo, hi)}</td></tr>")
     add("</table>")
     if result.thresholds is not None:
-        params = dict(getattr(result.thresholds, "params", {}) or {})
-        add(f"<p>Threshold method: <b>{_e(result.thresholds.method)}</b>"
-            + (f" {_e(params)}" if params else "") + "</p>")
+        params = {k: v for k, v in dict(getattr(result.thresholds, "params", {}) or {}).items() if v is not None}
+        text = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+        add(f"<p>Threshold method: <b>{_e(result.thresholds.method)}</b>" + (f" ({_e(text)})" if text else "")
+            + f"; {_e(result.threshold_source)}.</p>")
     else:
         add("<p>Threshold method: <b>default 0.5</b> for every label (no thresholds given or tuned).</p>")
 
