@@ -320,11 +320,13 @@ def make_epoch_dataset(
         ds = ds.map(lambda i: element(i, epoch), num_parallel_calls=AUTOTUNE, deterministic=True)
         return ds.batch(batch_size)
 
-    if epochs is None:
-        ds = one_epoch(0)
+    first, stop = epochs if epochs is not None else (0, 1)
+    if stop - first == 1:
+        ds = one_epoch(first)
     else:
-        first, stop = epochs
         ds = tf.data.Dataset.range(first, stop).flat_map(one_epoch)
+        # flat_map hides the length; Keras needs it to tell epochs apart without running dry
+        ds = ds.apply(tf.data.experimental.assert_cardinality((stop - first) * math.ceil(n / batch_size)))
     ds = ds.prefetch(AUTOTUNE)
     ds.labelwise_source = src  # the caller needs the kept indices when files were skipped
     return ds

@@ -1,0 +1,35 @@
+"""``labelwise predict MODEL IMAGES_OR_TABLE --out predictions.csv``: scores and decisions per image.
+
+The CSV has ``id``, ``labels`` (decided labels joined by '|'), ``p_<label>`` probabilities
+(the derived none score included) and one 0/1 decision column per label; decisions use the
+thresholds stored in the model and always obey its schema.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("predict", help="score images with a model.keras; write a CSV of probabilities and decisions",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", help="model.keras written by labelwise train / demo")
+    p.add_argument("inputs", help="a folder of images, or a table (CSV) with an image path column")
+    p.add_argument("--out", default="predictions.csv", help="output CSV (default predictions.csv)")
+    p.add_argument("--images", default=None, help="folder the table's paths are relative to (default: the table's folder)")
+    p.add_argument("--column", default=None, help="the table's image path column (default: path/image/file/'Image Index'/id)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--skip-unreadable", action="store_true", help="leave out unreadable images (listed in a warning)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..predict import predict
+
+    frame = predict(args.model, args.inputs, out=args.out, images=args.images, column=args.column,
+                    batch_size=args.batch_size, skip_unreadable=args.skip_unreadable, verbose=0 if args.quiet else 1)
+    print(f"labelwise predict: {len(frame)} image(s) -> {args.out}")
+    if not args.quiet:
+        print(frame[["id", "labels"]].head(10).to_string(index=False))
+    return 0

@@ -1,0 +1,98 @@
+"""``labelwise train CONFIG.toml [--flags]``: train, tune thresholds, evaluate, write model.keras.
+
+Every setting of :class:`labelwise.train.TrainConfig` is a key of the TOML file and also a
+flag (``--image-size 64 64``, ``--lr-schedule cosine``, ``--no-cache``...) that overrides it.
+Keras and TensorFlow are imported only when the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+from typing import Any
+
+# TrainConfig lives in labelwise.train, which imports only numpy at the top, so reading
+# its fields here keeps `labelwise --help` fast.
+from ..train import TrainConfig
+
+_HELP = {
+    "schema": "label schema TOML (default: inferred from the table)",
+    "table": "label table (CSV) with image ids and labels",
+    "images": "folder the table's image paths are relative to",
+    "split_column": "column with train/val/test per row",
+    "split_fractions": "train val test fractions when there is no split column",
+    "group_column": "rows sharing this column's value stay in one split (e.g. the patient id)",
+    "backbone": "small_cnn, densenet121, ...",
+    "weights": "backbone weights: imagenet or none",
+    "image_size": "height width",
+    "loss": "schema (SchemaLoss) or bce",
+    "binary": "SchemaLoss binary part: bce, weighted, focal, asymmetric",
+    "loss_weights": "balanced or none",
+    "batch_size": "global batch size (over all replicas)",
+    "lr_schedule": "constant, cosine or plateau (on val macro AUC)",
+    "freeze_epochs": "head-only epochs with the backbone frozen",
+    "unfreeze_top": "after the frozen epochs, unfreeze this many top backbone layers (default all)",
+    "fine_tune_lr": "learning rate after unfreezing (default learning_rate / 10)",
+    "early_stopping_patience": "stop after this many epochs without a better val macro AUC (none: off)",
+    "augment": "augmentation: default or none",
+    "cache": "decode the images once and keep them in memory",
+    "skip_unreadable": "leave out unreadable image files (listed in a warning) instead of stopping",
+    "out_dir": "output folder: model.keras, log.csv, checkpoints/, report/",
+    "resume": "continue the run in --out-dir from its last checkpoint",
+    "overwrite": "discard an earlier run in --out-dir",
+    "verbose": "0 silent, 1 progress bars, 2 one line per epoch",
+}
+
+
+def _flag_type(tp: Any):
+    """The argparse type/nargs for a TrainConfig field annotation (a string under PEP 563)."""
+    text = str(tp)
+    if "tuple[int" in text:
+        return {"type": int, "nargs": 2}
+    if "tuple[float" in text:
+        return {"type": float, "nargs": 3}
+    if text.startswith("bool"):
+        return {"action": argparse.BooleanOptionalAction}
+    if text.startswith("int"):
+        return {"type": _optional(int)}
+    if text.startswith("float"):
+        return {"type": _optional(float)}
+    return {"type": str}
+
+
+def _optional(kind):
+    def parse(value: str):
+        return None if value.lower() == "none" else kind(value)
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("train", help="train a model from a config file; write model.keras and a report",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("config", nargs="?", help="training config TOML (flags override it)")
+    for f in dataclasses.fields(TrainConfig):
+        opts = _flag_type(f.type)
+        p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=None,
+                       help=_HELP.get(f.name, f"(default {f.default!r})"), **opts)
+    p.set_defaults(func=run)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The TrainConfig from the file (if any) with every given flag applied over it."""
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+                 if getattr(args, f.name, None) is not None}
+    if args.config:
+        return TrainConfig.from_toml(args.config, **overrides)
+    return TrainConfig(**overrides)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..train import train
+
+    config = config_from_args(args)
+    result = train(config)
+    print(f"labelwise train: best epoch {result.best_epoch} (val macro AUC {result.best_val_auc:.4f}); "
+          f"model {result.artifact}")
+    return 0
