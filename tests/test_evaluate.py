@@ -374,3 +374,24 @@ def test_evaluate_command_does_not_import_frameworks(xray):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "LOADED []" in proc.stdout, proc.stdout
+
+
+def test_logits_without_flag_are_refused(xray):
+    _, _, y, scores = xray
+    with pytest.raises(InputError, match="look like logits.*--from-logits"):
+        evaluate(y, np.log(scores / (1 - scores)), labels=NIH_FINDINGS, bootstrap=0)
+
+
+def test_cli_from_logits(xray, tmp_path, capsys):
+    d, ids, _, scores = xray
+    frame = pd.DataFrame(np.log(scores / (1 - scores)), columns=NIH_FINDINGS)
+    frame.insert(0, "id", ids)
+    frame.to_csv(tmp_path / "logits.csv", index=False)
+    args = ["evaluate", "--truth", d / "y_true.csv", "--bootstrap", 0, "--json"]
+    assert run_cli(*args, "--scores", tmp_path / "logits.csv", "--from-logits") == 0
+    from_logits = json.loads(capsys.readouterr().out)
+    assert run_cli(*args, "--scores", d / "y_pred.csv") == 0
+    probs = json.loads(capsys.readouterr().out)
+    assert [r["auc"] for r in from_logits["per_label"]] == pytest.approx([r["auc"] for r in probs["per_label"]], abs=1e-9)
+    assert run_cli(*args, "--scores", tmp_path / "logits.csv") == 2
+    assert "--from-logits" in capsys.readouterr().err

@@ -247,8 +247,8 @@ def _global_findings(findings, ys, labels, collapsed, chance, two_class, indepen
         out.append(Finding(
             None, "collapse", "error",
             f"the model has collapsed: {len(collapsed)} of {k} labels give (near-)constant or chance-band "
-            f"scores ({', '.join(collapsed[:6])}{', ...' if len(collapsed) > 6 else ''}); the metrics below "
-            "describe noise, not the task. Check the likely causes listed with the findings",
+            f"scores ({', '.join(collapsed[:6])}{', ...' if len(collapsed) > 6 else ''}); the metrics "
+            "describe noise, not the task. Check the likely causes listed under Diagnostics",
             {"collapsed_labels": float(len(collapsed)), "labels": float(k)},
             _COLLAPSE_CAUSES + ("misaligned",)))
     elif chance and len(chance) > majority * base:

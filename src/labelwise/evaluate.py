@@ -34,6 +34,9 @@ OPTIMISM_NOTE = (
     "(labelwise thresholds --truth val.csv ...) and pass --thresholds here."
 )
 
+COLLAPSE_NOTE = ("the diagnostics found a collapsed or chance-level model: do not trust these metrics before "
+                 "fixing it (see Diagnostics)")
+
 _TUNE_METHODS = {"f1": "f1", "youden": "youden", "fbeta": "fbeta", "sensitivity": "sensitivity",
                  "recall": "sensitivity", "tpr": "sensitivity", "specificity": "specificity",
                  "tnr": "specificity", "precision": "precision", "ppv": "precision"}
@@ -186,7 +189,9 @@ class EvaluationResult:
             body.append([r.label + mark, str(r.positives), _fmt_ci(r.auc, r.auc_low, r.auc_high, has_ci),
                          _fmt_ci(r.ap, r.ap_low, r.ap_high, has_ci), thr, _fmt(r.precision), _fmt(r.recall),
                          _fmt(r.specificity), _fmt(r.f1)])
-        lines = [f"{self.n_samples} images, {len(self.labels)} labels; thresholds: {self.threshold_source}", ""]
+        lines = [f"{self.n_samples} images, {len(self.labels)} labels; thresholds: {self.threshold_source}"]
+        lines += [f"!! {f.message}" for f in self.findings if f.label is None and f.severity == "error"]
+        lines.append("")
         lines += _table(head, body, right=range(1, len(head)))
         if footnotes:
             lines += ["", "n/a = undefined; * notes:"] + [f"  {x}" for x in footnotes]
@@ -305,6 +310,11 @@ def evaluate(
         )
     if from_logits:
         ys = scores_from_logits(ys[:, : schema.n_outputs], schema)
+    elif ys.size and np.isfinite(ys).all() and (ys.min() < 0 or ys.max() > 1):
+        raise InputError(
+            f"y_score ranges {ys.min():.4g}..{ys.max():.4g}, outside [0, 1]: these look like logits; pass "
+            "from_logits=True (labelwise evaluate --from-logits) to apply the head's sigmoid/softmax"
+        )
     if ys.shape[1] == schema.n_outputs and schema.none:
         ys = schema.complete_scores(ys)
     yt = yt.astype(np.uint8)
@@ -327,7 +337,10 @@ def evaluate(
         source += f" ({thresholds.method})"
     elif tune is not None:
         kw = parse_tune(tune)
-        thresholds = T.tune_thresholds(yt, ys, labels=names, schema=schema, **kw)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            thresholds = T.tune_thresholds(yt, ys, labels=names, schema=schema, **kw)
+        notes.extend(str(w.message) for w in caught)
         source = f"tuned on this data ({tune}); optimistic"
         notes.append(OPTIMISM_NOTE)
     else:
@@ -420,8 +433,7 @@ def evaluate(
     findings = diagnose(yt, ys, labels=names, auc=auc, auc_ci=auc_ci, level=level,
                         independent=list(schema.independent))
     if any(f.code in ("collapse", "chance") for f in findings):
-        notes.insert(0, "the diagnostics found a collapsed or chance-level model: do not trust the metrics below "
-                        "before fixing it (see Diagnostics)")
+        notes.insert(0, COLLAPSE_NOTE)
 
     summ = {"n_images": n, "n_labels": len(names), "positives": {x: int(p) for x, p in zip(names, positives)},
             "labels_per_image": float(yt[:, : len(schema.independent)].sum(axis=1).mean()) if schema.independent else math.nan}

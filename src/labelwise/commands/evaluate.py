@@ -84,9 +84,10 @@ def run(args: argparse.Namespace) -> int:
         unit = f"groups of {args.group_column!r}" if groups is not None else "images"
         print(f"labelwise evaluate: {len(table)} images, {table.schema.n_labels} labels; "
               f"bootstrapping {args.bootstrap} resamples of {unit} ...", file=sys.stderr, flush=True)
+    progress = _progress if (args.bootstrap > 0 and not args.json and sys.stderr.isatty()) else None
     result = evaluate(
         table.y, scores, schema=table.schema, thresholds=args.thresholds, tune=args.tune,
-        bootstrap=args.bootstrap, level=args.level, seed=args.seed, groups=groups,
+        bootstrap=args.bootstrap, level=args.level, seed=args.seed, groups=groups, progress=progress,
         summary={"truth": str(args.truth), "scores": str(args.scores), "format": table.format or args.format},
     )
     result.notes.extend(str(n) for n in (*table.schema.notes, *table.notes))
@@ -105,3 +106,7 @@ def run(args: argparse.Namespace) -> int:
         if written:
             print(f"\nWrote {', '.join(sorted(written))} to {args.out}")
     return 0
+
+
+def _progress(done: int, total: int) -> None:
+    print(f"\r  bootstrap {done}/{total}", end="\n" if done >= total else "", file=sys.stderr, flush=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import warnings
 from typing import Any
 
 from .evaluate import add_common
@@ -36,7 +37,9 @@ def run(args: argparse.Namespace) -> int:
     kw = parse_tune(args.method)
     table, scores = load_inputs(args)
     schema = table.schema
-    th = tune_thresholds(table.y, scores, labels=list(schema.labels), schema=schema, **kw)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        th = tune_thresholds(table.y, scores, labels=list(schema.labels), schema=schema, **kw)
     metric = _metric_name(kw)
     values = dict(zip(map(str, th.labels), th.values))
     reached = dict(zip(map(str, th.labels), _as_list(th.metric_at_threshold, len(th.labels))))
@@ -54,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
     print("\n".join(_table(["label", "pos", "threshold", metric], rows, right=[1, 2, 3])))
     if schema.exclusive or schema.none:
         print("(exclusive groups are decided by argmax; the none label is derived from the others)")
+    for w in caught:
+        print(f"note: {w.message}")
     if args.out:
         th.save(args.out)
         print(f"Wrote {args.out}")

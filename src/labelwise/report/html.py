@@ -104,8 +104,11 @@ def render_report(result: "EvaluationResult", images: Mapping[str, bytes] | None
     if errors:
         add('<div class="finding error"><b>model health</b>' + _e(errors[0].message)
             + ' <a href="#diagnostics">See Diagnostics.</a></div>')
+    from ..evaluate import COLLAPSE_NOTE
+
     for note in result.notes:
-        add(f'<div class="note">{_e(note)}</div>')
+        if not (errors and note == COLLAPSE_NOTE):  # the red banner above already says it
+            add(f'<div class="note">{_e(note)}</div>')
 
     # ---- data summary
     add('<h2 id="summary">Data</h2><table class="kv">')
