@@ -395,3 +395,10 @@ def test_cli_from_logits(xray, tmp_path, capsys):
     assert [r["auc"] for r in from_logits["per_label"]] == pytest.approx([r["auc"] for r in probs["per_label"]], abs=1e-9)
     assert run_cli(*args, "--scores", tmp_path / "logits.csv") == 2
     assert "--from-logits" in capsys.readouterr().err
+
+
+def test_read_scores_warns_about_ignored_columns(tmp_path):
+    pd.DataFrame({"id": ["a", "b"], "A": [0.1, 0.2], "Hernia": [0.3, 0.4]}).to_csv(tmp_path / "s.csv", index=False)
+    with pytest.warns(UserWarning, match=r"\['Hernia'\] are not labels"):
+        _, m = read_scores(tmp_path / "s.csv", ids=["b", "a"], labels=["A"])
+    np.testing.assert_allclose(m[:, 0], [0.2, 0.1])

@@ -15,6 +15,7 @@ line number in the file) and the column.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -43,7 +44,7 @@ def read_scores(
     score. ``ids`` (the truth table's ids) fixes the row order; every id must have exactly one
     score row and the file must not hold ids the truth lacks. Without ``ids`` the file's order
     is kept. ``id_column`` names the CSV id column (default: the first column that is not a
-    label).
+    label). CSV columns that are neither the id nor a label are ignored with a ``UserWarning``.
     """
     path = Path(path)
     if labels is None:
@@ -135,6 +136,11 @@ def _read_csv(path: Path, ids, labels, outputs, id_column, sep):
         id_column = named[0] if named else (others[0] if others else None)
     if len(df) == 0:
         raise InputError(f"{path}: no score rows below the header")
+    ignored = [c for c in cols if c not in use and c != id_column and not (use is outputs and c in labels)]
+    if ignored:
+        # Typically a label that never occurs in the truth table, so the inferred schema lacks it.
+        warnings.warn(f"{path}: column(s) {ignored} are not labels of the truth table's schema and are ignored "
+                      "(declare them in a schema file with --schema to evaluate them)", stacklevel=3)
 
     values = np.empty((len(df), len(use)), dtype=np.float64)
     for j, col in enumerate(use):

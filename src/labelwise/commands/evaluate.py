@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from typing import Any
 
 HELP = "evaluate scores against a truth table: per-label metrics with CIs, thresholds, report, diagnostics"
@@ -63,7 +64,11 @@ def load_inputs(args: argparse.Namespace):
     if getattr(args, "labels", None):
         kw["labels"] = [x.strip() for x in args.labels.split(",") if x.strip()]
     table = read_table(args.truth, schema=args.schema, format=args.format, **kw)
-    _, scores = read_scores(args.scores, ids=table.ids, schema=table.schema, id_column=args.id_column)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _, scores = read_scores(args.scores, ids=table.ids, schema=table.schema, id_column=args.id_column)
+    for w in caught:
+        print(f"note: {w.message}", file=sys.stderr)
     if args.from_logits:
         from ..evaluate import scores_from_logits
 

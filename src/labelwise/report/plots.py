@@ -160,11 +160,13 @@ def calibration_plot(y_true: np.ndarray, y_score: np.ndarray, labels: Sequence[s
     sizes = 20 + 180 * np.sqrt(count[ok] / max(count.max(), 1))
     ax.plot(ms[ok], fr[ok], color=_NEG, lw=1.5, zorder=3)
     ax.scatter(ms[ok], fr[ok], s=sizes, color=_NEG, zorder=4, label="pooled over labels")
-    for x, y, c in zip(ms[ok], fr[ok], count[ok]):
-        ax.annotate(f"{c}", (x, y), textcoords="offset points", xytext=(6, -10), fontsize=7, color="#555555")
+    for i, (x, y, c) in enumerate(zip(ms[ok], fr[ok], count[ok])):
+        # Alternate below/above so neighbouring counts do not overprint each other.
+        ax.annotate(f"{c}", (x, y), textcoords="offset points", xytext=(5, -12 if i % 2 == 0 else 8),
+                    fontsize=7, color="#555555")
     ax.plot([], [], color="#bbbbbb", lw=0.7, label="single labels (bins with >= 5)")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(-0.02, 1.08)
     ax.set_xlabel("mean predicted score in bin", fontsize=9)
     ax.set_ylabel("observed fraction positive", fontsize=9)
     ax.set_title(f"reliability, {bins} equal-width bins (numbers: label-image pairs)", fontsize=9)
