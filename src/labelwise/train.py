@@ -690,7 +690,9 @@ def _load_model_weights_only(model, path: Path) -> None:
                     src.copy(key, dst)
             for k, v in src.attrs.items():
                 dst.attrs[k] = v
-        model.load_weights(tmp)
+        with warnings.catch_warnings():  # "skipping variable loading for optimizer": intended here
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            model.load_weights(tmp)
 
 
 def _finish(config, data, schema, model, state, val_ds, val_y, out, resumed_from, say) -> TrainResult:
@@ -700,7 +702,7 @@ def _finish(config, data, schema, model, state, val_ds, val_y, out, resumed_from
     from .thresholds import decide, tune_thresholds
 
     val_scores = schema.complete_scores(model.predict(val_ds, verbose=0))
-    thresholds = tune_thresholds(val_y, val_scores, method=config.threshold_method, labels=list(schema.labels))
+    thresholds = tune_thresholds(val_y, val_scores, method=config.threshold_method, schema=schema)
     evaluation = None
     if data.test is not None:
         from .evaluate import evaluate
