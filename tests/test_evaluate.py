@@ -169,6 +169,11 @@ def test_evaluate_matches_sklearn(xray, result):
     for label in schema.labels:
         assert label in table
     assert "AUC [95% CI]" in table and "Classification report" in table and "Diagnostics" in table
+    lines = table.splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("label "))
+    block = lines[start:start + 2 + 15]  # header, rule, 15 labels: right-aligned numbers, equal widths
+    assert len({len(ln) for ln in block}) == 1, block
+    assert block[2].split()[0] == "Atelectasis" and block[-1].startswith("No Finding")
     assert result.findings == [] or all(f.severity != "error" for f in result.findings)
 
 
