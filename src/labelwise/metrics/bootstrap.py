@@ -16,7 +16,8 @@ chunks, all labels of a chunk from one weight matrix, with exact integer arithme
 * ``AP(w) = (1 / P_w) sum_{pos i} w_i CP(end_i) / (CP(end_i) + CN(end_i))``,
 
 where ``CN``/``CP`` are cumulative negative/positive weights down the sorted order and
-``end_i``/``start_i`` delimit the tie block of row i.
+``end_i``/``start_i`` delimit the tie block of row i. Only the ``CN`` values at the positives'
+block boundaries are needed, so negative weights are summed segment-wise between them.
 
 Intervals are percentile intervals: ``low``/``high`` are the ``(1 - level)/2`` and
 ``(1 + level)/2`` quantiles (numpy's linear interpolation) of the resampled values. A resample
@@ -76,10 +77,17 @@ class BootstrapResult:
 
 
 class _Ranked:
-    """One label sorted once: row indices of positives/negatives in descending-score order and,
-    for every positive, the cumulative-count positions of its tie block's start and end."""
+    """One label sorted once, with every index a resample needs precomputed.
 
-    __slots__ = ("pos_rows", "neg_rows", "kend", "mend", "mstart")
+    ``pos_rows``/``neg_rows``: row indices of the positives/negatives in descending-score order.
+    For each positive: ``kend`` = positives up to the end of its tie block (an index into the
+    cumulative positive weights, leading zero included), and ``end_k``/``start_k`` = where the
+    negative count at its block's end/start sits in the compressed cumulative negative weights.
+    Only those counts are needed, so the negatives are summed segment by segment between the
+    ``bounds`` (``np.add.reduceat``) rather than cumulated row by row.
+    """
+
+    __slots__ = ("pos_rows", "neg_rows", "kend", "end_k", "start_k", "bounds")
 
     def __init__(self, y: np.ndarray, s: np.ndarray):
         n = y.size
@@ -94,38 +102,45 @@ class _Ranked:
         start_idx = np.maximum.accumulate(np.where(is_start, idx, 0))
         tp = np.cumsum(yy)  # positives at positions <= i
         fp = idx + 1 - tp
-        pos = yy
-        self.pos_rows = order[pos]
-        self.neg_rows = order[~pos]
-        self.kend = tp[end_idx[pos]]  # index into CP (leading zero): positives up to block end
-        self.mend = fp[end_idx[pos]]  # negatives up to block end
-        st = start_idx[pos]
-        self.mstart = st - (tp[st] - yy[st])  # negatives strictly before block start
+        self.pos_rows = order[yy]
+        self.neg_rows = order[~yy]
+        self.kend = tp[end_idx[yy]]
+        mend = fp[end_idx[yy]]  # negatives up to the block end
+        st = start_idx[yy]
+        mstart = st - (tp[st] - yy[st])  # negatives strictly before the block start
+        n_neg = self.neg_rows.size
+        # Cumulative negative counts needed: u (ascending, > 0, ending with n_neg for the total).
+        u = np.unique(np.concatenate([mend, mstart, [n_neg]]))
+        u = u[u > 0]
+        self.bounds = np.r_[0, u[:-1]].astype(np.intp)  # segment starts for reduceat
+        # Column k of [0, CN(u_1), CN(u_2), ...] holds the count at u_k (column 0: count 0).
+        self.end_k = np.where(mend > 0, np.searchsorted(u, mend) + 1, 0)
+        self.start_k = np.where(mstart > 0, np.searchsorted(u, mstart) + 1, 0)
 
 
 def _evaluate(r: _Ranked, W: np.ndarray, metrics: Sequence[str]) -> dict[str, np.ndarray]:
     R = W.shape[0]
-    # Small cumulative dtypes halve the memory traffic of the one pass over every row; the
-    # totals bound every partial sum, so the narrow type cannot overflow.
-    total = int(W.sum(axis=1).max()) if W.size else 0
-    cdt = np.uint16 if total < 2**16 else (np.int32 if total < 2**31 else np.int64)
+    if r.pos_rows.size == 0 or r.neg_rows.size == 0:
+        return {m: np.full(R, np.nan) for m in metrics}
     Wp = np.take(W, r.pos_rows, axis=1).astype(np.int64)
-    CN = np.zeros((R, r.neg_rows.size + 1), dtype=cdt)
-    np.cumsum(np.take(W, r.neg_rows, axis=1), axis=1, dtype=cdt, out=CN[:, 1:])
     CP = np.zeros((R, Wp.shape[1] + 1), dtype=np.int64)
     np.cumsum(Wp, axis=1, out=CP[:, 1:])
+    CN = np.zeros((R, r.bounds.size + 1), dtype=np.int64)
+    seg = np.add.reduceat(np.take(W, r.neg_rows, axis=1), r.bounds, axis=1, dtype=np.int64)
+    np.cumsum(seg, axis=1, out=CN[:, 1:])
     P, N = CP[:, -1].astype(np.float64), CN[:, -1].astype(np.float64)
     defined = (P > 0) & (N > 0)
-    cn_end = CN[:, r.mend].astype(np.int64)
+    cn_end = CN[:, r.end_k]
     out = {}
     with np.errstate(divide="ignore", invalid="ignore"):
         if "roc_auc" in metrics:
-            twice = (Wp * (2 * CN[:, -1:].astype(np.int64) - cn_end - CN[:, r.mstart])).sum(axis=1)
+            twice = (Wp * (2 * CN[:, -1:] - cn_end - CN[:, r.start_k])).sum(axis=1)
             out["roc_auc"] = np.where(defined, twice / (2.0 * P * N), np.nan)
         if "average_precision" in metrics:
             cp_end = CP[:, r.kend]
-            prec = cp_end / (cp_end + cn_end)  # > 0 denominators wherever Wp > 0
-            ap = np.where(Wp > 0, Wp * prec, 0.0).sum(axis=1) / P
+            den = cp_end + cn_end  # > 0 wherever Wp > 0 (the row counts itself)
+            prec = np.divide(cp_end, den, out=np.zeros(den.shape), where=den > 0)
+            ap = np.einsum("ij,ij->i", Wp.astype(np.float64), prec) / P
             out["average_precision"] = np.where(defined, ap, np.nan)
     return out
 
@@ -203,7 +218,7 @@ def bootstrap_ci(
     labels: Sequence[str] | None = None,
     from_logits: bool = False,
     keep_samples: bool = True,
-    chunk_bytes: int = 64 * 2**20,
+    chunk_bytes: int = 6 * 2**20,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, BootstrapResult]:
     """Percentile bootstrap intervals of per-label metrics ("roc_auc", "average_precision").
