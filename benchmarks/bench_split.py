@@ -48,6 +48,19 @@ def sklearn_split(y, groups, seed):
     return np.where(folds < 7, 0, np.where(folds < 8, 1, 2))
 
 
+def integer_floor(total: int, f=F) -> float:
+    """Smallest possible largest deviation (pp) for a label with ``total`` positives: counts are
+    integers, so e.g. Hernia's 227 cannot be cut exactly 70/10/20 (ignores the patient grouping)."""
+    import itertools
+
+    best = np.inf
+    for counts in itertools.product(*[(int(np.floor(total * x)), int(np.ceil(total * x))) for x in f[:-1]]):
+        last = total - sum(counts)
+        shares = np.array([*counts, last]) / total
+        best = min(best, float(np.abs(shares - np.array(f)).max() * 100))
+    return best
+
+
 def run_one(path, seed, with_sklearn):
     schema = LabelSchema(FINDINGS, none="No Finding")
     out = {}
@@ -88,23 +101,25 @@ def main() -> None:
     pos = table.y.sum(axis=0)
     print(f"ChestX-ray14 {len(table):,} images, {len(np.unique(table.groups('Patient ID'))):,} patients; "
           f"fractions {F}; seed {seeds[0]}")
-    print("largest deviation of a label's positive share from its split fraction (pp); lower is better\n")
-    hdr = f"{'label':<19}{'positives':>10}" + "".join(f"{n:>10}" for n in names) + "".join(
+    print("largest deviation of a label's positive share from its split fraction (pp); lower is better;")
+    print("floor = the least any split can reach with integer counts\n")
+    hdr = f"{'label':<19}{'positives':>10}{'floor':>8}" + "".join(f"{n:>10}" for n in names) + "".join(
         f"{n + '/ours':>14}" for n in names[1:])
     print(hdr)
     for j, label in enumerate(table.labels):
         devs = [s0[n][0]["labels"][label]["max_deviation_pp"] for n in names]
         ratios = "".join(f"{d / max(devs[0], 1e-9):>13.0f}x" for d in devs[1:])
-        print(f"{label:<19}{pos[j]:>10,}" + "".join(f"{d:>10.3f}" for d in devs) + ratios)
+        print(f"{label:<19}{pos[j]:>10,}{integer_floor(int(pos[j])):>8.3f}" + "".join(f"{d:>10.3f}" for d in devs)
+              + ratios)
     worst = [max(v["max_deviation_pp"] for v in s0[n][0]["labels"].values()) for n in names]
-    print(f"{'worst label':<29}" + "".join(f"{d:>10.3f}" for d in worst)
+    print(f"{'worst label':<37}" + "".join(f"{d:>10.3f}" for d in worst)
           + "".join(f"{d / max(worst[0], 1e-9):>13.0f}x" for d in worst[1:]))
     print()
-    print(f"{'split size error (pp)':<29}" + "".join(f"{n:>10}" for n in names))
+    print(f"{'split size error (pp)':<37}" + "".join(f"{n:>10}" for n in names))
     for sp in ("train", "val", "test"):
-        print(f"  {sp:<27}" + "".join(f"{s0[n][0]['splits'][sp]['size_error_pp']:>+10.3f}" for n in names))
-    print(f"{'patients in >1 split':<29}" + "".join(f"{s0[n][0]['group_overlap']:>10}" for n in names))
-    print(f"{'time incl. reading (s)':<29}" + "".join(f"{s0[n][1]:>10.2f}" for n in names))
+        print(f"  {sp:<35}" + "".join(f"{s0[n][0]['splits'][sp]['size_error_pp']:>+10.3f}" for n in names))
+    print(f"{'patients in >1 split':<37}" + "".join(f"{s0[n][0]['group_overlap']:>10}" for n in names))
+    print(f"{'time incl. reading (s)':<37}" + "".join(f"{s0[n][1]:>10.2f}" for n in names))
     if len(seeds) > 1:
         print(f"\nover seeds {seeds}: worst-label deviation (pp) and Hernia deviation, mean [max]")
         for n in names:
