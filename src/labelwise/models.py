@@ -245,16 +245,12 @@ def build_model(schema: LabelSchema | Any, backbone: str = "densenet121", *,
     if dropout:
         x = keras.layers.Dropout(float(dropout), name="dropout")(x)
     if powerset is not None:
+        from .powerset import build_powerset_head
+
         x = build_powerset_head(powerset)(x)
     else:
         x = SchemaHead(schema, output=head_output, name="schema_head")(x)
     return keras.Model(inputs, x, name=name or f"labelwise_{backbone}")
-
-
-def build_powerset_head(n_classes: Any) -> keras.layers.Layer:
-    """A ``Dense(n_classes, softmax)`` head named ``"powerset_head"`` (float32 output)."""
-    n = getattr(n_classes, "n_classes", n_classes)
-    return keras.layers.Dense(int(n), activation="softmax", dtype="float32", name="powerset_head")
 
 
 def build_case_model(schema: LabelSchema | Any, backbone: str = "densenet121", *, n_images: int | None = None,
