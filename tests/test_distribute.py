@@ -99,6 +99,13 @@ WORKER = textwrap.dedent(r'''
     result = {"kind": dist.kind, "replicas": dist.num_replicas, "workers": dist.num_workers,
               "worker": dist.worker_index, "losses": losses, "spread": spread, "copies": copies,
               "plan": plan.describe(), "weights": [np.asarray(w).ravel().tolist() for w in m2.get_weights()]}
+    import tensorflow as tf  # tf.data on every backend
+    # a last batch of 5 cannot be split over 2 devices as it is; even_batches pads it
+    uneven = tf.data.Dataset.from_tensor_slices(x[:21]).batch(16)
+    with dist.scope():
+        p = m2.predict(dist.even_batches(uneven), verbose=0)
+    result["uneven_rows"] = int(p.shape[0])
+    result["uneven_diff"] = float(np.max(np.abs(p[:21] - m2.predict(x[:21], verbose=0))))
     if dist.is_chief:
         from labelwise.distribute import Distribution
         one = Distribution("none", keras.backend.backend())
@@ -148,6 +155,9 @@ def _check_against_reference(result: dict, replicas: int) -> None:
     np.testing.assert_allclose(result["losses"], result["reference_losses"], rtol=RTOL)
     for w, ref in zip(result["weights"], result["reference_weights"]):
         np.testing.assert_allclose(w, ref, rtol=RTOL, atol=1e-6)
+    # 21 rows in batches of 16: padded to 22 on 2 JAX devices, as they are elsewhere
+    assert result["uneven_rows"] == (22 if result["kind"] == "dataparallel" else 21)
+    assert result["uneven_diff"] < 1e-6
     # the loss must actually move, or equality above would prove nothing
     assert result["losses"][-1] < result["losses"][0] - 1e-3
     assert "global batch 16 = " in result["plan"] and "0.05 -> 0.1 (linear scaling" in result["plan"]

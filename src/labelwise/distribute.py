@@ -298,6 +298,30 @@ class Distribution:
                                                                     names[policy])
         return dataset.with_options(options)
 
+    def even_batches(self, dataset: Any) -> Any:
+        """Make every batch of a batched ``tf.data.Dataset`` a multiple of ``num_replicas`` (JAX
+        DataParallel only; other kinds return ``dataset`` unchanged).
+
+        DataParallel splits each batch evenly over the devices, so a last partial batch of, say,
+        5 images on 2 devices fails (jax ``IndivisibleError``). An uneven batch is padded by
+        repeating its last example: in prediction the extra rows come last, so keep
+        ``predictions[:n]``; in training at most ``num_replicas - 1`` examples per epoch count
+        twice, and the number of steps per epoch does not change.
+        """
+        if self.kind != "dataparallel" or self.num_replicas == 1:
+            return dataset
+        import tensorflow as tf
+
+        r = self.num_replicas
+
+        def pad(*batch: Any) -> Any:
+            n = tf.shape(tf.nest.flatten(batch)[0])[0]
+            take = tf.minimum(tf.range(((n + r - 1) // r) * r), n - 1)
+            out = tf.nest.map_structure(lambda t: tf.gather(t, take), batch)
+            return out[0] if len(out) == 1 else out
+
+        return dataset.map(pad, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
     def worker_path(self, path: str | os.PathLike) -> Path:
         """Where this process writes ``path``: the path itself on the chief, a private
         ``.worker-<i>/`` folder beside it on other workers (every MultiWorkerMirroredStrategy
