@@ -158,3 +158,12 @@ def test_cli_split_json_and_errors(tmp_path, capsys):
     assert main(["split", str(p), "--fractions", "0.5,0.5", "--no-groups"]) == 0
     assert main(["split", str(table), "--check", "--split-column", "fold"]) == 2
     assert "no split column 'fold'" in capsys.readouterr().err
+
+
+def test_missing_group_value_names_the_row(tmp_path):
+    p = tmp_path / "g.csv"
+    p.write_text("id,labels,Patient ID\na,cat,1\nb,dog,\nc,cat,2\n")
+    with pytest.raises(TableError, match=r"g.csv, row b at line 3: empty 'Patient ID'"):
+        split_table(read_table(p), "Patient ID", "0.5,0.5", names=("x", "y"))
+    frame = split_table(read_table(p), None, "0.5,0.5", names=("x", "y"))
+    assert list(frame.group) == ["a", "b", "c"]

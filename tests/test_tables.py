@@ -158,7 +158,7 @@ def test_generic_label_list_and_onehot_csv(tmp_path):
     assert t.schema.none == "none" and t.labels == ("cat", "dog", "none")
     assert t.y.tolist() == [[1, 1, 0], [0, 1, 0], [0, 0, 1]] and list(t.extra.columns) == ["owner"]
     q = tmp_path / "onehot.csv"
-    q.write_text("id,cat,dog,site\na,1,0,x\nb,1,1,y\nc,0,1,z\n")
+    q.write_text("id,cat,dog,site\na,1,0,x\nb,1.0,1,y\nc,0,1,z\n")
     t = read_table(q)
     assert t.labels == ("cat", "dog") and t.y.tolist() == [[1, 0], [1, 1], [0, 1]]
     assert list(t.extra.columns) == ["site"]

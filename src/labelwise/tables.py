@@ -395,7 +395,7 @@ def _onehot_from_frame(frame: pd.DataFrame, p: Path, schema: LabelSchema | None,
         wanted = list(labels)
     else:
         # Every column whose values are all 0/1 is a label; the rest is extra information.
-        wanted = [c for c in cols if c != id_col and frame[c].dropna().isin(["0", "1"]).all()
+        wanted = [c for c in cols if c != id_col and frame[c].dropna().isin(["0", "1", "0.0", "1.0"]).all()
                   and frame[c].notna().any()]
         if not wanted:
             raise TableError(f"{p}: no 0/1 label columns found; the columns are {cols} (for a column of "
@@ -419,7 +419,8 @@ def _onehot_from_frame(frame: pd.DataFrame, p: Path, schema: LabelSchema | None,
 
 def _check_binary(values: pd.DataFrame, p: Path, ids: np.ndarray, lines: np.ndarray, names: list[str]) -> np.ndarray:
     raw = values.to_numpy(dtype=object)
-    ok = np.isin(raw, ["0", "1", 0, 1])
+    # "1.0" is how spreadsheets often save a 0/1 column.
+    ok = np.isin(raw, ["0", "1", "0.0", "1.0", 0, 1])
     if not ok.all():
         r, c = (int(v[0]) for v in np.nonzero(~ok))
         val = raw[r, c]
@@ -427,7 +428,7 @@ def _check_binary(values: pd.DataFrame, p: Path, ids: np.ndarray, lines: np.ndar
         raise TableError(f"{p}, row {ids[r]} at line {lines[r]}: label {names[c]!r} has {what}; one-hot "
                          f"label columns hold 0 or 1" + (f" ({int((~ok).sum()) - 1} more bad cell(s))"
                                                          if (~ok).sum() > 1 else ""))
-    return (raw == "1") | (raw == 1)
+    return (raw == "1") | (raw == "1.0") | (raw == 1)
 
 
 def _read_headerless_onehot(p: Path, schema: LabelSchema | None, labels: Sequence[str] | None) -> LabelTable:
@@ -437,7 +438,7 @@ def _read_headerless_onehot(p: Path, schema: LabelSchema | None, labels: Sequenc
         wanted = None  # decided by the number of columns below
     else:
         raise TableError(f"{p}: a headerless list ('name 0 1 0 ...') has no label names; give a schema "
-                         f"(--schema) or labels=")
+                         f"(--schema) or the label names (labels=, --labels a,b,c)")
     try:
         frame = pd.read_csv(p, sep=r"\s+", header=None, dtype=str, skip_blank_lines=False)
     except pd.errors.EmptyDataError:

@@ -31,6 +31,7 @@ def _add_table_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--id-column", help="column with the image ids")
     p.add_argument("--label-column", help="column with the label names joined by --sep")
     p.add_argument("--sep", default="|", help="separator of labels in --label-column (default '|')")
+    p.add_argument("--labels", help="comma-separated label names of a headerless 0/1 list (instead of --schema)")
 
 
 def read_args_table(args):
@@ -38,7 +39,8 @@ def read_args_table(args):
     from ..tables import read_table
 
     return read_table(args.table, schema=args.schema, format=args.format, id_column=args.id_column,
-                      label_column=args.label_column, sep=args.sep)
+                      label_column=args.label_column, sep=args.sep,
+                      labels=[x.strip() for x in args.labels.split(",")] if args.labels else None)
 
 
 def run(args) -> int:
