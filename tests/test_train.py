@@ -39,7 +39,7 @@ def _rows(d: int) -> str:
     return "|".join(labels)
 
 
-def make_digit_table(folder: Path) -> Path:
+def make_digit_table(folder: Path, n: dict | None = None, plots: bool = False) -> Path:
     """Write PNGs + labels.csv (id, labels, split) + schema.toml + train.toml; return the config path."""
     from labelwise.tables import read_mnist_idx
 
@@ -49,8 +49,8 @@ def make_digit_table(folder: Path) -> Path:
     images.mkdir(parents=True)
     rows = []
     i = 0
-    for split, n in N.items():
-        for _ in range(n):
+    for split, count in (n or N).items():
+        for _ in range(count):
             name = f"digit_{i:04d}.png"
             Image.fromarray(mnist.images[i]).save(images / name)
             rows.append({"id": name, "labels": _rows(int(digits[i])), "split": split})
@@ -79,14 +79,14 @@ def make_digit_table(folder: Path) -> Path:
         verbose = 0
         bootstrap = 0
         out_dir = "run"
-    """))
+    """) + f"plots = {'true' if plots else 'false'}\n")
     return config
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny_train")
-    config = make_digit_table(folder)
+    config = make_digit_table(folder, plots=True)
     assert main(["train", str(config)]) == 0
     return folder, config
 
@@ -97,6 +97,7 @@ def test_train_writes_every_output(tiny):
     for name in ("model.keras", "log.csv", "log.json", "config.json", "test_predictions.csv",
                  "report/report.html", "report/metrics.json", "checkpoints/latest.json"):
         assert (run / name).exists(), name
+    assert list((run / "report").glob("*.png"))
     log = pd.read_csv(run / "log.csv")
     assert log["epoch"].tolist() == [1, 2, 3]
     assert {"loss", "val_loss", "val_macro_auc", "learning_rate"} <= set(log.columns)
@@ -217,7 +218,7 @@ def test_kill_9_mid_epoch_then_resume_equals_uninterrupted_run(tiny, tmp_path):
     assert pointer["epoch"] == 1  # killed inside epoch 2: the last checkpoint is epoch 1's
     assert not (out / "model.keras").exists()
 
-    assert main(["train", str(config), "--out-dir", str(out), "--resume"]) == 0
+    assert main(["train", str(config), "--out-dir", str(out), "--resume", "--no-plots"]) == 0
 
     reference = keras.saving.load_model(folder / "run" / "model.keras")
     resumed = keras.saving.load_model(out / "model.keras")
@@ -237,7 +238,7 @@ def test_freeze_schedule_and_plateau_resume_at_phase_boundary(tmp_path):
 
     from labelwise.train import TrainConfig, train
 
-    config = make_digit_table(tmp_path)
+    config = make_digit_table(tmp_path, {"train": 160, "val": 48})  # no test split: no report needed
     base = dict(epochs=3, freeze_epochs=1, lr_schedule="plateau", plateau_patience=1, verbose=0)
     full = train(TrainConfig.from_toml(config, out_dir=str(tmp_path / "full"), **base))
     assert [r["phase"] for r in full.history] == [0, 1, 1]

@@ -78,7 +78,8 @@ class TrainConfig:
     ``freeze_epochs`` (head-only epochs), ``unfreeze_top`` (backbone layers unfrozen after them;
     None = all), ``fine_tune_lr`` (default learning_rate / 10), ``early_stopping_patience``
     (None = off), ``augment``, ``cache``, ``seed``. Output: ``out_dir``, ``threshold_method``,
-    ``bootstrap`` (resamples for the report's confidence intervals), ``verbose``; ``resume``
+    ``bootstrap`` (resamples for the report's confidence intervals), ``plots`` (PNG plots in
+    the report), ``verbose``; ``resume``
     continues the run in ``out_dir`` from its last checkpoint, ``overwrite`` discards it instead.
     """
 
@@ -112,7 +113,8 @@ class TrainConfig:
     skip_unreadable: bool = False
     seed: int = 0
     threshold_method: str = "f1"
-    bootstrap: int = 0
+    bootstrap: int = 1000
+    plots: bool = True
     out_dir: str = "labelwise-run"
     verbose: int = 1
     resume: bool = False
@@ -713,7 +715,7 @@ def _finish(config, data, schema, model, state, val_ds, val_y, out, resumed_from
         test_y = data.test.y[test.keep]
         evaluation = evaluate(test_y, test.scores, schema=schema, thresholds=thresholds,
                               bootstrap=config.bootstrap)
-        evaluation.save(out / "report")
+        evaluation.save(out / "report", plots=config.plots)
         decisions = decide(test.scores, schema, thresholds)
         write_predictions(out / "test_predictions.csv", np.asarray(data.test.ids)[test.keep], test.scores,
                           decisions, schema)
