@@ -138,3 +138,14 @@ def test_chunking_does_not_change_results():
         b = bootstrap_ci(Y, S, n_resamples=30, seed=2, chunk_bytes=8 * len(Y) * 7)
     # chunks draw the same stream of row indices, so the resamples are identical
     np.testing.assert_allclose(a["average_precision"].samples, b["average_precision"].samples, atol=TOL)
+
+
+def test_progress_is_reported_per_chunk_and_samples_can_be_dropped():
+    Y, S = _data()
+    seen = []
+    res = bootstrap_ci(Y, S, n_resamples=25, metrics="roc_auc", chunk_bytes=8 * len(Y) * 10,
+                       keep_samples=False, progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(10, 25), (20, 25), (25, 25)]
+    assert set(res) == {"roc_auc"} and res["roc_auc"].samples is None
+    d = res["roc_auc"].to_dict()
+    assert d["level"] == 0.95 and len(d["low"]) == Y.shape[1]

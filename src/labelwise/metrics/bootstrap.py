@@ -225,8 +225,9 @@ def bootstrap_ci(
 
     Returns ``{metric: BootstrapResult}``. ``point`` equals :func:`roc_auc_score` /
     :func:`average_precision_score` with ``average=None``. ``groups`` (length n) resamples
-    whole groups. ``seed`` makes the draw reproducible (same seed and ``chunk_bytes``, same
-    result). ``progress(done, total)`` is called after each chunk of resamples.
+    whole groups. ``seed`` makes the draw reproducible (the chunks consume one random stream,
+    so ``chunk_bytes`` changes memory use, not the resamples). ``progress(done, total)`` is called
+    after each chunk of resamples.
     """
     metrics = _check_metrics(metrics)
     if not isinstance(n_resamples, (int, np.integer)) or n_resamples < 1:

@@ -16,7 +16,9 @@ from ._validation import check_pair, warn_undefined
 __all__ = ["roc_curve", "precision_recall_curve", "confusion_at_thresholds"]
 
 
-def confusion_at_thresholds(y_true, y_score, *, from_logits: bool = False, label: str | None = None):
+def confusion_at_thresholds(
+    y_true: np.ndarray, y_score: np.ndarray, *, from_logits: bool = False, label: str | None = None,
+):
     """``(fps, tps, thresholds)`` at each distinct score, highest first, for one label.
 
     ``tps[k]`` / ``fps[k]`` count positives / negatives with ``score >= thresholds[k]``.
@@ -33,7 +35,14 @@ def confusion_at_thresholds(y_true, y_score, *, from_logits: bool = False, label
     return fps.astype(np.float64), tps.astype(np.float64), s[ends]
 
 
-def roc_curve(y_true, y_score, *, drop_intermediate: bool = True, from_logits: bool = False, label: str | None = None):
+def roc_curve(
+    y_true: np.ndarray,
+    y_score: np.ndarray,
+    *,
+    drop_intermediate: bool = True,
+    from_logits: bool = False,
+    label: str | None = None,
+):
     """``(fpr, tpr, thresholds)`` of one label; NaN rates with a warning when a class is missing."""
     fps, tps, thr = confusion_at_thresholds(y_true, y_score, from_logits=from_logits, label=label)
     if drop_intermediate and fps.size > 2:
@@ -55,7 +64,12 @@ def roc_curve(y_true, y_score, *, drop_intermediate: bool = True, from_logits: b
 
 
 def precision_recall_curve(
-    y_true, y_score, *, drop_intermediate: bool = False, from_logits: bool = False, label: str | None = None
+    y_true: np.ndarray,
+    y_score: np.ndarray,
+    *,
+    drop_intermediate: bool = False,
+    from_logits: bool = False,
+    label: str | None = None,
 ):
     """``(precision, recall, thresholds)`` of one label, recall decreasing, as scikit-learn returns them.
 

@@ -124,17 +124,23 @@ def _one(y_true, y_pred, average, labels, which, beta=1.0):
     return vals[which]
 
 
-def precision_score(y_true, y_pred, *, average: str | None = "macro", labels: Sequence[str] | None = None):
+def precision_score(
+    y_true: np.ndarray, y_pred: np.ndarray, *, average: str | None = "macro", labels: Sequence[str] | None = None,
+) -> float | np.ndarray:
     """Precision ``TP / (TP + FP)``; 0.0 with a warning where nothing is predicted positive."""
     return _one(y_true, y_pred, average, labels, "precision")
 
 
-def recall_score(y_true, y_pred, *, average: str | None = "macro", labels: Sequence[str] | None = None):
+def recall_score(
+    y_true: np.ndarray, y_pred: np.ndarray, *, average: str | None = "macro", labels: Sequence[str] | None = None,
+) -> float | np.ndarray:
     """Recall (sensitivity) ``TP / (TP + FN)``; 0.0 with a warning where y_true has no positive."""
     return _one(y_true, y_pred, average, labels, "recall")
 
 
-def specificity_score(y_true, y_pred, *, average: str | None = "macro", labels: Sequence[str] | None = None):
+def specificity_score(
+    y_true: np.ndarray, y_pred: np.ndarray, *, average: str | None = "macro", labels: Sequence[str] | None = None,
+) -> float | np.ndarray:
     """Specificity ``TN / (TN + FP)`` (recall of the negatives); 0.0 with a warning where y_true has no negative.
 
     "weighted" weights by support (positives), like every other "weighted" average here.
@@ -142,17 +148,32 @@ def specificity_score(y_true, y_pred, *, average: str | None = "macro", labels: 
     return _one(y_true, y_pred, average, labels, "specificity")
 
 
-def fbeta_score(y_true, y_pred, *, beta: float, average: str | None = "macro", labels: Sequence[str] | None = None):
+def fbeta_score(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    *,
+    beta: float,
+    average: str | None = "macro",
+    labels: Sequence[str] | None = None,
+) -> float | np.ndarray:
     """F-beta ``(1 + b^2) TP / ((1 + b^2) TP + b^2 FN + FP)``; 0.0 with a warning when TP + FN + FP = 0."""
     return _one(y_true, y_pred, average, labels, "F-score", beta)
 
 
-def f1_score(y_true, y_pred, *, average: str | None = "macro", labels: Sequence[str] | None = None):
+def f1_score(
+    y_true: np.ndarray, y_pred: np.ndarray, *, average: str | None = "macro", labels: Sequence[str] | None = None,
+) -> float | np.ndarray:
     """F1 ``2 TP / (2 TP + FN + FP)``; see :func:`fbeta_score`."""
     return _one(y_true, y_pred, average, labels, "F-score", 1.0)
 
 
-def support(y_true, y_pred=None, *, average: str | None = None, labels: Sequence[str] | None = None):
+def support(
+    y_true: np.ndarray,
+    y_pred: np.ndarray | None = None,
+    *,
+    average: str | None = None,
+    labels: Sequence[str] | None = None,
+):
     """Positives per label in ``y_true`` (int array); ``average="micro"`` (or any average) gives the total."""
     Y, _, _, _ = check_pair(y_true, y_true if y_pred is None else y_pred, labels, kind="pred")
     s = Y.sum(axis=0).astype(np.int64)
@@ -160,7 +181,12 @@ def support(y_true, y_pred=None, *, average: str | None = None, labels: Sequence
 
 
 def precision_recall_fscore_support(
-    y_true, y_pred, *, beta: float = 1.0, average: str | None = None, labels: Sequence[str] | None = None
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    *,
+    beta: float = 1.0,
+    average: str | None = None,
+    labels: Sequence[str] | None = None,
 ):
     """``(precision, recall, fbeta, support)`` as scikit-learn returns them (support None when averaged)."""
     _check(average, beta)
@@ -169,13 +195,13 @@ def precision_recall_fscore_support(
     return vals["precision"], vals["recall"], vals["F-score"], (sup.astype(np.int64) if average is None else None)
 
 
-def hamming_loss(y_true, y_pred, *, labels: Sequence[str] | None = None) -> float:
+def hamming_loss(y_true: np.ndarray, y_pred: np.ndarray, *, labels: Sequence[str] | None = None) -> float:
     """Fraction of wrong cells: ``mean(y_true != y_pred)`` over all rows and labels."""
     Y, P, _, _ = check_pair(y_true, y_pred, labels, kind="pred")
     return float((Y != P).mean())
 
 
-def subset_accuracy(y_true, y_pred, *, labels: Sequence[str] | None = None) -> float:
+def subset_accuracy(y_true: np.ndarray, y_pred: np.ndarray, *, labels: Sequence[str] | None = None) -> float:
     """Exact-match ratio: fraction of rows whose every label is right (scikit-learn's ``accuracy_score``)."""
     Y, P, _, _ = check_pair(y_true, y_pred, labels, kind="pred")
     return float((Y == P).all(axis=1).mean())
@@ -186,7 +212,12 @@ _KEYS = {"precision": "precision", "recall": "recall", "specificity": "specifici
 
 
 def classification_report(
-    y_true, y_pred, *, labels: Sequence[str] | None = None, output_dict: bool = False, digits: int = 2
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    *,
+    labels: Sequence[str] | None = None,
+    output_dict: bool = False,
+    digits: int = 2,
 ) -> str | dict:
     """A per-label table of precision, recall, specificity, F1 and support, like scikit-learn's.
 
