@@ -165,5 +165,12 @@ def test_missing_group_value_names_the_row(tmp_path):
     p.write_text("id,labels,Patient ID\na,cat,1\nb,dog,\nc,cat,2\n")
     with pytest.raises(TableError, match=r"g.csv, row b at line 3: empty 'Patient ID'"):
         split_table(read_table(p), "Patient ID", "0.5,0.5", names=("x", "y"))
-    frame = split_table(read_table(p), None, "0.5,0.5", names=("x", "y"))
+    frame = split_table(read_table(p), False, "0.5,0.5", names=("x", "y"))
     assert list(frame.group) == ["a", "b", "c"]
+
+
+def test_split_table_default_groups_by_patient():
+    tiny = read_table(require(NIH_IMAGES / "labels.csv"))
+    frame = split_table(tiny, None, "0.5,0.5", names=("a", "b"))
+    np.testing.assert_array_equal(frame.group.to_numpy(), tiny.groups("Patient ID"))
+    assert not check_split(frame, "split", "group")["leak"]

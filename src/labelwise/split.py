@@ -262,19 +262,26 @@ def _best_swap(c, w, assign, cur, target, wc2, k, n_cand: int = 64) -> bool:
 
 
 # ------------------------------------------------------------------ table level
-def split_table(table, group_column: str | None, fractions: Sequence[float] | str, *, seed: int = 0,
+def split_table(table, group_column: str | None | bool, fractions: Sequence[float] | str, *, seed: int = 0,
                 names: Sequence[str] = ("train", "val", "test")) -> pd.DataFrame:
-    """Split a :class:`~labelwise.tables.LabelTable`: a DataFrame with columns ``id, group, split``.
+    """Split a :class:`~labelwise.tables.LabelTable`: a DataFrame with columns ``id, group, split``
+    aligned to the table's rows.
 
-    ``group_column=None`` makes every row its own group (only for data without patients).
+    ``group_column=None`` uses the patient column when the table has one (the first of
+    ``labelwise.stats.DEFAULT_GROUP_COLUMNS``, e.g. "Patient ID"), so the default never leaks;
+    a table without one, or ``group_column=False``, makes every row its own group.
     """
+    from .stats import DEFAULT_GROUP_COLUMNS
+
     f = parse_fractions(fractions)
     names = list(names)
     if len(names) != f.size:
         raise InputError(f"{len(names)} split names {names} for {f.size} fractions {f.tolist()}; give one name each")
     if len(set(names)) != len(names):
         raise InputError(f"split names {names} must be distinct")
-    groups = table.groups(group_column) if group_column is not None else np.asarray(table.ids)
+    if group_column is None:
+        group_column = next((c for c in DEFAULT_GROUP_COLUMNS if c in table.extra.columns), False)
+    groups = table.groups(group_column) if group_column is not False else np.asarray(table.ids)
     assign = grouped_stratified_split(table.y, groups, f, seed=seed)
     return pd.DataFrame({"id": table.ids, "group": groups, "split": np.asarray(names, dtype=object)[assign]})
 

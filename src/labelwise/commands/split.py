@@ -71,7 +71,7 @@ def run(args) -> int:
         raise InputError(f"--names gives {len(names)} names for {f.size} fractions")
     table = read_args_table(args)
     gcol = _group_column(args, table.extra.columns)
-    frame = split_table(table, gcol, f, seed=args.seed, names=names)
+    frame = split_table(table, gcol if gcol is not None else False, f, seed=args.seed, names=names)
     report = split_report(table.y, frame["group"].to_numpy(), frame["split"].to_numpy(), f, table.labels, names=names)
     report["group_column"] = gcol
     report["seed"] = args.seed
