@@ -52,7 +52,7 @@ class Backbone:
 
 
 BACKBONES: dict[str, Backbone] = {
-    "small_cnn": Backbone("", "small_cnn", "scale", 8),
+    "small_cnn": Backbone("", "small_cnn", "scale", 1),
     "vgg16": Backbone("vgg16", "VGG16", "caffe"),
     "vgg19": Backbone("vgg19", "VGG19", "caffe"),
     "resnet50": Backbone("resnet", "ResNet50", "caffe"),
