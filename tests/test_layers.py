@@ -134,7 +134,8 @@ _LOADER = textwrap.dedent("""
     data = np.load(sys.argv[1])
     for path in sys.argv[2:]:
         m = keras.saving.load_model(path)
-        pred = m.predict([data["images"], data["mask"]], verbose=0)
+        x = [data["images"], data["mask"]] if len(m.inputs) == 2 else data["single"]
+        pred = m.predict(x, verbose=0)
         np.save(path + ".pred.npy", pred)
         y = data["y"] if type(m.loss).__name__ == "SchemaLoss" else data["y"][:, :8]
         out[path] = {"loss": type(m.loss).__name__, "value": float(m.loss(y, pred)), "loss_config": m.loss.get_config(),
@@ -178,7 +179,18 @@ def test_models_save_and_load_in_a_fresh_process(tmp_path):
         preds[path] = model.predict([images, mask], verbose=0)
         yt = y if name == "schema" else y[:, :8]
         configs[path] = (type(loss).__name__, loss.get_config(), float(_np(loss(yt, preds[path]))))
-    np.savez(tmp_path / "data.npz", images=images, mask=mask, y=y)
+    # and a build_model() model: ImagePreprocess + nested backbone + SchemaHead
+    from labelwise.models import build_model
+
+    single = images[:, 0]
+    model = build_model(SCHEMA, "small_cnn", input_shape=(8, 8, 1), weights=None, head_output="logits")
+    model.compile(optimizer="adam", loss=L.SchemaLoss(SCHEMA, "asymmetric", gamma_neg=2.0, from_logits=True))
+    path = str(tmp_path / "built.keras")
+    model.save(path)
+    paths.append(path)
+    preds[path] = model.predict(single, verbose=0)
+    configs[path] = ("SchemaLoss", model.loss.get_config(), float(_np(model.loss(y, preds[path]))))
+    np.savez(tmp_path / "data.npz", images=images, mask=mask, y=y, single=single)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     proc = subprocess.run([sys.executable, "-c", _LOADER, str(tmp_path / "data.npz"), *paths],
                           capture_output=True, text=True, env=env, timeout=300)

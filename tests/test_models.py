@@ -99,6 +99,10 @@ def test_freeze_and_unfreeze_keep_batchnorm_frozen():
     assert all(not bn.trainable for bn in _bn_layers(backbone))
     assert len(model.trainable_weights) == len(head.trainable_weights) + sum(len(l.trainable_weights)
                                                                             for l in trainable)
+    M.unfreeze_top(model)  # everything but BatchNormalization
+    assert all(not bn.trainable for bn in _bn_layers(backbone))
+    convs = [l for l in M._all_layers(backbone) if isinstance(l, keras.layers.Conv2D)]
+    assert convs and all(l.trainable for l in convs)
 
 
 def test_unfrozen_training_keeps_batchnorm_statistics():

@@ -312,14 +312,18 @@ def freeze_backbone(model: keras.Model) -> keras.Model:
     return model
 
 
-def unfreeze_top(model: keras.Model, n_layers: int) -> keras.Model:
-    """Make the top ``n_layers`` layers of the backbone that hold weights trainable, all
-    others frozen; BatchNormalization layers always stay frozen (inference mode, see the
-    module docstring). ``n_layers <= 0`` freezes the whole backbone. Recompile afterwards."""
+def unfreeze_top(model: keras.Model, n_layers: int | None = None) -> keras.Model:
+    """Make the top ``n_layers`` backbone layers that hold weights (BatchNormalization not
+    counted) trainable, all others frozen; ``None`` unfreezes them all. BatchNormalization layers
+    always stay frozen (inference mode, see the module docstring) -- unlike
+    ``backbone.trainable = True``, which would unfreeze them too. ``n_layers <= 0`` freezes the
+    whole backbone. Recompile afterwards."""
     backbone = _backbone_of(model)
     backbone.trainable = True
     layers = [l for l in _all_layers(backbone) if l is not backbone and not getattr(l, "layers", None)]
     weighted = [l for l in layers if l.weights and not isinstance(l, keras.layers.BatchNormalization)]
+    if n_layers is None:
+        n_layers = len(weighted)
     keep = set(map(id, weighted[len(weighted) - n_layers:])) if n_layers > 0 else set()
     for layer in layers:
         layer.trainable = id(layer) in keep
