@@ -11,8 +11,8 @@ import pytest
 from conftest import NIH_IMAGES, NIH_TABLE, require
 from labelwise.cli import main
 from labelwise.errors import InputError, TableError
-from labelwise.split import (check_split, grouped_stratified_split, parse_fractions, random_group_split,
-                             split_report, split_table)
+from labelwise.split import (check_split, grouped_stratified_split, integer_floor_pp, parse_fractions,
+                             random_group_split, split_report, split_table)
 from labelwise.tables import read_table
 
 F = (0.7, 0.1, 0.2)
@@ -174,3 +174,19 @@ def test_split_table_default_groups_by_patient():
     frame = split_table(tiny, None, "0.5,0.5", names=("a", "b"))
     np.testing.assert_array_equal(frame.group.to_numpy(), tiny.groups("Patient ID"))
     assert not check_split(frame, "split", "group")["leak"]
+
+
+def test_integer_floor_against_brute_force():
+    f = np.array(F)
+    for total in (1, 9, 47, 227):
+        brute = min(max(abs(a / total - f[0]), abs(b / total - f[1]), abs((total - a - b) / total - f[2])) * 100
+                    for a in range(total + 1) for b in range(total + 1 - a))
+        assert integer_floor_pp(total, F) == pytest.approx(brute)
+    assert integer_floor_pp(227, F) == pytest.approx(abs(45 / 227 - 0.2) * 100)  # 159/23/45
+
+
+def test_nih_split_reaches_the_integer_floor_for_most_labels(nih, nih_split):
+    groups, assign = nih_split
+    rep = split_report(nih.y, groups, assign, F, nih.labels)
+    at_floor = [n for n, d in rep["labels"].items() if d["max_deviation_pp"] <= d["floor_pp"] + 1e-9]
+    assert "Hernia" in at_floor and len(at_floor) >= 10, at_floor

@@ -34,7 +34,7 @@ import pandas as pd
 from .errors import InputError, TableError
 
 __all__ = ["grouped_stratified_split", "split_table", "split_report", "check_split", "random_group_split",
-           "parse_fractions"]
+           "parse_fractions", "integer_floor_pp"]
 
 
 def parse_fractions(fractions: Sequence[float] | str) -> np.ndarray:
@@ -328,6 +328,7 @@ def split_report(y: Any, groups: Any, assignment: Any, fractions: Sequence[float
             "prevalence": {names[s]: _f(prev[s, j]) for s in range(k)},
             "count": {names[s]: int(pos[s, j]) for s in range(k)},
             "max_deviation_pp": _f(np.nanmax(dev[:, j])) if tot[j] else None,
+            "floor_pp": integer_floor_pp(int(tot[j]), f),
         }
     worst = max(((v["max_deviation_pp"], k_) for k_, v in labels.items() if v["max_deviation_pp"] is not None),
                 default=(None, None))
@@ -342,6 +343,29 @@ def split_report(y: Any, groups: Any, assignment: Any, fractions: Sequence[float
         "group_overlap": int((n_splits_per_group > 1).sum()),
         "worst": {"label": worst[1], "max_deviation_pp": worst[0]},
     }
+
+
+def integer_floor_pp(total: int, fractions: Sequence[float] | str) -> float:
+    """The least largest deviation (pp) any split can reach for a label with ``total`` positives.
+
+    Counts are integers: 227 Hernia rows cut 70/10/20 can at best be 159/23/45 (0.18 pp). Each
+    split's count is taken as the floor or ceiling of its target (the last split gets the rest);
+    the patient grouping is ignored, so the true optimum can only be higher.
+    """
+    import itertools
+
+    f = parse_fractions(fractions)
+    if total <= 0:
+        return 0.0
+    best = np.inf
+    options = [(int(np.floor(total * x)), int(np.ceil(total * x))) for x in f[:-1]]
+    for counts in itertools.product(*options):
+        last = total - sum(counts)
+        if last < 0:
+            continue
+        shares = np.array([*counts, last], dtype=np.float64) / total
+        best = min(best, float(np.abs(shares - f).max() * 100))
+    return best
 
 
 def _f(x: float) -> float | None:

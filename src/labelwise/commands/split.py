@@ -107,13 +107,14 @@ def render_report(report: dict) -> str:
                    f"{s['size_error_pp']:>+9.3f} {s['groups']:>8,}")
     out.append("")
     width = max(len(x) for x in list(report["labels"]) + ["label"])
-    head = f"{'label':<{width}} {'positives':>9}  " + "  ".join(f"{n + ' %':>9}" for n in names) + "  max dev pp"
-    out.append("share of each label's positives per split (target = the split fraction):")
+    head = f"{'label':<{width}} {'positives':>9}  " + "  ".join(f"{n + ' %':>9}" for n in names) + "  max dev pp  floor pp"
+    out.append("share of each label's positives per split (target = the split fraction; floor = the least "
+               "deviation integer counts allow):")
     out.append(head)
     for label, d in report["labels"].items():
         cells = "  ".join(f"{100 * d['share'][n]:>9.2f}" if d["share"][n] is not None else f"{'-':>9}" for n in names)
         dev = "-" if d["max_deviation_pp"] is None else f"{d['max_deviation_pp']:.3f}"
-        out.append(f"{label:<{width}} {d['positives']:>9,}  {cells}  {dev:>10}")
+        out.append(f"{label:<{width}} {d['positives']:>9,}  {cells}  {dev:>10}  {d['floor_pp']:>8.3f}")
     w = report["worst"]
     if w["label"] is not None:
         out.append(f"\nlargest deviation: {w['label']} {w['max_deviation_pp']:.3f} pp")
