@@ -235,7 +235,7 @@ def test_chexnet_style_bad_value_and_width(tmp_path):
 @pytest.mark.parametrize("content,pattern", [
     ("", "the file is empty"),
     ("Image Index,Finding Labels,Patient ID\n", "has a header but no rows"),
-    (b"\x89PNG\r\n\x1a\n\x00\x00", "binary file, not a CSV"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00", "binary file .*not a UTF-8 CSV"),
     ('id,labels\n"a,cat\n', "not a readable CSV"),
     (b"id,labels\n\xff\xfe,cat\n", "not UTF-8"),
 ])
@@ -252,6 +252,14 @@ def test_missing_file_and_bad_format(tmp_path):
         read_table(tmp_path / "nope.csv")
     with pytest.raises(TableError, match="unknown table format 'xml'"):
         read_table(tmp_path, format="xml")
+
+
+def test_excel_csv_with_byte_order_mark_and_crlf(tmp_path, nih_schema):
+    p = tmp_path / "excel.csv"
+    p.write_bytes("\ufeffImage Index,Finding Labels,Patient ID\r\na.png,Effusion|Mass,1\r\nb.png,No Finding,2\r\n"
+                  .encode("utf-8"))
+    t = read_table(p, schema=nih_schema)
+    assert t.format == "nih" and list(t.ids) == ["a.png", "b.png"] and t.y[0].sum() == 2
 
 
 def test_blank_lines_keep_line_numbers(tmp_path, nih_schema):

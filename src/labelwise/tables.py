@@ -252,9 +252,10 @@ def _read_csv(p: Path, nrows: int | None = None) -> pd.DataFrame:
     except OSError as e:
         raise TableError(f"{p}: cannot read ({e.strerror or e})") from None
     if head[:2] == b"\x1f\x8b" or b"\x00" in head:
-        raise TableError(f"{p}: this is a binary file, not a CSV table (gzip or image data?)")
+        raise TableError(f"{p}: this is a binary file (gzip, an image, or UTF-16 text), not a UTF-8 CSV table")
     try:
-        frame = pd.read_csv(p, nrows=nrows, dtype=str, keep_default_na=False, na_values=[""],
+        # utf-8-sig: a spreadsheet's byte-order mark must not become part of the first column name.
+        frame = pd.read_csv(p, nrows=nrows, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig",
                             skip_blank_lines=False, skipinitialspace=True)
     except pd.errors.EmptyDataError:
         raise TableError(f"{p}: the file is empty; expected a header line and one row per image") from None
@@ -440,7 +441,7 @@ def _read_headerless_onehot(p: Path, schema: LabelSchema | None, labels: Sequenc
         raise TableError(f"{p}: a headerless list ('name 0 1 0 ...') has no label names; give a schema "
                          f"(--schema) or the label names (labels=, --labels a,b,c)")
     try:
-        frame = pd.read_csv(p, sep=r"\s+", header=None, dtype=str, skip_blank_lines=False)
+        frame = pd.read_csv(p, sep=r"\s+", header=None, dtype=str, skip_blank_lines=False, encoding="utf-8-sig")
     except pd.errors.EmptyDataError:
         raise TableError(f"{p}: the file is empty") from None
     except pd.errors.ParserError as e:
