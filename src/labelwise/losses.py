@@ -60,7 +60,7 @@ def _as_weight(w: Weight | None, default: float) -> float | list[float]:
 
 def _prepare(y_true, y_pred):
     y_pred = ops.convert_to_tensor(y_pred)
-    if not str(y_pred.dtype).startswith(("float", "bfloat")):
+    if not keras.backend.is_float_dtype(y_pred.dtype):
         y_pred = ops.cast(y_pred, "float32")
     y_true = ops.cast(ops.convert_to_tensor(y_true), y_pred.dtype)
     t, p = y_true.shape[-1], y_pred.shape[-1]
