@@ -102,7 +102,7 @@ class DemoResult:
 
 def run_demo(out: str | os.PathLike = "labelwise-demo", *, epochs: int = 3, n_train: int = 6000, n_val: int = 1000,
              n_test: int = 3000, batch_size: int = 64, seed: int = 0, n_samples: int = 12, verbose: int = 1,
-             resume: bool = False) -> DemoResult:
+             resume: bool = False, plots: bool = True) -> DemoResult:
     """Train, tune, evaluate and save the digits task into ``out`` (see the module docstring)."""
     from PIL import Image
 
@@ -138,7 +138,7 @@ def run_demo(out: str | os.PathLike = "labelwise-demo", *, epochs: int = 3, n_tr
                          bn_momentum=0.9,
                          batch_size=batch_size, learning_rate=2e-3, lr_schedule="cosine", loss="schema", binary="bce",
                          early_stopping_patience=None, seed=seed, out_dir=str(out), verbose=verbose, resume=resume,
-                         overwrite=not resume)
+                         overwrite=not resume, plots=plots, bootstrap=1000)
     result = train(config, data)
     test_csv = out / "test_predictions.csv"
     predictions = out / "predictions.csv"

@@ -22,6 +22,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue an interrupted demo run in --out")
+    p.add_argument("--no-plots", action="store_true", help="leave the PNG plots out of the report")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run)
 
@@ -30,5 +31,6 @@ def run(args: argparse.Namespace) -> int:
     from ..demo import run_demo
 
     run_demo(args.out, epochs=args.epochs, n_train=args.n_train, n_val=args.n_val, n_test=args.n_test,
-             batch_size=args.batch_size, seed=args.seed, verbose=0 if args.quiet else 1, resume=args.resume)
+             batch_size=args.batch_size, seed=args.seed, verbose=0 if args.quiet else 1, resume=args.resume,
+             plots=not args.no_plots)
     return 0
