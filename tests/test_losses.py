@@ -261,3 +261,13 @@ def test_bad_inputs_name_the_problem():
         L.weighted_binary_crossentropy(np.zeros((2, 4)), np.zeros((2, 3)))
     with pytest.raises(InputError, match="from_logits"):
         L.SchemaLoss(schema, L.BinaryFocalLoss(from_logits=True))
+
+
+def test_schema_loss_with_only_a_group_is_keras_categorical_crossentropy():
+    schema = LabelSchema([], {"digit": [str(d) for d in range(4)]})
+    r = np.random.default_rng(3)
+    y = np.eye(4, dtype="float32")[r.integers(0, 4, 9)]
+    z = r.normal(0, 2, (9, 4)).astype("float32")
+    ours = float(_np(L.SchemaLoss(schema, from_logits=True)(y, z)))
+    theirs = float(_np(keras.losses.CategoricalCrossentropy(from_logits=True)(y, z)))
+    assert ours == pytest.approx(theirs, rel=1e-5)
