@@ -17,7 +17,6 @@ Recompile after changing ``trainable`` (with a lower learning rate when fine-tun
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
