@@ -45,15 +45,15 @@ def ref_wbce(y, p, wp=1.0, wn=1.0):
     return -np.mean(wp * y * np.log(p) + wn * (1 - y) * np.log(1 - p), axis=-1)
 
 
-def ref_focal(y, p, alpha, gamma):
+def ref_focal(y, p, alpha, gamma, wp=1.0, wn=1.0):
     pc = _clip(p)
     ce = -(y * np.log(pc) + (1 - y) * np.log(1 - pc))
     pt = y * p + (1 - y) * (1 - p)
     a = 1.0 if alpha is None else y * alpha + (1 - y) * (1 - np.asarray(alpha))
-    return np.mean(a * (1 - pt) ** gamma * ce, axis=-1)
+    return np.mean((wp * y + wn * (1 - y)) * a * (1 - pt) ** gamma * ce, axis=-1)
 
 
-def ref_asl(y, p, gp, gn, clip):
+def ref_asl(y, p, gp, gn, clip, wp=1.0, wn=1.0):
     """Written after the paper's reference implementation (AsymmetricLossOptimized)."""
     p = p.astype(np.float64)
     xs_neg = np.minimum(1 - p + clip, 1.0) if clip > 0 else 1 - p
@@ -61,7 +61,7 @@ def ref_asl(y, p, gp, gn, clip):
     los_neg = (1 - y) * np.log(np.maximum(xs_neg, L.EPSILON))
     pt = p * y + (1 - xs_neg) * (1 - y)  # for negatives: the shifted probability p_m
     w = np.where(y == 1, (1 - pt) ** gp, pt ** gn)
-    return -np.mean((los_pos + los_neg) * w, axis=-1)
+    return -np.mean((wp * y + wn * (1 - y)) * (los_pos + los_neg) * w, axis=-1)
 
 
 @pytest.mark.parametrize("per_label", [False, True])
@@ -256,7 +256,7 @@ def test_bad_inputs_name_the_problem():
     with pytest.raises(InputError, match="one of"):
         L.SchemaLoss(schema, "hinge")
     with pytest.raises(InputError, match="takes"):
-        L.SchemaLoss(schema, "focal", pos_weight=2.0)
+        L.SchemaLoss(schema, "focal", clip=2.0)
     with pytest.raises(InputError, match="columns"):
         L.weighted_binary_crossentropy(np.zeros((2, 4)), np.zeros((2, 3)))
     with pytest.raises(InputError, match="from_logits"):
@@ -271,3 +271,19 @@ def test_schema_loss_with_only_a_group_is_keras_categorical_crossentropy():
     ours = float(_np(L.SchemaLoss(schema, from_logits=True)(y, z)))
     theirs = float(_np(keras.losses.CategoricalCrossentropy(from_logits=True)(y, z)))
     assert ours == pytest.approx(theirs, rel=1e-5)
+
+
+def test_focal_and_asymmetric_take_per_label_class_weights():
+    y, logits, p = _data()
+    wp, wn = RNG.uniform(0.5, 3, K), RNG.uniform(0.5, 3, K)
+    ref = ref_focal(y, p.astype(np.float64), 0.3, 2.0, wp, wn)
+    np.testing.assert_allclose(_np(L.BinaryFocalLoss(0.3, 2.0, pos_weight=wp, neg_weight=wn).call(y, p)), ref,
+                               rtol=1e-4, atol=1e-6)
+    ref = ref_asl(y, p, 1.0, 3.0, 0.05, wp, wn)
+    np.testing.assert_allclose(_np(L.AsymmetricLoss(1.0, 3.0, pos_weight=wp, neg_weight=wn, from_logits=True)
+                                   .call(y, logits)), ref, rtol=2e-3, atol=1e-5)
+    # SchemaLoss passes balanced weights to any named binary loss (as `labelwise train` does)
+    schema = LabelSchema([f"l{j}" for j in range(K)])
+    loss = L.SchemaLoss(schema, "focal", pos_weight=wp, neg_weight=wn, gamma=2.0)
+    np.testing.assert_allclose(float(_np(loss(y, p))), ref_focal(y, p.astype(np.float64), None, 2.0, wp, wn).mean(),
+                               rtol=1e-4)

@@ -89,6 +89,14 @@ def _probs(y_pred, from_logits: bool):
     return ops.sigmoid(y_pred) if from_logits else ops.clip(y_pred, 0.0, 1.0)
 
 
+def _class_weights(y_true, pos_weight, neg_weight):
+    """``w+ y + w- (1 - y)`` (1 when both weights are the scalar 1)."""
+    if np.ndim(pos_weight) == 0 and np.ndim(neg_weight) == 0 and float(pos_weight) == float(neg_weight) == 1.0:
+        return 1.0
+    wp, wn = _vec(pos_weight, y_true.dtype), _vec(neg_weight, y_true.dtype)
+    return wp * y_true + wn * (1.0 - y_true)
+
+
 def _pow(base, gamma, dtype):
     """``base ** gamma`` for a modulating factor with ``base`` in [0, 1] and ``gamma >= 0``.
 
@@ -211,12 +219,15 @@ class WeightedBinaryCrossentropy(keras.losses.Loss):
 
 # ------------------------------------------------------------------ focal
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-def binary_focal_loss(y_true, y_pred, alpha: Weight | None = None, gamma: Weight = 2.0, from_logits: bool = False):
+def binary_focal_loss(y_true, y_pred, alpha: Weight | None = None, gamma: Weight = 2.0, from_logits: bool = False,
+                      pos_weight: Weight = 1.0, neg_weight: Weight = 1.0):
     """Focal loss (Lin et al. 2017): ``mean_j a_t (1 - p_t)^gamma * BCE_j`` per sample.
 
     ``p_t = y p + (1 - y)(1 - p)``; ``a_t = y alpha + (1 - y)(1 - alpha)`` when ``alpha`` is
     given (scalar or per label; it is always applied -- no separate switch), 1 when None.
     ``gamma`` is a scalar or per label; ``gamma = 0`` and ``alpha = None`` is plain BCE.
+    ``pos_weight`` / ``neg_weight`` (e.g. from :func:`balanced_weights`) multiply the positive
+    and negative terms as in :func:`weighted_binary_crossentropy`.
     """
     y_true, y_pred = _prepare(y_true, y_pred)
     log_p, log_q = _log_probs(y_pred, from_logits)
@@ -227,7 +238,7 @@ def binary_focal_loss(y_true, y_pred, alpha: Weight | None = None, gamma: Weight
     if alpha is not None:
         a = _vec(alpha, y_pred.dtype)
         loss = (y_true * a + (1.0 - y_true) * (1.0 - a)) * loss
-    return ops.mean(loss, axis=-1)
+    return ops.mean(_class_weights(y_true, pos_weight, neg_weight) * loss, axis=-1)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -235,29 +246,35 @@ class BinaryFocalLoss(keras.losses.Loss):
     """:func:`binary_focal_loss` as a Keras loss; ``alpha`` and ``gamma`` scalar or per label."""
 
     def __init__(self, alpha: Weight | None = None, gamma: Weight = 2.0, *, from_logits: bool = False,
+                 pos_weight: Weight | None = None, neg_weight: Weight | None = None,
                  reduction: str = "sum_over_batch_size", name: str = "binary_focal_loss", dtype: Any = None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.pos_weight = _as_weight(pos_weight, 1.0)
+        self.neg_weight = _as_weight(neg_weight, 1.0)
         self.alpha = None if alpha is None else _as_weight(alpha, 0.25)
         self.gamma = _as_weight(gamma, 2.0)
         self.from_logits = bool(from_logits)
 
     def call(self, y_true, y_pred):
-        return binary_focal_loss(y_true, y_pred, self.alpha, self.gamma, self.from_logits)
+        return binary_focal_loss(y_true, y_pred, self.alpha, self.gamma, self.from_logits, self.pos_weight,
+                                 self.neg_weight)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "alpha": self.alpha, "gamma": self.gamma, "from_logits": self.from_logits}
+        return {**super().get_config(), "alpha": self.alpha, "gamma": self.gamma, "from_logits": self.from_logits,
+                "pos_weight": self.pos_weight, "neg_weight": self.neg_weight}
 
 
 # ------------------------------------------------------------- asymmetric
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 def asymmetric_loss(y_true, y_pred, gamma_pos: Weight = 0.0, gamma_neg: Weight = 4.0, clip: float = 0.05,
-                    from_logits: bool = False):
+                    from_logits: bool = False, pos_weight: Weight = 1.0, neg_weight: Weight = 1.0):
     """Asymmetric loss (Ridnik et al. 2021, ASL), mean over labels per sample.
 
     ``L = -y (1 - p)^gamma_pos log p - (1 - y) p_m^gamma_neg log(1 - p_m)`` with the shifted
     probability ``p_m = max(p - clip, 0)`` for negatives, so easy negatives (p < clip) are
     discarded. ``gamma_pos = gamma_neg = clip = 0`` is plain BCE. (The paper's reference code
     sums over labels; we average, like every Keras loss -- a constant factor.)
+    ``pos_weight`` / ``neg_weight`` multiply the two terms, as in weighted BCE.
     """
     y_true, y_pred = _prepare(y_true, y_pred)
     clip = float(clip)
@@ -274,7 +291,8 @@ def asymmetric_loss(y_true, y_pred, gamma_pos: Weight = 0.0, gamma_neg: Weight =
         p_m = p
     pos = _pow(1.0 - p, gamma_pos, y_pred.dtype) * log_p
     neg = _pow(p_m, gamma_neg, y_pred.dtype) * log_q
-    return -ops.mean(y_true * pos + (1.0 - y_true) * neg, axis=-1)
+    return -ops.mean(_class_weights(y_true, pos_weight, neg_weight) * (y_true * pos + (1.0 - y_true) * neg),
+                     axis=-1)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -282,20 +300,24 @@ class AsymmetricLoss(keras.losses.Loss):
     """:func:`asymmetric_loss` as a Keras loss (defaults from the paper: 0, 4, clip 0.05)."""
 
     def __init__(self, gamma_pos: Weight = 0.0, gamma_neg: Weight = 4.0, clip: float = 0.05, *,
-                 from_logits: bool = False, reduction: str = "sum_over_batch_size", name: str = "asymmetric_loss",
-                 dtype: Any = None):
+                 from_logits: bool = False, pos_weight: Weight | None = None, neg_weight: Weight | None = None,
+                 reduction: str = "sum_over_batch_size", name: str = "asymmetric_loss", dtype: Any = None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.pos_weight = _as_weight(pos_weight, 1.0)
+        self.neg_weight = _as_weight(neg_weight, 1.0)
         self.gamma_pos = _as_weight(gamma_pos, 0.0)
         self.gamma_neg = _as_weight(gamma_neg, 4.0)
         self.clip = float(clip)
         self.from_logits = bool(from_logits)
 
     def call(self, y_true, y_pred):
-        return asymmetric_loss(y_true, y_pred, self.gamma_pos, self.gamma_neg, self.clip, self.from_logits)
+        return asymmetric_loss(y_true, y_pred, self.gamma_pos, self.gamma_neg, self.clip, self.from_logits,
+                               self.pos_weight, self.neg_weight)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "gamma_pos": self.gamma_pos, "gamma_neg": self.gamma_neg,
-                "clip": self.clip, "from_logits": self.from_logits}
+                "clip": self.clip, "from_logits": self.from_logits, "pos_weight": self.pos_weight,
+                "neg_weight": self.neg_weight}
 
 
 # ------------------------------------------------------------- schema loss
@@ -308,8 +330,8 @@ BINARY_LOSSES = {
 _BINARY_KWARGS = {
     "bce": {"pos_weight", "neg_weight"},
     "weighted": {"pos_weight", "neg_weight"},
-    "focal": {"alpha", "gamma"},
-    "asymmetric": {"gamma_pos", "gamma_neg", "clip"},
+    "focal": {"alpha", "gamma", "pos_weight", "neg_weight"},
+    "asymmetric": {"gamma_pos", "gamma_neg", "clip", "pos_weight", "neg_weight"},
 }
 
 
@@ -365,8 +387,8 @@ class SchemaLoss(keras.losses.Loss):
 
     ``binary`` is ``"bce"``, ``"weighted"``, ``"focal"``, ``"asymmetric"`` or a Keras loss
     object (whose ``call`` must return one value per sample). Keyword arguments of the named
-    binary loss (``pos_weight``/``neg_weight``; ``alpha``/``gamma``; ``gamma_pos``/``gamma_neg``/
-    ``clip``) pass through; per-label vectors may cover the independent labels or all head
+    binary loss (``pos_weight``/``neg_weight`` for all of them; ``alpha``/``gamma``;
+    ``gamma_pos``/``gamma_neg``/``clip``) pass through; per-label vectors may cover the independent labels or all head
     outputs (then sliced). ``binary_weight`` scales the binary term, ``group_weights={group: w}``
     each group's term (default 1). ``from_logits`` applies to every term. The schema is in the
     config, so a saved model's loss knows its labels.
