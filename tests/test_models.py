@@ -71,6 +71,13 @@ def test_offline_imagenet_weights_give_a_clear_error(monkeypatch):
     assert isinstance(info.value, LabelwiseError)
     assert "densenet121" in msg and ".keras" in msg and "weights=None" in msg and "internet" in msg
 
+    def corrupt(*args, **kwargs):
+        raise OSError("Unable to open file (truncated file)")
+
+    monkeypatch.setattr(keras.applications, "DenseNet121", corrupt)
+    with pytest.raises(OSError, match="truncated"):  # not mistaken for being offline
+        M.build_model(SCHEMA, "densenet121", input_shape=(64, 64, 3))
+
 
 def test_bad_backbone_requests_are_explained(tmp_path):
     with pytest.raises(InputError, match="did you mean 'densenet121'"):

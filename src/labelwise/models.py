@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
+from urllib.error import URLError
 
 import keras
 from keras import ops
@@ -197,8 +198,9 @@ def build_backbone(backbone: str, input_shape: Sequence[int], *, weights: str | 
         raise
     except Exception as e:  # Keras raises a bare Exception("URL fetch failure on ...") offline
         text = str(e)
-        if weights == "imagenet" and ("URL fetch failure" in text or "fetch" in text.lower()
-                                      or isinstance(e, OSError)):
+        # Only network failures: a corrupt cached file must keep its own error.
+        if weights == "imagenet" and ("URL fetch failure" in text or isinstance(e, (URLError, ConnectionError,
+                                                                                      TimeoutError))):
             import os
 
             cache = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
