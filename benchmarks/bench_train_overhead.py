@@ -1,0 +1,164 @@
+"""What ``labelwise train`` and ``labelwise predict`` cost over plain Keras, in one run.
+
+Training: the same model (small_cnn on MNIST digits, same seed, same loss and optimizer)
+trained for a few epochs
+
+* by ``labelwise.train.train`` (exact val macro AUC each epoch, epoch logs, atomic
+  checkpoint of model + optimizer every epoch, best-weights snapshot), and
+* by a plain hand-written ``model.fit(train_ds, validation_data=val_ds)`` on the same
+  tf.data pipeline (``labelwise.pipeline.make_epoch_dataset``).
+
+Both are timed the same way: from the start of each epoch to its end, validation included
+(a callback for the plain fit; ``log.csv`` seconds for labelwise). Epoch 1 includes tracing,
+so the table shows the steady state (epochs 2..N) and everything.
+
+Prediction: ``labelwise.predict.predict`` (decode, model, none score, schema decisions,
+frame) vs ``model.predict`` on the same tf.data pipeline, over PNG files.
+
+Target: labelwise at most 5% slower (ratio <= 1.05). The machine is shared: runs alternate
+and the best of ``--repeats`` is kept.
+
+Usage: python benchmarks/bench_train_overhead.py [--n-train 6000] [--epochs 4] [--repeats 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+
+def _data(n_train: int, n_val: int, n_pred: int):
+    from labelwise.demo import DEMO_SCHEMA, digit_targets, load_digit_images
+
+    x, d, source = load_digit_images()
+    order = np.random.default_rng(0).permutation(len(x))
+    y = digit_targets(d)
+    tr, va, pr = order[:n_train], order[n_train:n_train + n_val], order[n_train + n_val:n_train + n_val + n_pred]
+    return DEMO_SCHEMA, (x[tr], y[tr]), (x[va], y[va]), x[pr], source
+
+
+def _config(out: str, epochs: int, batch: int):
+    from labelwise.train import TrainConfig
+
+    return TrainConfig(backbone="small_cnn", image_size=(28, 28), channels=1, bn_momentum=0.9, epochs=epochs,
+                       batch_size=batch, learning_rate=2e-3, lr_schedule="constant", loss="schema", binary="bce",
+                       early_stopping_patience=None, seed=0, out_dir=out, verbose=0, overwrite=True, plots=False,
+                       bootstrap=0)
+
+
+def run_labelwise(schema, train, val, epochs: int, batch: int, out: str) -> list[float]:
+    from labelwise.train import Part, TrainData
+    from labelwise.train import train as lw_train
+
+    data = TrainData(schema, Part(train[0], train[1], np.arange(len(train[0]))),
+                     Part(val[0], val[1], np.arange(len(val[0]))), None)
+    result = lw_train(_config(out, epochs, batch), data)
+    return [row["seconds"] for row in result.history]
+
+
+def run_plain(schema, train, val, epochs: int, batch: int) -> list[float]:
+    import keras
+
+    from labelwise.pipeline import make_dataset, make_epoch_dataset
+    from labelwise.train import build_and_compile, phases
+
+    config = _config("unused", epochs, batch)
+    keras.utils.set_random_seed(0)
+    steps = -(-len(train[0]) // batch)
+    model = build_and_compile(config, schema, y_train=train[1], phase=phases(config)[0], steps_per_epoch=steps)
+    train_ds = make_epoch_dataset(train[0], train[1][:, : schema.n_outputs], image_size=(28, 28), channels=1,
+                                  batch_size=batch, shuffle=True, seed=0, epochs=(0, epochs))
+    val_ds = make_dataset(val[0], val[1][:, : schema.n_outputs], image_size=(28, 28), channels=1, batch_size=batch)
+
+    class Clock(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.seconds = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(time.perf_counter() - self.t0)
+
+    clock = Clock()
+    model.fit(train_ds, epochs=epochs, steps_per_epoch=steps, validation_data=val_ds, callbacks=[clock], verbose=0,
+              shuffle=False)
+    return clock.seconds
+
+
+def bench_predict(model_path: Path, folder: Path, batch: int, repeats: int) -> tuple[float, float]:
+    from labelwise import artifact
+    from labelwise.pipeline import list_images, make_dataset
+    from labelwise.predict import predict
+
+    loaded = artifact.load(model_path)
+    model, schema, thr, pre = loaded
+    paths = [str(p) for p in list_images(folder)]
+    predict(loaded, folder, batch_size=batch, verbose=0)  # warm-up: tracing
+    model.predict(make_dataset(paths, image_size=pre.image_size, channels=pre.channels, batch_size=batch), verbose=0)
+    best_lw, best_plain = float("inf"), float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        model.predict(make_dataset(paths, image_size=pre.image_size, channels=pre.channels, batch_size=batch),
+                      verbose=0)
+        best_plain = min(best_plain, time.perf_counter() - t)
+        t = time.perf_counter()
+        predict(loaded, folder, batch_size=batch, verbose=0)
+        best_lw = min(best_lw, time.perf_counter() - t)
+    return best_lw, best_plain
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n-train", type=int, default=6000)
+    ap.add_argument("--n-val", type=int, default=1000)
+    ap.add_argument("--n-predict", type=int, default=3000)
+    ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--repeats", type=int, default=2)
+    args = ap.parse_args()
+    from PIL import Image
+
+    schema, train, val, xpred, source = _data(args.n_train, args.n_val, args.n_predict)
+    tmp = Path(tempfile.mkdtemp(prefix="lw-bench-"))
+    try:
+        lw_runs, plain_runs = [], []
+        for r in range(args.repeats):
+            plain_runs.append(run_plain(schema, train, val, args.epochs, args.batch))
+            lw_runs.append(run_labelwise(schema, train, val, args.epochs, args.batch, str(tmp / f"run{r}")))
+        n, e = len(train[0]), args.epochs
+
+        def best(runs, steady):
+            return min(sum(s[1:]) if steady else sum(s) for s in runs)
+
+        print(f"labelwise train vs plain model.fit: small_cnn, {source}, {n} train / {len(val[0])} val images, "
+              f"{e} epochs, batch {args.batch}, best of {args.repeats}")
+        print(f"{'':28s}{'plain fit':>12s}{'labelwise':>12s}{'ratio':>8s}")
+        for label, steady in (("epochs 2..N (images/s)", True), ("all epochs (images/s)", False)):
+            imgs = n * ((e - 1) if steady else e)
+            p, lw = best(plain_runs, steady), best(lw_runs, steady)
+            print(f"{label:28s}{imgs / p:12.0f}{imgs / lw:12.0f}{lw / p:8.3f}")
+
+        folder = tmp / "pngs"
+        folder.mkdir()
+        for i, img in enumerate(xpred):
+            Image.fromarray(img).save(folder / f"{i:05d}.png")
+        lw_s, plain_s = bench_predict(tmp / "run0" / "model.keras", folder, 128, max(3, args.repeats))
+        print(f"\nlabelwise predict vs model.predict: {len(xpred)} PNG files, same tf.data pipeline, batch 128")
+        print(f"{'':28s}{'model.predict':>14s}{'labelwise':>12s}{'ratio':>8s}")
+        print(f"{'images/s':28s}{len(xpred) / plain_s:14.0f}{len(xpred) / lw_s:12.0f}{lw_s / plain_s:8.3f}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
