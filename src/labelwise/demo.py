@@ -31,7 +31,6 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError
 from .schema import LabelSchema
 
 __all__ = ["DEMO_SCHEMA", "digit_targets", "load_digit_images", "find_mnist", "run_demo", "DemoResult"]

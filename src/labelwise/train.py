@@ -39,11 +39,11 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 
-from .errors import InputError, LabelwiseError
+from .errors import InputError
 from .io import atomic_path, write_json, write_text
 from .schema import LabelSchema, load_schema
 
@@ -187,8 +187,6 @@ class TrainConfig:
         d = dataclasses.asdict(self)
         if isinstance(self.schema, LabelSchema):
             d["schema"] = self.schema.to_dict()
-        from .pipeline import Augment  # noqa: F401 - only to serialise an Augment object
-
         if hasattr(self.augment, "to_dict"):
             d["augment"] = self.augment.to_dict()
         return d

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import typing
 from typing import Any
 
 # TrainConfig lives in labelwise.train, which imports only numpy at the top, so reading
@@ -49,9 +48,9 @@ def _flag_type(tp: Any):
     """The argparse type/nargs for a TrainConfig field annotation (a string under PEP 563)."""
     text = str(tp)
     if "tuple[int" in text:
-        return {"type": int, "nargs": 2}
+        return {"type": int, "nargs": 2, "metavar": ("H", "W")}
     if "tuple[float" in text:
-        return {"type": float, "nargs": 3}
+        return {"type": float, "nargs": 3, "metavar": ("TRAIN", "VAL", "TEST")}
     if text.startswith("bool"):
         return {"action": argparse.BooleanOptionalAction}
     if text.startswith("int"):
