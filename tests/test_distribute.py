@@ -28,6 +28,8 @@ from labelwise.distribute import (
 )
 from labelwise.errors import LabelwiseError
 
+from conftest import NIH_IMAGES
+
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 150  # seconds per subprocess; the 2 shared cores make TF start-up slow
 RTOL = 1e-5
@@ -112,6 +114,15 @@ WORKER = textwrap.dedent(r'''
         r, _ = build(one, seed=1)
         result["reference_losses"] = fit(one, r, E1 + E2)
         result["reference_weights"] = [np.asarray(w).ravel().tolist() for w in r.get_weights()]
+    if spec.get("shards"):  # which examples does this worker read from TFRecord shards?
+        from labelwise.shards import read_shards
+
+        ds = read_shards(spec["shards"], image_size=8, channels=1, batch_size=4, with_ids=True)
+        ids = []
+        for batch in dist.strategy.experimental_distribute_dataset(ds):
+            for t in dist.strategy.experimental_local_results(batch[2]):
+                ids += [i.decode() for i in t.numpy()]
+        result["shard_ids"] = ids
     with open(os.path.join(out, f"result-{dist.worker_index}.json"), "w") as f:
         json.dump(result, f)
 ''')
@@ -187,12 +198,25 @@ def test_multiworker_two_processes_agree_and_match_one_device(tmp_path):
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     envs = [_env(TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}))
             for i in range(2)]
-    r0, r1 = _run_workers(tmp_path, [{"kind": "multiworker"}] * 2, envs)
+    spec = {"kind": "multiworker"}
+    table = None
+    if (NIH_IMAGES / "labels.csv").exists():  # shards of the 24 NIH images, 10 per file: 3 files
+        from labelwise.shards import write_shards
+        from labelwise.tables import read_table
+
+        table = read_table(NIH_IMAGES / "labels.csv", images=NIH_IMAGES / "images")
+        write_shards(table, None, tmp_path / "shards", shard_size=10, progress=False)
+        spec["shards"] = str(tmp_path / "shards")
+    r0, r1 = _run_workers(tmp_path, [spec] * 2, envs)
     assert (r0["worker"], r1["worker"], r0["workers"]) == (0, 1, 2)
     _check_against_reference(r0, replicas=2)
     assert r0["losses"] == pytest.approx(r1["losses"], rel=RTOL)
     for a, b in zip(r0["weights"], r1["weights"]):  # the two workers' final weights
         np.testing.assert_allclose(a, b, rtol=0, atol=0)
+    if table is not None:
+        # FILE auto-sharding: worker 0 reads shard files 0 and 2, worker 1 file 1; nothing twice
+        ids = [str(i) for i in table.ids]
+        assert r0["shard_ids"] == ids[:10] + ids[20:] and r1["shard_ids"] == ids[10:20]
     # non-chief workers save to their own folder, so the chief's checkpoint is never clobbered
     assert (tmp_path / "ckpt.weights.h5").exists() and (tmp_path / ".worker-1" / "ckpt.weights.h5").exists()
 
