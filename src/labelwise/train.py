@@ -484,7 +484,7 @@ def _epoch_callback(*, config: TrainConfig, schema: LabelSchema, state: _State, 
             _reset_rng(self.model, config.seed, epoch)
 
         def on_epoch_end(self, epoch, logs=None):
-            logs = logs or {}
+            logs = logs if logs is not None else {}
             model = self.model
             probs = model.predict(val_ds, verbose=0)
             val_loss = float(keras.ops.convert_to_numpy(
@@ -528,8 +528,8 @@ def _epoch_callback(*, config: TrainConfig, schema: LabelSchema, state: _State, 
                 model.stop_training = True
             _write_logs(out, state.log)
             self._checkpoint(model, n, old_best)
-            printer(f"epoch {n}/{config.epochs}: loss {row['loss']:.4f}  val_loss {val_loss:.4f}  "
-                    f"val macro AUC {auc:.4f}{'  (best)' if improved else ''}")
+            # Keras' progress bar runs after this callback and prints what is in `logs`
+            logs.update(val_loss=val_loss, val_macro_auc=auc)
             if state.stopped_early:
                 printer(f"early stopping: no better val macro AUC for {state.wait} epochs; "
                         f"best {state.best_auc:.4f} at epoch {state.best_epoch}")
