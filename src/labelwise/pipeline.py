@@ -285,6 +285,7 @@ def make_epoch_dataset(
     cache: bool = False,
     skip_unreadable: bool = False,
     epochs: tuple[int, int] | None = None,
+    check: bool = True,
 ) -> tf.data.Dataset:
     """Like :func:`make_dataset`; ``epochs=(first, stop)`` makes one dataset that runs epochs
     ``first .. stop-1`` back to back, each with its own order ``(seed, epoch)`` and its own
@@ -292,7 +293,7 @@ def make_epoch_dataset(
     """
     size = _size(image_size)
     aug = Augment.from_any(augment)
-    src = ImageSource.create(source, y, skip_unreadable=skip_unreadable)
+    src = ImageSource.create(source, y, skip_unreadable=skip_unreadable, check=check)
     if cache and src.arrays is None:
         # decode once, keep the resized float32 pixels in memory: n * h * w * c * 4 bytes
         pixels = np.concatenate(list(make_dataset(src, image_size=size, channels=channels,
@@ -345,6 +346,7 @@ def make_dataset(
     cache: bool = False,
     skip_unreadable: bool = False,
     epoch: int = 0,
+    check: bool = True,
 ) -> tf.data.Dataset:
     """One epoch of batches from image files (paths or a folder) or an image array.
 
@@ -353,11 +355,13 @@ def make_dataset(
     (an :class:`Augment`, a dict, or True for mild defaults) is seeded by ``(seed, epoch, index)``.
     ``cache`` decodes files once and keeps the pixels in memory. Unreadable files raise
     :class:`InputError` listing them, unless ``skip_unreadable`` (then a warning lists them);
-    ``dataset.labelwise_source.keep`` tells which inputs were kept.
+    ``dataset.labelwise_source.keep`` tells which inputs were kept. ``check=False`` skips the
+    up-front file check (then a bad file fails inside TensorFlow, without its path: callers
+    that do this catch the failure and run :func:`check_images`, as ``predict`` does).
     """
     return make_epoch_dataset(source, y, image_size=image_size, channels=channels, batch_size=batch_size,
                               shuffle=shuffle, seed=seed, augment=augment, cache=cache,
-                              skip_unreadable=skip_unreadable, epochs=(epoch, epoch + 1))
+                              skip_unreadable=skip_unreadable, epochs=(epoch, epoch + 1), check=check)
 
 
 def load_images(source: Any, *, image_size: Sequence[int], channels: int, batch_size: int = 64) -> np.ndarray:

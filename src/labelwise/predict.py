@@ -43,9 +43,22 @@ def predict_scores(model: Any, x: Any, *, schema: LabelSchema, image_size: Seque
     """
     from .pipeline import make_dataset
 
-    ds = make_dataset(x, image_size=image_size, channels=channels, batch_size=batch_size,
-                      skip_unreadable=skip_unreadable)
-    probs = model.predict(ds, verbose=verbose)
+    kwargs = dict(image_size=image_size, channels=channels, batch_size=batch_size, skip_unreadable=skip_unreadable)
+    if isinstance(x, np.ndarray) and x.dtype.kind in "uif":
+        ds = make_dataset(x, **kwargs)
+        probs = model.predict(ds, verbose=verbose)
+    else:
+        # Optimistic: no up-front file check (it would cost a fifth of a small model's
+        # prediction time). A bad file makes TensorFlow fail without naming it; then check
+        # every file, and raise naming the bad ones (or skip them, as asked) and run again.
+        ds = make_dataset(x, check=False, **kwargs)
+        try:
+            probs = model.predict(ds, verbose=verbose)
+        except Exception as failure:  # tf.errors.* surface as several types through Keras
+            ds = make_dataset(x, check=True, **kwargs)  # raises InputError naming the files, or skips them
+            if len(ds.labelwise_source.skipped) == 0:
+                raise failure
+            probs = model.predict(ds, verbose=verbose)
     if probs.ndim != 2 or probs.shape[1] != schema.n_outputs:
         raise InputError(f"the model outputs shape {probs.shape}, but its schema has {schema.n_outputs} outputs")
     return Scores(schema.complete_scores(probs), ds.labelwise_source.keep)
