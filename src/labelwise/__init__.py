@@ -27,16 +27,45 @@ _KERAS_MODULES = ("labelwise.layers", "labelwise.losses", "labelwise.models", "l
 # Public names served lazily: name -> module. Light modules are here too so that
 # ``import labelwise`` itself stays cheap.
 _LAZY: dict[str, str] = {
+    # data
     "read_table": "labelwise.tables",
     "LabelTable": "labelwise.tables",
+    "read_mnist_idx": "labelwise.tables",
+    "summarize": "labelwise.stats",
     "split_table": "labelwise.split",
+    "check_split": "labelwise.split",
+    "read_mrnet": "labelwise.stacks",
+    "read_stack_table": "labelwise.stacks",
+    "pad_stack": "labelwise.stacks",
+    # decide and evaluate (numpy only)
+    "bootstrap_ci": "labelwise.metrics",
+    "tune_thresholds": "labelwise.thresholds",
+    "Thresholds": "labelwise.thresholds",
+    "decide": "labelwise.thresholds",
+    "diagnose": "labelwise.diagnostics",
+    "read_scores": "labelwise.scores",
+    "EvaluationResult": "labelwise.evaluate",
+    "LabelPowerset": "labelwise.powerset",
+    # Keras building blocks
     "SchemaHead": "labelwise.layers",
+    "schema_activation": "labelwise.layers",
     "MultiImagePooling": "labelwise.layers",
+    "GatedAttentionPooling": "labelwise.layers",
+    "SchemaLoss": "labelwise.losses",
+    "WeightedBinaryCrossentropy": "labelwise.losses",
+    "BinaryFocalLoss": "labelwise.losses",
+    "AsymmetricLoss": "labelwise.losses",
+    "balanced_weights": "labelwise.losses",
     "build_model": "labelwise.models",
+    "build_case_model": "labelwise.models",
+    "freeze_backbone": "labelwise.models",
+    "unfreeze_top": "labelwise.models",
 }
+# Submodules reachable as attributes (``labelwise.metrics``); ``labelwise.evaluate`` is the module,
+# so call ``labelwise.evaluate.evaluate(...)`` or ``from labelwise.evaluate import evaluate``.
 _SUBMODULES = {
-    "tables", "split", "stats", "metrics", "thresholds", "diagnostics", "report",
-    "layers", "losses", "models", "powerset", "stacks", "data", "train", "predict", "artifact",
+    "tables", "split", "stats", "metrics", "thresholds", "diagnostics", "evaluate", "scores", "report",
+    "layers", "losses", "models", "powerset", "stacks", "pipeline", "train", "predict", "artifact",
     "distribute", "shards", "demo",
 }
 

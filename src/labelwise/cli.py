@@ -54,6 +54,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"labelwise {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `labelwise inspect ... | head` closed our stdout early: not an error worth a traceback.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover
