@@ -58,10 +58,14 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return Path(path)
 
 
+def json_text(obj: Any, indent: int = 2) -> str:
+    """Strict JSON text of ``obj``: numpy values become plain numbers, NaN and inf become null."""
+    return json.dumps(_nan_to_none(obj), indent=indent, allow_nan=False)
+
+
 def write_json(path: str | os.PathLike, obj: Any, indent: int = 2) -> Path:
     """Write ``obj`` as JSON to ``path`` atomically (NaN written as null); return the path."""
-    text = json.dumps(_nan_to_none(obj), indent=indent, allow_nan=False)
-    return write_text(path, text + "\n")
+    return write_text(path, json_text(obj, indent) + "\n")
 
 
 def _nan_to_none(obj: Any) -> Any:

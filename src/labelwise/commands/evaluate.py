@@ -78,10 +78,9 @@ def load_inputs(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print; returns 0 (1 when the diagnostics found a collapsed model)."""
-    import json
 
     from ..evaluate import evaluate
-    from ..io import _nan_to_none
+    from ..io import json_text
 
     table, scores = load_inputs(args)
     groups = table.groups(args.group_column) if args.group_column else None
@@ -105,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         doc = result.to_dict()
         if written:
             doc["files"] = {k: str(v) for k, v in written.items()}
-        print(json.dumps(_nan_to_none(doc), indent=2, allow_nan=False))
+        print(json_text(doc))
     else:
         print(result.format_table(), end="")
         if written:

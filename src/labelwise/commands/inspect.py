@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -54,10 +53,9 @@ def run(args) -> int:
         cooccurrence_heatmap(summary["cooccurrence"]["counts"], summary["labels"], args.plot,
                              title=f"Label co-occurrence in {Path(table.source).name} ({len(table):,} rows)")
     if args.json:
-        from ..io import _nan_to_none
+        from ..io import json_text
 
-        json.dump(_nan_to_none(summary), sys.stdout, indent=2, allow_nan=False)
-        sys.stdout.write("\n")
+        print(json_text(summary))
     else:
         sys.stdout.write(render_text(summary))
         if args.plot:

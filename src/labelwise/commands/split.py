@@ -6,9 +6,9 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
+from ..io import json_text
 from .inspect import _add_table_args, read_args_table
 
 
@@ -80,10 +80,7 @@ def run(args) -> int:
             frame.to_csv(tmp, index=False)
         report["out"] = str(args.out)
     if args.json:
-        from ..io import _nan_to_none
-
-        json.dump(_nan_to_none(report), sys.stdout, indent=2, allow_nan=False)
-        sys.stdout.write("\n")
+        print(json_text(report))
     else:
         sys.stdout.write(render_report(report))
         if args.out:
@@ -140,8 +137,7 @@ def _run_check(args) -> int:
     frame.attrs["source"] = args.table
     result = check_split(frame, args.split_column, gcol)
     if args.json:
-        json.dump(result, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        print(json_text(result))
     else:
         sizes = ", ".join(f"{k} {v:,}" for k, v in result["splits"].items())
         print(f"{args.table}: {result['n_groups']:,} groups ({gcol!r}) in splits: {sizes}")
