@@ -165,8 +165,8 @@ def main() -> None:
     base_mem = results["load"]["max_rss_mb"]
     ref_t = results.get("sklearn_point", {}).get("seconds")
     print()
-    print(f"| stage | seconds | x sklearn point metrics | peak RSS MB | above 'load' MB |")
-    print(f"|---|---:|---:|---:|---:|")
+    print("| stage | seconds | x sklearn point metrics | peak RSS MB | above 'load' MB |")
+    print("|---|---:|---:|---:|---:|")
     for stage, r in results.items():
         ratio = f"{r['seconds'] / ref_t:.2f}" if ref_t and stage != "load" else "-"
         print(f"| {stage} | {r['seconds']:.2f} | {ratio} | {r['max_rss_mb']:.0f} | {r['max_rss_mb'] - base_mem:+.0f} |")
