@@ -253,3 +253,17 @@ def test_freeze_schedule_and_plateau_resume_at_phase_boundary(tmp_path):
         np.testing.assert_array_equal(a, b)
     assert [r["loss"] for r in full.history] == [r["loss"] for r in resumed.history]
     assert isinstance(resumed.model, keras.Model)
+
+
+def test_early_stopping_on_val_macro_auc(tmp_path):
+    """With a zero learning rate (and frozen BatchNorm statistics) nothing improves: patience 1
+    stops after epoch 2 of 6, and the
+    best (first) epoch's weights are the ones kept."""
+    from labelwise.train import TrainConfig, train
+
+    config = make_digit_table(tmp_path, {"train": 64, "val": 48})
+    result = train(TrainConfig.from_toml(config, out_dir=str(tmp_path / "run"), epochs=6, learning_rate=0.0,
+                                         lr_schedule="constant", early_stopping_patience=1, bn_momentum=1.0))
+    assert [r["epoch"] for r in result.history] == [1, 2]
+    assert result.best_epoch == 1
+    assert result.history[0]["val_macro_auc"] == result.history[1]["val_macro_auc"]
