@@ -60,6 +60,10 @@ _LAZY: dict[str, str] = {
     "build_case_model": "labelwise.models",
     "freeze_backbone": "labelwise.models",
     "unfreeze_top": "labelwise.models",
+    # train and serve
+    "make_dataset": "labelwise.pipeline",
+    "TrainConfig": "labelwise.train",
+    "run_demo": "labelwise.demo",
 }
 # Submodules reachable as attributes (``labelwise.metrics``); ``labelwise.evaluate`` is the module,
 # so call ``labelwise.evaluate.evaluate(...)`` or ``from labelwise.evaluate import evaluate``.
