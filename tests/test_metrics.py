@@ -77,6 +77,27 @@ def test_threshold_free_matches_sklearn(case, average, name):
         assert ours.shape == (Y.shape[1],)
 
 
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("average", AVERAGES)
+@pytest.mark.parametrize("name", ["roc_auc_score", "average_precision_score"])
+def test_column_chunks_give_the_one_chunk_result_bit_for_bit(monkeypatch, case, average, name):
+    from labelwise.metrics import ranking
+
+    Y, S = _case(case)
+    fn = getattr(lm, name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        monkeypatch.setattr(ranking, "CHUNK_CELLS", 10**9)  # every column in one chunk
+        whole = fn(Y, S, average=average)
+        for cells in (1, 2 * len(Y) + 1):  # one column per chunk; chunks of 2 and a remainder
+            monkeypatch.setattr(ranking, "CHUNK_CELLS", cells)
+            np.testing.assert_array_equal(fn(Y, S, average=average), whole)
+    # the per-column values are sklearn's, so the chunking cannot hide a common error
+    if average is None:
+        ref = _reference(getattr(sk, name), Y, S, None)
+        np.testing.assert_allclose(whole, ref, atol=TOL, rtol=0)
+
+
 @pytest.mark.parametrize("average", ["micro", "macro", "weighted", "samples"])
 def test_direct_sklearn_call_when_everything_is_defined(average):
     rng = np.random.default_rng(3)
