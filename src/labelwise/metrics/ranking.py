@@ -115,6 +115,40 @@ def _auc_ap_rows(S: np.ndarray, Y: np.ndarray, which: str) -> tuple[np.ndarray, 
     return value, P
 
 
+def _auc_ap_pooled(s: np.ndarray, y: np.ndarray, which: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ROC AUC or AP of one long 1-D column (the micro average pools all n x L cells).
+
+    Column chunks cannot bound this one, so it works per tie block rather than per element and
+    drops each temporary once used: about 4 x 8 B per cell at the peak instead of 10 x 8 B.
+    """
+    n = s.size
+    if n == 0:
+        return np.array([np.nan]), np.zeros(1, np.int64), np.zeros(1, np.int64)
+    order = np.argsort(-s, kind="mergesort")
+    ss = s[order]
+    yy = y[order].astype(bool)
+    del order
+    is_end = np.empty(n, dtype=bool)
+    np.not_equal(ss[:-1], ss[1:], out=is_end[:-1])
+    is_end[-1] = True
+    del ss
+    ends = np.flatnonzero(is_end)
+    del is_end
+    tp = np.cumsum(yy, dtype=np.int64)[ends]  # positives at or above each block's score
+    fp = ends + 1 - tp
+    del ends
+    P, N = int(tp[-1]), int(fp[-1])
+    tp_prev = np.concatenate([[0], tp[:-1]])
+    if P == 0 or N == 0:
+        value = np.nan
+    elif which == "roc_auc":
+        fp_prev = np.concatenate([[0], fp[:-1]])
+        value = int(((fp - fp_prev) * (tp + tp_prev)).sum()) / (2.0 * P * N)
+    else:
+        value = float(((tp - tp_prev) * (tp / (tp + fp))).sum() / P)
+    return np.array([value], dtype=np.float64), np.array([P]), np.array([N])
+
+
 _TITLES = {"roc_auc": "ROC AUC", "average_precision": "average precision"}
 
 
@@ -129,7 +163,7 @@ def _threshold_free(y_true, y_score, which: str, average, labels, from_logits) -
     Y, S, names, _ = check_pair(y_true, y_score, labels, from_logits=from_logits, apply_sigmoid=False)
     title = _TITLES[which]
     if average == "micro":
-        value, P, N = _auc_ap_columns(S.reshape(-1, 1), Y.reshape(-1, 1), which)
+        value, P, N = _auc_ap_pooled(S.ravel(), Y.ravel(), which)
         if np.isnan(value[0]):
             warn_undefined(f"micro-averaged {title} is undefined: {_undefined_reason(P[0], N[0])} (all labels); it is NaN")
         return float(value[0])
