@@ -119,6 +119,9 @@ class TrainConfig:
     verbose: int = 1
     resume: bool = False
     overwrite: bool = False
+    distribute: str | None = None
+    lr_reference_batch: int | None = None
+    train_shards: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.image_size, int):
@@ -126,7 +129,7 @@ class TrainConfig:
         self.image_size = tuple(int(s) for s in self.image_size)  # type: ignore[assignment]
         self.split_fractions = tuple(float(f) for f in self.split_fractions)  # type: ignore[assignment]
         for name in ("weights", "loss_weights", "split_column", "group_column", "unfreeze_top", "fine_tune_lr",
-                     "early_stopping_patience", "augment", "bn_momentum"):
+                     "early_stopping_patience", "augment", "bn_momentum", "distribute", "lr_reference_batch", "train_shards"):
             if getattr(self, name) in ("none", "None", ""):
                 setattr(self, name, None)
         if self.lr_schedule not in LR_SCHEDULES:
@@ -172,7 +175,7 @@ class TrainConfig:
                                  if difflib.get_close_matches(u, known, 1) else "") for u in unknown]
             raise InputError(f"{path}: unknown setting(s) {', '.join(hints)}; the settings are {sorted(known)}")
         base = path.parent
-        for key in ("table", "images", "out_dir"):
+        for key in ("table", "images", "out_dir", "train_shards"):
             if isinstance(data.get(key), str):
                 data[key] = str(base / data[key])
         if isinstance(data.get("schema"), str):
@@ -378,10 +381,9 @@ def build_and_compile(config: TrainConfig, schema: LabelSchema, *, y_train: np.n
         freeze_backbone(model)
     elif config.freeze_epochs:
         freeze_backbone(model)
-        if config.unfreeze_top is None:
-            model.get_layer("backbone").trainable = True
-        else:
-            unfreeze_top(model, int(config.unfreeze_top))
+        # unfreeze_top keeps BatchNormalization frozen; backbone.trainable = True would let BN
+        # overwrite its pretrained statistics with those of small fine-tuning batches.
+        unfreeze_top(model, None if config.unfreeze_top is None else int(config.unfreeze_top))
     model.compile(optimizer=_make_optimizer(config, phase, steps_per_epoch),
                   loss=_make_loss(config, schema, y_train))
     return model
@@ -486,7 +488,7 @@ def _epoch_callback(*, config: TrainConfig, schema: LabelSchema, state: _State, 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs if logs is not None else {}
             model = self.model
-            probs = model.predict(val_ds, verbose=0)
+            probs = model.predict(val_ds, verbose=0)[: len(val_y)]  # even_batches may pad the last batch
             val_loss = float(keras.ops.convert_to_numpy(
                 loss_fn(keras.ops.convert_to_tensor(val_y[:, : schema.n_outputs], "float32"),
                         keras.ops.convert_to_tensor(probs, "float32"))))
@@ -575,9 +577,21 @@ def train(config: TrainConfig, data: TrainData | None = None, *, strategy: Any =
     from . import pipeline
 
     say = _printer(config.verbose)
+    if strategy is None and config.distribute:
+        from .distribute import strategy_for
+
+        strategy = strategy_for(config.distribute)  # first: multiworker must start before any TF op
     data = data or load_data(config)
     schema = data.schema
     out = Path(config.out_dir)
+    if hasattr(strategy, "plan"):  # a labelwise.distribute.Distribution
+        plan = strategy.plan(config.batch_size, config.learning_rate, reference_batch=config.lr_reference_batch)
+        say(plan.describe())
+        if plan.learning_rate != config.learning_rate:
+            factor = plan.learning_rate / config.learning_rate
+            config = dataclasses.replace(config, learning_rate=plan.learning_rate, fine_tune_lr=(
+                None if config.fine_tune_lr is None else config.fine_tune_lr * factor))
+        out = strategy.worker_path(out)  # non-chief workers write to their own folder
     ckdir = out / "checkpoints"
     ckdir.mkdir(parents=True, exist_ok=True)
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
@@ -614,7 +628,15 @@ def train(config: TrainConfig, data: TrainData | None = None, *, strategy: Any =
     val_ds = pipeline.make_dataset(data.val.x, **ds_kwargs)
     val_keep = val_ds.labelwise_source.keep
     val_y = data.val.y[val_keep]
+    if hasattr(strategy, "even_batches"):  # JAX DataParallel needs batches divisible by the devices
+        val_ds = strategy.even_batches(val_ds)
     n_train = len(train_src)
+    if config.train_shards:
+        from .shards import load_index
+
+        n_train = load_index(config.train_shards)[0]["n_examples"]
+        if config.augment:
+            raise InputError("augment is not applied to train_shards yet; leave augment unset or train from the table")
     steps = math.ceil(n_train / config.batch_size)
     y_train_out = train_src.y
 
@@ -631,9 +653,18 @@ def train(config: TrainConfig, data: TrainData | None = None, *, strategy: Any =
             elif pointer is not None and state.epoch == phase.start and state.epoch > 0:
                 _load_model_weights_only(model, ckdir / pointer["weights"])
         pointer = None
-        train_ds = pipeline.make_epoch_dataset(train_src, image_size=config.image_size, channels=config.channels,
-                                               batch_size=config.batch_size, shuffle=True, seed=config.seed,
-                                               augment=config.augment, epochs=(state.epoch, phase.stop))
+        if config.train_shards:
+            from .shards import read_shards
+
+            train_ds = read_shards(config.train_shards, image_size=config.image_size, channels=config.channels,
+                                   batch_size=config.batch_size, y_columns="outputs", shuffle=True,
+                                   seed=config.seed + state.epoch, repeat=True)
+        else:
+            train_ds = pipeline.make_epoch_dataset(train_src, image_size=config.image_size, channels=config.channels,
+                                                   batch_size=config.batch_size, shuffle=True, seed=config.seed,
+                                                   augment=config.augment, epochs=(state.epoch, phase.stop))
+        if hasattr(strategy, "even_batches"):
+            train_ds = strategy.even_batches(train_ds)
         callback = _epoch_callback(config=config, schema=schema, state=state, phase=phase, val_ds=val_ds,
                                    val_y=val_y, loss_fn=model.loss, out=out, ckdir=ckdir, printer=say)
         if phase.frozen:
@@ -642,8 +673,9 @@ def train(config: TrainConfig, data: TrainData | None = None, *, strategy: Any =
             say(f"phase {phase.index + 1}: epochs {phase.start + 1}-{phase.stop}, backbone "
                 f"{'unfrozen' if config.unfreeze_top is None else f'top {config.unfreeze_top} layers unfrozen'}, "
                 f"lr {phase.learning_rate:g}")
-        model.fit(train_ds, epochs=phase.stop, initial_epoch=state.epoch, steps_per_epoch=steps,
-                  callbacks=[callback], verbose=config.verbose, shuffle=False)
+        with scope:  # JAX DataParallel reads the distribution while fitting, not only while building
+            model.fit(train_ds, epochs=phase.stop, initial_epoch=state.epoch, steps_per_epoch=steps,
+                      callbacks=[callback], verbose=config.verbose, shuffle=False)
     if model is None:  # the checkpoint already covered every epoch
         with scope:
             model = build_and_compile(config, schema, y_train=y_train_out, phase=phases(config)[-1],
@@ -701,7 +733,7 @@ def _finish(config, data, schema, model, state, val_ds, val_y, out, resumed_from
     from .predict import predict_scores, write_predictions
     from .thresholds import decide, tune_thresholds
 
-    val_scores = schema.complete_scores(model.predict(val_ds, verbose=0))
+    val_scores = schema.complete_scores(model.predict(val_ds, verbose=0)[: len(val_y)])
     thresholds = tune_thresholds(val_y, val_scores, method=config.threshold_method, schema=schema)
     evaluation = None
     if data.test is not None:

@@ -41,6 +41,9 @@ _HELP = {
     "resume": "continue the run in --out-dir from its last checkpoint",
     "overwrite": "discard an earlier run in --out-dir",
     "verbose": "0 silent, 1 progress bars, 2 one line per epoch",
+    "distribute": "mirrored (GPUs of one machine), multiworker (machines named in TF_CONFIG) or dataparallel (JAX)",
+    "lr_reference_batch": "batch size the learning rate was tuned for: scaled linearly to --batch-size",
+    "train_shards": "folder of TFRecord shards (labelwise shard) to read the training images from",
 }
 
 
