@@ -194,12 +194,17 @@ def _check_y(y: np.ndarray | None, n: int) -> None:
 
 
 # ------------------------------------------------------------------ decoding
-def _decode_file(path: tf.Tensor, image_size: tuple[int, int], channels: int) -> tf.Tensor:
-    raw = tf.io.read_file(path)
-    img = tf.io.decode_image(raw, channels=channels, dtype=tf.float32, expand_animations=False)
+def decode_image_bytes(data: tf.Tensor, *, image_size: Sequence[int] | int, channels: int) -> tf.Tensor:
+    """Encoded image bytes (PNG/JPEG/...) -> float32 pixels in 0-255, shape (h, w, channels),
+    resized as :func:`_resize`. The one decode shared by loose files and TFRecord shards."""
+    img = tf.io.decode_image(data, channels=channels, dtype=tf.float32, expand_animations=False)
     img = img * 255.0
     img.set_shape([None, None, channels])
-    return _resize(img, image_size)
+    return _resize(img, _size(image_size))
+
+
+def _decode_file(path: tf.Tensor, image_size: tuple[int, int], channels: int) -> tf.Tensor:
+    return decode_image_bytes(tf.io.read_file(path), image_size=image_size, channels=channels)
 
 
 def _resize(img: tf.Tensor, image_size: tuple[int, int]) -> tf.Tensor:

@@ -201,18 +201,6 @@ def shard_files(source: str | os.PathLike) -> list[str]:
     return files
 
 
-def decode_image_bytes(raw: Any, image_size: tuple[int, int], channels: int) -> Any:
-    """Encoded image bytes -> float32 pixels in 0-255, resized to ``image_size`` -- the decode of
-    :mod:`labelwise.pipeline` (``_decode_file`` is this applied to ``tf.io.read_file(path)``)."""
-    import tensorflow as tf
-
-    from .pipeline import _resize
-
-    img = tf.io.decode_image(raw, channels=channels, dtype=tf.float32, expand_animations=False) * 255.0
-    img.set_shape([None, None, channels])
-    return _resize(img, image_size)
-
-
 def read_shards(
     source: str | os.PathLike,
     *,
@@ -240,7 +228,7 @@ def read_shards(
     """
     import tensorflow as tf
 
-    from .pipeline import _size
+    from .pipeline import _size, decode_image_bytes
 
     index, _ = load_index(source)
     files = shard_files(source)
@@ -283,7 +271,7 @@ def read_shards(
 
     def parse(record):
         ex = tf.io.parse_single_example(record, spec)
-        img = decode_image_bytes(ex["image"], size, channels)
+        img = decode_image_bytes(ex["image"], image_size=size, channels=channels)
         y = tf.cast(ex["y"][:n_y], tf.float32)
         return (img, y, ex["id"]) if with_ids else (img, y)
 
