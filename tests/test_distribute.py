@@ -13,6 +13,7 @@ weights within 1e-5, and every replica's copy of every variable equal.
 from __future__ import annotations
 
 import json
+import re
 import os
 import socket
 import subprocess
@@ -21,6 +22,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from labelwise.distribute import (
@@ -280,3 +282,34 @@ def test_batch_split_and_learning_rate_scaling(tmp_path):
     worker = Distribution("multiworker", "tensorflow", None, 2, 2, 1)
     assert worker.worker_path(tmp_path / "m.keras") == tmp_path / ".worker-1" / "m.keras"
     assert Distribution("none", "tensorflow").worker_path(tmp_path / "m.keras") == tmp_path / "m.keras"
+
+
+_TRAIN_SCRIPT = textwrap.dedent('''
+    import sys
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import dataclasses
+    from labelwise.distribute import strategy_for
+    from labelwise.train import TrainConfig, train
+    config = TrainConfig.from_toml(sys.argv[1])
+    config = dataclasses.replace(config, epochs=int(sys.argv[2]), resume=sys.argv[3] == "1", verbose=2)
+    train(config, strategy=strategy_for("mirrored", devices=2))
+''')
+
+
+def test_train_mirrored_two_logical_cpus_logs_plan_and_resumes(tmp_path):
+    from test_train import make_digit_table
+
+    config = make_digit_table(tmp_path)
+    script = tmp_path / "run_train.py"
+    script.write_text(_TRAIN_SCRIPT)
+    outs = []
+    for epochs, resume in ((1, "0"), (2, "1")):
+        proc = subprocess.run([sys.executable, str(script), str(config), str(epochs), resume], env=_env(),
+                              cwd=tmp_path, capture_output=True, text=True, timeout=TIMEOUT)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        outs.append(proc.stdout + proc.stderr)
+    assert re.search(r"2 replica\(s\) on 1 worker\(s\); global batch \d+ = \d+ per replica x 2", outs[0]), outs[0]
+    log = pd.read_csv(tmp_path / "run" / "log.csv")
+    assert log["epoch"].tolist() == [1, 2]  # the second run resumed after epoch 1
