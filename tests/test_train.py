@@ -253,6 +253,12 @@ def test_freeze_schedule_and_plateau_resume_at_phase_boundary(tmp_path):
         np.testing.assert_array_equal(a, b)
     assert [r["loss"] for r in full.history] == [r["loss"] for r in resumed.history]
     assert isinstance(resumed.model, keras.Model)
+    # the unfreeze phase trains the convolutions but leaves BatchNormalization frozen
+    backbone = full.model.get_layer("backbone")
+    bns = [l for l in backbone.layers if isinstance(l, keras.layers.BatchNormalization)]
+    convs = [l for l in backbone.layers if isinstance(l, keras.layers.Conv2D)]
+    assert bns and not any(l.trainable for l in bns)
+    assert convs and all(l.trainable for l in convs)
 
 
 def test_early_stopping_on_val_macro_auc(tmp_path):
