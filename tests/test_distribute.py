@@ -290,12 +290,23 @@ _TRAIN_SCRIPT = textwrap.dedent('''
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import dataclasses
-    from labelwise.distribute import strategy_for
     from labelwise.train import TrainConfig, train
     config = TrainConfig.from_toml(sys.argv[1])
-    config = dataclasses.replace(config, epochs=int(sys.argv[2]), resume=sys.argv[3] == "1", verbose=2)
-    train(config, strategy=strategy_for("mirrored", devices=2))
+    config = dataclasses.replace(config, epochs=int(sys.argv[2]), resume=sys.argv[3] == "1", verbose=2,
+                                 distribute="mirrored", devices=2)  # what --distribute mirrored --devices 2 sets
+    train(config)
 ''')
+
+
+def test_devices_needs_a_device_strategy():
+    from labelwise.errors import InputError
+    from labelwise.train import TrainConfig
+
+    with pytest.raises(InputError, match="needs distribute = 'mirrored' or 'dataparallel'"):
+        TrainConfig(devices=2)
+    with pytest.raises(InputError, match="needs distribute"):
+        TrainConfig(devices=2, distribute="multiworker")
+    assert TrainConfig(devices=2, distribute="mirrored").devices == 2
 
 
 def test_train_mirrored_two_logical_cpus_logs_plan_and_resumes(tmp_path):

@@ -120,6 +120,7 @@ class TrainConfig:
     resume: bool = False
     overwrite: bool = False
     distribute: str | None = None
+    devices: int | None = None
     lr_reference_batch: int | None = None
     train_shards: str | None = None
 
@@ -129,11 +130,14 @@ class TrainConfig:
         self.image_size = tuple(int(s) for s in self.image_size)  # type: ignore[assignment]
         self.split_fractions = tuple(float(f) for f in self.split_fractions)  # type: ignore[assignment]
         for name in ("weights", "loss_weights", "split_column", "group_column", "unfreeze_top", "fine_tune_lr",
-                     "early_stopping_patience", "augment", "bn_momentum", "distribute", "lr_reference_batch", "train_shards"):
+                     "early_stopping_patience", "augment", "bn_momentum", "distribute", "devices", "lr_reference_batch", "train_shards"):
             if getattr(self, name) in ("none", "None", ""):
                 setattr(self, name, None)
         if self.lr_schedule not in LR_SCHEDULES:
             raise InputError(f"lr_schedule must be one of {list(LR_SCHEDULES)}; got {self.lr_schedule!r}")
+        if self.devices is not None and str(self.distribute).lower() not in ("mirrored", "dataparallel"):
+            raise InputError(f"devices = {self.devices} needs distribute = 'mirrored' or 'dataparallel' (multiworker "
+                             "uses every worker's devices as TF_CONFIG and CUDA_VISIBLE_DEVICES give them)")
         if self.loss not in ("schema", "bce"):
             raise InputError(f"loss must be 'schema' or 'bce'; got {self.loss!r}")
         if self.loss_weights not in (None, "balanced"):
@@ -580,7 +584,7 @@ def train(config: TrainConfig, data: TrainData | None = None, *, strategy: Any =
     if strategy is None and config.distribute:
         from .distribute import strategy_for
 
-        strategy = strategy_for(config.distribute)  # first: multiworker must start before any TF op
+        strategy = strategy_for(config.distribute, devices=config.devices)  # first: multiworker must start before any TF op
     data = data or load_data(config)
     schema = data.schema
     out = Path(config.out_dir)

@@ -42,6 +42,7 @@ _HELP = {
     "overwrite": "discard an earlier run in --out-dir",
     "verbose": "0 silent, 1 progress bars, 2 one line per epoch",
     "distribute": "mirrored (GPUs of one machine), multiworker (machines named in TF_CONFIG) or dataparallel (JAX)",
+    "devices": "with mirrored/dataparallel: use the first N devices (GPUs; JAX devices) instead of all",
     "lr_reference_batch": "batch size the learning rate was tuned for: scaled linearly to --batch-size",
     "train_shards": "folder of TFRecord shards (labelwise shard) to read the training images from",
 }
