@@ -14,6 +14,7 @@ is installed.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 import time
@@ -88,11 +89,7 @@ def main() -> None:
     ap.add_argument("--no-sklearn", action="store_true")
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
-    try:
-        import sklearn  # noqa: F401
-        with_sk = not args.no_sklearn
-    except ImportError:
-        with_sk = False
+    with_sk = not args.no_sklearn and importlib.util.find_spec("sklearn") is not None
     # scikit-learn's StratifiedGroupKFold takes ~45 s on this table: run it for the first seed only.
     runs = {s: run_one(args.table, s, with_sk and s == seeds[0])[1] for s in seeds}
     table = read_table(args.table, schema=LabelSchema(FINDINGS, none="No Finding"))

@@ -23,7 +23,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import InputError
-from ._validation import check_pair, label_names, warn_undefined
+from ._validation import check_pair, warn_undefined
 
 __all__ = [
     "roc_auc_score",
