@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from labelwise.errors import InputError, TableError
-from labelwise.stacks import pad_stack, read_mrnet, read_stack_table
+from labelwise.stacks import pad_stack, read_cases, read_mrnet, read_stack_table
 
 LENGTHS = {"0000": 3, "0001": 5, "0002": 2}
 
@@ -79,6 +79,41 @@ def test_plain_csv_layout(tmp_path):
     (tmp_path / "bad.csv").write_text("case,tear\nknee_a,yes\n")
     with pytest.raises(TableError, match=r"row 2: column 'tear' must be 0 or 1"):
         read_stack_table(tmp_path / "bad.csv", folder)
+
+
+def test_read_cases_for_prediction(tmp_path):
+    """Cases without labels: a folder, one file, a list, a table with a header or MRNet's headerless file."""
+    stacks = _mrnet(tmp_path)
+    folder = tmp_path / "train" / "axial"
+    ds = read_cases(folder)
+    assert ds.case_ids == ["0000", "0001", "0002"] and ds.targets.shape == (3, 0) and ds.labels == ()
+    np.testing.assert_array_equal(ds.load(1), stacks["0001"])
+    with pytest.raises(InputError, match=r"holds no \.npy stacks.*subfolder\(s\) axial do"):
+        read_cases(tmp_path / "train")
+    assert read_cases(folder / "0002.npy").case_ids == ["0002"]
+    assert read_cases([folder / "0002.npy"]).paths == [folder / "0002.npy"]
+    # MRNet's label file has no header; "1" finds 0001.npy; ids are kept as the table writes them
+    (tmp_path / "valid.csv").write_text("0002,1\n1,0\n")
+    ds = read_cases(tmp_path / "valid.csv", folder)
+    assert ds.case_ids == ["0002", "1"] and ds.paths == [folder / "0002.npy", folder / "0001.npy"]
+    # a header, an id column found by name, .npy paths relative to the table's folder
+    (folder / "t.csv").write_text("label,exam\n1,0000.npy\n0,0001\n")
+    assert read_cases(folder / "t.csv").paths == [folder / "0000.npy", folder / "0001.npy"]
+    (folder / "dup.csv").write_text("case\n0000\n0\n0000\n")
+    with pytest.raises(TableError, match=r"case '0000' appears twice \(rows 2 and 4\)"):
+        read_cases(folder / "dup.csv")
+    (folder / "empty_id.csv").write_text("case,x\n0000,1\n,0\n")
+    with pytest.raises(TableError, match=r"row 3: the case id .* is empty"):
+        read_cases(folder / "empty_id.csv")
+    (folder / "a.png").write_bytes(b"png")
+    (folder / "img.csv").write_text("case\na.png\n")
+    with pytest.raises(InputError, match=r"img\.csv, row 2: .*a\.png is not a \.npy stack"):
+        read_cases(folder / "img.csv")
+    with pytest.raises(InputError, match="does not exist"):
+        read_cases(tmp_path / "nowhere")
+    (folder / "0003.npy").write_bytes(b"")
+    with pytest.raises(InputError, match=r"0003\.npy: cannot read .*the file is empty"):
+        read_cases(folder).load(3)
 
 
 def test_pad_stack_pads_crops_and_checks_shapes():

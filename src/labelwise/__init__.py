@@ -36,6 +36,7 @@ _LAZY: dict[str, str] = {
     "check_split": "labelwise.split",
     "read_mrnet": "labelwise.stacks",
     "read_stack_table": "labelwise.stacks",
+    "read_cases": "labelwise.stacks",
     "pad_stack": "labelwise.stacks",
     # decide and evaluate (numpy only)
     "bootstrap_ci": "labelwise.metrics",

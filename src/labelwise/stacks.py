@@ -10,6 +10,9 @@ Two layouts are read:
 * A plain CSV with a header: a case id column and 0/1 label columns, the arrays in one folder
   as ``<id>.npy``. :func:`read_stack_table`.
 
+For prediction, where there are no labels, :func:`read_cases` takes a folder of ``.npy``
+stacks, one ``.npy`` file, a list of them, or a table naming the cases (either layout above).
+
 Both give a :class:`StackSet` (case ids, file paths, targets, label names); arrays load on
 demand (:meth:`StackSet.arrays` is a generator, memory-mapped if asked). Stacks have different
 slice counts: :func:`pad_stack` pads a batch to one length and returns the mask that
@@ -28,7 +31,7 @@ import numpy as np
 
 from .errors import InputError, TableError
 
-__all__ = ["StackSet", "read_mrnet", "read_stack_table", "pad_stack", "MRNET_LABELS", "MRNET_PLANES"]
+__all__ = ["StackSet", "read_mrnet", "read_stack_table", "read_cases", "pad_stack", "MRNET_LABELS", "MRNET_PLANES"]
 
 MRNET_LABELS = ("abnormal", "acl", "meniscus")
 MRNET_PLANES = ("axial", "coronal", "sagittal")
@@ -48,14 +51,22 @@ class StackSet:
         return len(self.case_ids)
 
     def load(self, i: int, *, mmap: bool = False) -> np.ndarray:
-        """The array of case ``i`` (a clear error names an unreadable file)."""
+        """The array of case ``i``, shape ``slices x H x W`` or ``slices x H x W x C``.
+
+        Raises :class:`InputError` naming the file when it cannot be read as a ``.npy`` array
+        (missing, empty, truncated, not NumPy's format, Python objects inside) or has another
+        number of dimensions. ``mmap=True`` maps the file instead of reading it (cheap: only
+        the header is read, which is enough to know the shape).
+        """
         path = self.paths[i]
         try:
             arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise InputError(f"{path}: cannot read the stack of case {self.case_ids[i]!r} ({e})") from None
+        except (OSError, ValueError, EOFError) as e:
+            raise InputError(f"{path}: cannot read the stack of case {self.case_ids[i]!r} ({_npy_problem(path, e)}); "
+                             "write each stack with numpy.save(path, array) as a slices x H x W array") from None
         if arr.ndim not in (3, 4):
-            raise InputError(f"{path}: a stack must be slices x H x W (or x C), got shape {arr.shape}")
+            raise InputError(f"{path}: a stack must be slices x H x W (or x C), got shape {arr.shape}"
+                             + (" -- one 2-D image, not a stack; save it as shape (1, H, W)" if arr.ndim == 2 else ""))
         return arr
 
     def arrays(self, *, mmap: bool = False) -> Iterator[np.ndarray]:
@@ -71,6 +82,20 @@ class StackSet:
             arrays = [self.load(i) for i in idx]
             batch, mask = pad_stack(arrays, max_len, long=long, names=[self.case_ids[i] for i in idx])
             yield batch, mask, self.targets[start : start + len(arrays)]
+
+
+def _npy_problem(path: Path, error: Exception) -> str:
+    """Say what is wrong with a file ``np.load`` refused, in words a user can act on."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(6)
+    except OSError:
+        return str(error)
+    if not head:
+        return "the file is empty"
+    if head != b"\x93NUMPY":
+        return "not a NumPy .npy file (no NumPy header)"
+    return str(error)
 
 
 def _stack_file(folder: Path, case_id: str) -> Path | None:
@@ -122,11 +147,12 @@ def _read_label_csv(path: Path) -> tuple[list[str], np.ndarray]:
     return ids, vals.astype(int).to_numpy()
 
 
-def _no_duplicates(ids: Sequence[str], source: str) -> None:
+def _no_duplicates(ids: Sequence[str], source: str, first_row: int = 1) -> None:
+    """Raise naming the two rows (``ids[0]`` is row ``first_row``) of the first repeated case id."""
     seen: dict[str, int] = {}
     for r, cid in enumerate(ids):
         if cid in seen:
-            raise TableError(f"{source}: case {cid!r} appears twice (rows {seen[cid] + 1} and {r + 1})")
+            raise TableError(f"{source}: case {cid!r} appears twice (rows {seen[cid] + first_row} and {r + first_row})")
         seen[cid] = r
 
 
@@ -199,6 +225,114 @@ def read_stack_table(table: str | Path, stacks_dir: str | Path, *, id_column: st
     _no_duplicates(ids, str(table))
     targets = df[label_columns].apply(lambda s: s.str.strip().astype(int)).to_numpy().astype(np.uint8)
     return StackSet(ids, _paths(Path(stacks_dir), ids, str(table)), targets, tuple(label_columns))
+
+
+_CASE_COLUMNS = ("case_id", "case", "exam", "exam_id", "id", "path", "file", "filename", "stack")
+
+
+def read_cases(source: str | Path | Sequence[str | Path], stacks_dir: str | Path | None = None, *,
+               id_column: str | None = None) -> StackSet:
+    """The cases to predict on, without labels -> a :class:`StackSet` (targets of shape (n, 0)).
+
+    ``source`` is one of:
+
+    * a folder: every ``*.npy`` directly in it, sorted by name, one case per file, the case id
+      the file stem (MRNet: ``MRNet-v1.0/valid/sagittal``). Subfolders are not searched: one
+      folder holds one plane.
+    * one ``.npy`` file (one case, id = stem), or a list of ``.npy`` paths (ids = the paths).
+    * a table (CSV, or TSV by suffix): ``id_column`` (default: the first of case_id / case /
+      exam / exam_id / id / path / file / filename / stack present, else the first column)
+      names each case, either by id (the stack is ``<stacks_dir>/<id>.npy``; ``"0"`` also finds
+      MRNet's ``0000.npy``) or by a ``.npy`` path relative to ``stacks_dir``. ``stacks_dir``
+      defaults to the table's folder. A table without a header whose first cell names a stack
+      (MRNet's ``valid-acl.csv``) is read as headerless, first column = case ids. Other columns
+      (labels) are ignored.
+
+    Files are not opened here (:meth:`StackSet.load` does that); missing files, duplicate or
+    empty ids raise an error naming the table and row.
+    """
+    if not isinstance(source, (str, Path)) and not hasattr(source, "__fspath__"):
+        paths = [Path(p) for p in source]
+        if not paths:
+            raise InputError("no stacks given")
+        for p in paths:
+            if not p.is_file():
+                raise InputError(f"stack file {p} does not exist")
+        ids = [str(p) for p in source]
+        return StackSet(ids, paths, np.zeros((len(ids), 0), dtype=np.uint8), ())
+    source = Path(source)
+    if source.is_dir():
+        if stacks_dir is not None:
+            raise InputError(f"{source} is a folder of stacks; the stacks folder option is for a table of case ids")
+        files = sorted(p for p in source.iterdir() if p.is_file() and p.suffix.lower() == ".npy")
+        if not files:
+            deeper = sorted({p.parent.relative_to(source).as_posix() for p in source.rglob("*.npy")})
+            raise InputError(f"{source} holds no .npy stacks (one slices x H x W array per case)"
+                             + (f"; its subfolder(s) {', '.join(deeper[:5])} do: pass one of them, one plane per model"
+                                if deeper else ""))
+        return StackSet([p.stem for p in files], files, np.zeros((len(files), 0), dtype=np.uint8), ())
+    if not source.exists():
+        raise InputError(f"{source} does not exist; give a folder of .npy stacks or a table of case ids")
+    if source.suffix.lower() == ".npy":
+        return StackSet([source.stem], [source], np.zeros((1, 0), dtype=np.uint8), ())
+    import pandas as pd
+
+    base = Path(stacks_dir) if stacks_dir is not None else source.parent
+    if not base.is_dir():
+        raise InputError(f"stack folder {base} does not exist")
+    sep = "\t" if source.suffix.lower() in (".tsv", ".tab") else ","
+    try:
+        df = pd.read_csv(source, sep=sep, dtype=str, skipinitialspace=True, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise TableError(f"{source}: the file is empty") from None
+    except Exception as e:
+        raise TableError(f"{source}: cannot read as a table ({e})") from None
+    df.columns = [str(c).strip() for c in df.columns]
+    first_row = 2  # file row of df.iloc[0]: after the header
+    if id_column is None and _stack_path(base, df.columns[0]) is not None:
+        # no header (MRNet's label files: "0000,1"): the first line is a case
+        df = pd.read_csv(source, sep=sep, dtype=str, header=None, skipinitialspace=True, keep_default_na=False)
+        df.columns = [str(c) for c in df.columns]
+        id_column, first_row = "0", 1
+    if id_column is None:
+        id_column = next((c for c in _CASE_COLUMNS if c in df.columns), df.columns[0])
+    elif id_column not in df.columns:
+        raise TableError(f"{source}: no column {id_column!r}; the columns are {list(df.columns)}")
+    ids = [s.strip() for s in df[id_column].astype(str)]
+    if not ids:
+        raise TableError(f"{source}: the table has no rows")
+    paths: list[Path] = []
+    missing: list[tuple[int, str]] = []
+    for r, cid in enumerate(ids):
+        if not cid:
+            raise TableError(f"{source}, row {r + first_row}: the case id (column {id_column!r}) is empty")
+        p = _stack_path(base, cid)
+        if p is not None and p.suffix.lower() != ".npy":
+            raise InputError(f"{source}, row {r + first_row}: {p} is not a .npy stack; a case is one "
+                             "slices x H x W array saved with numpy.save")
+        if p is None:
+            missing.append((r, cid))
+        paths.append(p)  # type: ignore[arg-type]
+    if missing:
+        r, cid = missing[0]
+        looked = base / cid if cid.lower().endswith(".npy") else base / f"{cid}.npy"
+        raise InputError(f"{source}, row {r + first_row}: no stack file for case {cid!r} (looked for {looked})"
+                         + (f"; {len(missing) - 1} more case(s) missing" if len(missing) > 1 else "")
+                         + ("" if stacks_dir is not None else "; pass the stacks folder (--images DIR)"))
+    _no_duplicates(ids, str(source), first_row)
+    return StackSet(ids, paths, np.zeros((len(ids), 0), dtype=np.uint8), ())
+
+
+def _stack_path(base: Path, value: str) -> Path | None:
+    """The file a table cell names: an existing path with a suffix (relative to ``base`` unless
+    absolute), else ``<base>/<value>.npy`` (see :func:`_stack_file`); None when absent."""
+    value = value.strip()
+    if not value:
+        return None
+    direct = Path(value) if Path(value).is_absolute() else base / value
+    if Path(value).suffix and direct.is_file():
+        return direct
+    return _stack_file(base, value)
 
 
 def pad_stack(arrays: Sequence[np.ndarray], max_len: int | None = None, *, long: str = "center",
