@@ -31,24 +31,42 @@ METADATA_LAYER = "labelwise_metadata"
 @dataclass(frozen=True)
 class Preprocessing:
     """How raw images become model input: resized to ``image_size`` (h, w) with ``channels``,
-    pixels float32 in 0-255 (the model normalises them itself)."""
+    pixels float32 in 0-255 (the model normalises them itself).
+
+    For a case model (one input of stacks, see :func:`labelwise.models.build_case_model`) every
+    slice of a stack is prepared like one image; ``max_slices`` (None: keep all) is the number
+    of central slices a longer stack is cut to, as :func:`labelwise.stacks.pad_stack` cuts.
+    It is written only when set, so artifacts without it read as before.
+    """
 
     image_size: tuple[int, int]
     channels: int
     pixel_range: tuple[float, float] = (0.0, 255.0)
     extra: Mapping[str, Any] = field(default_factory=dict)
+    max_slices: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_slices is not None and int(self.max_slices) < 1:
+            raise InputError(f"max_slices must be at least 1 (or None to keep every slice), got {self.max_slices}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"image_size": list(self.image_size), "channels": int(self.channels),
-                "pixel_range": list(self.pixel_range), **dict(self.extra)}
+        """The JSON-able form stored in the artifact (``max_slices`` only when set)."""
+        d = {"image_size": list(self.image_size), "channels": int(self.channels),
+             "pixel_range": list(self.pixel_range), **dict(self.extra)}
+        if self.max_slices is not None:
+            d["max_slices"] = int(self.max_slices)
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Preprocessing":
+        """Inverse of :meth:`to_dict`; unknown keys are kept in ``extra``."""
         d = dict(d)
         size = tuple(int(s) for s in d.pop("image_size"))
         channels = int(d.pop("channels"))
         pixel_range = tuple(float(v) for v in d.pop("pixel_range", (0.0, 255.0)))
-        return cls(size, channels, pixel_range, d)  # type: ignore[arg-type]
+        max_slices = d.pop("max_slices", None)
+        return cls(size, channels, pixel_range, d,  # type: ignore[arg-type]
+                   None if max_slices is None else int(max_slices))
 
 
 @keras.saving.register_keras_serializable(package="labelwise")
