@@ -1,8 +1,13 @@
-"""``labelwise predict MODEL IMAGES_OR_TABLE --out predictions.csv``: scores and decisions per image.
+"""``labelwise predict MODEL IMAGES_OR_TABLE --out predictions.csv``: scores and decisions per image,
+or per case for a case model (stacks of slices, e.g. knee MRI exams).
 
 The CSV has ``id``, ``labels`` (decided labels joined by '|'), ``p_<label>`` probabilities
 (the derived none score included) and one 0/1 decision column per label; decisions use the
 thresholds stored in the model and always obey its schema.
+
+A case model (built by labelwise.models.build_case_model) reads one .npy stack (slices x H x W)
+per case: a folder of them (id = file stem), or a table of case ids with the stacks in --images
+DIR (default: the table's folder). Each batch is padded to its longest case with a mask.
 """
 
 from __future__ import annotations
@@ -14,12 +19,18 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser("predict", help="score images with a model.keras; write a CSV of probabilities and decisions",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="model.keras written by labelwise train / demo")
-    p.add_argument("inputs", help="a folder of images, or a table (CSV) with an image path column")
+    p.add_argument("inputs", help="a folder of images, or a table (CSV) with an image path column; for a case model "
+                   "a folder of .npy stacks, or a table of case ids")
     p.add_argument("--out", default="predictions.csv", help="output CSV (default predictions.csv)")
-    p.add_argument("--images", default=None, help="folder the table's paths are relative to (default: the table's folder)")
-    p.add_argument("--column", default=None, help="the table's image path column (default: path/image/file/'Image Index'/id)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--skip-unreadable", action="store_true", help="leave out unreadable images (listed in a warning)")
+    p.add_argument("--images", default=None, metavar="DIR",
+                   help="folder the table's image paths or case stacks are in (default: the table's folder)")
+    p.add_argument("--column", default=None, help="the table's image path column (default: path/image/file/'Image Index'/id); "
+                   "for cases the case id column (default: case_id/case/exam/id/...)")
+    p.add_argument("--batch-size", type=int, default=None, help="images (default 64) or cases (default 8) per batch")
+    p.add_argument("--max-slices", type=int, default=None, metavar="N",
+                   help="case models: cut longer stacks to their N central slices (default: the model's setting, else all)")
+    p.add_argument("--skip-unreadable", action="store_true",
+                   help="leave out unreadable images or stacks (listed in a warning)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -28,8 +39,9 @@ def run(args: argparse.Namespace) -> int:
     from ..predict import predict
 
     frame = predict(args.model, args.inputs, out=args.out, images=args.images, column=args.column,
-                    batch_size=args.batch_size, skip_unreadable=args.skip_unreadable, verbose=0 if args.quiet else 1)
-    print(f"labelwise predict: {len(frame)} image(s) -> {args.out}")
+                    batch_size=args.batch_size, skip_unreadable=args.skip_unreadable, max_slices=args.max_slices,
+                    verbose=0 if args.quiet else 1)
+    print(f"labelwise predict: {len(frame)} {frame.attrs.get('kind', 'image')}(s) -> {args.out}")
     if not args.quiet:
         print(frame[["id", "labels"]].head(10).to_string(index=False))
     return 0
