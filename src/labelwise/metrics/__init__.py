@@ -10,7 +10,7 @@ This package imports neither Keras nor TensorFlow.
 """
 
 from ._validation import UndefinedMetricWarning
-from .bootstrap import BootstrapResult, bootstrap_ci, resample_metrics
+from .bootstrap import BootstrapResult, PairedBootstrapResult, bootstrap_ci, paired_bootstrap, resample_metrics
 from .curves import precision_recall_curve, roc_curve
 from .decision import (
     classification_report,
@@ -53,5 +53,7 @@ __all__ = [
     "precision_recall_curve",
     "bootstrap_ci",
     "BootstrapResult",
+    "paired_bootstrap",
+    "PairedBootstrapResult",
     "resample_metrics",
 ]

@@ -24,6 +24,10 @@ Intervals are percentile intervals: ``low``/``high`` are the ``(1 - level)/2`` a
 in which a label has one class gives NaN for that label; NaN resamples are left out of its
 quantiles (``n_valid`` says how many were used); a label with one class in the data is NaN
 throughout, with an :class:`UndefinedMetricWarning` naming it.
+
+:func:`paired_bootstrap` compares several score matrices (strategies, models) on the same
+truth: each is evaluated on the same resamples (the generator replayed from one state), and
+the interval of ``strategy - reference`` is taken over the per-resample differences.
 """
 
 from __future__ import annotations
@@ -38,7 +42,8 @@ from ..errors import InputError
 from ._validation import check_pair
 from .ranking import average_precision_score, roc_auc_score
 
-__all__ = ["BootstrapResult", "bootstrap_ci", "resample_metrics", "resample_weights"]
+__all__ = ["BootstrapResult", "PairedBootstrapResult", "bootstrap_ci", "paired_bootstrap", "resample_metrics",
+           "resample_weights"]
 
 METRICS = ("roc_auc", "average_precision")
 
@@ -234,26 +239,161 @@ def bootstrap_ci(
     after each chunk of resamples.
     """
     metrics = _check_metrics(metrics)
+    _check_settings(n_resamples, level)
+    Y, S, names, _ = check_pair(y_true, y_score, labels, from_logits=from_logits, apply_sigmoid=False)
+    group_index, n_groups = _group_index(groups, Y.shape[0])
+    points = _points(Y, S, names, metrics)
+    samples = _draw_samples(Y, S, metrics, n_resamples, np.random.default_rng(seed), group_index, n_groups,
+                            chunk_bytes, progress)
+    return _summarise(points, samples, level, names, keep_samples)
+
+
+@dataclass(frozen=True)
+class PairedBootstrapResult:
+    """Several score matrices (strategies, models) bootstrapped on the SAME resamples of one truth.
+
+    ``results[name]``: ``{metric: BootstrapResult}`` of that strategy, identical to
+    :func:`bootstrap_ci` with the same seed (same draws). ``differences[name]`` (every strategy
+    but the reference): ``{metric: BootstrapResult}`` of ``strategy - reference``, per resample
+    and per label: ``point`` is the difference of the point estimates, ``low``/``high`` the
+    percentile interval of the paired differences, ``macro_*`` the same for the difference of
+    the macro averages (both strategies average the same labels in each resample, since a
+    label's definedness depends on the truth only).
+    """
+
+    names: tuple[str, ...]
+    reference: str
+    results: dict[str, dict[str, BootstrapResult]]
+    differences: dict[str, dict[str, BootstrapResult]]
+    n_resamples: int
+    level: float
+    seed: int | None
+    unit: str = "images"
+
+    def to_dict(self) -> dict:
+        """JSON-friendly form (per-strategy results, then the differences vs the reference)."""
+        return {
+            "reference": self.reference,
+            "n_resamples": self.n_resamples,
+            "level": self.level,
+            "seed": self.seed,
+            "unit": self.unit,
+            "results": {k: {m: r.to_dict() for m, r in v.items()} for k, v in self.results.items()},
+            "differences": {k: {m: r.to_dict() for m, r in v.items()} for k, v in self.differences.items()},
+        }
+
+
+def paired_bootstrap(
+    y_true: np.ndarray,
+    y_scores: Mapping[str, np.ndarray] | Sequence[np.ndarray],
+    *,
+    reference: str | None = None,
+    metrics: Sequence[str] = METRICS,
+    n_resamples: int = 1000,
+    level: float = 0.95,
+    seed: int | None = 0,
+    groups: Sequence[object] | None = None,
+    labels: Sequence[str] | None = None,
+    from_logits: bool = False,
+    keep_samples: bool = True,
+    chunk_bytes: int = 6 * 2**20,
+    progress: Callable[[int, int], None] | None = None,
+) -> PairedBootstrapResult:
+    """Paired bootstrap of several score matrices against one truth: the difference of each to a reference.
+
+    ``y_scores``: ``{name: (n, L) scores}`` (or a list, named ``"0"``, ``"1"``, ...), all for the rows
+    of ``y_true``. ``reference`` (default: the first) is subtracted from every other strategy.
+    Every strategy is evaluated on the same resamples: the random generator is replayed from
+    the same state for each, so the multiplicity weights (or group draws, with ``groups``) are
+    identical, and strategy k's samples equal ``bootstrap_ci(y_true, y_scores[k], seed=seed)``'s.
+    The difference interval is the percentile interval of the per-resample differences, which
+    accounts for the correlation between strategies scored on the same images (an unpaired
+    comparison of two separate intervals would not). Only one strategy's sorted indices are
+    held at a time, so memory does not grow with the number of strategies.
+    ``progress(done, total)`` counts resamples over all strategies.
+    """
+    metrics = _check_metrics(metrics)
+    _check_settings(n_resamples, level)
+    if isinstance(y_scores, Mapping):
+        named = [(str(k), v) for k, v in y_scores.items()]
+    else:
+        named = [(str(i), v) for i, v in enumerate(y_scores)]
+    if not named:
+        raise InputError("paired_bootstrap needs at least one score matrix")
+    names_s = [k for k, _ in named]
+    if len(set(names_s)) != len(names_s):
+        raise InputError(f"strategy names must be unique; got {names_s}")
+    ref = names_s[0] if reference is None else str(reference)
+    if ref not in names_s:
+        raise InputError(f"reference {ref!r} is not one of the strategies {names_s}")
+    checked = {}
+    for name, s in named:
+        try:
+            Y, S, labels_, _ = check_pair(y_true, s, labels, from_logits=from_logits, apply_sigmoid=False)
+        except InputError as e:
+            raise InputError(f"strategy {name!r}: {e}") from None
+        checked[name] = S
+    group_index, n_groups = _group_index(groups, Y.shape[0])
+    rng = np.random.default_rng(seed)
+    state = rng.bit_generator.state  # replayed for each strategy: the same resamples for all
+    total = n_resamples * len(named)
+    results: dict[str, dict[str, BootstrapResult]] = {}
+    raw: dict[str, tuple[dict, dict]] = {}
+    for k, name in enumerate(names_s):
+        rng.bit_generator.state = state
+        step = _offset_progress(progress, k * n_resamples, total)
+        points = _points(Y, checked[name], labels_, metrics)
+        samples = _draw_samples(Y, checked[name], metrics, n_resamples, rng, group_index, n_groups, chunk_bytes, step)
+        raw[name] = (points, samples)
+        results[name] = _summarise(points, samples, level, labels_, keep_samples)
+    p_ref, s_ref = raw[ref]
+    differences = {}
+    for name in names_s:
+        if name == ref:
+            continue
+        p, s = raw[name]
+        differences[name] = _summarise({m: p[m] - p_ref[m] for m in metrics}, {m: s[m] - s_ref[m] for m in metrics},
+                                       level, labels_, keep_samples)
+    return PairedBootstrapResult(
+        names=tuple(names_s), reference=ref, results=results, differences=differences,
+        n_resamples=int(n_resamples), level=level, seed=seed, unit="groups" if groups is not None else "images",
+    )
+
+
+# ------------------------------------------------------------------- internals
+def _check_settings(n_resamples: int, level: float) -> None:
     if not isinstance(n_resamples, (int, np.integer)) or n_resamples < 1:
         raise InputError(f"n_resamples must be a positive integer; got {n_resamples!r}")
     if not 0 < level < 1:
         raise InputError(f"level must be between 0 and 1 (e.g. 0.95); got {level!r}")
-    Y, S, names, _ = check_pair(y_true, y_score, labels, from_logits=from_logits, apply_sigmoid=False)
-    n, L = Y.shape
-    group_index, n_groups = None, 0
-    if groups is not None:
-        g = np.asarray(groups)
-        if g.ndim != 1 or g.shape[0] != n:
-            raise InputError(f"groups must give one group id per row ({n} rows); got shape {g.shape}")
-        _, group_index = np.unique(g, return_inverse=True)
-        n_groups = int(group_index.max()) + 1
 
+
+def _offset_progress(progress, base: int, total: int):
+    if progress is None:
+        return None
+    return lambda done, _n: progress(base + done, total)
+
+
+def _group_index(groups: Sequence[object] | None, n: int) -> tuple[np.ndarray | None, int]:
+    if groups is None:
+        return None, 0
+    g = np.asarray(groups)
+    if g.ndim != 1 or g.shape[0] != n:
+        raise InputError(f"groups must give one group id per row ({n} rows); got shape {g.shape}")
+    _, group_index = np.unique(g, return_inverse=True)
+    return group_index, int(group_index.max()) + 1
+
+
+def _points(Y: np.ndarray, S: np.ndarray, names: Sequence[str], metrics: Sequence[str]) -> dict[str, np.ndarray]:
     point_fns: Mapping[str, Callable] = {"roc_auc": roc_auc_score, "average_precision": average_precision_score}
-    points = {m: np.asarray(point_fns[m](Y, S, average=None, labels=names), dtype=np.float64) for m in metrics}
+    return {m: np.asarray(point_fns[m](Y, S, average=None, labels=names), dtype=np.float64) for m in metrics}
 
+
+def _draw_samples(Y, S, metrics, n_resamples, rng, group_index, n_groups, chunk_bytes, progress) -> dict[str, np.ndarray]:
+    """(n_resamples, L) resampled values per metric, drawing the resamples from ``rng`` chunk by chunk."""
+    n, L = Y.shape
     ranked = [_Ranked(Y[:, j], S[:, j]) for j in range(L)]
     samples = {m: np.empty((n_resamples, L)) for m in metrics}
-    rng = np.random.default_rng(seed)
     # int64 draws for a chunk (size x n) dominate memory; the per-label arrays are smaller.
     chunk = int(max(1, min(n_resamples, chunk_bytes // (8 * max(n, 1)))))
     done = 0
@@ -267,13 +407,16 @@ def bootstrap_ci(
         done += size
         if progress is not None:
             progress(done, n_resamples)
+    return samples
 
+
+def _summarise(points, samples, level, names, keep_samples) -> dict[str, BootstrapResult]:
     alpha = (1.0 - level) / 2.0
     out = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns (undefined labels) stay NaN
-        for m in metrics:
-            smp = samples[m]
+        for m, smp in samples.items():
+            n_resamples = smp.shape[0]
             low, high = np.nanquantile(smp, [alpha, 1 - alpha], axis=0)
             ok = ~np.isnan(points[m])
             macro_s = np.nanmean(smp[:, ok], axis=1) if ok.any() else np.full(n_resamples, np.nan)
