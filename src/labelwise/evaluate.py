@@ -7,6 +7,11 @@ specificity and F1; the averages (macro/micro/weighted); the classification repo
 the model-health diagnostics. The result prints as a text table, serialises to JSON, and
 saves a folder with ``metrics.json``, ``thresholds.json``, PNG plots and ``report.html``.
 
+``compare`` evaluates several strategies (score files, models) on the same truth side by side:
+each gets its own ``evaluate``, and a paired bootstrap (the same resamples for every strategy)
+gives the difference of macro AUC/AP and of each label's AUC to a reference strategy, with a
+confidence interval, so a gap can be told from noise.
+
 The metrics themselves live in :mod:`labelwise.metrics` and :mod:`labelwise.thresholds`;
 this module only binds them together. It imports neither Keras nor matplotlib at the top.
 """
@@ -26,7 +31,8 @@ from .diagnostics import Finding, diagnose, format_findings
 from .errors import InputError
 from .schema import LabelSchema, load_schema
 
-__all__ = ["evaluate", "EvaluationResult", "LabelRow", "parse_tune", "scores_from_logits"]
+__all__ = ["evaluate", "EvaluationResult", "LabelRow", "parse_tune", "scores_from_logits", "compare",
+           "ComparisonResult", "check_strategy_name"]
 
 OPTIMISM_NOTE = (
     "thresholds were tuned on the same data they are evaluated on: the threshold-dependent metrics "
@@ -286,9 +292,13 @@ def evaluate(
     ``bootstrap`` resamples (0 = no intervals), of images or of ``groups`` (e.g. patient ids);
     ``progress(done, total)`` is called as the resamples are computed.
     """
-    from . import metrics as M
-    from . import thresholds as T
+    schema, yt, ys = _prepare(y_true, y_score, schema=schema, labels=labels, from_logits=from_logits)
+    return _evaluate_prepared(yt, ys, schema, thresholds=thresholds, tune=tune, bootstrap=bootstrap, level=level,
+                              seed=seed, groups=groups, summary=summary, progress=progress)
 
+
+def _prepare(y_true, y_score, *, schema, labels, from_logits):
+    """Check and complete ``(y_true, y_score)``: ``(schema, y_true uint8, scores (n, n_labels) float64)``."""
     yt = np.asarray(y_true)
     if yt.ndim != 2:
         raise InputError(f"y_true must be a 2-D (images x labels) 0/1 matrix; got shape {yt.shape}")
@@ -317,7 +327,16 @@ def evaluate(
         )
     if ys.shape[1] == schema.n_outputs and schema.none:
         ys = schema.complete_scores(ys)
-    yt = yt.astype(np.uint8)
+    return schema, yt.astype(np.uint8), ys
+
+
+def _evaluate_prepared(yt, ys, schema, *, thresholds, tune, bootstrap, level, seed, groups, summary, progress,
+                       boot: Mapping[str, Any] | None = None) -> EvaluationResult:
+    """:func:`evaluate` on checked inputs; ``boot``: a ``bootstrap_ci`` result computed already (same
+    settings), used instead of bootstrapping again (``compare`` passes its paired resamples)."""
+    from . import metrics as M
+    from . import thresholds as T
+
     names = list(schema.labels)
     n = yt.shape[0]
     notes: list[str] = []
@@ -377,9 +396,9 @@ def evaluate(
     if bootstrap and bootstrap > 0:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            res = M.bootstrap_ci(yt, ys, metrics=("roc_auc", "average_precision"), n_resamples=int(bootstrap),
-                                 level=level, seed=seed, groups=groups, labels=names,
-                                 **({"progress": progress} if progress is not None else {}))
+            res = boot if boot is not None else M.bootstrap_ci(
+                yt, ys, metrics=("roc_auc", "average_precision"), n_resamples=int(bootstrap), level=level,
+                seed=seed, groups=groups, labels=names, **({"progress": progress} if progress is not None else {}))
         alpha = (1 - level) / 2
         for metric, key in (("roc_auc", "auc"), ("average_precision", "ap")):
             r = res[metric]
@@ -446,6 +465,338 @@ def evaluate(
     )
 
 
+# ------------------------------------------------------------ comparison
+COMPARISON_FILES = ("comparison.json", "report.html", "roc_comparison.png", "auc_difference.png")
+
+_NAME_RE = re.compile(r"[^\W][\w.+-]*")
+
+
+def check_strategy_name(name: str) -> str:
+    """Return ``name`` if it can name a strategy (and its output folder), else raise ``InputError``.
+
+    Letters, digits, ``_ . + -``, not starting with ``.`` or ``-``, and none of the comparison's own
+    file names (``report.html``, ``comparison.json``, ...).
+    """
+    text = str(name)
+    if not _NAME_RE.fullmatch(text) or text in COMPARISON_FILES:
+        raise InputError(
+            f"strategy name {text!r} cannot name an output folder: use letters, digits, '_', '.', '+', '-' "
+            "(not starting with '.' or '-'), e.g. --scores sigmoid=pred_a.csv"
+        )
+    return text
+
+
+def _verdict(low: float, high: float) -> str:
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return "n/a"
+    if low > 0:
+        return "higher"
+    if high < 0:
+        return "lower"
+    return "no clear difference"
+
+
+@dataclass
+class ComparisonResult:
+    """Several strategies (score files, models) evaluated on the same truth; see :func:`compare`.
+
+    ``results[name]`` is each strategy's :class:`EvaluationResult` (its CIs from the shared
+    resamples); ``paired`` the :class:`~labelwise.metrics.bootstrap.PairedBootstrapResult`
+    (None without bootstrap) with the differences of every strategy to ``reference``.
+    """
+
+    names: tuple[str, ...]
+    reference: str
+    results: dict[str, EvaluationResult]
+    paired: Any
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Label names, in column order (the same for every strategy)."""
+        return self.results[self.reference].labels
+
+    @property
+    def n_samples(self) -> int:
+        """Number of images (rows of the truth)."""
+        return self.results[self.reference].n_samples
+
+    @property
+    def level(self) -> float:
+        """Confidence level of every interval."""
+        return float(self.results[self.reference].bootstrap.get("level", 0.95))
+
+    def _diff(self, name: str, metric: str):
+        if self.paired is None or name == self.reference:
+            return None
+        return self.paired.differences[name][metric]
+
+    def summary_rows(self) -> list[dict[str, Any]]:
+        """One dict per strategy: macro AUC/AP with CIs, micro/macro F1, subset accuracy, Hamming loss,
+        and (except the reference) the paired difference of macro AUC/AP to the reference with its CI
+        and a verdict ("higher", "lower", "no clear difference": whether the CI excludes 0)."""
+        rows = []
+        for name in self.names:
+            r = self.results[name]
+            av, ci = r.averages, r.averages_ci
+            row: dict[str, Any] = {"strategy": name, "reference": name == self.reference}
+            for key in ("auc_macro", "ap_macro"):
+                lo, hi = ci.get(key, (math.nan, math.nan))
+                row[key], row[f"{key}_low"], row[f"{key}_high"] = av.get(key, math.nan), lo, hi
+            for key in ("auc_micro", "f1_micro", "f1_macro", "subset_accuracy", "hamming_loss"):
+                row[key] = av.get(key, math.nan)
+            row["thresholds"] = r.threshold_source
+            for metric, key in (("roc_auc", "auc_macro"), ("average_precision", "ap_macro")):
+                d = self._diff(name, metric)
+                if d is None:
+                    if name != self.reference:  # no bootstrap: the point difference only
+                        row[f"{key}_diff"] = av.get(key, math.nan) - self.results[self.reference].averages.get(key, math.nan)
+                        row[f"{key}_diff_low"] = row[f"{key}_diff_high"] = math.nan
+                        row[f"{key}_verdict"] = "n/a"
+                    continue
+                row[f"{key}_diff"], row[f"{key}_diff_low"], row[f"{key}_diff_high"] = (
+                    d.macro_point, d.macro_low, d.macro_high)
+                row[f"{key}_verdict"] = _verdict(d.macro_low, d.macro_high)
+            rows.append(row)
+        return rows
+
+    def per_label_auc(self) -> list[dict[str, Any]]:
+        """One dict per label: positives, each strategy's AUC (and CI), and each non-reference
+        strategy's paired AUC difference to the reference with its CI and verdict."""
+        out = []
+        ref = self.results[self.reference]
+        for j, label in enumerate(self.labels):
+            row: dict[str, Any] = {"label": label, "positives": ref.rows[j].positives, "auc": {}, "auc_low": {},
+                                   "auc_high": {}, "difference": {}}
+            for name in self.names:
+                lr = self.results[name].rows[j]
+                row["auc"][name], row["auc_low"][name], row["auc_high"][name] = lr.auc, lr.auc_low, lr.auc_high
+                if name == self.reference:
+                    continue
+                d = self._diff(name, "roc_auc")
+                if d is None:
+                    point, lo, hi = lr.auc - ref.rows[j].auc, math.nan, math.nan
+                else:
+                    point, lo, hi = float(d.point[j]), float(d.low[j]), float(d.high[j])
+                row["difference"][name] = {"point": point, "low": lo, "high": hi, "verdict": _verdict(lo, hi)}
+            out.append(row)
+        return out
+
+    def comparison_dict(self) -> dict[str, Any]:
+        """The comparison section alone (what ``comparison.json`` holds)."""
+        boot = dict(self.results[self.reference].bootstrap)
+        doc: dict[str, Any] = {
+            "reference": self.reference,
+            "strategies": list(self.names),
+            "n_samples": self.n_samples,
+            "labels": list(self.labels),
+            "bootstrap": {**boot, "paired": self.paired is not None},
+            "summary": self.summary_rows(),
+            "per_label_auc": self.per_label_auc(),
+            "notes": self.notes(),
+        }
+        if self.paired is not None:
+            doc["per_label_ap_difference"] = {
+                name: {"point": d["average_precision"].point.tolist(), "low": d["average_precision"].low.tolist(),
+                       "high": d["average_precision"].high.tolist()}
+                for name, d in self.paired.differences.items()}
+        doc.update({k: v for k, v in self.summary.items() if k not in doc})
+        return doc
+
+    def to_dict(self) -> dict[str, Any]:
+        """One JSON-ready document: ``strategies`` ({name: EvaluationResult.to_dict()}) and ``comparison``."""
+        return {"reference": self.reference,
+                "strategies": {name: self.results[name].to_dict() for name in self.names},
+                "comparison": self.comparison_dict()}
+
+    def notes(self) -> list[str]:
+        """How to read the comparison (paired intervals, multiplicity, thresholds)."""
+        level = int(round(100 * self.level))
+        out = []
+        if self.paired is not None:
+            out.append(f"differences are strategy - {self.reference}, each resample applied to both strategies "
+                       f"(paired bootstrap); a {level}% CI that excludes 0 says the gap is unlikely to be resampling noise")
+            if len(self.labels) > 1:
+                out.append("per-label intervals are not adjusted for multiple comparisons: with many labels, "
+                           "expect some to exclude 0 by chance; judge by the macro difference first")
+        else:
+            out.append("no bootstrap (--bootstrap 0): differences without intervals; cannot tell noise from a real gap")
+        if any("optimistic" in self.results[n].threshold_source for n in self.names):
+            out.append("thresholds were tuned on this data for each strategy: F1, subset accuracy and Hamming loss "
+                       "are optimistic; AUC and AP do not depend on thresholds")
+        return out
+
+    # ------------------------------------------------------------------ text
+    def format_table(self, *, per_strategy: bool = True, diagnostics: bool = True) -> str:
+        """Text: each strategy's per-label table (no classification report), then the comparison."""
+        lines: list[str] = []
+        if per_strategy:
+            for name in self.names:
+                r = self.results[name]
+                src = r.summary.get("scores")
+                head = f"=== {name}" + (" (reference)" if name == self.reference else "") + (f": {src}" if src else "")
+                lines += [head + " ===", r.format_table(diagnostics=diagnostics, report=False).rstrip(), ""]
+        lines += self.format_comparison().rstrip().splitlines()
+        return "\n".join(lines) + "\n"
+
+    def format_comparison(self) -> str:
+        """Text of the comparison alone: the summary, the paired differences and the per-label AUC table."""
+        level = int(round(100 * self.level))
+        has_ci = self.paired is not None
+        ci = f" [{level}% CI]" if has_ci else ""
+        boot = self.results[self.reference].bootstrap
+        lines = [f"=== Comparison: {len(self.names)} strategies on {self.n_samples} images, {len(self.labels)} labels; "
+                 f"reference: {self.reference} ===", ""]
+        srcs = {n: self.results[n].threshold_source for n in self.names}
+        if len(set(srcs.values())) == 1:
+            lines.append(f"thresholds: {next(iter(srcs.values()))}")
+        else:
+            lines += ["thresholds:"] + [f"  {n}: {s}" for n, s in srcs.items()]
+        lines.append("")
+        rows = self.summary_rows()
+        body = [[r["strategy"], _fmt_ci(r["auc_macro"], r["auc_macro_low"], r["auc_macro_high"], has_ci),
+                 _fmt_ci(r["ap_macro"], r["ap_macro_low"], r["ap_macro_high"], has_ci), _fmt(r["f1_micro"]),
+                 _fmt(r["f1_macro"]), _fmt(r["subset_accuracy"]), _fmt(r["hamming_loss"])] for r in rows]
+        lines += _table(["strategy", "macro AUC" + ci, "macro AP" + ci, "micro F1", "macro F1", "subset acc",
+                         "Hamming"], body, right=range(1, 7))
+        others = [r for r in rows if not r["reference"]]
+        if others:
+            unit = boot.get("unit", "images")
+            lines += ["", (f"Paired difference vs {self.reference} ({boot.get('n_resamples', 0)} resamples of {unit}, "
+                           "the same for every strategy):") if has_ci else f"Difference vs {self.reference} (no bootstrap):"]
+            body = [[r["strategy"], _fmt_diff(r["auc_macro_diff"], r["auc_macro_diff_low"], r["auc_macro_diff_high"]),
+                     _fmt_diff(r["ap_macro_diff"], r["ap_macro_diff_low"], r["ap_macro_diff_high"]),
+                     r["auc_macro_verdict"]] for r in others]
+            lines += _table(["strategy", "macro AUC diff" + ci, "macro AP diff" + ci, "verdict (AUC)"], body, right=[1, 2])
+        lines += ["", "AUC per label" + (f" (diff = strategy - {self.reference}, paired {level}% CI; "
+                                          "* the CI excludes 0)" if others and has_ci else "") + ":"]
+        head = ["label", "pos"] + list(self.names) + [f"diff {n}" + ci for n in self.names if n != self.reference]
+        body = []
+        for r in self.per_label_auc():
+            cells = [r["label"], str(r["positives"])] + [_fmt(r["auc"][n]) for n in self.names]
+            for n in self.names:
+                if n == self.reference:
+                    continue
+                d = r["difference"][n]
+                mark = " *" if d["verdict"] in ("higher", "lower") else "  "
+                cells.append(_fmt_diff(d["point"], d["low"], d["high"]) + (mark if has_ci else ""))
+            body.append(cells)
+        lines += _table(head, body, right=range(1, len(head)))
+        notes = self.notes()
+        if notes:
+            lines += ["", "Notes:"] + [f"  - {x}" for x in notes]
+        return "\n".join(lines) + "\n"
+
+    # ------------------------------------------------------------------ files
+    def save(self, out_dir: str | Path, *, plots: bool = True, html: bool = True) -> dict[str, Path]:
+        """Write each strategy's usual outputs to ``out_dir/<name>/`` (see :meth:`EvaluationResult.save`),
+        plus ``comparison.json`` and, with ``html``, ``report.html`` (self-contained: the comparison tables,
+        per-label ROC curves of every strategy overlaid, the per-label AUC differences) and its PNGs with
+        ``plots``. Every file is written atomically. Returns ``{relative name: path}``."""
+        from .io import write_bytes, write_json
+
+        out = Path(out_dir)
+        for name in self.names:
+            check_strategy_name(name)
+        out.mkdir(parents=True, exist_ok=True)
+        written: dict[str, Path] = {}
+        for name in self.names:
+            for key, path in self.results[name].save(out / name, plots=plots, html=html).items():
+                written[f"{name}/{key}"] = path
+        written["comparison.json"] = write_json(out / "comparison.json", self.comparison_dict())
+        if plots or html:
+            from .report import plots as P
+
+            images = P.comparison_plots(self)
+            if plots:
+                for key, png in images.items():
+                    written[f"{key}.png"] = write_bytes(out / f"{key}.png", png)
+            if html:
+                from .report.html import write_comparison_report
+
+                written["report.html"] = write_comparison_report(self, out / "report.html", images=images)
+        return written
+
+
+def compare(
+    y_true: np.ndarray,
+    scores: Mapping[str, np.ndarray],
+    *,
+    schema: LabelSchema | Mapping[str, Any] | str | Path | None = None,
+    labels: Sequence[str] | None = None,
+    reference: str | None = None,
+    thresholds: Any = None,
+    tune: str | None = None,
+    bootstrap: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+    groups: Sequence[Any] | None = None,
+    from_logits: bool = False,
+    summary: Mapping[str, Any] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> ComparisonResult:
+    """Evaluate several strategies' scores on the same truth, side by side, with paired bootstrap differences.
+
+    ``scores``: ``{name: (n, n_labels) scores}`` (or over the head outputs; logits with
+    ``from_logits``), at least one, for the rows of ``y_true``; names as in
+    :func:`check_strategy_name`. ``reference`` (default: the first) is what every other strategy
+    is compared to. Each strategy gets a full :func:`evaluate` (same schema, ``tune`` applied to
+    its own scores; ``thresholds`` one ``Thresholds``/path for all, or ``{name: thresholds}`` for
+    each). With ``bootstrap`` > 0, every strategy is resampled on the SAME resamples
+    (:func:`labelwise.metrics.bootstrap.paired_bootstrap`, of images or of ``groups``): each
+    strategy's intervals equal those of ``evaluate`` with the same ``seed``, and the difference of
+    macro AUC/AP and of each label's AUC/AP to the reference gets a percentile interval over the
+    per-resample differences. ``summary`` is added to each strategy's summary and to the comparison.
+    """
+    from .metrics.bootstrap import paired_bootstrap
+
+    if not isinstance(scores, Mapping) or not scores:
+        raise InputError("compare needs scores as a non-empty mapping {strategy name: scores array}")
+    names = tuple(check_strategy_name(k) for k in scores)
+    ref = names[0] if reference is None else str(reference)
+    if ref not in names:
+        raise InputError(f"reference {ref!r} is not one of the strategies {list(names)}")
+    if thresholds is not None and tune is not None:
+        raise InputError("give either thresholds (from a validation set) or tune (on this data), not both")
+    if isinstance(thresholds, Mapping):
+        missing = [n for n in names if n not in thresholds]
+        extra = [str(k) for k in thresholds if k not in names]
+        if missing or extra:
+            raise InputError(f"thresholds per strategy must name exactly the strategies {list(names)}"
+                             + (f"; none given for {missing}" if missing else "")
+                             + (f"; unknown {extra}" if extra else ""))
+    if tune is not None:
+        parse_tune(tune)  # fail before any work
+    schema = load_schema(schema)
+    prepared: dict[str, np.ndarray] = {}
+    yt = None
+    for name in names:
+        try:
+            schema, yt, prepared[name] = _prepare(y_true, scores[name], schema=schema, labels=labels,
+                                                  from_logits=from_logits)
+        except InputError as e:
+            raise InputError(f"strategy {name!r}: {e}") from None
+        labels = None  # the schema (given or built from labels) now fixes the labels
+    boot = None
+    if bootstrap and bootstrap > 0:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            boot = paired_bootstrap(yt, prepared, reference=ref, metrics=("roc_auc", "average_precision"),
+                                    n_resamples=int(bootstrap), level=level, seed=seed, groups=groups,
+                                    labels=list(schema.labels), progress=progress)
+    results = {}
+    for name in names:
+        th = thresholds[name] if isinstance(thresholds, Mapping) else thresholds
+        try:
+            results[name] = _evaluate_prepared(
+                yt, prepared[name], schema, thresholds=th, tune=tune, bootstrap=bootstrap, level=level, seed=seed,
+                groups=groups, summary={**dict(summary or {}), "strategy": name}, progress=None,
+                boot=boot.results[name] if boot is not None else None)
+        except InputError as e:
+            raise InputError(f"strategy {name!r}: {e}") from None
+    return ComparisonResult(names=names, reference=ref, results=results, paired=boot, summary=dict(summary or {}))
+
+
 # ------------------------------------------------------------------- helpers
 def _arr(x: Any) -> np.ndarray:
     return np.atleast_1d(np.asarray(x, dtype=np.float64))
@@ -460,6 +811,14 @@ def _num(x: Any) -> float:
 
 def _fmt(x: float, digits: int = 3) -> str:
     return "n/a" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
+
+
+def _fmt_diff(v: float, low: float, high: float) -> str:
+    if v is None or not np.isfinite(v):
+        return "n/a"
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return f"{v:+.3f}"
+    return f"{v:+.3f} [{low:+.3f}, {high:+.3f}]"
 
 
 def _fmt_ci(v: float, low: float, high: float, has_ci: bool) -> str:

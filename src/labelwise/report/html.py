@@ -1,4 +1,4 @@
-"""The evaluation as ONE self-contained HTML page.
+"""The evaluation as ONE self-contained HTML page (and a comparison of strategies as another).
 
 Images are embedded as base64 ``data:`` URIs and the CSS is inline, so the file can be
 mailed, archived or opened offline; the page loads nothing from anywhere. A tiny inline
@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..evaluate import EvaluationResult
+    from ..evaluate import ComparisonResult, EvaluationResult
 
-__all__ = ["render_report", "write_report"]
+__all__ = ["render_report", "write_report", "render_comparison_report", "write_comparison_report"]
 
 _CSS = """
 body{font-family:-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;margin:0;color:#222;background:#f6f7f9}
@@ -60,6 +60,10 @@ _CAPTIONS = {
                   "well separated histograms mean good ranking. Dashed: threshold.",
     "error_cooccurrence": "How often an error on label a comes with an error on label b on the same image. "
                           "Bright rows point at labels that fail together (shared confounders, label noise).",
+    "roc_comparison": "Per label, the ROC curve of every strategy (one colour each); AUCs in the legends.",
+    "auc_difference": "Per label, AUC of each strategy minus the reference's, with the paired bootstrap interval "
+                      "(the same resamples for both). An interval wholly left or right of the dashed zero line is "
+                      "unlikely to be resampling noise; intervals are not adjusted for the number of labels.",
 }
 
 
@@ -205,6 +209,138 @@ def render_report(result: "EvaluationResult", images: Mapping[str, bytes] | None
             f"{_e(caption)}</figcaption></figure>")
     add(f"</main><script>{_SCRIPT}</script></body></html>")
     return "\n".join(parts) + "\n"
+
+
+def _diff(point: float, lo: float, hi: float, verdict: str | None = None) -> str:
+    if point is None or not math.isfinite(point):
+        return '<span class="na">n/a</span>'
+    if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
+        return f"{point:+.3f}"
+    text = f'{point:+.3f} <span class="ci">[{lo:+.3f}, {hi:+.3f}]</span>'
+    if verdict in ("higher", "lower"):
+        text = f"<b>{text}</b>"
+    return text
+
+
+def _figures(images: Mapping[str, bytes]) -> list[str]:
+    from .plots import PLOT_TITLES
+
+    out = []
+    for name, png in images.items():
+        data = base64.b64encode(png).decode("ascii")
+        title = PLOT_TITLES.get(name, name)
+        out.append(f'<figure id="plot-{_e(name)}"><img alt="{_e(title)}" src="data:image/png;base64,{data}">'
+                   f"<figcaption><b>{_e(title)}.</b> {_e(_CAPTIONS.get(name, ''))}</figcaption></figure>")
+    return out
+
+
+def render_comparison_report(comparison: "ComparisonResult", images: Mapping[str, bytes] | None = None, *,
+                             title: str = "labelwise comparison") -> str:
+    """The HTML text of a comparison of strategies: summary table, paired differences to the reference,
+    per-label AUC side by side, and the plots (``{name: PNG bytes}``, embedded as data URIs). Each
+    strategy's full report is linked at ``<name>/report.html`` (written beside it by ``save``)."""
+    images = dict(images or {})
+    c = comparison
+    level = int(round(100 * c.level))
+    ref = c.results[c.reference]
+    boot = ref.bootstrap
+    has_ci = c.paired is not None
+    ci = f" [{level}% CI]" if has_ci else ""
+    parts: list[str] = []
+    add = parts.append
+    add("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">")
+    add("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">")
+    add(f"<title>{_e(title)}</title><style>{_CSS}</style></head><body><main>")
+    add(f"<h1>{_e(title)}</h1>")
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    add(f'<p class="sub">{len(c.names)} strategies on {c.n_samples} images, {len(c.labels)} labels; reference '
+        f"<b>{_e(c.reference)}</b>; generated {stamp} by labelwise</p>")
+    add('<nav><a href="#summary">Summary</a><a href="#differences">Differences</a>'
+        '<a href="#labels">AUC per label</a><a href="#plots">Plots</a><a href="#strategies">Strategies</a></nav>')
+    for name in c.names:
+        errors = [f for f in c.results[name].findings if f.severity == "error"]
+        if errors:
+            add(f'<div class="finding error"><b>model health</b><strong>{_e(name)}</strong>: {_e(errors[0].message)} '
+                f"(see {_e(name)}/report.html)</div>")
+    for note in c.notes():
+        add(f'<div class="note">{_e(note)}</div>')
+
+    # ---- summary
+    add(f'<h2 id="summary">Summary</h2><table><tr><th>strategy</th><th>macro AUC{ci}</th><th>macro AP{ci}</th>'
+        "<th>micro F1</th><th>macro F1</th><th>subset accuracy</th><th>Hamming loss</th>"
+        '<th style="text-align:left">thresholds</th></tr>')
+    rows = c.summary_rows()
+    for r in rows:
+        name = _e(r["strategy"]) + (" (reference)" if r["reference"] else "")
+        add(f"<tr><td>{name}</td><td>{_ci(r['auc_macro'], r['auc_macro_low'], r['auc_macro_high'])}</td>"
+            f"<td>{_ci(r['ap_macro'], r['ap_macro_low'], r['ap_macro_high'])}</td><td>{_num(r['f1_micro'])}</td>"
+            f"<td>{_num(r['f1_macro'])}</td><td>{_num(r['subset_accuracy'])}</td><td>{_num(r['hamming_loss'])}</td>"
+            f'<td style="text-align:left">{_e(r["thresholds"])}</td></tr>')
+    add("</table>")
+    if has_ci:
+        unit = boot.get("unit", "images")
+        extra = f" ({boot['n_groups']} groups)" if "n_groups" in boot else ""
+        add(f"<p>Intervals: {level}% percentile bootstrap, {boot.get('n_resamples', 0)} resamples of {_e(unit)}{extra}, "
+            f"seed {_e(boot.get('seed', 0))}; the same resamples for every strategy.</p>")
+
+    # ---- differences
+    add(f'<h2 id="differences">Paired difference to {_e(c.reference)}</h2>')
+    others = [r for r in rows if not r["reference"]]
+    if others:
+        add(f"<table><tr><th>strategy</th><th>macro AUC difference{ci}</th><th>macro AP difference{ci}</th>"
+            "<th>verdict (AUC)</th></tr>")
+        for r in others:
+            add(f"<tr><td>{_e(r['strategy'])}</td>"
+                f"<td>{_diff(r['auc_macro_diff'], r['auc_macro_diff_low'], r['auc_macro_diff_high'], r['auc_macro_verdict'])}</td>"
+                f"<td>{_diff(r['ap_macro_diff'], r['ap_macro_diff_low'], r['ap_macro_diff_high'], r['ap_macro_verdict'])}</td>"
+                f"<td>{_e(r['auc_macro_verdict'])}</td></tr>")
+        add("</table>")
+    else:
+        add("<p>Only one strategy: nothing to compare.</p>")
+
+    # ---- per label
+    add('<h2 id="labels">AUC per label</h2><table><tr><th>label</th><th>positives</th>'
+        + "".join(f"<th>{_e(n)}</th>" for n in c.names)
+        + "".join(f"<th>{_e(n)} - {_e(c.reference)}{ci}</th>" for n in c.names if n != c.reference) + "</tr>")
+    for r in c.per_label_auc():
+        cells = [f"<td>{_e(r['label'])}</td><td>{r['positives']}</td>"]
+        best = max((v for v in r["auc"].values() if math.isfinite(v)), default=math.nan)
+        for n in c.names:
+            v = r["auc"][n]
+            text = _ci(v, r["auc_low"][n], r["auc_high"][n])
+            cells.append(f"<td>{'<b>' + text + '</b>' if math.isfinite(v) and v == best and len(c.names) > 1 else text}</td>")
+        for n in c.names:
+            if n != c.reference:
+                d = r["difference"][n]
+                cells.append(f"<td>{_diff(d['point'], d['low'], d['high'], d['verdict'])}</td>")
+        add("<tr>" + "".join(cells) + "</tr>")
+    add("</table><p>Bold AUC: the best strategy for that label; bold difference: its interval excludes 0.</p>")
+
+    # ---- plots
+    add('<h2 id="plots">Plots</h2>')
+    parts.extend(_figures(images))
+
+    # ---- strategies
+    add('<h2 id="strategies">Strategies</h2><table class="kv">')
+    s = c.summary
+    if "truth" in s:
+        add(f"<tr><td>truth file</td><td>{_e(s['truth'])}</td></tr>")
+    for name in c.names:
+        r = c.results[name]
+        src = r.summary.get("scores", "")
+        add(f"<tr><td>{_e(name)}</td><td>{_e(src)} &mdash; thresholds {_e(r.threshold_source)} &mdash; "
+            f'full report: <a href="{_e(name)}/report.html">{_e(name)}/report.html</a></td></tr>')
+    add("</table>")
+    add(f"</main><script>{_SCRIPT}</script></body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def write_comparison_report(comparison: "ComparisonResult", path: str | Path, *,
+                            images: Mapping[str, bytes] | None = None, title: str = "labelwise comparison") -> Path:
+    """Render the comparison report and write it atomically to ``path``; return the path."""
+    from ..io import write_text
+
+    return write_text(path, render_comparison_report(comparison, images, title=title))
 
 
 def write_report(result: "EvaluationResult", path: str | Path, *, images: Mapping[str, bytes] | None = None,

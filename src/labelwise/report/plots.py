@@ -7,6 +7,8 @@ Small-multiples grids keep 15 labels readable: one panel per label, shared axes.
 * ``calibration_plot``: reliability diagram pooled over labels (points sized and annotated
   by bin count), per-label curves faint behind, and the bin-count histogram.
 * ``histogram_grid``: score histograms of negatives and positives per label, threshold line.
+* ``roc_overlay_grid`` / ``auc_difference_plot`` (a comparison of strategies): every strategy's
+  ROC curve per label in one panel; each label's AUC difference to the reference with its CI.
 * ``error_cooccurrence_plot``: heatmap ``C[a, b] = P(error on b | error on a)`` over images,
   computed separately for label a's false positives and false negatives.
 
@@ -18,15 +20,16 @@ from __future__ import annotations
 import io
 import math
 import warnings
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..evaluate import EvaluationResult
+    from ..evaluate import ComparisonResult, EvaluationResult
 
 __all__ = ["all_plots", "roc_grid", "pr_grid", "calibration_plot", "histogram_grid",
-           "error_cooccurrence", "error_cooccurrence_plot", "PLOT_TITLES"]
+           "error_cooccurrence", "error_cooccurrence_plot", "PLOT_TITLES", "roc_overlay_grid",
+           "auc_difference_plot", "comparison_plots"]
 
 PLOT_TITLES = {
     "roc": "ROC curves",
@@ -34,6 +37,8 @@ PLOT_TITLES = {
     "calibration": "Calibration (reliability)",
     "histograms": "Score histograms by class",
     "error_cooccurrence": "Co-occurrence of errors",
+    "roc_comparison": "ROC curves of every strategy",
+    "auc_difference": "AUC difference to the reference per label",
 }
 
 _POS, _NEG, _LINE = "#c0392b", "#2c7fb8", "#333333"
@@ -255,6 +260,86 @@ def error_cooccurrence_plot(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequ
     cb.set_label("P(error on b | error on a), %", fontsize=8)
     cb.ax.tick_params(labelsize=7)
     return _png(fig)
+
+
+_STRATEGY_COLORS = ("#2c7fb8", "#c0392b", "#27ae60", "#8e44ad", "#e67e22", "#16a085", "#7f8c8d", "#d35400")
+
+
+def roc_overlay_grid(y_true: np.ndarray, scores: "Mapping[str, np.ndarray]", labels: Sequence[str], *,
+                     auc: "Mapping[str, Sequence[float]] | None" = None) -> bytes:
+    """ROC curves of several strategies overlaid, one panel per label (each strategy's AUC in the
+    panel's legend, one colour per strategy throughout); PNG bytes."""
+    from ..metrics import roc_auc_score, roc_curve
+
+    y_true = np.asarray(y_true)
+    scores = {k: np.asarray(v, dtype=np.float64) for k, v in scores.items()}
+    fig, axes = _grid(len(labels))
+    colors = {k: _STRATEGY_COLORS[i % len(_STRATEGY_COLORS)] for i, k in enumerate(scores)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        aucs = {k: np.atleast_1d(auc[k] if auc is not None else roc_auc_score(y_true, s, average=None))
+                for k, s in scores.items()}
+        for j, (ax, label) in enumerate(zip(axes, labels)):
+            ax.plot([0, 1], [0, 1], ls=":", color="#999999", lw=0.8)
+            _title(ax, label)
+            if _one_class(y_true[:, j]):
+                _undefined(ax, y_true[:, j])
+                continue
+            for k, s in scores.items():
+                fpr, tpr, _ = roc_curve(y_true[:, j], s[:, j])
+                short = k if len(k) <= 10 else k[:9] + "."
+                ax.plot(fpr, tpr, color=colors[k], lw=1.1, alpha=0.9, label=f"{short} {aucs[k][j]:.3f}")
+            ax.legend(loc="lower right", fontsize=6.5, frameon=False, handlelength=1)
+    for ax in axes:
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+        ax.tick_params(labelsize=7)
+    fig.supxlabel("false positive rate (1 - specificity)", fontsize=9)
+    fig.supylabel("true positive rate (sensitivity)", fontsize=9)
+    return _png(fig)
+
+
+def auc_difference_plot(labels: Sequence[str], differences: "Mapping[str, tuple]", reference: str, *,
+                        level: float = 0.95) -> bytes:
+    """Per label, each strategy's AUC minus the reference's with its paired CI (a forest plot);
+    ``differences``: ``{name: (point (L,), low (L,), high (L,))}``; PNG bytes."""
+    k = len(labels)
+    fig = _figure(7.5, 0.32 * k + 1.4)
+    ax = fig.subplots(1, 1)
+    m = max(len(differences), 1)
+    offsets = (np.arange(m) - (m - 1) / 2) * (0.6 / m)
+    y = np.arange(k)
+    for i, (name, (point, low, high)) in enumerate(differences.items()):
+        point, low, high = (np.asarray(a, dtype=np.float64) for a in (point, low, high))
+        color = _STRATEGY_COLORS[(i + 1) % len(_STRATEGY_COLORS)]  # colour 0 is the reference in the ROC grid
+        err = np.vstack([point - low, high - point])
+        ok = np.isfinite(err).all(axis=0)
+        ax.errorbar(point[ok], y[ok] + offsets[i], xerr=err[:, ok], fmt="o", ms=3.5, lw=1.1, capsize=2,
+                    color=color, label=f"{name} - {reference}")
+        ax.plot(point[~ok], y[~ok] + offsets[i], "o", ms=3.5, color=color, mfc="none")
+    ax.axvline(0, color=_LINE, lw=0.8, ls="--")
+    short = [x if len(x) <= 22 else x[:20] + ".." for x in labels]
+    ax.set_yticks(y, short, fontsize=7.5)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"AUC difference (strategy - {reference}), paired {int(round(100 * level))}% CI", fontsize=9)
+    ax.tick_params(axis="x", labelsize=8)
+    fig.legend(fontsize=8, frameon=False, loc="outside upper center", ncols=min(m, 4))
+    return _png(fig)
+
+
+def comparison_plots(comparison: "ComparisonResult") -> dict[str, bytes]:
+    """The plots of a comparison: ``roc_comparison`` (overlaid ROC per label) and, with a paired
+    bootstrap and two or more strategies, ``auc_difference``; ``{name: png_bytes}``."""
+    labels = list(comparison.labels)
+    ref = comparison.results[comparison.reference]
+    scores = {n: comparison.results[n].y_score for n in comparison.names}
+    auc = {n: np.array([r.auc for r in comparison.results[n].rows]) for n in comparison.names}
+    out = {"roc_comparison": roc_overlay_grid(ref.y_true, scores, labels, auc=auc)}
+    if comparison.paired is not None and comparison.paired.differences:
+        diffs = {n: (d["roc_auc"].point, d["roc_auc"].low, d["roc_auc"].high)
+                 for n, d in comparison.paired.differences.items()}
+        out["auc_difference"] = auc_difference_plot(labels, diffs, comparison.reference, level=comparison.level)
+    return out
 
 
 def all_plots(result: "EvaluationResult") -> dict[str, bytes]:
