@@ -46,6 +46,8 @@ _LAZY: dict[str, str] = {
     "diagnose": "labelwise.diagnostics",
     "read_scores": "labelwise.scores",
     "EvaluationResult": "labelwise.evaluate",
+    "ComparisonResult": "labelwise.evaluate",
+    "paired_bootstrap": "labelwise.metrics",
     "LabelPowerset": "labelwise.powerset",
     # Keras building blocks
     "SchemaHead": "labelwise.layers",

@@ -7,6 +7,13 @@ specificity, F1), the averages, the classification report and the model-health d
 ``--json`` prints one JSON document instead; ``--out DIR`` writes ``report.html``, PNG plots,
 ``metrics.json`` and ``thresholds.json``. Only numpy/pandas load at start; matplotlib loads
 when plots are written; Keras and TensorFlow never load.
+
+    labelwise evaluate --truth y_true.csv --scores sigmoid=pred_a.csv --scores powerset=pred_b.csv
+
+compares strategies side by side (``labelwise.evaluate.compare``): each strategy's table, then a
+summary per strategy, the paired-bootstrap difference to the first one (macro and per label)
+and the per-label AUCs; ``--out DIR`` writes each strategy's outputs to ``DIR/<name>/`` plus
+``DIR/comparison.json`` and ``DIR/report.html``.
 """
 
 from __future__ import annotations
@@ -14,17 +21,23 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
-from typing import Any
+from pathlib import Path
+from typing import Any, Sequence
 
 HELP = "evaluate scores against a truth table: per-label metrics with CIs, thresholds, report, diagnostics"
 
 
-def add_common(p: argparse.ArgumentParser) -> None:
-    """Arguments shared by ``evaluate`` and ``thresholds``."""
+def add_common(p: argparse.ArgumentParser, *, compare: bool = False) -> None:
+    """Arguments shared by ``evaluate`` and ``thresholds``. ``--scores`` collects a list either way;
+    ``compare`` (evaluate) documents it as repeatable, and :func:`load_inputs` refuses several."""
     p.add_argument("--truth", required=True, metavar="TABLE",
                    help="truth label table (id + 0/1 columns, NIH Data_Entry CSV, CheXNet list, ...)")
-    p.add_argument("--scores", required=True, metavar="SCORES",
-                   help="scores: CSV (id column + one column per label) or .npy in the truth table's row order")
+    scores_help = "scores: CSV (id column + one column per label) or .npy in the truth table's row order"
+    if compare:
+        scores_help += ("; repeat as NAME=PATH to compare strategies side by side (a bare path is named by its "
+                        "file stem; the first is the reference)")
+    p.add_argument("--scores", required=True, metavar="[NAME=]SCORES" if compare else "SCORES", action="append",
+                   help=scores_help)
     p.add_argument("--schema", metavar="S.toml", help="label schema (default: inferred from the truth table)")
     p.add_argument("--format", default="auto", help="truth table format: auto, nih, labels, onehot, tree, mnist")
     p.add_argument("--labels", metavar="A,B,...",
@@ -37,9 +50,11 @@ def add_common(p: argparse.ArgumentParser) -> None:
 def add_parser(subparsers: Any) -> None:
     """Register ``labelwise evaluate``."""
     p = subparsers.add_parser("evaluate", help=HELP, description=HELP)
-    add_common(p)
+    add_common(p, compare=True)
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--thresholds", metavar="T.json", help="thresholds tuned on a validation set (labelwise thresholds)")
+    g.add_argument("--thresholds", metavar="[NAME=]T.json", action="append",
+                   help="thresholds tuned on a validation set (labelwise thresholds); with several --scores, one "
+                        "file applies to every strategy, or give NAME=T.json once per strategy")
     g.add_argument("--tune", metavar="RULE",
                    help="tune thresholds on THIS data (optimistic): f1, youden, fbeta=2, sensitivity=0.9, "
                         "specificity=0.95, precision=0.8")
@@ -49,40 +64,131 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--group-column", metavar="C",
                    help="resample groups (e.g. 'Patient ID') instead of images in the bootstrap")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-    p.add_argument("--out", metavar="DIR", help="write report.html, PNG plots, metrics.json, thresholds.json here")
+    p.add_argument("--out", metavar="DIR", help="write report.html, PNG plots, metrics.json, thresholds.json here "
+                   "(several --scores: DIR/<name>/ per strategy plus DIR/comparison.json and DIR/report.html)")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of the text table")
     p.add_argument("--no-plots", action="store_true", help="with --out: skip the PNG plots and the HTML report")
     p.set_defaults(func=run)
 
 
-def load_inputs(args: argparse.Namespace):
-    """Read the truth table and the scores aligned to it: ``(table, scores)``."""
-    from ..scores import read_scores
+def parse_named_paths(values: Sequence[str], option: str = "--scores") -> list[tuple[str, str]]:
+    """``["a=x.csv", "y.csv"]`` -> ``[("a", "x.csv"), ("y", "y.csv")]``: ``NAME=PATH``, or a bare path
+    named by its file stem (a value that is an existing file is always a bare path, even with ``=``).
+    Raises ``InputError`` for an empty name or path and for a name given twice."""
+    from ..errors import InputError
+
+    out: list[tuple[str, str]] = []
+    for raw in values:
+        value = str(raw)
+        if "=" in value and not Path(value).is_file():
+            name, path = (x.strip() for x in value.split("=", 1))
+            if not name or not path:
+                raise InputError(f"{option} {value!r}: write NAME=PATH (e.g. {option} sigmoid=pred_a.csv) or a bare path")
+        else:
+            name, path = Path(value).stem, value
+        out.append((name, path))
+    seen: dict[str, str] = {}
+    for name, path in out:
+        if name in seen:
+            raise InputError(
+                f"{option}: the strategy name {name!r} is given twice ({seen[name]} and {path}); name each one, "
+                f"e.g. {option} a={seen[name]} {option} b={path}")
+        seen[name] = path
+    return out
+
+
+def _read_truth(args: argparse.Namespace):
     from ..tables import read_table
 
     kw = {}
     if getattr(args, "labels", None):
         kw["labels"] = [x.strip() for x in args.labels.split(",") if x.strip()]
-    table = read_table(args.truth, schema=args.schema, format=args.format, **kw)
+    return read_table(args.truth, schema=args.schema, format=args.format, **kw)
+
+
+def _read_scores(args: argparse.Namespace, table, path: str, name: str | None = None):
+    from ..errors import InputError
+    from ..scores import read_scores
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        _, scores = read_scores(args.scores, ids=table.ids, schema=table.schema, id_column=args.id_column)
+        try:
+            _, scores = read_scores(path, ids=table.ids, schema=table.schema, id_column=args.id_column)
+        except InputError as e:
+            if name is None:
+                raise
+            raise InputError(f"strategy {name!r}: {e}") from None
     for w in caught:
         print(f"note: {w.message}", file=sys.stderr)
     if args.from_logits:
         from ..evaluate import scores_from_logits
 
         scores = table.schema.complete_scores(scores_from_logits(scores[:, : table.schema.n_outputs], table.schema))
-    return table, scores
+    return scores
+
+
+def load_inputs(args: argparse.Namespace):
+    """Read the truth table and ONE scores file aligned to it: ``(table, scores)``.
+
+    ``args.scores`` is the list of ``--scores`` values; more than one raises ``InputError``
+    (``labelwise thresholds`` tunes one strategy at a time).
+    """
+    from ..errors import InputError
+
+    values = [args.scores] if isinstance(args.scores, str) else list(args.scores)
+    if len(values) != 1:
+        raise InputError(
+            f"this command takes one --scores; got {len(values)} ({', '.join(values)}). Run it once per scores "
+            "file, e.g. labelwise thresholds --truth val.csv --scores val_a.csv --out thresholds_a.json")
+    (_, path), = parse_named_paths(values)
+    table = _read_truth(args)
+    return table, _read_scores(args, table, path)
+
+
+def load_strategies(args: argparse.Namespace):
+    """Read the truth table and every ``--scores`` aligned to it: ``(table, {name: (path, scores)})``."""
+    from ..evaluate import check_strategy_name
+
+    named = parse_named_paths(args.scores)
+    if len(named) > 1:
+        for name, _ in named:
+            check_strategy_name(name)
+    table = _read_truth(args)
+    return table, {name: (path, _read_scores(args, table, path, name if len(named) > 1 else None))
+                   for name, path in named}
+
+
+def _thresholds_arg(values: Sequence[str] | None, names: Sequence[str]):
+    """``--thresholds`` values -> one path for every strategy, or ``{name: path}``, or None."""
+    from ..errors import InputError
+
+    if not values:
+        return None
+    if len(values) == 1 and ("=" not in values[0] or Path(values[0]).is_file()):
+        return values[0]
+    hint = f"give one file for every strategy, or NAME=T.json for each of {list(names)}; got {list(values)}"
+    if any("=" not in v or Path(v).is_file() for v in values):
+        raise InputError(f"--thresholds: {hint}")
+    named = dict(parse_named_paths(values, "--thresholds"))
+    if set(named) != set(names):
+        raise InputError(f"--thresholds: {hint}")
+    if len(names) == 1:
+        return named[names[0]]
+    return named
 
 
 def run(args: argparse.Namespace) -> int:
-    """Evaluate and print; returns 0 (1 when the diagnostics found a collapsed model)."""
+    """Evaluate and print; returns 0 (1 when the diagnostics found a collapsed model).
+    Several ``--scores``: compare them (:func:`run_compare`)."""
 
     from ..evaluate import evaluate
     from ..io import json_text
 
-    table, scores = load_inputs(args)
+    table, strategies = load_strategies(args)
+    if len(strategies) > 1:
+        return run_compare(args, table, strategies)
+    (path, scores), = strategies.values()
+    thresholds = _thresholds_arg(args.thresholds, list(strategies))
     groups = table.groups(args.group_column) if args.group_column else None
     if args.bootstrap > 0 and not args.json:
         unit = f"groups of {args.group_column!r}" if groups is not None else "images"
@@ -90,9 +196,9 @@ def run(args: argparse.Namespace) -> int:
               f"bootstrapping {args.bootstrap} resamples of {unit} ...", file=sys.stderr, flush=True)
     progress = _progress if (args.bootstrap > 0 and not args.json and sys.stderr.isatty()) else None
     result = evaluate(
-        table.y, scores, schema=table.schema, thresholds=args.thresholds, tune=args.tune,
+        table.y, scores, schema=table.schema, thresholds=thresholds, tune=args.tune,
         bootstrap=args.bootstrap, level=args.level, seed=args.seed, groups=groups, progress=progress,
-        summary={"truth": str(args.truth), "scores": str(args.scores), "format": table.format or args.format},
+        summary={"truth": str(args.truth), "scores": str(path), "format": table.format or args.format},
     )
     result.notes.extend(str(n) for n in (*table.schema.notes, *table.notes))
     written = {}
@@ -109,6 +215,49 @@ def run(args: argparse.Namespace) -> int:
         print(result.format_table(), end="")
         if written:
             print(f"\nWrote {', '.join(sorted(written))} to {args.out}")
+    return 0
+
+
+def run_compare(args: argparse.Namespace, table, strategies: dict) -> int:
+    """Several ``--scores``: evaluate each, compare them to the first (paired bootstrap), print, write."""
+    from ..evaluate import compare
+    from ..io import json_text
+
+    names = list(strategies)
+    thresholds = _thresholds_arg(args.thresholds, names)
+    groups = table.groups(args.group_column) if args.group_column else None
+    if args.bootstrap > 0 and not args.json:
+        unit = f"groups of {args.group_column!r}" if groups is not None else "images"
+        print(f"labelwise evaluate: {len(table)} images, {table.schema.n_labels} labels, {len(names)} strategies "
+              f"({', '.join(names)}); bootstrapping {args.bootstrap} resamples of {unit}, the same for each ...",
+              file=sys.stderr, flush=True)
+    progress = _progress if (args.bootstrap > 0 and not args.json and sys.stderr.isatty()) else None
+    result = compare(
+        table.y, {name: scores for name, (_, scores) in strategies.items()}, schema=table.schema,
+        thresholds=thresholds, tune=args.tune, bootstrap=args.bootstrap, level=args.level, seed=args.seed,
+        groups=groups, progress=progress,
+        summary={"truth": str(args.truth), "format": table.format or args.format},
+    )
+    result.summary["scores"] = {name: str(path) for name, (path, _) in strategies.items()}
+    notes = [str(n) for n in (*table.schema.notes, *table.notes)]
+    for name, (path, _) in strategies.items():
+        result.results[name].summary["scores"] = str(path)
+        result.results[name].notes.extend(notes)
+    written = {}
+    if args.out:
+        if not args.json:
+            print(f"labelwise evaluate: writing {args.out} ...", file=sys.stderr, flush=True)
+        written = result.save(args.out, plots=not args.no_plots, html=not args.no_plots)
+    if args.json:
+        doc = result.to_dict()
+        if written:
+            doc["files"] = {k: str(v) for k, v in written.items()}
+        print(json_text(doc))
+    else:
+        print(result.format_table(), end="")
+        if written:
+            top = sorted(k for k in written if "/" not in k)
+            print(f"\nWrote {', '.join(top)} and {', '.join(n + '/' for n in names)} to {args.out}")
     return 0
 
 
