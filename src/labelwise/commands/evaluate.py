@@ -178,7 +178,7 @@ def _thresholds_arg(values: Sequence[str] | None, names: Sequence[str]):
 
 
 def run(args: argparse.Namespace) -> int:
-    """Evaluate and print; returns 0 (1 when the diagnostics found a collapsed model).
+    """Evaluate and print; returns 0 (a collapsed model is reported in the output, not by the exit status).
     Several ``--scores``: compare them (:func:`run_compare`)."""
 
     from ..evaluate import evaluate
