@@ -182,7 +182,6 @@ def run(args: argparse.Namespace) -> int:
     Several ``--scores``: compare them (:func:`run_compare`)."""
 
     from ..evaluate import evaluate
-    from ..io import json_text
 
     table, strategies = load_strategies(args)
     if len(strategies) > 1:
@@ -201,6 +200,14 @@ def run(args: argparse.Namespace) -> int:
         summary={"truth": str(args.truth), "scores": str(path), "format": table.format or args.format},
     )
     result.notes.extend(str(n) for n in (*table.schema.notes, *table.notes))
+    return _save_and_print(args, result, lambda written: ', '.join(sorted(written)))
+
+
+def _save_and_print(args: argparse.Namespace, result: Any, describe: Any) -> int:
+    """Write ``--out`` (if given), then print the JSON document or the text table; ``describe(written)``
+    says in the closing line what was written."""
+    from ..io import json_text
+
     written = {}
     if args.out:
         if not args.json:
@@ -214,14 +221,13 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(result.format_table(), end="")
         if written:
-            print(f"\nWrote {', '.join(sorted(written))} to {args.out}")
+            print(f"\nWrote {describe(written)} to {args.out}")
     return 0
 
 
 def run_compare(args: argparse.Namespace, table, strategies: dict) -> int:
     """Several ``--scores``: evaluate each, compare them to the first (paired bootstrap), print, write."""
     from ..evaluate import compare
-    from ..io import json_text
 
     names = list(strategies)
     thresholds = _thresholds_arg(args.thresholds, names)
@@ -243,22 +249,8 @@ def run_compare(args: argparse.Namespace, table, strategies: dict) -> int:
     for name, (path, _) in strategies.items():
         result.results[name].summary["scores"] = str(path)
         result.results[name].notes.extend(notes)
-    written = {}
-    if args.out:
-        if not args.json:
-            print(f"labelwise evaluate: writing {args.out} ...", file=sys.stderr, flush=True)
-        written = result.save(args.out, plots=not args.no_plots, html=not args.no_plots)
-    if args.json:
-        doc = result.to_dict()
-        if written:
-            doc["files"] = {k: str(v) for k, v in written.items()}
-        print(json_text(doc))
-    else:
-        print(result.format_table(), end="")
-        if written:
-            top = sorted(k for k in written if "/" not in k)
-            print(f"\nWrote {', '.join(top)} and {', '.join(n + '/' for n in names)} to {args.out}")
-    return 0
+    return _save_and_print(args, result, lambda written: (
+        ", ".join(sorted(k for k in written if "/" not in k)) + " and " + ", ".join(n + "/" for n in names)))
 
 
 def _progress(done: int, total: int) -> None:

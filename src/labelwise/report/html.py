@@ -67,6 +67,15 @@ _CAPTIONS = {
 }
 
 
+def _page_start(add, title: str) -> str:
+    """Add the document head, the opening tags and the title heading; return the UTC time stamp."""
+    add("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">")
+    add("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">")
+    add(f"<title>{_e(title)}</title><style>{_CSS}</style></head><body><main>")
+    add(f"<h1>{_e(title)}</h1>")
+    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def _e(x: object) -> str:
     return html.escape(str(x), quote=True)
 
@@ -97,11 +106,7 @@ def render_report(result: "EvaluationResult", images: Mapping[str, bytes] | None
     errors = [f for f in result.findings if f.severity == "error"]
     parts: list[str] = []
     add = parts.append
-    add("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">")
-    add("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">")
-    add(f"<title>{_e(title)}</title><style>{_CSS}</style></head><body><main>")
-    add(f"<h1>{_e(title)}</h1>")
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = _page_start(add, title)
     add(f'<p class="sub">{result.n_samples} images, {len(result.labels)} labels, generated {stamp} by labelwise</p>')
     add('<nav><a href="#summary">Data</a><a href="#labels">Per label</a><a href="#averages">Averages</a>'
         '<a href="#report">Classification report</a><a href="#diagnostics">Diagnostics</a><a href="#plots">Plots</a></nav>')
@@ -248,11 +253,7 @@ def render_comparison_report(comparison: "ComparisonResult", images: Mapping[str
     ci = f" [{level}% CI]" if has_ci else ""
     parts: list[str] = []
     add = parts.append
-    add("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">")
-    add("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">")
-    add(f"<title>{_e(title)}</title><style>{_CSS}</style></head><body><main>")
-    add(f"<h1>{_e(title)}</h1>")
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = _page_start(add, title)
     add(f'<p class="sub">{len(c.names)} strategies on {c.n_samples} images, {len(c.labels)} labels; reference '
         f"<b>{_e(c.reference)}</b>; generated {stamp} by labelwise</p>")
     add('<nav><a href="#summary">Summary</a><a href="#differences">Differences</a>'
