@@ -82,6 +82,17 @@ def _title(ax, label: str):
     ax.set_title(label if len(label) <= 22 else label[:20] + "...", fontsize=9)
 
 
+def _finish_roc(fig, axes) -> bytes:
+    """Unit axes and the ROC axis titles on a grid of ROC plots; PNG bytes."""
+    for ax in axes:
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+        ax.tick_params(labelsize=7)
+    fig.supxlabel("false positive rate (1 - specificity)", fontsize=9)
+    fig.supylabel("true positive rate (sensitivity)", fontsize=9)
+    return _png(fig)
+
+
 def roc_grid(y_true: np.ndarray, y_score: np.ndarray, labels: Sequence[str], *, auc: Sequence[float] | None = None) -> bytes:
     """ROC curve per label in a grid (AUC in each panel's legend); PNG bytes."""
     from ..metrics import roc_auc_score, roc_curve
@@ -101,13 +112,7 @@ def roc_grid(y_true: np.ndarray, y_score: np.ndarray, labels: Sequence[str], *, 
             fpr, tpr, _ = roc_curve(y_true[:, j], y_score[:, j])
             ax.plot(fpr, tpr, color=_NEG, lw=1.4, label=f"AUC {auc[j]:.3f}")
             ax.legend(loc="lower right", fontsize=8, frameon=False, handlelength=1)
-    for ax in axes:
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1.02)
-        ax.tick_params(labelsize=7)
-    fig.supxlabel("false positive rate (1 - specificity)", fontsize=9)
-    fig.supylabel("true positive rate (sensitivity)", fontsize=9)
-    return _png(fig)
+    return _finish_roc(fig, axes)
 
 
 def pr_grid(y_true: np.ndarray, y_score: np.ndarray, labels: Sequence[str], *, ap: Sequence[float] | None = None) -> bytes:
@@ -290,13 +295,7 @@ def roc_overlay_grid(y_true: np.ndarray, scores: "Mapping[str, np.ndarray]", lab
                 short = k if len(k) <= 10 else k[:9] + "."
                 ax.plot(fpr, tpr, color=colors[k], lw=1.1, alpha=0.9, label=f"{short} {aucs[k][j]:.3f}")
             ax.legend(loc="lower right", fontsize=6.5, frameon=False, handlelength=1)
-    for ax in axes:
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1.02)
-        ax.tick_params(labelsize=7)
-    fig.supxlabel("false positive rate (1 - specificity)", fontsize=9)
-    fig.supylabel("true positive rate (sensitivity)", fontsize=9)
-    return _png(fig)
+    return _finish_roc(fig, axes)
 
 
 def auc_difference_plot(labels: Sequence[str], differences: "Mapping[str, tuple]", reference: str, *,
