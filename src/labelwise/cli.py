@@ -60,6 +60,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as e:
+        # Writers go through io.atomic_path, which words its own errors; this catches the rest
+        # (a folder made by a command, a file opened directly) so the user still gets one line.
+        place = f"{e.filename}: " if e.filename else ""
+        print(f"labelwise {args.command}: error: {place}{e.strerror or e}; check the path "
+              "(for an output, choose another one)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -21,10 +21,19 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
     Use for writers that want a file name (``np.save``, ``fig.savefig``, ``model.save``).
     The temporary name keeps the target's suffix, since some writers choose the format by it.
+    An ``OSError`` while writing (the folder cannot be made, no permission, disk full, the target
+    is a folder) is raised as a :class:`~labelwise.errors.LabelwiseError`
+    ``"cannot write PATH: reason; choose another path"``, so the CLI prints one line, not a traceback.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=target.parent)
+    if target.is_dir():
+        # os.replace would fail only after the whole output was computed and written.
+        raise _cannot_write(target, "it is a folder")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=target.parent)
+    except OSError as e:
+        raise _cannot_write(target, _reason(e, target)) from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -32,10 +41,31 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         # mkstemp creates the file 0600; give the result the permissions a plain open() would.
         os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, target)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            tmp_path.unlink()
+        raise _cannot_write(target, _reason(e, target)) from None
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             tmp_path.unlink()
         raise
+
+
+def _reason(e: OSError, target: Path) -> str:
+    reason = str(e.strerror or e)
+    if isinstance(e, (FileExistsError, NotADirectoryError)):
+        # The folder cannot be made because part of its path is a file: say which part.
+        blocker = next((p for p in target.parents if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            return f"{blocker} is a file, not a folder"
+    return reason
+
+
+def _cannot_write(target: Path, reason: str) -> Exception:
+    # Imported here: errors.py is tiny, but io must stay importable on its own.
+    from .errors import LabelwiseError
+
+    return LabelwiseError(f"cannot write {target}: {reason}; choose another path")
 
 
 def _umask() -> int:
