@@ -34,6 +34,39 @@ def _cli(capsys, *argv):
     return rc, out, err
 
 
+# ------------------------------------------------------------ split --check (audit items 1-3)
+def test_check_empty_split_cell_names_the_row(tmp_path, capsys):
+    p = _write(tmp_path / "hole_split.csv", "id,group,split\na,1,train\nb,2,\nc,3,test\n")
+    rc, _, err = _cli(capsys, "split", p, "--check")
+    assert rc == 2
+    assert "hole_split.csv, row b at line 3: empty 'split'" in err and "every row needs" in err
+
+
+def test_check_empty_group_cell_is_an_error_not_skipped(tmp_path, capsys):
+    p = _write(tmp_path / "hole_group.csv", "id,group,split\na,1,train\nb,1,train\nc,,test\nd,2,test\n")
+    rc, out, err = _cli(capsys, "split", p, "--check")
+    assert rc == 2 and "no leakage" not in out
+    assert "hole_group.csv, row c at line 4: empty 'group'" in err
+
+
+def test_check_prefers_the_patient_column_and_sees_the_leak(tmp_path, capsys):
+    # patient 1 is in train (a) and test (b); the 'group' column (x, y, z) hides it
+    p = _write(tmp_path / "grp.csv", "id,Patient ID,group,split\na,1,x,train\nb,1,y,test\nc,2,z,val\n")
+    rc, out, err = _cli(capsys, "split", p, "--check")
+    assert rc != 0 and "no leakage" not in out
+    assert "Patient ID" in out + err
+    # a file written by `split --out` (id, group, split) is still checked by 'group'
+    q = _write(tmp_path / "ours.csv", "id,group,split\na,1,train\nb,1,test\n")
+    rc, out, _ = _cli(capsys, "split", q, "--check")
+    assert rc == 1 and "LEAK: 1 group(s)" in out
+
+
+def test_no_groups_with_group_column_is_an_error(tmp_path, capsys):
+    p = _write(tmp_path / "t.csv", "id,labels,Patient ID\na,x,1\nb,y,2\nc,x,3\nd,y,4\n")
+    rc, _, err = _cli(capsys, "split", p, "--fractions", "0.5,0.5", "--no-groups", "--group-column", "Patient ID")
+    assert rc == 2 and "--no-groups" in err and "--group-column" in err
+
+
 # ------------------------------------------------------------ output paths (item 11)
 def test_atomic_path_turns_oserror_into_a_clear_error(tmp_path):
     folder = tmp_path / "outdir"
@@ -71,3 +104,15 @@ def test_cli_reports_a_stray_oserror_without_traceback(capsys, monkeypatch):
     monkeypatch.setattr(cmd, "run", boom)
     rc, _, err = _cli(capsys, "inspect", "whatever.csv")
     assert rc == 2 and "/some/where.png: Permission denied" in err
+
+
+# ------------------------------------------------------------ seed (item 12)
+def test_negative_seed_is_a_clear_error(tmp_path, capsys):
+    table = _write(tmp_path / "t.csv", "id,labels,Patient ID\na,x,1\nb,y,2\nc,x,3\nd,y,4\n")
+    with pytest.raises(SystemExit) as e:
+        main(["split", str(table), "--fractions", "0.5,0.5", "--seed", "-1"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "--seed" in err and "non-negative" in err and "Traceback" not in err
+    with pytest.raises(InputError, match=r"seed must be a non-negative integer, got -1"):
+        grouped_stratified_split(np.array([[1], [0]]), np.array([1, 2]), "0.5,0.5", seed=-1)

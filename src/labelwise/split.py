@@ -52,6 +52,13 @@ def parse_fractions(fractions: Sequence[float] | str) -> np.ndarray:
     return f / f.sum()
 
 
+def _check_seed(seed: Any) -> int:
+    """The seed as an int; numpy's own error for a negative one is a traceback from Cython."""
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InputError(f"seed must be a non-negative integer, got {seed!r}")
+    return int(seed)
+
+
 def _group_matrix(y: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-group counts: column 0 = rows in the group, columns 1.. = positives per label."""
     codes, uniques = pd.factorize(pd.Series(groups), sort=False)
@@ -91,6 +98,7 @@ def grouped_stratified_split(y: Any, groups: Any, fractions: Sequence[float] | s
     table takes ~0.3 s for 16 tries; ChestX-ray14's 30,805 patients take one try, ~0.5 s).
     """
     y, groups, f = _validate(y, groups, fractions)
+    seed = _check_seed(seed)
     counts, codes = _group_matrix(y, groups)
     if tries is None:
         tries = int(np.clip(30000 // max(len(counts), 1), 1, 16))
@@ -131,6 +139,7 @@ def random_group_split(groups: Any, fractions: Sequence[float] | str, *, seed: i
     """
     groups = np.asarray(groups)
     f = parse_fractions(fractions)
+    seed = _check_seed(seed)
     codes, uniques = pd.factorize(pd.Series(groups), sort=False)
     sizes = np.bincount(codes, minlength=len(uniques))
     order = np.random.default_rng(seed).permutation(len(uniques))
@@ -368,6 +377,19 @@ def integer_floor_pp(total: int, fractions: Sequence[float] | str) -> float:
     return best
 
 
+def _row_name(table, i: int) -> str:
+    """How errors name row ``i`` of a LabelTable or of a DataFrame read from a CSV.
+
+    A DataFrame may carry ``attrs["lines"]`` (1-based file lines) and ``attrs["id_column"]``.
+    """
+    if not isinstance(table, pd.DataFrame):
+        return table.row_name(i)
+    id_col = table.attrs.get("id_column") or ("id" if "id" in table.columns else table.columns[0])
+    name = str(table[id_col].iloc[i])
+    lines = table.attrs.get("lines")
+    return f"{name} at line {int(lines[i])}" if lines is not None else name
+
+
 def _f(x: float) -> float | None:
     return None if x != x else float(x)
 
@@ -385,8 +407,19 @@ def check_split(table, split_column: str, group_column: str) -> dict:
     for col in (split_column, group_column):
         if col not in cols:
             raise TableError(f"{source}: no column {col!r}; the columns are {cols}")
-    s = frame[split_column].astype(str).to_numpy()
-    g = frame[group_column].astype(str).to_numpy()
+    for col, what in ((split_column, "split"), (group_column, "group")):
+        # groupby would silently drop a row with no group, and a missing split name cannot be
+        # compared with the others: either way the row could not be checked.
+        missing = np.flatnonzero(frame[col].isna().to_numpy()
+                                 | (frame[col].astype(str).str.strip() == "").to_numpy())
+        if missing.size:
+            raise TableError(
+                f"{source}, row {_row_name(table, int(missing[0]))}: empty {col!r}; every row needs a {what} "
+                f"so it can be checked (fill it in, or remove the row)"
+                + (f" ({missing.size - 1} more row(s) like this)" if missing.size > 1 else "")
+            )
+    s = frame[split_column].astype(str).str.strip().to_numpy()
+    g = frame[group_column].astype(str).str.strip().to_numpy()
     sub = pd.DataFrame({"g": g, "s": s})
     per_group = sub.groupby("g")["s"].agg(lambda v: tuple(sorted(set(v))))
     split_names = sorted(set(s.tolist()))

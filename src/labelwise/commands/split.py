@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from ..io import json_text
@@ -28,7 +29,7 @@ def add_parser(subparsers) -> None:
                    help="treat every row as its own group (only for data without patients, e.g. MNIST)")
     p.add_argument("--fractions", default="0.7,0.1,0.2", help="split fractions (default 0.7,0.1,0.2)")
     p.add_argument("--names", default=None, help="split names (default train,val,test for three fractions)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="random seed, a non-negative integer (default 0)")
     p.add_argument("--out", help="write the assignment CSV (id,group,split) here")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--check", action="store_true", help="check an existing split for group leakage instead")
@@ -36,10 +37,24 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def _seed(text: str) -> int:
+    """argparse type for --seed: numpy refuses a negative seed with a traceback from deep inside."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}")
+    return value
+
+
 def _group_column(args, columns) -> str | None:
-    from ..errors import TableError
+    from ..errors import InputError, TableError
     from ..stats import DEFAULT_GROUP_COLUMNS
 
+    if args.no_groups and args.group_column:
+        raise InputError(f"--no-groups and --group-column {args.group_column!r} contradict each other: give "
+                         "--group-column to keep each group's rows together, or --no-groups if rows are independent")
     if args.no_groups:
         return None
     if args.group_column:
@@ -88,6 +103,32 @@ def run(args) -> int:
     return 0
 
 
+def _check_group_column(args, frame) -> str:
+    """The group column --check uses when none is named.
+
+    A patient column (Patient ID, ...) is what leakage is about, so it comes first; ``group`` (what
+    ``labelwise split --out`` writes) is used when there is none. When both are present and group
+    the rows differently, guessing could hide a leak, so the user must choose.
+    """
+    import pandas as pd
+
+    from ..errors import TableError
+    from ..stats import DEFAULT_GROUP_COLUMNS
+
+    patient = next((c for c in DEFAULT_GROUP_COLUMNS if c in frame.columns), None)
+    if "group" not in frame.columns:
+        return _group_column(args, frame.columns)
+    if patient is None:
+        return "group"
+    same = (pd.factorize(frame[patient].astype(str).str.strip())[0]
+            == pd.factorize(frame["group"].astype(str).str.strip())[0]).all()
+    if not same:
+        raise TableError(f"{args.table}: both {patient!r} and 'group' could be the group column, and they group the "
+                         f"rows differently; name the one to check with --group-column (e.g. --group-column "
+                         f"{patient!r})")
+    return patient
+
+
 def render_report(report: dict) -> str:
     """The per-split and per-label deviation tables of :func:`labelwise.split.split_report`."""
     names = list(report["fractions"])
@@ -121,20 +162,17 @@ def render_report(report: dict) -> str:
 def _run_check(args) -> int:
     from ..errors import TableError
     from ..split import check_split
-    from ..tables import _read_csv
+    from ..tables import _data_rows, _read_csv
     from pathlib import Path
 
-    frame = _read_csv(Path(args.table))
-    if not len(frame):
-        raise TableError(f"{args.table}: the table has no rows")
+    frame, lines = _data_rows(_read_csv(Path(args.table)), Path(args.table), first_line=2)
     if args.split_column not in frame.columns:
         raise TableError(f"{args.table}: no split column {args.split_column!r}; the columns are {list(frame.columns)} "
                          "(name it with --split-column)")
     if args.no_groups:
         raise TableError("--check needs a group column (--group-column); --no-groups has nothing to check")
-    # A file written by `labelwise split --out` names its group column "group".
-    gcol = args.group_column or ("group" if "group" in frame.columns else _group_column(args, frame.columns))
-    frame.attrs["source"] = args.table
+    gcol = args.group_column or _check_group_column(args, frame)
+    frame.attrs.update(source=args.table, lines=lines)
     result = check_split(frame, args.split_column, gcol)
     if args.json:
         print(json_text(result))
