@@ -85,15 +85,50 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'labelwise' has no attribute {name!r}")
 
 
+_registration = {"done": False, "running": False}
+
+
+def _initializing(module: str) -> bool:
+    """True while ``module`` is half-way through its own first import."""
+    mod = sys.modules.get(module)
+    return mod is not None and bool(getattr(getattr(mod, "__spec__", None), "_initializing", False))
+
+
 def _register_keras_objects() -> None:
-    for module in _KERAS_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            if e.name != module:  # a real missing dependency, not a module we do not ship yet
+    """Import every module of ``_KERAS_MODULES`` so that its ``register_keras_serializable``
+    decorators run. Called when Keras finishes loading, and again at the end of each of our
+    Keras modules.
+
+    Why the second call: when the first ``import keras`` comes from one of our own modules
+    (``from labelwise.layers import SchemaHead`` before Keras), that module is only half
+    initialised while the hook runs, so a module importing names from it (``models`` needs
+    ``layers.MultiImagePooling``) fails with a circular ImportError. Such a failure is deferred
+    silently: the half-initialised module calls this again once its names exist.
+    """
+    if _registration["done"] or _registration["running"]:
+        return  # a nested call (a module imported below finishing) changes nothing: the loop goes on
+    _registration["running"] = True
+    try:
+        complete = True
+        for module in _KERAS_MODULES:
+            if _initializing(module):
+                complete = False  # its decorators run as it loads; it calls us again at its end
+                continue
+            try:
+                importlib.import_module(module)
+            except ModuleNotFoundError as e:
+                if e.name != module:  # a real missing dependency, not a module we do not ship yet
+                    warnings.warn(f"labelwise could not register its Keras objects from {module}: {e}")
+            except ImportError as e:
+                complete = False
+                if not any(_initializing(m) for m in _KERAS_MODULES):
+                    warnings.warn(f"labelwise could not register its Keras objects from {module}: {e}")
+                # else: a circular import through a half-initialised module; retried when it finishes
+            except Exception as e:  # never break the user's `import keras`
                 warnings.warn(f"labelwise could not register its Keras objects from {module}: {e}")
-        except Exception as e:  # never break the user's `import keras`
-            warnings.warn(f"labelwise could not register its Keras objects from {module}: {e}")
+        _registration["done"] = complete
+    finally:
+        _registration["running"] = False
 
 
 class _RegisterWhenKerasLoads(importlib.abc.MetaPathFinder):

@@ -247,3 +247,10 @@ class MultiImagePooling(keras.layers.Layer):
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "encoder": keras.saving.serialize_keras_object(self.encoder),
                 "pooling": self.pooling, "attention_units": self.attention_units}
+
+
+# Keras objects of the modules that could not be imported while this one was half-loaded
+# (a first `import keras` from here) register now; see labelwise._register_keras_objects.
+from . import _register_keras_objects  # noqa: E402
+
+_register_keras_objects()

@@ -447,3 +447,10 @@ def _slice_weight(v, n_ind: int, schema: LabelSchema, key: str):
         return arr[:n_ind]
     raise InputError(f"{key} has {arr.shape[0]} values; give one per independent label ({n_ind}) or per head "
                      f"output ({schema.n_outputs})")
+
+
+# Keras objects of the modules that could not be imported while this one was half-loaded
+# (a first `import keras` from here) register now; see labelwise._register_keras_objects.
+from . import _register_keras_objects  # noqa: E402
+
+_register_keras_objects()

@@ -334,3 +334,10 @@ def unfreeze_top(model: keras.Model, n_layers: int | None = None) -> keras.Model
     if n_layers <= 0:
         backbone.trainable = False
     return model
+
+
+# Keras objects of the modules that could not be imported while this one was half-loaded
+# (a first `import keras` from here) register now; see labelwise._register_keras_objects.
+from . import _register_keras_objects  # noqa: E402
+
+_register_keras_objects()
