@@ -67,6 +67,52 @@ def test_no_groups_with_group_column_is_an_error(tmp_path, capsys):
     assert rc == 2 and "--no-groups" in err and "--group-column" in err
 
 
+# ------------------------------------------------------------ single-label tables (item 5)
+def test_single_label_table_proposes_no_none_label(tmp_path, capsys):
+    p = _write(tmp_path / "mc.csv", "id,cat,dog,bird\na,1,0,0\nb,0,1,0\nc,0,0,1\nd,1,0,0\n")
+    t = read_table(p)
+    assert t.schema.none is None and set(t.schema.independent) == {"cat", "dog", "bird"}
+    assert any("exactly one label" in n and "exclusive group" in n for n in t.schema.notes)
+    rc, out, _ = _cli(capsys, "inspect", p)
+    assert rc == 0 and "none label '" not in out and "exclusive group" in out
+    assert "if it means 'no finding'" not in out
+    # with a declared all-independent schema, inspect itself says so
+    s = _write(tmp_path / "s.toml", '[labels]\nindependent = ["cat", "dog", "bird"]\n')
+    rc, out, _ = _cli(capsys, "inspect", p, "--schema", s)
+    assert rc == 0 and "warning: every row has exactly one label" in out
+
+
+def test_infer_proposes_only_a_unique_candidate():
+    # A and B each hold alone on their rows: either could be "none", so neither is proposed
+    y = np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 1]])
+    assert LabelSchema.infer(y, ["A", "B", "C", "D"]).none is None
+
+
+# ------------------------------------------------------------ decode (item 8)
+MIXED = LabelSchema(["Effusion", "Mass"], none="No Finding", exclusive={"view": ["PA", "AP"]})
+
+
+def test_decode_rejects_scores_and_points_to_decide():
+    with pytest.raises(SchemaViolation, match=r"row 0, label 'Effusion': decode takes 0/1 decisions, got 0\.7.*"
+                                              r"labelwise\.thresholds\.decide"):
+        MIXED.decode(np.array([[0.7, 0, 1, 0, 0]]))
+    with pytest.raises(SchemaViolation, match="got nan"):
+        MIXED.decode(np.array([[1, np.nan, 1, 0]]))
+
+
+def test_decode_rejects_rows_that_break_the_schema():
+    with pytest.raises(SchemaViolation, match="'No Finding' is true together with 'Effusion'"):
+        MIXED.decode(np.array([[1, 0, 1, 0, 1]]))
+    with pytest.raises(SchemaViolation, match=r"2 members of exclusive group 'view' are true \(PA, AP\)"):
+        MIXED.decode(np.array([[1, 0, 1, 1, 0]]))
+    with pytest.raises(SchemaViolation, match=r"row 1: no member of exclusive group 'view'"):
+        MIXED.decode(np.array([[1, 0, 1, 0], [0, 0, 0, 0]]))  # head outputs: none is derived
+    # valid input still decodes; booleans and floats 0.0/1.0 are decisions too
+    assert MIXED.decode(np.array([[1, 0, 0, 1, 0], [0, 0, 1, 0, 1]])) == [["Effusion", "AP"], ["PA", "No Finding"]]
+    assert MIXED.decode(np.array([[True, True, False, True]])) == [["Effusion", "Mass", "AP"]]
+    assert MIXED.decode(np.array([[0.0, 1.0, 1.0, 0.0]])) == [["Mass", "PA"]]
+
+
 # ------------------------------------------------------------ output paths (item 11)
 def test_atomic_path_turns_oserror_into_a_clear_error(tmp_path):
     folder = tmp_path / "outdir"
@@ -116,3 +162,17 @@ def test_negative_seed_is_a_clear_error(tmp_path, capsys):
     assert "--seed" in err and "non-negative" in err and "Traceback" not in err
     with pytest.raises(InputError, match=r"seed must be a non-negative integer, got -1"):
         grouped_stratified_split(np.array([[1], [0]]), np.array([1, 2]), "0.5,0.5", seed=-1)
+
+
+# ------------------------------------------------------------ violation counts (item 14)
+def test_more_rows_count_only_the_same_violation():
+    s = LabelSchema(["x"], exclusive={"view": ["PA", "AP"]})
+    y = np.array([[1, 1, 1], [0, 0, 0], [1, 1, 0]])
+    with pytest.raises(SchemaViolation) as e:
+        s.validate(y)
+    msg = str(e.value)
+    assert "row 0: 2 members of exclusive group 'view' are true" in msg and "more row" not in msg
+    assert "1 row(s) with no member" in msg
+    y2 = np.array([[1, 1, 1], [0, 1, 1], [1, 1, 0]])
+    with pytest.raises(SchemaViolation, match=r"\(1 more row\(s\) like this\)$"):
+        s.validate(y2)

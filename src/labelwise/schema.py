@@ -230,9 +230,13 @@ class LabelSchema:
         return out
 
     def decode(self, matrix: np.ndarray) -> list[list[str]]:
-        """Turn a binary matrix over ``labels`` (or over ``output_labels``) back into label lists.
+        """Turn a 0/1 decision matrix over ``labels`` (or over ``output_labels``) back into label lists.
 
-        A matrix over the output columns gets its ``none`` column derived first.
+        A matrix over the output columns gets its ``none`` column derived first. Every value must
+        be 0 or 1 (booleans too): scores or probabilities are refused, since reading any non-zero
+        value as true would turn 0.01 into a positive; turn scores into decisions with
+        :func:`labelwise.thresholds.decide`. Rows that break the schema (``none`` beside a finding,
+        zero or several members of an exclusive group) raise :class:`SchemaViolation` naming the row.
         """
         m = np.asarray(matrix)
         if m.ndim != 2 or m.shape[1] not in (self.n_labels, self.n_outputs):
@@ -240,10 +244,23 @@ class LabelSchema:
                 f"cannot decode a matrix of shape {m.shape}: expected (n, {self.n_labels}) over the labels "
                 f"{list(self.labels)}" + (f" or (n, {self.n_outputs}) over the head outputs" if self.none else "")
             )
+        names = self.labels if m.shape[1] == self.n_labels else self.output_labels
+        if m.dtype != bool:
+            bad = ~np.isin(m, (0, 1))
+            if bad.any():
+                r, c = (int(v[0]) for v in np.nonzero(bad))
+                value = m[r, c].item() if hasattr(m[r, c], "item") else m[r, c]
+                raise SchemaViolation(
+                    f"row {r}, label {names[c]!r}: decode takes 0/1 decisions, got {value!r}"
+                    + (f" ({int(bad.sum()) - 1} more such value(s))" if bad.sum() > 1 else "")
+                    + "; turn scores into decisions first with labelwise.thresholds.decide(scores, schema, "
+                    "thresholds)"
+                )
+        m = (m != 0).astype(np.uint8)
         if m.shape[1] != self.n_labels:
             m = self.complete(m)
-        names = self.labels
-        return [[names[c] for c in np.flatnonzero(row)] for row in (m != 0)]
+        self.validate(m)
+        return [[self.labels[c] for c in np.flatnonzero(row)] for row in m]
 
     def complete(self, outputs: np.ndarray) -> np.ndarray:
         """Append the derived ``none`` column to a binary (n, n_outputs) matrix.
@@ -303,31 +320,41 @@ class LabelSchema:
         if self.none:
             any_ind = m[:, :n_ind].any(axis=1)
             none_col = m[:, self.none_index].astype(bool)
-            bad = np.flatnonzero(none_col == any_ind)
-            if bad.size:
-                r = int(bad[0])
-                if none_col[r]:
+            clash = np.flatnonzero(none_col & any_ind)
+            missing = np.flatnonzero(~none_col & ~any_ind)
+            if clash.size or missing.size:
+                # Name the first bad row; count only rows with the same fault as "like this".
+                if clash.size and (not missing.size or clash[0] < missing[0]):
+                    r, same, other = int(clash[0]), clash.size, missing.size
                     found = [self.labels[c] for c in np.flatnonzero(m[r, :n_ind])]
                     msg = (f"{self.none!r} is true together with {', '.join(map(repr, found))}; "
                            f"{self.none!r} means no independent label is true")
+                    other_msg = f"{other} row(s) with no label true and {self.none!r} = 0"
                 else:
+                    r, same, other = int(missing[0]), missing.size, clash.size
                     msg = (f"no independent label is true but {self.none!r} is 0; "
                            f"a row with no finding must have {self.none!r} = 1")
-                raise SchemaViolation(f"{where(source, name(r))}{msg}" + _more(bad.size))
+                    other_msg = f"{other} row(s) with {self.none!r} true beside another label"
+                raise SchemaViolation(f"{where(source, name(r))}{msg}" + _more(same)
+                                      + (f"; also {other_msg}" if other else ""))
         start = n_ind
         for group, members in self.exclusive.items():
             counts = m[:, start : start + len(members)].sum(axis=1)
-            bad = np.flatnonzero(counts != 1)
-            if bad.size:
-                r = int(bad[0])
-                if counts[r] == 0:
+            several, none_on = np.flatnonzero(counts > 1), np.flatnonzero(counts == 0)
+            if several.size or none_on.size:
+                if none_on.size and (not several.size or none_on[0] < several[0]):
+                    r, same, other = int(none_on[0]), none_on.size, several.size
                     msg = (f"no member of exclusive group {group!r} is true; exactly one of "
                            f"{list(members)} must be")
+                    other_msg = f"{other} row(s) with several members true"
                 else:
+                    r, same, other = int(several[0]), several.size, none_on.size
                     on = [members[c] for c in np.flatnonzero(m[r, start : start + len(members)])]
                     msg = (f"{len(on)} members of exclusive group {group!r} are true ({', '.join(on)}); "
                            "exactly one may be")
-                raise SchemaViolation(f"{where(source, name(r))}{msg}" + _more(bad.size))
+                    other_msg = f"{other} row(s) with no member true"
+                raise SchemaViolation(f"{where(source, name(r))}{msg}" + _more(same)
+                                      + (f"; also {other_msg}" if other else ""))
             start += len(members)
 
     # ----------------------------------------------------------- construction
@@ -408,7 +435,9 @@ class LabelSchema:
 
         Every label is independent, except that a label which never co-occurs with any other
         label and is true on every row where no other label is (ChestX-ray14's "No Finding")
-        becomes the implied ``none`` label; ``schema.notes`` says so.
+        becomes the implied ``none`` label; ``schema.notes`` says so. No ``none`` is proposed when
+        several labels qualify, or when every row has exactly one label (a multi-class table,
+        where every label qualifies; the notes suggest an exclusive group instead).
         """
         m = np.asarray(matrix) != 0
         names = [str(n) for n in names]
@@ -416,17 +445,27 @@ class LabelSchema:
         notes: list[str] = []
         if propose_none and len(names) > 1 and m.shape[0]:
             row_sum = m.sum(axis=1)
-            for j, label in enumerate(names):
-                col = m[:, j]
-                others = row_sum - col
-                if col.any() and not (col & (others > 0)).any() and np.array_equal(col, others == 0):
-                    none = label
+            if (row_sum == 1).all():
+                # Every label then "never co-occurs and is true where no other is": that is a
+                # single-label (multi-class) table, not a table with a "none" label.
+                notes.append(
+                    "every row has exactly one label, so no 'none' label is proposed; if each image has "
+                    "exactly one of these labels, declare them as one exclusive group in a schema file "
+                    "([labels.exclusive] class = [...]) so the model gets a softmax"
+                )
+            else:
+                candidates = [
+                    label for j, label in enumerate(names)
+                    if m[:, j].any() and np.array_equal(m[:, j], (row_sum - m[:, j]) == 0)
+                ]
+                # Two or more candidates (each alone on its rows) are ambiguous: propose none.
+                if len(candidates) == 1:
+                    none = candidates[0]
                     notes.append(
-                        f"{label!r} never co-occurs with another label and is true on every row without "
+                        f"{none!r} never co-occurs with another label and is true on every row without "
                         f"one, so it is taken as the implied 'none' label (true exactly when no other label "
-                        f"is); declare none = {label!r} in a schema file to make this explicit"
+                        f"is); declare none = {none!r} in a schema file to make this explicit"
                     )
-                    break
         independent = tuple(n for n in names if n != none)
         return cls(independent, {}, none, notes=tuple(notes))
 

@@ -87,6 +87,11 @@ def summarize(table, group_column: str | None = None, *, top_pairs: int = 10) ->
         proposed = any("implied 'none' label" in note for note in schema.notes)
         none_info = {"label": schema.none, "source": "inferred" if proposed else "declared",
                      "count": int(pos[j]), "cooccurs": with_others > 0, "rows_with_other_labels": with_others}
+    elif schema.is_plain_multilabel and len(labels) > 1 and n and (per_row == 1).all():
+        # Every label is then a "loner"; what the table looks like is one class per image.
+        if not any("exclusive group" in note for note in schema.notes):
+            warnings.append("every row has exactly one label: if each image has exactly one of them, declare "
+                            "them as one exclusive group in a schema file so the model gets a softmax")
     else:
         # A label that never co-occurs may be a "none" label in disguise.
         loners = [labels[a] for a in range(len(labels))
