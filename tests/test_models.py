@@ -47,11 +47,38 @@ def test_small_cnn_model_for_mnist_sized_images():
     assert model.get_layer("schema_head").schema == SCHEMA
 
 
+@pytest.mark.backend
+@pytest.mark.parametrize("name", sorted(n for n in M.BACKBONES if n != "small_cnn"))
+def test_every_backbone_preprocesses_like_its_keras_module(name):
+    """The table's mode reproduces the backbone module's own preprocess_input (the reference)."""
+    spec = M.BACKBONES[name]
+    x = np.random.default_rng(7).uniform(0, 255, (2, 3, 3, 3)).astype("float32")
+    ref = getattr(keras.applications, spec.module).preprocess_input(x.copy())
+    np.testing.assert_allclose(_np(M.preprocess(x, spec.preprocess)), _np(ref), rtol=1e-5, atol=1e-4)
+    assert getattr(keras.applications, spec.constructor).__module__.endswith("." + spec.module)
+
+
+def test_every_keras_applications_constructor_can_be_named(monkeypatch):
+    constructors = {n for n in dir(keras.applications) if n[:1].isupper() and callable(getattr(keras.applications, n))}
+    assert constructors <= {b.constructor for b in M.BACKBONES.values()}
+    assert M.backbone_spec("ConvNeXt-Base") is M.BACKBONES["convnext_base"]
+    assert M.backbone_spec("ResNet152V2") is M.BACKBONES["resnet152v2"]
+    # a constructor the table lacks (as one a newer Keras adds would be) is still found, its
+    # preprocessing detected by probing the module's preprocess_input
+    monkeypatch.delitem(M.BACKBONES, "convnext_base")
+    monkeypatch.delitem(M.BACKBONES, "resnet152v2")
+    assert M.backbone_spec("convnext_base") == M.Backbone("convnext", "ConvNeXtBase", "none")
+    assert M.backbone_spec("resnet152v2") == M.Backbone("resnet_v2", "ResNet152V2", "tf")
+
+
 @pytest.mark.parametrize("backbone,size,channels", [("densenet121", 32, 1), ("vgg16", 32, 3),
-                                                    ("mobilenetv3small", 32, 3)])
+                                                    ("mobilenetv3small", 32, 3), ("nasnetmobile", 32, 3),
+                                                    ("efficientnetb1", 32, 1)])
 def test_keras_applications_backbones_build_without_weights(backbone, size, channels):
     model = M.build_model(SCHEMA, backbone, input_shape=(size, size, 3), channels=channels, weights=None,
                           head_output="logits")
+    spec = M.BACKBONES[backbone]
+    assert model.get_layer("preprocess").mode == spec.preprocess
     assert model.input_shape == (None, size, size, channels)
     assert model.get_layer("backbone").input_shape[-1] == 3  # grayscale repeated for ImageNet backbones
     x = np.random.default_rng(3).uniform(0, 255, (2, size, size, channels)).astype("float32")
@@ -82,6 +109,8 @@ def test_offline_imagenet_weights_give_a_clear_error(monkeypatch):
 def test_bad_backbone_requests_are_explained(tmp_path):
     with pytest.raises(InputError, match="did you mean 'densenet121'"):
         M.build_model(SCHEMA, "densnet121", weights=None)
+    with pytest.raises(InputError, match=r"unknown backbone 'resnet999'.*known: .*'convnext_base'.*'resnet152v2'"):
+        M.build_model(SCHEMA, "resnet999", weights=None)
     with pytest.raises(InputError, match="at least 75x75"):
         M.build_model(SCHEMA, "inceptionv3", input_shape=(32, 32, 3), weights=None)
     with pytest.raises(InputError, match="does not exist"):

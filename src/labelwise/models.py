@@ -29,8 +29,8 @@ from .errors import InputError, LabelwiseError
 from .layers import MultiImagePooling, SchemaHead
 from .schema import LabelSchema, load_schema
 
-__all__ = ["BACKBONES", "Backbone", "ImagePreprocess", "build_backbone", "build_model", "build_case_model",
-           "small_cnn", "freeze_backbone", "unfreeze_top", "WeightsUnavailable"]
+__all__ = ["BACKBONES", "Backbone", "ImagePreprocess", "backbone_spec", "detect_preprocess", "build_backbone",
+           "build_model", "build_case_model", "small_cnn", "freeze_backbone", "unfreeze_top", "WeightsUnavailable"]
 
 _PACKAGE = "labelwise"
 
@@ -67,16 +67,20 @@ BACKBONES: dict[str, Backbone] = {
     "mobilenetv2": Backbone("mobilenet_v2", "MobileNetV2", "tf"),
     "mobilenetv3small": Backbone("mobilenet_v3", "MobileNetV3Small", "none"),
     "mobilenetv3large": Backbone("mobilenet_v3", "MobileNetV3Large", "none"),
-    "efficientnetb0": Backbone("efficientnet", "EfficientNetB0", "none"),
-    "efficientnetb3": Backbone("efficientnet", "EfficientNetB3", "none"),
-    "efficientnetv2b0": Backbone("efficientnet_v2", "EfficientNetV2B0", "none"),
-    "efficientnetv2s": Backbone("efficientnet_v2", "EfficientNetV2S", "none"),
-    "convnext_tiny": Backbone("convnext", "ConvNeXtTiny", "none"),
-    "convnext_small": Backbone("convnext", "ConvNeXtSmall", "none"),
+    "resnet152v2": Backbone("resnet_v2", "ResNet152V2", "tf"),
+    **{f"efficientnetb{i}": Backbone("efficientnet", f"EfficientNetB{i}", "none") for i in range(8)},
+    **{f"efficientnetv2{v}": Backbone("efficientnet_v2", f"EfficientNetV2{v.upper()}", "none")
+       for v in ("b0", "b1", "b2", "b3", "s", "m", "l")},
+    **{f"convnext_{v.lower()}": Backbone("convnext", f"ConvNeXt{v}", "none")
+       for v in ("Tiny", "Small", "Base", "Large", "XLarge")},
+    "nasnetmobile": Backbone("nasnet", "NASNetMobile", "tf"),
+    "nasnetlarge": Backbone("nasnet", "NASNetLarge", "tf"),
     "inceptionv3": Backbone("inception_v3", "InceptionV3", "tf", 75),
     "xception": Backbone("xception", "Xception", "tf", 71),
     "inception_resnet_v2": Backbone("inception_resnet_v2", "InceptionResNetV2", "tf", 75),
 }
+"""Every ``keras.applications`` constructor (Keras 3.x has 40) plus ``small_cnn``. A constructor a
+newer Keras adds is found too, under any spelling of its name (see :func:`backbone_spec`)."""
 
 _CAFFE_MEAN = (103.939, 116.779, 123.68)  # BGR
 _TORCH_MEAN = (0.485, 0.456, 0.406)
@@ -159,15 +163,57 @@ def _global_pool(x, pooling: str | None):
     raise InputError(f"pooling must be 'avg', 'max' or None, got {pooling!r}")
 
 
-def _spec(backbone: str) -> Backbone:
-    key = backbone.lower().replace("-", "_")
-    if key not in BACKBONES:
-        import difflib
+def _squash(name: str) -> str:
+    """Spelling-insensitive key: "ConvNeXt-Base", "convnext_base" and "convnextbase" agree."""
+    return name.lower().replace("-", "").replace("_", "")
 
-        close = difflib.get_close_matches(key, BACKBONES, n=1)
-        raise InputError(f"unknown backbone {backbone!r}" + (f"; did you mean {close[0]!r}?" if close else "")
-                         + f" (known: {sorted(BACKBONES)})")
-    return BACKBONES[key]
+
+def detect_preprocess(module: str) -> str:
+    """The :data:`PREPROCESS_MODES` entry that ``keras.applications.<module>.preprocess_input``
+    computes, found by running it on a probe image and comparing with each formula.
+
+    Why probe rather than keep a table only: a constructor missing from :data:`BACKBONES` (added
+    in a newer Keras) still gets the preprocessing its weights were trained with.
+    """
+    import numpy as np
+
+    fn = getattr(getattr(keras.applications, module, None), "preprocess_input", None)
+    if fn is None:
+        raise InputError(f"keras.applications.{module} has no preprocess_input")
+    probe = np.linspace(0.0, 255.0, 12, dtype="float32").reshape(1, 2, 2, 3)
+    ref = np.asarray(ops.convert_to_numpy(fn(probe.copy())), dtype="float64")
+    for mode in ("none", "tf", "torch", "caffe"):
+        ours = np.asarray(ops.convert_to_numpy(preprocess(probe, mode)), dtype="float64")
+        if ours.shape == ref.shape and np.allclose(ours, ref, rtol=1e-5, atol=1e-3):
+            return mode
+    raise InputError(f"keras.applications.{module}.preprocess_input is none of the known modes "
+                     f"{list(PREPROCESS_MODES)}; labelwise cannot put it inside the model")
+
+
+def backbone_spec(backbone: str) -> Backbone:
+    """The :class:`Backbone` for a name: a :data:`BACKBONES` key, any spelling of one
+    ("ConvNeXtBase", "resnet152-v2"), or the name of any other ``keras.applications``
+    constructor (its preprocessing found by :func:`detect_preprocess`). Unknown names raise an
+    :class:`InputError` listing the valid ones."""
+    if not isinstance(backbone, str):
+        raise InputError(f"backbone must be a name such as 'densenet121', got {type(backbone).__name__}")
+    key = backbone.lower().replace("-", "_")
+    if key in BACKBONES:
+        return BACKBONES[key]
+    squashed = {_squash(k): v for k, v in BACKBONES.items()}
+    if _squash(backbone) in squashed:
+        return squashed[_squash(backbone)]
+    constructors = {_squash(n): n for n in dir(keras.applications) if n[:1].isupper()}
+    if _squash(backbone) in constructors:
+        name = constructors[_squash(backbone)]
+        module = getattr(keras.applications, name).__module__.rsplit(".", 1)[-1]
+        return Backbone(module, name, detect_preprocess(module))
+    import difflib
+
+    close = difflib.get_close_matches(key, BACKBONES, n=1)
+    raise InputError(f"unknown backbone {backbone!r}" + (f"; did you mean {close[0]!r}?" if close else "")
+                     + f" (known: {sorted(BACKBONES)})")
+
 
 
 def build_backbone(backbone: str, input_shape: Sequence[int], *, weights: str | None = "imagenet",
@@ -178,7 +224,7 @@ def build_backbone(backbone: str, input_shape: Sequence[int], *, weights: str | 
     (random init) or a path to a weights file. Offline, the download failure becomes a
     :class:`WeightsUnavailable` error that says what to do.
     """
-    spec = _spec(backbone)
+    spec = backbone_spec(backbone)
     input_shape = tuple(int(s) if s is not None else None for s in input_shape)
     if any(s is not None and s < spec.min_size for s in input_shape[:2]):
         raise InputError(f"backbone {backbone!r} needs images of at least {spec.min_size}x{spec.min_size}; "
@@ -223,15 +269,16 @@ def build_model(schema: LabelSchema | Any, backbone: str = "densenet121", *,
                 channels: int | None = None, powerset: Any = None, name: str | None = None) -> keras.Model:
     """Image model: ``Input(0-255 pixels) -> preprocess -> backbone -> [dropout] -> head``.
 
-    ``backbone`` names an entry of :data:`BACKBONES` (``keras.applications`` models and
-    ``"small_cnn"``). ``channels`` overrides ``input_shape[-1]``; 1-channel (grayscale) input
+    ``backbone`` names any ``keras.applications`` model (``"convnext_base"``,
+    ``"efficientnetb3"``, ``"ResNet152V2"``, ...; see :func:`backbone_spec`) or ``"small_cnn"``,
+    and the matching ``preprocess_input`` goes inside the model. ``channels`` overrides ``input_shape[-1]``; 1-channel (grayscale) input
     is repeated to 3 channels for ImageNet backbones. The head is a :class:`SchemaHead`
     (``head_output`` "probabilities" or "logits"), or, with ``powerset`` (a fitted
     :class:`labelwise.powerset.LabelPowerset` or a class count), a softmax over label
     combinations named ``"powerset_head"``.
     """
     schema = load_schema(schema)
-    spec = _spec(backbone)
+    spec = backbone_spec(backbone)
     input_shape = tuple(input_shape)
     if len(input_shape) != 3:
         raise InputError(f"input_shape must be (height, width, channels), got {input_shape}")
@@ -264,7 +311,7 @@ def build_case_model(schema: LabelSchema | Any, backbone: str = "densenet121", *
     ``mask (batch, n_images)``; every image goes through preprocess + backbone, features are
     pooled by :class:`MultiImagePooling` (``case_pooling``), then the :class:`SchemaHead`."""
     schema = load_schema(schema)
-    spec = _spec(backbone)
+    spec = backbone_spec(backbone)
     image_shape = tuple(image_shape)
     c = image_shape[2]
     to_rgb = c == 1 and spec.constructor != "small_cnn"
