@@ -124,7 +124,10 @@ def test_bootstrap_validation():
         bootstrap_ci(Y, S, groups=[1, 2, 3])
     with pytest.raises(InputError, match="unknown bootstrap metric"):
         bootstrap_ci(Y, S, metrics=("f1",))
+    # Logits (many cells outside [0, 1], some negative) are told to pass from_logits; 0-10 is not logits.
     with pytest.raises(InputError, match="from_logits"):
+        bootstrap_ci(Y, S * 10 - 5)
+    with pytest.raises(InputError, match=r"outside \[0, 1\]"):
         bootstrap_ci(Y, S * 10)
     with pytest.raises(InputError, match="non-negative integers"):
         resample_metrics(Y, S, np.full((1, len(Y)), 0.5))

@@ -36,6 +36,7 @@ def read_scores(
     labels: Sequence[str] | None = None,
     schema: LabelSchema | None = None,
     id_column: str | None = None,
+    from_logits: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(ids, scores)``: scores (n, len(labels)) float64 in the order of ``ids``.
 
@@ -44,7 +45,11 @@ def read_scores(
     score. ``ids`` (the truth table's ids) fixes the row order; every id must have exactly one
     score row and the file must not hold ids the truth lacks. Without ``ids`` the file's order
     is kept. ``id_column`` names the CSV id column (default: the first column that is not a
-    label). CSV columns that are neither the id nor a label are ignored with a ``UserWarning``.
+    label). CSV columns that are neither the id nor a label are ignored with a ``UserWarning``,
+    and so is a CSV without an id column (its rows are matched to ``ids`` by position). Scores
+    must lie in [0, 1] unless ``from_logits`` (head logits, converted by the caller); the error
+    names the first cell outside and says whether the file looks like logits, percentages or a
+    few bad cells.
     """
     path = Path(path)
     if labels is None:
@@ -57,9 +62,10 @@ def read_scores(
         raise InputError(f"scores file {path} does not exist")
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        file_ids, matrix = _read_npy(path, ids, labels, outputs)
+        file_ids, matrix = _read_npy(path, ids, labels, outputs, from_logits)
     elif suffix in (".csv", ".tsv", ".txt"):
-        file_ids, matrix = _read_csv(path, ids, labels, outputs, id_column, sep="\t" if suffix == ".tsv" else ",")
+        file_ids, matrix = _read_csv(path, ids, labels, outputs, id_column, sep="\t" if suffix == ".tsv" else ",",
+                                     from_logits=from_logits)
     else:
         raise InputError(f"{path}: unknown scores format {suffix!r}; give a .csv (id + one column per label) or a .npy array")
     if matrix.shape[1] != len(labels):
@@ -69,7 +75,18 @@ def read_scores(
     return file_ids, matrix
 
 
-def _read_npy(path: Path, ids, labels, outputs):
+def _check_range(path: Path, m: np.ndarray, columns: Sequence[str], where) -> None:
+    """Refuse scores outside [0, 1], naming the first bad cell as ``where(row, column)`` says."""
+    from .metrics._validation import out_of_range_advice
+
+    out = (m < 0) | (m > 1)
+    if out.any():
+        r, c = map(int, np.argwhere(out)[0])
+        raise InputError(f"{path}, {where(r)}, column {columns[c]!r}: score {m[r, c].item():.6g} is outside [0, 1]; "
+                         + out_of_range_advice(m, cli=True))
+
+
+def _read_npy(path: Path, ids, labels, outputs, from_logits=False):
     try:
         m = np.load(path, allow_pickle=False)
     except Exception as e:  # noqa: BLE001 - numpy raises several types for a bad file
@@ -90,11 +107,13 @@ def _read_npy(path: Path, ids, labels, outputs):
         r, c = bad[0]
         raise InputError(f"{path}: row {r}, column {c}: score is {m[r, c]}; every score must be a finite number"
                          + (f" ({len(bad) - 1} more)" if len(bad) > 1 else ""))
+    if not from_logits:
+        _check_range(path, m, labels if m.shape[1] == len(labels) else outputs, lambda r: f"row {r} (0-based)")
     file_ids = np.asarray(ids if ids is not None else [str(i) for i in range(m.shape[0])], dtype=str)
     return file_ids, m
 
 
-def _read_csv(path: Path, ids, labels, outputs, id_column, sep):
+def _read_csv(path: Path, ids, labels, outputs, id_column, sep, from_logits=False):
     import pandas as pd
 
     try:
@@ -156,6 +175,9 @@ def _read_csv(path: Path, ids, labels, outputs, id_column, sep):
                 + (f" ({bad.size - 1} more bad cell(s) in this column)" if bad.size > 1 else "")
             )
         values[:, j] = num
+    if not from_logits:
+        # Before any reordering, so the line named is the file's own.
+        _check_range(path, values, use, lambda r: f"line {r + 2}")
 
     if id_column is None:
         if ids is not None and len(df) != len(ids):
@@ -163,6 +185,11 @@ def _read_csv(path: Path, ids, labels, outputs, id_column, sep):
                 f"{path}: no id column and {len(df)} score rows for {len(ids)} truth rows; add an id column "
                 "(e.g. 'id' or 'Image Index') so rows can be matched"
             )
+        if ids is not None:
+            # A shuffled file would then score the wrong images, and only chance-level AUCs would hint at it.
+            warnings.warn(f"{path}: no id column, so score rows are matched to the truth rows by position "
+                          "(line 2 = first truth row); add an id column (e.g. 'id') to match by id",
+                          stacklevel=3)
         file_ids = np.asarray(ids if ids is not None else [str(i) for i in range(len(df))], dtype=str)
         return file_ids, values
 

@@ -58,7 +58,7 @@ def add_parser(subparsers: Any) -> None:
     g.add_argument("--tune", metavar="RULE",
                    help="tune thresholds on THIS data (optimistic): f1, youden, fbeta=2, sensitivity=0.9, "
                         "specificity=0.95, precision=0.8")
-    p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+    p.add_argument("--bootstrap", type=non_negative_int, default=1000, metavar="N",
                    help="bootstrap resamples for the confidence intervals (0: none; default 1000)")
     p.add_argument("--level", type=float, default=0.95, help="confidence level (default 0.95)")
     p.add_argument("--group-column", metavar="C",
@@ -69,6 +69,57 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON document instead of the text table")
     p.add_argument("--no-plots", action="store_true", help="with --out: skip the PNG plots and the HTML report")
     p.set_defaults(func=run)
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0 (a negative count would silently mean "none")."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative; give 0 (no intervals) or a number of resamples")
+    return value
+
+
+def check_out_dir(out: str | None) -> None:
+    """Refuse an ``--out`` that cannot become a folder, before any work is done: it must be an
+    existing folder or a path that does not exist yet, under folders (not files)."""
+    from ..errors import InputError
+
+    if not out:
+        return
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"--out {out}: this is an existing file, but evaluate writes a folder of files "
+                         "(report.html, metrics.json, ...); give a folder path, e.g. --out report/")
+    _check_ancestors(out, path)
+
+
+def check_out_file(out: str | None) -> None:
+    """Refuse an ``--out`` file path that cannot be written, before any work is done: not a folder,
+    and its parent folder must exist."""
+    from ..errors import InputError
+
+    if not out:
+        return
+    path = Path(out)
+    if path.is_dir():
+        raise InputError(f"--out {out}: this is a folder; give a file path, e.g. --out {path / 'thresholds.json'}")
+    _check_ancestors(out, path)
+    parent = path.parent
+    if not parent.exists():
+        raise InputError(f"--out {out}: the folder {parent} does not exist; create it first or choose another --out")
+
+
+def _check_ancestors(out: str, path: Path) -> None:
+    from ..errors import InputError
+
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(f"--out {out}: {parent} is a file, not a folder; choose another --out")
+            return
 
 
 def parse_named_paths(values: Sequence[str], option: str = "--scores") -> list[tuple[str, str]]:
@@ -113,7 +164,8 @@ def _read_scores(args: argparse.Namespace, table, path: str, name: str | None = 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            _, scores = read_scores(path, ids=table.ids, schema=table.schema, id_column=args.id_column)
+            _, scores = read_scores(path, ids=table.ids, schema=table.schema, id_column=args.id_column,
+                                    from_logits=bool(args.from_logits))
         except InputError as e:
             if name is None:
                 raise
@@ -183,6 +235,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..evaluate import evaluate
 
+    check_out_dir(args.out)
     table, strategies = load_strategies(args)
     if len(strategies) > 1:
         return run_compare(args, table, strategies)

@@ -32,8 +32,9 @@ def run(args: argparse.Namespace) -> int:
     """Tune, print the table, write the file."""
     from ..evaluate import _table, parse_tune
     from ..thresholds import tune_thresholds
-    from .evaluate import load_inputs
+    from .evaluate import check_out_file, load_inputs
 
+    check_out_file(args.out)
     kw = parse_tune(args.method)
     table, scores = load_inputs(args)
     schema = table.schema

@@ -13,7 +13,8 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["UndefinedMetricWarning", "check_targets", "check_scores", "check_pair", "label_names", "sigmoid"]
+__all__ = ["UndefinedMetricWarning", "check_targets", "check_scores", "check_pair", "label_names", "sigmoid",
+           "out_of_range_advice"]
 
 
 class UndefinedMetricWarning(UserWarning):
@@ -63,13 +64,16 @@ def check_targets(y: object, arg: str = "y_true", names: Sequence[str] | None = 
         bad = ~np.isfinite(a)
         if bad.any():
             r, c = map(int, np.argwhere(bad)[0])
-            raise InputError(f"{arg} has {a[r, c]} at {_where(names, r, c)}; targets must be 0 or 1")
+            raise InputError(f"{arg} has {a[r, c].item()} at {_where(names, r, c)}; targets must be 0 or 1")
     bad = (a != 0) & (a != 1)
     if bad.any():
         r, c = map(int, np.argwhere(bad)[0])
+        # Scores passed where decisions belong is the usual way to get here with y_pred.
+        hint = ("; pass 0/1 decisions, e.g. decide(scores, schema, thresholds) from labelwise.thresholds"
+                if arg == "y_pred" else "")
         raise InputError(
             f"{arg} must hold only 0 and 1; found {a[r, c].item()!r} at {_where(names, r, c)}"
-            f" ({int(bad.sum())} such value(s))"
+            f" ({int(bad.sum())} such value(s)){hint}"
         )
     return a.astype(np.uint8), was_1d
 
@@ -108,7 +112,7 @@ def check_scores(
     if bad.any():
         r, c = map(int, np.argwhere(bad)[0])
         raise InputError(
-            f"{arg} has {a[r, c]} at {_where(names, r, c)} ({int(bad.sum())} non-finite value(s)); "
+            f"{arg} has {a[r, c].item()} at {_where(names, r, c)} ({int(bad.sum())} non-finite value(s)); "
             "scores must be finite numbers"
         )
     if from_logits:
@@ -117,10 +121,38 @@ def check_scores(
     if out.any():
         r, c = map(int, np.argwhere(out)[0])
         raise InputError(
-            f"{arg} has {a[r, c]!r} at {_where(names, r, c)}, outside [0, 1] (range {a.min():.4g} to "
-            f"{a.max():.4g}); these look like logits; pass from_logits=True"
+            f"{arg} has {a[r, c].item():.6g} at {_where(names, r, c)}, outside [0, 1]; "
+            + out_of_range_advice(a, cli=False)
         )
     return a, was_1d
+
+
+# Below this share of cells outside [0, 1], the file is mostly probabilities with a few bad cells,
+# and converting all of it (sigmoid, /100) would corrupt the good cells.
+_FEW_OUT_OF_RANGE = 0.05
+
+
+def out_of_range_advice(a: np.ndarray, *, cli: bool) -> str:
+    """What to do about scores outside [0, 1], judged from the whole matrix ``a`` (finite values).
+
+    Logits (many cells outside, some negative): apply the sigmoid (``--from-logits`` on the command
+    line, ``from_logits=True`` in the API). Percentages (many cells above 1, all within 0-100):
+    divide by 100. Otherwise a few bad cells: fix them. The text starts with the count of cells.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    out = (a < 0) | (a > 1)
+    n_out, size = int(out.sum()), max(int(a.size), 1)
+    lo, hi = float(a.min()), float(a.max())
+    head = f"{n_out} of {a.size} score cell(s) lie outside [0, 1] (range {lo:.4g} to {hi:.4g})"
+    if n_out / size < _FEW_OUT_OF_RANGE:
+        return (f"{head}: bad cell(s) in otherwise valid probabilities; fix or remove them "
+                "(every score must be a probability in [0, 1])")
+    if lo < 0:
+        how = "pass --from-logits" if cli else "pass from_logits=True"
+        return f"{head}: these look like logits; {how} to apply the head's sigmoid/softmax"
+    if hi <= 100:
+        return f"{head}: these look like percentages (0-100); divide the scores by 100"
+    return f"{head}: these are not probabilities; rescale them to [0, 1]"
 
 
 def check_pair(
