@@ -10,14 +10,19 @@ Per label (at most one of the first three; a collapsed label's AUC is folded int
   or chance ranking while the mean score matches the prevalence: the model predicts the base rate.
 * ``near_constant`` (error): std of the scores < ``std_tol`` (1e-3): the output ignores the input.
 * ``narrow_band`` (error): every score inside ``band`` (0.45-0.55): a head stuck near 0.5.
+* ``compressed`` (warning): scores near-constant, in the narrow band or flat at the prevalence,
+  but the AUC interval lies above 0.5: the ranking is informative, the scores are uncalibrated
+  (thresholds near 0.5 and probabilities cannot be read as such). Not a collapse.
 * ``auc_inverted`` (error): the whole AUC interval lies below 0.5: inverted or misaligned labels.
 * ``auc_chance`` (warning): the AUC's confidence interval contains 0.5: no evidence of ranking.
 * ``single_class`` (info): one class only in this data: AUC/AP undefined.
 
 Global (``label`` None):
 
-* ``collapse`` (error): more than half of the labels collapsed (the three first codes above).
+* ``collapse`` (error): more than half of the labels with both classes collapsed (the three first
+  codes above).
 * ``chance`` (error): more than half of the labels rank at chance while their scores vary.
+* ``too_few_rows`` (warning): fewer than ``min_rows`` rows: too few to judge the model's health.
 * ``not_probs`` (warning): scores outside [0, 1] (logits passed as probabilities?).
 * ``softmax_head`` (warning): the independent labels' scores sum to 1 on every row.
 
@@ -110,6 +115,7 @@ def diagnose(
     independent: Sequence[str] | None = None,
     majority: float = 0.5,
     min_class: int = 20,
+    min_rows: int = 20,
 ) -> list[Finding]:
     """Look for a collapsed, chance-level or mis-wired model; return the findings (empty = healthy).
 
@@ -123,6 +129,10 @@ def diagnose(
     collapsed when near_constant, narrow_band or prevalence fires; the global ``collapse``
     finding fires when more than ``majority`` of the labels with both classes collapsed. A chance
     AUC with fewer than ``min_class`` cases of the rarer class is "info" (too few to tell).
+    Compressed scores whose AUC interval lies above 0.5 rank well, so they are the ``compressed``
+    warning, not a collapse; labels with one class only are not judged for collapse (a good model
+    of a label absent from the data gives near-constant low scores). Fewer than ``min_rows`` rows
+    gives ``too_few_rows``.
     """
     yt = np.asarray(y_true)
     ys = np.asarray(y_score, dtype=np.float64)
@@ -193,6 +203,20 @@ def diagnose(
                 label, "narrow_band", "error",
                 f"every score lies in {smin:.3f}-{smax:.3f}, inside {lo_band:g}-{hi_band:g}: the head is stuck "
                 "near 0.5 (decisions at any threshold near 0.5 are noise)", ev, _COLLAPSE_CAUSES)
+        informative = has_both and not math.isnan(a) and lo > 0.5
+        if collapse is not None and informative:
+            # Compressed but well-ranked (e.g. every score in 0.49-0.51, positives on top): the model
+            # learned the task; its scores only need recalibration. Calling this collapse sends people
+            # debugging a working model.
+            findings.append(Finding(
+                label, "compressed", "warning",
+                f"scores are compressed (all in {smin:.4f}-{smax:.4f}, std {std:.2g}) but rank well, {auc_text}: "
+                "the scores are uncalibrated, so probabilities and thresholds near 0.5 mean little; tune "
+                "thresholds on a validation set or recalibrate (e.g. Platt/isotonic) before reading them "
+                "as probabilities", ev))
+            continue
+        if collapse is not None and not has_both:
+            continue  # one class only: flat scores are what a good model gives; single_class says the rest
         if collapse is not None:
             # One finding per collapsed label; its ranking is folded into the message.
             collapsed.append(label)
@@ -220,6 +244,12 @@ def diagnose(
                 ev, () if few else _CHANCE_CAUSES))
 
     findings = _global_findings(findings, ys, labels, collapsed, chance, two_class, independent, majority)
+    if n < min_rows:
+        findings.insert(0, Finding(
+            None, "too_few_rows", "warning",
+            f"only {n} row(s): too few to judge whether the model collapsed or ranks at chance; "
+            f"evaluate on at least {min_rows} rows (ideally hundreds) with both classes of each label",
+            {"rows": float(n), "min_rows": float(min_rows)}))
     return findings
 
 
@@ -242,6 +272,7 @@ def _global_findings(findings, ys, labels, collapsed, chance, two_class, indepen
                 f"the scores of the {len(ind)} independent labels sum to 1 on every row: the head looks like "
                 "a softmax, which makes labels compete; multi-label needs one sigmoid per label",
                 {"mean_row_sum": float(sums.mean())}, ("head",)))
+    # Only labels with both classes are judged (collapsed and chance hold no others).
     base = max(two_class, 1)
     if collapsed and len(collapsed) > majority * base:
         out.append(Finding(
