@@ -29,6 +29,7 @@ import numpy as np
 
 from .diagnostics import Finding, diagnose, format_findings
 from .errors import InputError
+from .metrics._validation import check_scores, check_targets
 from .schema import LabelSchema, load_schema
 
 __all__ = ["evaluate", "EvaluationResult", "LabelRow", "parse_tune", "scores_from_logits", "compare",
@@ -205,14 +206,16 @@ class EvaluationResult:
         av = self.averages
         avg_rows = []
         for key, name in (("auc", "AUC"), ("ap", "AP")):
-            for kind in ("macro", "micro", "weighted"):
+            for kind in ("macro", "micro", "weighted", "samples"):
                 k = f"{key}_{kind}"
                 if k in av:
                     low, high = self.averages_ci.get(k, (math.nan, math.nan))
                     avg_rows.append([f"{kind} {name}", _fmt_ci(av[k], low, high, k in self.averages_ci)])
         for k, name in (("f1_macro", "macro F1"), ("f1_micro", "micro F1"), ("precision_macro", "macro precision"),
                         ("recall_macro", "macro recall"), ("specificity_macro", "macro specificity"),
-                        ("hamming_loss", "Hamming loss"), ("subset_accuracy", "subset accuracy")):
+                        ("hamming_loss", "Hamming loss"), ("subset_accuracy", "subset accuracy"),
+                        ("lrap", "label ranking AP"), ("coverage_error", "coverage error"),
+                        ("ranking_loss", "ranking loss")):
             if k in av:
                 avg_rows.append([name, _fmt(av[k])])
         lines += ["  " + x for x in _table(["average", "value"], avg_rows, right=[1], header=False)]
@@ -228,40 +231,76 @@ class EvaluationResult:
     def save(self, out_dir: str | Path, *, plots: bool = True, html: bool = True) -> dict[str, Path]:
         """Write ``metrics.json``, ``thresholds.json``, PNG plots and ``report.html`` into ``out_dir``.
 
-        Every file is written atomically. Returns ``{name: path}``.
+        Everything is rendered in memory first, so a failure (e.g. matplotlib missing) writes
+        nothing; then each file is written atomically, and report files of an earlier run that
+        this one does not produce (``report.html`` and PNGs after ``plots=False``) are deleted so
+        the folder never mixes two runs. Returns ``{name: path}``.
         """
-        from .io import write_bytes, write_json
+        return _write_files(Path(out_dir), self._render(plots=plots, html=html), REPORT_FILES)
 
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        written: dict[str, Path] = {}
-        written["metrics.json"] = write_json(out / "metrics.json", self.to_dict())
-        written["thresholds.json"] = self._save_thresholds(out / "thresholds.json")
-        images: dict[str, bytes] = {}
+    def _render(self, *, plots: bool, html: bool) -> dict[str, str | bytes]:
+        """Every output file's content, ``{file name: text or bytes}``."""
+        from .io import json_text
+
+        files: dict[str, str | bytes] = {
+            "metrics.json": json_text(self.to_dict()) + "\n",
+            "thresholds.json": json_text(self._thresholds_dict()) + "\n",
+        }
         if plots or html:
-            from .report import plots as P
+            with _plotting():
+                from .report import plots as P
 
-            images = P.all_plots(self)
+                images = P.all_plots(self)
             if plots:
-                for name, png in images.items():
-                    written[f"{name}.png"] = write_bytes(out / f"{name}.png", png)
-        if html:
-            from .report.html import write_report
+                files.update({f"{name}.png": png for name, png in images.items()})
+            if html:
+                from .report.html import render_report
 
-            written["report.html"] = write_report(self, out / "report.html", images=images)
-        return written
+                files["report.html"] = render_report(self, images)
+        return files
 
-    def _save_thresholds(self, path: Path) -> Path:
-        from .io import write_json
-
-        if self.thresholds is not None and hasattr(self.thresholds, "save"):
-            self.thresholds.save(path)
-            return path
-        return write_json(path, {
+    def _thresholds_dict(self) -> dict[str, Any]:
+        if self.thresholds is not None and hasattr(self.thresholds, "to_dict"):
+            return self.thresholds.to_dict()
+        return {
             "method": "default", "labels": list(self.labels),
             "values": [0.5] * len(self.labels), "params": {}, "tuned_on": None,
             "note": "no thresholds given or tuned: every label decided at 0.5",
-        })
+        }
+
+
+# The report files ``EvaluationResult.save`` may write besides the JSON; a later run that does not
+# produce one of them deletes it, so a report never describes an older run than metrics.json.
+REPORT_FILES = ("report.html", "roc.png", "pr.png", "calibration.png", "histograms.png", "error_cooccurrence.png")
+
+
+class _plotting:
+    """Context: turn a missing matplotlib into an ``InputError`` that says how to do without it."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if isinstance(exc, ImportError) and str(getattr(exc, "name", "") or "").split(".")[0] == "matplotlib":
+            raise InputError("the plots and report.html need matplotlib, which cannot be imported "
+                             f"({exc}); install it (pip install matplotlib) or pass --no-plots "
+                             "(plots=False, html=False) to write only metrics.json and thresholds.json") from None
+        return False
+
+
+def _write_files(out: Path, files: Mapping[str, str | bytes], known: Sequence[str]) -> dict[str, Path]:
+    """Write ``files`` (rendered already) into ``out``; delete the ``known`` ones not among them."""
+    from .io import write_bytes, write_text
+
+    out.mkdir(parents=True, exist_ok=True)
+    for name in known:
+        if name not in files:
+            (out / name).unlink(missing_ok=True)
+    written: dict[str, Path] = {}
+    for name, content in files.items():
+        path = out / name
+        written[name] = write_bytes(path, content) if isinstance(content, bytes) else write_text(path, content)
+    return written
 
 
 # ----------------------------------------------------------------------- API
@@ -318,13 +357,13 @@ def _prepare(y_true, y_score, *, schema, labels, from_logits):
             f"y_score has shape {ys.shape}; expected ({yt.shape[0]}, {schema.n_labels}) over the labels"
             + (f" or ({yt.shape[0]}, {schema.n_outputs}) over the head outputs" if schema.none else "")
         )
+    # NaN or 0.7 in the truth would otherwise be cast silently to 0 by astype(uint8).
+    yt, _ = check_targets(yt, "y_true", schema.labels)
+    score_names = schema.labels if ys.shape[1] == schema.n_labels else schema.output_labels
+    # Finite always; in [0, 1] unless they are logits (check_scores names the label and says what to do).
+    ys, _ = check_scores(ys, "y_score", score_names, from_logits=from_logits, apply_sigmoid=False)
     if from_logits:
         ys = scores_from_logits(ys[:, : schema.n_outputs], schema)
-    elif ys.size and np.isfinite(ys).all() and (ys.min() < 0 or ys.max() > 1):
-        raise InputError(
-            f"y_score ranges {ys.min():.4g}..{ys.max():.4g}, outside [0, 1]: these look like logits; pass "
-            "from_logits=True (labelwise evaluate --from-logits) to apply the head's sigmoid/softmax"
-        )
     if ys.shape[1] == schema.n_outputs and schema.none:
         ys = schema.complete_scores(ys)
     return schema, yt.astype(np.uint8), ys
@@ -345,15 +384,24 @@ def _evaluate_prepared(yt, ys, schema, *, thresholds, tune, bootstrap, level, se
     if thresholds is not None and tune is not None:
         raise InputError("give either thresholds (from a validation set) or tune (on this data), not both")
     if thresholds is not None:
+        where = "the thresholds"
         if isinstance(thresholds, (str, Path)):
             source = f"from {thresholds}"
+            where = f"{thresholds}"
             thresholds = T.Thresholds.load(thresholds)
         else:
             source = "given"
         missing = [x for x in schema.independent if x not in list(thresholds.labels)]
         if missing:
-            raise InputError(f"the thresholds have no value for {missing}; tune them over this schema's labels")
+            raise InputError(
+                f"{where} has no threshold for label(s) {missing}; tune thresholds for every label of this data "
+                "on a validation set with these labels (labelwise thresholds --truth val.csv --scores val_scores.csv "
+                "--out T.json) and pass that file")
         source += f" ({thresholds.method})"
+        # The tuning run recorded a hash of its (truth, scores): equal means tuned on this very data.
+        if (thresholds.tuned_on or {}).get("sha256") == _fingerprint_for(thresholds, yt, ys, names):
+            source += "; tuned on this same data, optimistic"
+            notes.append(OPTIMISM_NOTE)
     elif tune is not None:
         kw = parse_tune(tune)
         with warnings.catch_warnings(record=True) as caught:
@@ -367,27 +415,34 @@ def _evaluate_prepared(yt, ys, schema, *, thresholds, tune, bootstrap, level, se
     y_pred = np.asarray(T.decide(ys, schema, thresholds, default=0.5), dtype=np.uint8)
 
     # ---- per-label metrics
+    # zero_division=NaN (scikit-learn's np.nan): a label with no positives has no recall, one with no
+    # negatives no specificity; shown as n/a and left out of the averages, never a silent 0.000.
+    zd = {"labels": names, "zero_division": np.nan}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # undefined values become n/a with a note below
         auc = _arr(M.roc_auc_score(yt, ys, average=None, labels=names))
         ap = _arr(M.average_precision_score(yt, ys, average=None, labels=names))
-        prec = _arr(M.precision_score(yt, y_pred, average=None, labels=names))
-        rec = _arr(M.recall_score(yt, y_pred, average=None, labels=names))
-        spec = _arr(M.specificity_score(yt, y_pred, average=None, labels=names))
-        f1 = _arr(M.f1_score(yt, y_pred, average=None, labels=names))
+        prec = _arr(M.precision_score(yt, y_pred, average=None, **zd))
+        rec = _arr(M.recall_score(yt, y_pred, average=None, **zd))
+        spec = _arr(M.specificity_score(yt, y_pred, average=None, **zd))
+        f1 = _arr(M.f1_score(yt, y_pred, average=None, **zd))
         averages: dict[str, float] = {}
-        for kind in ("macro", "micro", "weighted"):
+        for kind in ("macro", "micro", "weighted", "samples"):
             averages[f"auc_{kind}"] = _num(M.roc_auc_score(yt, ys, average=kind, labels=names))
             averages[f"ap_{kind}"] = _num(M.average_precision_score(yt, ys, average=kind, labels=names))
+        averages["lrap"] = _num(M.label_ranking_average_precision_score(yt, ys, labels=names))
+        averages["coverage_error"] = _num(M.coverage_error(yt, ys, labels=names))
+        averages["ranking_loss"] = _num(M.label_ranking_loss(yt, ys, labels=names))
         for kind in ("macro", "micro"):
-            averages[f"f1_{kind}"] = _num(M.f1_score(yt, y_pred, average=kind, labels=names))
-            averages[f"precision_{kind}"] = _num(M.precision_score(yt, y_pred, average=kind, labels=names))
-            averages[f"recall_{kind}"] = _num(M.recall_score(yt, y_pred, average=kind, labels=names))
-        averages["specificity_macro"] = _num(M.specificity_score(yt, y_pred, average="macro", labels=names))
+            averages[f"f1_{kind}"] = _num(M.f1_score(yt, y_pred, average=kind, **zd))
+            averages[f"precision_{kind}"] = _num(M.precision_score(yt, y_pred, average=kind, **zd))
+            averages[f"recall_{kind}"] = _num(M.recall_score(yt, y_pred, average=kind, **zd))
+        averages["specificity_macro"] = _num(M.specificity_score(yt, y_pred, average="macro", **zd))
         averages["hamming_loss"] = _num(M.hamming_loss(yt, y_pred))
         averages["subset_accuracy"] = _num(M.subset_accuracy(yt, y_pred))
-        report_text = M.classification_report(yt, y_pred, labels=names)
-        report_dict = M.classification_report(yt, y_pred, labels=names, output_dict=True)
+        report_text = M.classification_report(yt, y_pred, **zd)
+        report_dict = M.classification_report(yt, y_pred, output_dict=True, **zd)
+    notes.extend(_left_out_notes(names, AUC=auc, AP=ap, precision=prec, recall=rec, specificity=spec, F1=f1))
 
     ci = {k: np.full((len(names), 2), np.nan) for k in ("roc_auc", "average_precision")}
     averages_ci: dict[str, tuple[float, float]] = {}
@@ -435,8 +490,11 @@ def _evaluate_prepared(yt, ys, schema, *, thresholds, tune, bootstrap, level, se
             row_notes.append("no threshold could be tuned here; decided at 0.5")
             thr = 0.5
         pos = int(positives[j])
-        if pos == 0 or pos == n:
-            row_notes.append(f"only {'positives' if pos else 'negatives'} in this data: AUC/AP undefined")
+        if pos == 0:
+            row_notes.append("only negatives in this data: AUC/AP undefined; no positives, so recall"
+                             + (" and F1" if not math.isfinite(f1[j]) else "") + " undefined")
+        elif pos == n:
+            row_notes.append("only positives in this data: AUC/AP undefined; no negatives, so specificity undefined")
         if predicted[j] == 0:
             row_notes.append("no positive decisions: precision undefined")
         rows.append(LabelRow(
@@ -463,6 +521,29 @@ def _evaluate_prepared(yt, ys, schema, *, thresholds, tune, bootstrap, level, se
         classification_report_dict=dict(report_dict), findings=findings, notes=notes, n_samples=n,
         bootstrap=boot_info, y_true=yt, y_score=ys, y_pred=y_pred, summary=summ,
     )
+
+
+def _fingerprint_for(thresholds, yt: np.ndarray, ys: np.ndarray, names: Sequence[str]) -> str | None:
+    """The hash ``tune_thresholds`` would record for this (truth, scores), over the columns the
+    thresholds were tuned on (all labels, or the head outputs only); None when they differ."""
+    from .thresholds import _fingerprint
+
+    cols = [names.index(x) for x in thresholds.labels if x in names]
+    if len(cols) != len(thresholds.labels):
+        return None
+    return _fingerprint(yt[:, cols], ys[:, cols])
+
+
+def _left_out_notes(names, **per_label: np.ndarray) -> list[str]:
+    """Say which labels each macro average leaves out because the label's value is undefined (NaN)."""
+    why = {"AUC": "one class only", "AP": "one class only", "recall": "no positives", "specificity": "no negatives",
+           "precision": "never predicted positive", "F1": "no positives and none predicted"}
+    out = []
+    for metric, values in per_label.items():
+        gone = [names[j] for j in range(len(names)) if not np.isfinite(values[j])]
+        if gone and len(gone) < len(names):
+            out.append(f"macro {metric} left out {', '.join(map(repr, gone))} ({why[metric]}: undefined, shown as n/a)")
+    return out
 
 
 # ------------------------------------------------------------ comparison
@@ -693,28 +774,30 @@ class ComparisonResult:
         plus ``comparison.json`` and, with ``html``, ``report.html`` (self-contained: the comparison tables,
         per-label ROC curves of every strategy overlaid, the per-label AUC differences) and its PNGs with
         ``plots``. Every file is written atomically. Returns ``{relative name: path}``."""
-        from .io import write_bytes, write_json
+        from .io import json_text
 
         out = Path(out_dir)
         for name in self.names:
             check_strategy_name(name)
-        out.mkdir(parents=True, exist_ok=True)
+        # Render everything first: a failure part-way writes nothing (see EvaluationResult.save).
+        rendered = {name: self.results[name]._render(plots=plots, html=html) for name in self.names}
+        files: dict[str, str | bytes] = {"comparison.json": json_text(self.comparison_dict()) + "\n"}
+        if plots or html:
+            with _plotting():
+                from .report import plots as P
+
+                images = P.comparison_plots(self)
+            if plots:
+                files.update({f"{key}.png": png for key, png in images.items()})
+            if html:
+                from .report.html import render_comparison_report
+
+                files["report.html"] = render_comparison_report(self, images)
         written: dict[str, Path] = {}
         for name in self.names:
-            for key, path in self.results[name].save(out / name, plots=plots, html=html).items():
+            for key, path in _write_files(out / name, rendered[name], REPORT_FILES).items():
                 written[f"{name}/{key}"] = path
-        written["comparison.json"] = write_json(out / "comparison.json", self.comparison_dict())
-        if plots or html:
-            from .report import plots as P
-
-            images = P.comparison_plots(self)
-            if plots:
-                for key, png in images.items():
-                    written[f"{key}.png"] = write_bytes(out / f"{key}.png", png)
-            if html:
-                from .report.html import write_comparison_report
-
-                written["report.html"] = write_comparison_report(self, out / "report.html", images=images)
+        written.update(_write_files(out, files, COMPARISON_FILES))
         return written
 
 

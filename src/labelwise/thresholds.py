@@ -46,6 +46,7 @@ __all__ = ["Thresholds", "tune_thresholds", "decide", "METHODS"]
 METHODS = ("f1", "fbeta", "youden", "sensitivity", "specificity", "precision")
 _TARGET_METHODS = ("sensitivity", "specificity", "precision")
 FORMAT = "labelwise.thresholds"
+_MAX_THRESHOLD = float(np.nextafter(1.0, np.inf))
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,8 @@ class Thresholds:
         missing = [k for k in ("labels", "values", "method") if k not in data]
         if missing:
             raise InputError(f"{at}not a thresholds file: missing key(s) {missing} "
-                             "(write one with Thresholds.save or `labelwise tune`)")
+                             "(write one with `labelwise thresholds --truth val.csv --scores val_scores.csv --out T.json` "
+                             "or Thresholds.save)")
         labels, values = data["labels"], data["values"]
         if not isinstance(labels, list) or not isinstance(values, list) or len(labels) != len(values):
             raise InputError(f"{at}'labels' and 'values' must be lists of the same length")
@@ -145,6 +147,12 @@ class Thresholds:
             metric = None if metric is None else np.array([np.nan if v is None else float(v) for v in metric])
         except (TypeError, ValueError) as e:
             raise InputError(f"{at}threshold values must be numbers or null ({e})") from None
+        # A threshold applies to a probability: 7.5 would silently mean "never positive". The tuner's
+        # "nothing positive" threshold just above a top score of 1.0 is nextafter(1.0), hence the slack.
+        for label, v in zip(labels, vals):
+            if math.isfinite(v) and not (0.0 <= v <= _MAX_THRESHOLD) or math.isinf(v):
+                raise InputError(f"{at}the threshold for label {label!r} is {v:g}, outside [0, 1]; thresholds "
+                                 "apply to probabilities (re-tune with labelwise thresholds, or fix the value)")
         try:
             return cls(tuple(labels), vals, str(data["method"]), dict(data.get("params") or {}),
                        dict(data.get("tuned_on") or {}), metric, tuple(data.get("label_methods") or ()))
@@ -284,10 +292,13 @@ def tune_thresholds(
         values[tuned], metric[tuned] = v, m
         tuned_names = [x for x, t in zip(names, tuned) if t]
         if undefined.any():
-            need = "positives and negatives" if method in ("youden", "specificity") else "positives"
-            warn_undefined(f"cannot tune a {method} threshold for label(s) "
-                           f"{[tuned_names[j] for j in np.flatnonzero(undefined)]}: y_true has no {need} "
-                           "there; the threshold is NaN (decide() uses its default)")
+            pos = Y[:, tuned].sum(axis=0)
+            # Name which class is missing for each label: "no positives and negatives" read as both.
+            which = ", ".join(f"{tuned_names[j]!r} ({'no positives' if pos[j] == 0 else 'no negatives'})"
+                              for j in np.flatnonzero(undefined))
+            warn_undefined(f"cannot tune a {method} threshold for label(s) {which}: the criterion needs "
+                           + ("both classes" if method in ("youden", "specificity") else "positives")
+                           + "; the threshold is NaN (decide() uses its default)")
         if unreachable.any():
             warn_undefined(f"no threshold reaches {method} >= {target} for label(s) "
                            f"{[tuned_names[j] for j in np.flatnonzero(unreachable)]}; the threshold is NaN "

@@ -164,13 +164,16 @@ def render_report(result: "EvaluationResult", images: Mapping[str, bytes] | None
     av, avci = result.averages, result.averages_ci
     names = {"auc": "AUC", "ap": "AP", "f1": "F1", "precision": "precision", "recall": "recall",
              "specificity": "specificity"}
-    order = ["auc_macro", "auc_micro", "auc_weighted", "ap_macro", "ap_micro", "ap_weighted", "f1_macro",
-             "f1_micro", "precision_macro", "precision_micro", "recall_macro", "recall_micro",
-             "specificity_macro", "hamming_loss", "subset_accuracy"]
+    order = ["auc_macro", "auc_micro", "auc_weighted", "auc_samples", "ap_macro", "ap_micro", "ap_weighted",
+             "ap_samples", "f1_macro", "f1_micro", "precision_macro", "precision_micro", "recall_macro",
+             "recall_micro", "specificity_macro", "hamming_loss", "subset_accuracy", "lrap", "coverage_error",
+             "ranking_loss"]
+    plain = {"hamming_loss": "Hamming loss", "subset_accuracy": "subset accuracy", "lrap": "label ranking AP",
+             "coverage_error": "coverage error", "ranking_loss": "ranking loss"}
     for key in sorted(av, key=lambda k: order.index(k) if k in order else len(order)):
         value = av[key]
-        if key in ("hamming_loss", "subset_accuracy"):
-            label = key.replace("_", " ")
+        if key in plain or "_" not in key:
+            label = plain.get(key, key)
         else:
             metric, kind = key.rsplit("_", 1)
             label = f"{kind} {names.get(metric, metric)}"
