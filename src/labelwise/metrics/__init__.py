@@ -2,9 +2,13 @@
 
 ``metric(y_true, y_score, *, average=...)`` with ``y_true`` (n, L) 0/1 and ``y_score`` (n, L)
 in [0, 1] (or ``y_pred`` 0/1 for the decision metrics); a 1-D input is one label.
-``average=None`` gives a per-label array. ``labels=`` names the columns in messages.
+``average=None`` gives a per-label array. ``labels=`` names the columns in messages: unlike
+scikit-learn's ``labels=``, which selects a subset of columns, it must give one name per column
+in order (select columns by slicing the arrays instead).
 Results equal scikit-learn's to 1e-9 (tested), except where documented: a label with only one
 class gets NaN (with an :class:`UndefinedMetricWarning` naming it) and is left out of averages.
+The decision metrics take ``zero_division`` as scikit-learn does ("warn" -> 0.0, 0.0, 1.0 or
+``np.nan``, which leaves the undefined labels out of the averages).
 
 This package imports neither Keras nor TensorFlow.
 """
