@@ -186,7 +186,7 @@ def render_text(summary: dict[str, Any]) -> str:
             out.append("  split by this column (labelwise split --group-column ...) so no group is in two splits")
     nl = s["none_label"]
     if nl:
-        how = "inferred from the data" if nl["source"] == "inferred" else "declared in the schema"
+        how = "inferred, not declared" if nl["source"] == "inferred" else "declared in the schema"
         co = (f"co-occurs with another label on {nl['rows_with_other_labels']:,} rows" if nl["cooccurs"]
               else "never co-occurs with another label")
         out.append("")

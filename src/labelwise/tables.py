@@ -29,9 +29,12 @@ number in the file (the header is line 1). This module imports neither Keras nor
 
 from __future__ import annotations
 
+import csv
 import gzip
+import io
 import os
 import struct
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -41,6 +44,7 @@ import pandas as pd
 
 from .errors import SchemaError, SchemaViolation, TableError
 from .schema import LabelSchema, load_schema
+from .stats import DEFAULT_GROUP_COLUMNS
 
 __all__ = [
     "LabelTable", "read_table", "read_mnist_idx", "load_mnist_idx", "MNIST_SCHEMA", "TREE_SEPARATOR",
@@ -58,6 +62,9 @@ _NIH_RENAME = {
 }
 _LABEL_COLUMN_NAMES = ("labels", "label", "Labels", "Label", NIH_LABELS)
 _ID_COLUMN_NAMES = ("id", "image", "image_id", "filename", "file", "path", "name", NIH_ID, "Image")
+_BINARY = ("0", "1", "0.0", "1.0")
+#: ChestX-ray14's label for "no finding": with format "nih" and no schema it is the none label.
+NIH_NONE = "No Finding"
 
 #: MNIST as a mixed task: the digit is an exclusive group; "greater_than_5" and "even" are independent.
 MNIST_SCHEMA = LabelSchema(
@@ -199,7 +206,8 @@ def read_table(
             if format == "nih":
                 id_column = id_column or NIH_ID
                 label_column = label_column or NIH_LABELS
-            table = _labels_from_frame(frame, p, schema, id_column, label_column, sep)
+            table = _labels_from_frame(frame, p, schema, id_column, label_column, sep,
+                                       none_hint=NIH_NONE if format == "nih" else None)
             if format == "nih":
                 table.format = "nih"
                 table.extra = table.extra.rename(columns=_NIH_RENAME)
@@ -221,7 +229,9 @@ def _detect_format(p: Path, label_column: str | None) -> str:
     if _looks_headerless(p):
         return "onehot"
     header = _read_csv(p, nrows=0).columns
-    if NIH_LABELS in header and NIH_ID in header:
+    if NIH_LABELS in header and (NIH_ID in header or not any(c in header for c in _ID_COLUMN_NAMES)):
+        # With 'Finding Labels' but no 'Image Index', format nih names the missing id column;
+        # a generic reader would take the first column (often 'Patient ID') as the id.
         return "nih"
     if any(c in header for c in _LABEL_COLUMN_NAMES):
         return "labels"
@@ -253,19 +263,70 @@ def _read_csv(p: Path, nrows: int | None = None) -> pd.DataFrame:
         raise TableError(f"{p}: cannot read ({e.strerror or e})") from None
     if head[:2] == b"\x1f\x8b" or b"\x00" in head:
         raise TableError(f"{p}: this is a binary file (gzip, an image, or UTF-16 text), not a UTF-8 CSV table")
+    ragged = False
     try:
-        # utf-8-sig: a spreadsheet's byte-order mark must not become part of the first column name.
-        frame = pd.read_csv(p, nrows=nrows, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig",
-                            skip_blank_lines=False, skipinitialspace=True)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", pd.errors.ParserWarning)
+            frame = _pandas_csv(p, nrows)
+        # index_col=False keeps pandas from turning the first column into an index when the data rows
+        # have one more field than the header; it then drops the extra field with this warning.
+        ragged = any(issubclass(w.category, pd.errors.ParserWarning) for w in caught)
     except pd.errors.EmptyDataError:
         raise TableError(f"{p}: the file is empty; expected a header line and one row per image") from None
     except pd.errors.ParserError as e:
-        raise TableError(f"{p}: not a readable CSV table ({_short(e)})") from None
+        if "fields in line" not in str(e):
+            raise TableError(f"{p}: not a readable CSV table ({_short(e)})") from None
+        ragged = True
     except UnicodeDecodeError as e:
         raise TableError(f"{p}: not UTF-8 text (byte {e.start}); save the table as UTF-8 CSV") from None
+    if ragged:
+        frame = _read_ragged_csv(p, nrows)
     # ChestX-ray14's header ends with a comma, which makes an empty, unnamed last column.
     drop = [c for c in frame.columns if str(c).startswith("Unnamed:") and frame[c].isna().all()]
     return frame.drop(columns=drop)
+
+
+def _pandas_csv(source: Any, nrows: int | None) -> pd.DataFrame:
+    # utf-8-sig: a spreadsheet's byte-order mark must not become part of the first column name.
+    return pd.read_csv(source, nrows=nrows, dtype=str, keep_default_na=False, na_values=[""],
+                       encoding="utf-8-sig", skip_blank_lines=False, skipinitialspace=True, index_col=False)
+
+
+def _read_ragged_csv(p: Path, nrows: int | None) -> pd.DataFrame:
+    """Read a CSV some of whose rows have more fields than the header.
+
+    Extra fields that are empty (rows ending in commas) are dropped; a non-empty one is an error
+    naming the line, since it usually means an unquoted comma inside a value, which shifts every
+    later field of the row into the wrong column.
+    """
+    try:
+        with open(p, encoding="utf-8-sig", newline="") as f:
+            reader = csv.reader(f, skipinitialspace=True)
+            header = next(reader, [])
+            width = len(header)
+            kept, bad = [header], []
+            for row in reader:
+                if len(row) > width:
+                    extra = [x for x in row[width:] if x.strip()]
+                    if extra:
+                        bad.append((reader.line_num, len(row), extra[0]))
+                    row = row[:width]
+                kept.append(row)
+    except UnicodeDecodeError as e:
+        raise TableError(f"{p}: not UTF-8 text (byte {e.start}); save the table as UTF-8 CSV") from None
+    except csv.Error as e:
+        raise TableError(f"{p}: not a readable CSV table ({e})") from None
+    if bad:
+        line, n, value = bad[0]
+        raise TableError(
+            f"{p}, line {line}: {n} fields but the header has {width} (extra value {value!r}); quote a value "
+            f"that contains a comma, or remove the extra field"
+            + (f" ({len(bad) - 1} more line(s) like this)" if len(bad) > 1 else "")
+        )
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(kept)
+    buf.seek(0)
+    return _pandas_csv(buf, nrows)
 
 
 def _short(e: Exception) -> str:
@@ -293,9 +354,14 @@ def _pick_column(frame: pd.DataFrame, p: Path, given: str | None, candidates: Se
     for c in candidates:
         if c in cols:
             return c
+    why = ""
     if default_first:
-        return cols[0]
-    raise TableError(f"{p}: cannot tell which column holds the {what}; the columns are {cols} "
+        if cols[0] not in DEFAULT_GROUP_COLUMNS:
+            return cols[0]
+        # A patient has several images, so its column repeats values: it would be reported as
+        # "duplicate id", which sends the user looking in the wrong place.
+        why = f"; the first column {cols[0]!r} groups rows (one patient, several images), so it is not the id"
+    raise TableError(f"{p}: cannot tell which column holds the {what}; the columns are {cols}{why} "
                      f"(name it with {'label_column' if what == 'labels' else 'id_column'}=, "
                      f"--{'label' if what == 'labels' else 'id'}-column on the command line)")
 
@@ -336,7 +402,12 @@ class _RowNames:
 
 # ====================================================================== label-list CSV
 def _labels_from_frame(frame: pd.DataFrame, p: Path, schema: LabelSchema | None, id_column: str | None,
-                       label_column: str | None, sep: str) -> LabelTable:
+                       label_column: str | None, sep: str, none_hint: str | None = None) -> LabelTable:
+    """A table with one column of ``sep``-joined label names.
+
+    With no schema, ``none_hint`` (ChestX-ray14's "No Finding" for format nih) is taken as the
+    none label when present, so a row that gives it beside a finding is named as an error.
+    """
     frame, lines = _data_rows(frame, p, first_line=2)
     label_col = _pick_column(frame, p, label_column, _LABEL_COLUMN_NAMES, "labels")
     id_col = _pick_column(frame, p, id_column, [c for c in _ID_COLUMN_NAMES if c != label_col], "id",
@@ -344,9 +415,12 @@ def _labels_from_frame(frame: pd.DataFrame, p: Path, schema: LabelSchema | None,
     ids = _ids(frame, id_col, p, lines)
     names = _RowNames(ids, lines)
     cells = frame[label_col]
-    empty = np.flatnonzero(cells.isna().to_numpy() | (cells.astype(str).str.strip() == "").to_numpy())
+    # A cell of separators only ("|", " | ") holds no label either.
+    no_label = cells.astype(str).str.replace(sep, "", regex=False).str.strip() == ""
+    empty = np.flatnonzero(cells.isna().to_numpy() | no_label.to_numpy(dtype=bool, na_value=True))
     if empty.size:
-        hint = f" (write {schema.none!r} for a row with no finding)" if schema is not None and schema.none else ""
+        none_name = schema.none if schema is not None else none_hint
+        hint = f" (write {none_name!r} for a row with no finding)" if none_name else ""
         raise SchemaViolation(f"{p}, row {names[int(empty[0])]}: empty label cell in {label_col!r}; every row "
                               f"needs at least one label{hint}"
                               + (f" ({empty.size - 1} more row(s) like this)" if empty.size > 1 else ""))
@@ -355,10 +429,20 @@ def _labels_from_frame(frame: pd.DataFrame, p: Path, schema: LabelSchema | None,
     uniques = [str(u) for u in uniques]
     if schema is None:
         found = sorted({x.strip() for u in uniques for x in u.split(sep) if x.strip()})
+        if none_hint in found and len(found) > 1:
+            schema = LabelSchema(
+                independent=tuple(x for x in found if x != none_hint), none=none_hint,
+                notes=(f"{none_hint!r} is this format's implied 'none' label (true exactly when no other label "
+                       f"is), so it may not be given beside another label; declare none = {none_hint!r} in a "
+                       f"schema file to make this explicit",),
+            )
+    if schema is None:
         tmp = LabelSchema(independent=tuple(found))
         y_u = tmp.encode(uniques, sep=sep, validate=False)
         y = y_u[codes]
-        schema = LabelSchema.infer(y, found)
+        # A format that names its none label (nih: "No Finding") has none when that label is absent;
+        # guessing another label (a lone 'Effusion' row) would be wrong.
+        schema = LabelSchema.infer(y, found, propose_none=none_hint is None)
         y = y[:, [found.index(lbl) for lbl in schema.labels]]
     else:
         try:
@@ -395,9 +479,12 @@ def _onehot_from_frame(frame: pd.DataFrame, p: Path, schema: LabelSchema | None,
     elif labels is not None:
         wanted = list(labels)
     else:
-        # Every column whose values are all 0/1 is a label; the rest is extra information.
-        wanted = [c for c in cols if c != id_col and frame[c].dropna().isin(["0", "1", "0.0", "1.0"]).all()
-                  and frame[c].notna().any()]
+        # Label columns are the (mostly) 0/1 ones; the rest is extra information. "Mostly": a label
+        # column with one stray value must be reported, not silently read as information.
+        wanted = [c for c in cols if c != id_col and c not in DEFAULT_GROUP_COLUMNS and _looks_like_label(frame[c])]
+        if not wanted and NIH_ID in cols:
+            raise TableError(f"{p}: no labels column {NIH_LABELS!r} and no 0/1 label columns found; the columns "
+                             f"are {cols} (a ChestX-ray14 table has {NIH_ID!r} and {NIH_LABELS!r})")
         if not wanted:
             raise TableError(f"{p}: no 0/1 label columns found; the columns are {cols} (for a column of "
                              f"label names use format='labels' with label_column=)")
@@ -405,7 +492,11 @@ def _onehot_from_frame(frame: pd.DataFrame, p: Path, schema: LabelSchema | None,
     if missing:
         raise TableError(f"{p}: label column(s) {missing} not found; the columns are {cols}")
     values = frame[wanted]
-    y = _check_binary(values, p, ids, lines, wanted)
+    hint = None
+    if schema is None and labels is None:
+        hint = ("fix the cell; if {col!r} is not a label, name the label columns with --labels a,b,c "
+                "(labels=) or a schema")
+    y = _check_binary(values, p, ids, lines, wanted, hint=hint)
     names = _RowNames(ids, lines)
     if schema is None:
         schema = LabelSchema.infer(y, wanted) if labels is None else LabelSchema(independent=tuple(wanted))
@@ -418,17 +509,39 @@ def _onehot_from_frame(frame: pd.DataFrame, p: Path, schema: LabelSchema | None,
                       source=str(p), lines=lines, id_column=id_col, format="onehot")
 
 
-def _check_binary(values: pd.DataFrame, p: Path, ids: np.ndarray, lines: np.ndarray, names: list[str]) -> np.ndarray:
+def _looks_like_label(column: pd.Series) -> bool:
+    """Is this column of a one-hot CSV a label column?
+
+    Yes when at least 95% of its non-empty cells are 0/1, or, in a table too small for one bad
+    cell to stay under 5%, when all but one are and that one is a number (a typo such as 2;
+    a small numeric information column with one such value is then reported too, and the
+    message says how to name the labels instead).
+    Patient ids, ages and text columns stay information. The caller then checks every cell.
+    """
+    v = column.dropna().astype(str).str.strip()
+    v = v[v != ""]
+    if v.empty:
+        return False
+    is01 = v.isin(_BINARY)
+    if is01.mean() >= 0.95:
+        return True
+    stray = v[~is01]
+    return len(stray) == 1 and len(v) >= 2 and bool(pd.to_numeric(stray, errors="coerce").notna().all())
+
+
+def _check_binary(values: pd.DataFrame, p: Path, ids: np.ndarray, lines: np.ndarray, names: list[str],
+                  hint: str | None = None) -> np.ndarray:
     raw = values.to_numpy(dtype=object)
     # "1.0" is how spreadsheets often save a 0/1 column.
-    ok = np.isin(raw, ["0", "1", "0.0", "1.0", 0, 1])
+    ok = np.isin(raw, [*_BINARY, 0, 1])
     if not ok.all():
         r, c = (int(v[0]) for v in np.nonzero(~ok))
         val = raw[r, c]
         what = "an empty cell" if val is None or (isinstance(val, float) and val != val) else f"{val!r}"
         raise TableError(f"{p}, row {ids[r]} at line {lines[r]}: label {names[c]!r} has {what}; one-hot "
                          f"label columns hold 0 or 1" + (f" ({int((~ok).sum()) - 1} more bad cell(s))"
-                                                         if (~ok).sum() > 1 else ""))
+                                                         if (~ok).sum() > 1 else "")
+                         + (f"; {hint.format(col=names[c])}" if hint else ""))
     return (raw == "1") | (raw == "1.0") | (raw == 1)
 
 
@@ -540,6 +653,9 @@ def load_mnist_idx(path: str | os.PathLike) -> np.ndarray:
     if len(raw) < 8 or raw[0:2] != b"\x00\x00" or raw[2] != 0x08:
         raise TableError(f"{p}: not an IDX file of uint8 (the MNIST format); its first bytes are {raw[:4]!r}")
     ndim = raw[3]
+    if len(raw) < 4 + 4 * ndim:
+        raise TableError(f"{p}: the IDX header is cut short: it announces {ndim} dimension sizes (4 bytes each) but "
+                         f"the file has {len(raw)} bytes; the file is truncated, download it again")
     dims = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(dims)):
@@ -564,6 +680,12 @@ def read_mnist_idx(images_path: str | os.PathLike | None, labels_path: str | os.
         if imgs.ndim != 3 or len(imgs) != len(digits):
             raise TableError(f"{images_path}: {imgs.shape} images do not match the {len(digits)} labels in "
                              f"{labels_path}")
+    not_digit = np.flatnonzero(digits > 9)
+    if not_digit.size:
+        r = int(not_digit[0])
+        raise TableError(f"{labels_path}, row {r}: label value {int(digits[r])} is not a digit 0-9; an MNIST labels "
+                         f"file holds digits" + (f" ({not_digit.size - 1} more row(s) like this)"
+                                                 if not_digit.size > 1 else ""))
     derived = {str(d): digits == d for d in range(10)}
     derived.update(greater_than_5=digits > 5, even=digits % 2 == 0, odd=digits % 2 == 1)
     cols = []
