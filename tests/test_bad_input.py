@@ -203,8 +203,8 @@ def test_onehot_label_column_with_a_stray_value_is_an_error(tmp_path):
 
 def test_onehot_small_table_stray_value_is_an_error(tmp_path):
     p = _write(tmp_path / "oh_bad.csv", "id,Effusion,Mass,No Finding,Patient ID\na,1,0,0,1\nb,0,2,0,2\nc,0,0,1,3\n")
-    with pytest.raises(TableError, match=r"oh_bad\.csv, row b at line 3: label 'Mass' has '2'.*name the label "
-                                         r"columns with --labels"):
+    with pytest.raises(TableError, match=r"oh_bad\.csv, row b at line 3: label 'Mass' has '2'.*give a schema "
+                                         r"\(--schema, schema=\) that lists the labels"):
         read_table(p)
     q = _write(tmp_path / "oh_bad2.csv", "id,Effusion,Mass,Patient ID\na,1,0,1\nb,0,2,2\n")
     with pytest.raises(TableError, match=r"oh_bad2\.csv, row b at line 3: label 'Mass' has '2'"):

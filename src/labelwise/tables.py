@@ -494,8 +494,7 @@ def _onehot_from_frame(frame: pd.DataFrame, p: Path, schema: LabelSchema | None,
     values = frame[wanted]
     hint = None
     if schema is None and labels is None:
-        hint = ("fix the cell; if {col!r} is not a label, name the label columns with --labels a,b,c "
-                "(labels=) or a schema")
+        hint = "fix the cell; if {col!r} is not a label, give a schema (--schema, schema=) that lists the labels"
     y = _check_binary(values, p, ids, lines, wanted, hint=hint)
     names = _RowNames(ids, lines)
     if schema is None:
