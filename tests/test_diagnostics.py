@@ -101,3 +101,18 @@ def test_finding_serialises_and_bad_input():
     assert str(f) == "[error] A: msg"
     with pytest.raises(InputError, match="same shape"):
         diagnose(np.zeros((3, 2)), np.zeros((3, 3)), labels=["a", "b"])
+
+
+def test_hanley_mcneil_interval_stays_inside_0_1():
+    # 30 positives scored well above 20 negatives with a little overlap: AUC near 1, where the
+    # normal approximation's upper end would pass 1 unclipped.
+    from labelwise.diagnostics import _hanley_mcneil_ci
+
+    auc, n_pos, n_neg = np.array([0.97, 0.02]), np.array([30, 30]), np.array([20, 20])
+    ci = _hanley_mcneil_ci(auc, n_pos, n_neg, 0.95)
+    a = auc[0]
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+    se = np.sqrt((a * (1 - a) + 29 * (q1 - a * a) + 19 * (q2 - a * a)) / 600)
+    assert ci[0, 0] == pytest.approx(a - 1.959964 * se, abs=1e-5)  # the lower end is the textbook one
+    assert a + 1.959964 * se > 1 and ci[0, 1] == 1.0
+    assert ci[1, 0] == 0.0 and 0 < ci[1, 1] < 1

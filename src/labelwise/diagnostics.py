@@ -342,4 +342,5 @@ def _hanley_mcneil_ci(auc, n_pos, n_neg, level):
     with np.errstate(invalid="ignore", divide="ignore"):
         var = (a * (1 - a) + (n_pos - 1) * (q1 - a * a) + (n_neg - 1) * (q2 - a * a)) / (n_pos * n_neg)
         se = np.sqrt(np.maximum(var, 0))
-    return np.stack([auc - z * se, auc + z * se], axis=1)
+    # AUC lives in [0, 1]; the normal approximation does not know that near the ends
+    return np.clip(np.stack([auc - z * se, auc + z * se], axis=1), 0.0, 1.0)
