@@ -14,7 +14,10 @@ Formats (``format=``, ``"auto"`` picks by extension and columns):
     A CSV with an id column and one 0/1 column per label; or a headerless whitespace-separated
     list ``name v1 v2 ...`` (the CheXNet split lists), whose label names come from the schema
     or ``labels=``. When the schema has a ``none`` label and the file has no column for it,
-    the column is derived (an all-zero row is the none label).
+    the column is derived (an all-zero row is the none label). With neither a schema nor
+    ``labels=``, the label columns are those whose cells are 0/1 but for at most 5% (or one, in a
+    tiny table); a stray value in one of them is an error naming its row, never a silent demotion
+    to information. Patient columns, ages and text columns stay information (``table.extra``).
 ``"tree"``
     A folder per label combination: ``root/Effusion+Mass/img.png``, ``root/No Finding/x.png``.
     The labels of a folder name are joined by ``+`` (:data:`TREE_SEPARATOR`; ``tree_sep=``).
