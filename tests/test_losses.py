@@ -287,3 +287,100 @@ def test_focal_and_asymmetric_take_per_label_class_weights():
     loss = L.SchemaLoss(schema, "focal", pos_weight=wp, neg_weight=wn, gamma=2.0)
     np.testing.assert_allclose(float(_np(loss(y, p))), ref_focal(y, p.astype(np.float64), None, 2.0, wp, wn).mean(),
                                rtol=1e-4)
+
+
+@pytest.mark.parametrize("make,arg", [
+    (lambda: L.WeightedBinaryCrossentropy(pos_weight=[1.0, 2.0, 3.0]), "pos_weight"),
+    (lambda: L.WeightedBinaryCrossentropy(neg_weight=np.ones(K + 2)), "neg_weight"),
+    (lambda: L.BinaryFocalLoss(alpha=[0.2, 0.3]), "alpha"),
+    (lambda: L.BinaryFocalLoss(gamma=[1.0] * (K - 1)), "gamma"),
+    (lambda: L.AsymmetricLoss(gamma_neg=[4.0] * 3), "gamma_neg"),
+    (lambda: L.AsymmetricLoss(pos_weight=[1.0] * (K + 1)), "pos_weight"),
+])
+def test_per_label_vector_of_the_wrong_length_names_the_argument(make, arg):
+    """Raised where the predictions' width is known (the call), not as a backend shape error."""
+    y, logits, p = _data()
+    loss = make()
+    n = len(getattr(loss, arg))
+    with pytest.raises(InputError, match=rf"^{arg} has {n} values but the model has {K} outputs"):
+        loss(y, p)
+
+
+def test_bad_loss_arguments_are_refused_when_the_loss_is_built():
+    y, _, p = _data()
+    cases = [
+        (lambda: L.BinaryFocalLoss(alpha=2.0), r"alpha must be in \[0, 1\]; got alpha=2.0"),
+        (lambda: L.BinaryFocalLoss(alpha=[0.5, -0.1, 0.5]), r"alpha must be in \[0, 1\] \(label 1 of 3\)"),
+        (lambda: L.BinaryFocalLoss(gamma=-1.0), r"gamma must be >= 0; got gamma=-1.0"),
+        (lambda: L.WeightedBinaryCrossentropy(pos_weight=-1.0), "pos_weight must be >= 0"),
+        (lambda: L.WeightedBinaryCrossentropy(neg_weight=[1.0, float("nan")]), "neg_weight must be finite"),
+        (lambda: L.WeightedBinaryCrossentropy(pos_weight="heavy"), "pos_weight must be a number"),
+        (lambda: L.AsymmetricLoss(clip=1.5), r"clip must be in \[0, 1\).*clip=1.5"),
+        (lambda: L.AsymmetricLoss(clip=-0.1), r"clip must be in \[0, 1\)"),
+        (lambda: L.AsymmetricLoss(gamma_pos=-2.0), "gamma_pos must be >= 0"),
+        (lambda: L.SchemaLoss(_schema(), binary_weight=-1.0), "binary_weight must be"),
+        (lambda: L.SchemaLoss(_schema(), group_weights={"view": -2.0}), r"group_weights\['view'\] must be"),
+        (lambda: L.SchemaLoss(_schema(), "focal", alpha=1.5), "alpha must be in"),
+    ]
+    for make, message in cases:
+        with pytest.raises(InputError, match=message):
+            make()
+    # the pure functions check the same ranges
+    with pytest.raises(InputError, match="alpha must be in"):
+        L.binary_focal_loss(y, p, alpha=2.0)
+    with pytest.raises(InputError, match="clip must be in"):
+        L.asymmetric_loss(y, p, clip=1.0)
+    with pytest.raises(InputError, match="pos_weight has 2 values"):
+        L.weighted_binary_crossentropy(y, p, pos_weight=[1.0, 2.0])
+    # the edges of each range are allowed
+    for loss in (L.BinaryFocalLoss(alpha=[0.0, 1.0, 0.5, 0.5, 0.5], gamma=0.0), L.AsymmetricLoss(0.0, 0.0, 0.0),
+                 L.WeightedBinaryCrossentropy(pos_weight=0.0)):
+        assert np.isfinite(float(_np(loss(y, p))))
+
+
+class _Table:
+    """What balanced_weights reads of a LabelTable: .y (with the none column) and .schema."""
+
+    def __init__(self, y, schema):
+        self.y, self.schema = y, schema
+
+
+def test_balanced_weights_drop_the_derived_none_column():
+    schema = LabelSchema(["a", "b"], {"view": ["PA", "AP"]}, none="none")
+    y = schema.complete(np.array([[1, 0, 1, 0], [0, 0, 0, 1], [0, 1, 1, 0], [0, 0, 1, 0]], "float32"))
+    assert y.shape == (4, 5)
+    n = 4.0
+    pos_ref = [n / (2 * 1), n / (2 * 1), n / (2 * 3), n / (2 * 1)]  # counted by hand over the 4 outputs
+    neg_ref = [n / (2 * 3), n / (2 * 3), n / (2 * 1), n / (2 * 3)]
+    for pos, neg in (L.balanced_weights(_Table(y, schema)), L.balanced_weights(y, schema=schema),
+                     L.balanced_weights(y[:, :4], schema=schema)):
+        np.testing.assert_allclose(pos, pos_ref)
+        np.testing.assert_allclose(neg, neg_ref)
+    for loss in (L.WeightedBinaryCrossentropy(weights="balanced", y=_Table(y, schema)),
+                 L.WeightedBinaryCrossentropy(weights="balanced", y=y, schema=schema),
+                 L.WeightedBinaryCrossentropy.from_labels(y, schema=schema)):
+        assert loss.pos_weight == pytest.approx(pos_ref) and loss.neg_weight == pytest.approx(neg_ref)
+        assert np.isfinite(float(_np(loss(y[:, :4], np.full((4, 4), 0.5, "float32")))))
+    # errors name the output labels, not column numbers
+    with pytest.raises(InputError, match="'b' has no positive"):
+        L.balanced_weights(y[:2], schema=schema)
+    with pytest.raises(InputError, match=r"shape \(4, 3\) but the schema has 4 outputs"):
+        L.balanced_weights(y[:, :3], schema=schema)
+    # without the schema the full matrix gives 5 weights, and the loss then says what went wrong
+    loss = L.WeightedBinaryCrossentropy(weights="balanced", y=y)
+    with pytest.raises(InputError, match="pos_weight has 5 values but the model has 4 outputs.*'none' column"):
+        loss(y[:, :4], np.full((4, 4), 0.5, "float32"))
+    with pytest.raises(InputError, match="not both"):
+        L.WeightedBinaryCrossentropy(pos_weight=2.0, weights="balanced", y=y)
+
+
+def test_balanced_weights_accept_a_real_label_table(tmp_path):
+    from labelwise.tables import read_table
+
+    (tmp_path / "labels.csv").write_text("id,labels\nr1,a\nr2,No Finding\nr3,a|b\nr4,No Finding\n")
+    schema = LabelSchema(["a", "b"], none="No Finding")
+    table = read_table(tmp_path / "labels.csv", schema=schema)
+    assert table.y.shape[1] == 3
+    pos, neg = L.balanced_weights(table)
+    np.testing.assert_allclose(pos, [4 / 4, 4 / 2])
+    np.testing.assert_allclose(neg, [4 / 4, 4 / 6])

@@ -44,18 +44,73 @@ Weight = float | Sequence[float] | np.ndarray
 
 
 # ----------------------------------------------------------------- helpers
-def _as_weight(w: Weight | None, default: float) -> float | list[float]:
-    """A scalar or a per-label vector as plain Python values (so configs are JSON)."""
+_INF = float("inf")
+# Allowed range of each loss argument: (low, high, how the error says it). Outside these the
+# loss is not a loss any more (a negative weight or alpha > 1 makes it negative and rewards
+# wrong predictions), so it is refused up front rather than trained on.
+_RANGES: dict[str, tuple[float, float, str]] = {
+    "pos_weight": (0.0, _INF, ">= 0"),
+    "neg_weight": (0.0, _INF, ">= 0"),
+    "alpha": (0.0, 1.0, "in [0, 1]"),
+    "gamma": (0.0, _INF, ">= 0"),
+    "gamma_pos": (0.0, _INF, ">= 0"),
+    "gamma_neg": (0.0, _INF, ">= 0"),
+}
+
+
+def _show(arr: np.ndarray) -> str:
+    values = np.asarray(arr).tolist()
+    if isinstance(values, list) and len(values) > 8:
+        return f"[{', '.join(f'{v:g}' for v in values[:8])}, ...] ({len(values)} values)"
+    return repr(values)
+
+
+def _as_weight(w: Weight | None, default: float, name: str = "weight") -> float | list[float]:
+    """A scalar or a per-label vector as plain Python values (so configs are JSON), checked
+    against the argument's range in :data:`_RANGES`."""
     if w is None:
         return float(default)
-    arr = np.asarray(w, dtype=np.float64)
-    if arr.ndim == 0:
-        return float(arr)
-    if arr.ndim != 1:
-        raise InputError(f"a per-label weight must be a scalar or a 1-D vector, got shape {arr.shape}")
+    try:
+        arr = np.asarray(w, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a number or a per-label vector of numbers, got {w!r}") from None
+    if arr.ndim > 1:
+        raise InputError(f"{name} must be a scalar or a 1-D per-label vector, got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
-        raise InputError(f"per-label weights must be finite, got {arr.tolist()}")
-    return arr.tolist()
+        raise InputError(f"{name} must be finite, got {_show(arr)}")
+    low, high, text = _RANGES.get(name, (-_INF, _INF, ""))
+    bad = np.flatnonzero((arr < low) | (arr > high)) if arr.ndim else ([0] if not low <= arr <= high else [])
+    if len(bad):
+        where = f" (label {int(bad[0])} of {arr.size})" if arr.ndim else ""
+        raise InputError(f"{name} must be {text}{where}; got {name}={_show(arr)}")
+    return float(arr) if arr.ndim == 0 else arr.tolist()
+
+
+def _check_clip(clip: float) -> float:
+    try:
+        clip = float(clip)
+    except (TypeError, ValueError):
+        raise InputError(f"clip must be a number in [0, 1), got {clip!r}") from None
+    if not 0.0 <= clip < 1.0:
+        raise InputError(f"clip must be in [0, 1) (the probability margin below which negatives are ignored); "
+                         f"got clip={clip}")
+    return clip
+
+
+def _fit_width(name: str, w: Any, width: int | None, default: float = 1.0) -> float | list[float]:
+    """Check a loss argument's range and, for a per-label vector, its length against the
+    prediction width, so a mismatch names the argument instead of failing inside the backend
+    ("Incompatible shapes: [3] vs. [2,5]")."""
+    w = _as_weight(w, default, name)
+    if isinstance(w, list) and width is not None and len(w) != width:
+        hint = ""
+        if len(w) == width + 1:
+            hint = (" It has one value too many: probably the derived 'none' column, which is not a model output; "
+                    "build the weights with balanced_weights(table) or balanced_weights(y, schema=schema), which "
+                    "drop it.")
+        raise InputError(f"{name} has {len(w)} values but the model has {width} outputs (y_pred.shape[-1]); give "
+                         f"one value per output or a single number.{hint} Got {name}={_show(np.asarray(w))}")
+    return w
 
 
 def _prepare(y_true, y_pred):
@@ -110,7 +165,8 @@ def _pow(base, gamma, dtype):
 
 
 def balanced_weights(
-    y: np.ndarray, labels: Sequence[str] | None = None, *, on_missing: str = "raise"
+    y: Any, labels: Sequence[str] | None = None, *, schema: LabelSchema | Mapping[str, Any] | None = None,
+    on_missing: str = "raise"
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-label ``(pos_weight, neg_weight)`` that balance each label's two classes.
 
@@ -119,8 +175,24 @@ def balanced_weights(
     negative) example has no finite weight: ``on_missing="raise"`` (default) raises an
     :class:`InputError` naming it (``labels`` gives the names), ``on_missing="clamp"`` counts
     it as 1 example instead (weight ``n / 2``).
+
+    ``y`` may be a :class:`~labelwise.tables.LabelTable`, or come with ``schema=``: then the
+    weights cover the model outputs only (``schema.n_outputs``; the derived ``none`` column of a
+    full target matrix is dropped, as it is not an output) and errors name the labels.
     """
+    if hasattr(y, "schema") and hasattr(y, "y") and not isinstance(y, np.ndarray):  # a LabelTable
+        schema = y.schema if schema is None else schema
+        y = y.y
     m = np.asarray(y)
+    if schema is not None:
+        schema = load_schema(schema)
+        if m.ndim != 2 or m.shape[1] not in (schema.n_outputs, schema.n_labels):
+            raise InputError(
+                f"balanced_weights: y has shape {m.shape} but the schema has {schema.n_outputs} outputs "
+                f"{list(schema.output_labels)}" + (f" ({schema.n_labels} labels with the none label)" if schema.none
+                                                   else "") + "; pass that schema's target matrix")
+        m = m[:, : schema.n_outputs]
+        labels = list(schema.output_labels) if labels is None else labels
     if m.ndim != 2 or m.shape[0] == 0:
         raise InputError(f"balanced_weights needs a non-empty (n, n_labels) 0/1 matrix, got shape {m.shape}")
     if not np.isin(m, (0, 1)).all():
@@ -173,6 +245,8 @@ def weighted_binary_crossentropy(y_true, y_pred, pos_weight: Weight = 1.0, neg_w
     ``pos_weight`` / ``neg_weight`` are scalars or per-label vectors; 1 and 1 is plain BCE.
     """
     y_true, y_pred = _prepare(y_true, y_pred)
+    width = y_pred.shape[-1]
+    pos_weight, neg_weight = _fit_width("pos_weight", pos_weight, width), _fit_width("neg_weight", neg_weight, width)
     log_p, log_q = _log_probs(y_pred, from_logits)
     wp, wn = _vec(pos_weight, y_pred.dtype), _vec(neg_weight, y_pred.dtype)
     return -ops.mean(wp * y_true * log_p + wn * (1.0 - y_true) * log_q, axis=-1)
@@ -183,30 +257,38 @@ class WeightedBinaryCrossentropy(keras.losses.Loss):
     """Binary cross-entropy with per-label positive and negative weights.
 
     ``weights="balanced"`` with ``y=`` (or :meth:`from_labels`) sets them with
-    :func:`balanced_weights`. Use this instead of ``Model.fit(class_weight=...)``, which takes
+    :func:`balanced_weights`; ``y`` is a :class:`~labelwise.tables.LabelTable` or a target
+    matrix with ``schema=`` (then the derived ``none`` column is dropped), or a matrix of the
+    model outputs alone. Use this instead of ``Model.fit(class_weight=...)``, which takes
     the arg-max of each multi-hot row and so weights multi-label samples wrongly.
     """
 
     def __init__(self, pos_weight: Weight | None = None, neg_weight: Weight | None = None, *,
-                 weights: str | None = None, y: np.ndarray | None = None, from_logits: bool = False,
-                 reduction: str = "sum_over_batch_size", name: str = "weighted_binary_crossentropy",
-                 dtype: Any = None):
+                 weights: str | None = None, y: Any = None, schema: LabelSchema | Mapping[str, Any] | None = None,
+                 from_logits: bool = False, reduction: str = "sum_over_batch_size",
+                 name: str = "weighted_binary_crossentropy", dtype: Any = None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         if weights is not None:
             if weights != "balanced":
                 raise InputError(f"weights must be 'balanced' or None, got {weights!r}")
             if y is None:
-                raise InputError("weights='balanced' needs the training targets: pass y=")
-            pos_weight, neg_weight = balanced_weights(y)
-        self.pos_weight = _as_weight(pos_weight, 1.0)
-        self.neg_weight = _as_weight(neg_weight, 1.0)
+                raise InputError("weights='balanced' needs the training targets: pass y= (a LabelTable, or the "
+                                 "target matrix with schema=)")
+            if pos_weight is not None or neg_weight is not None:
+                raise InputError("pass either weights='balanced' or pos_weight/neg_weight, not both")
+            pos_weight, neg_weight = balanced_weights(y, schema=schema)
+        elif y is not None or schema is not None:
+            raise InputError("y= and schema= are only used with weights='balanced'")
+        self.pos_weight = _as_weight(pos_weight, 1.0, "pos_weight")
+        self.neg_weight = _as_weight(neg_weight, 1.0, "neg_weight")
         self.from_logits = bool(from_logits)
 
     @classmethod
-    def from_labels(cls, y: np.ndarray, labels: Sequence[str] | None = None, *, on_missing: str = "raise",
-                    **kwargs) -> "WeightedBinaryCrossentropy":
+    def from_labels(cls, y: Any, labels: Sequence[str] | None = None, *,
+                    schema: LabelSchema | Mapping[str, Any] | None = None, on_missing: str = "raise",
+                    **kwargs: Any) -> "WeightedBinaryCrossentropy":
         """Balanced weights from the training targets ``y`` (see :func:`balanced_weights`)."""
-        pos, neg = balanced_weights(y, labels, on_missing=on_missing)
+        pos, neg = balanced_weights(y, labels, schema=schema, on_missing=on_missing)
         return cls(pos_weight=pos, neg_weight=neg, **kwargs)
 
     def call(self, y_true, y_pred):
@@ -230,6 +312,10 @@ def binary_focal_loss(y_true, y_pred, alpha: Weight | None = None, gamma: Weight
     and negative terms as in :func:`weighted_binary_crossentropy`.
     """
     y_true, y_pred = _prepare(y_true, y_pred)
+    width = y_pred.shape[-1]
+    pos_weight, neg_weight = _fit_width("pos_weight", pos_weight, width), _fit_width("neg_weight", neg_weight, width)
+    gamma = _fit_width("gamma", gamma, width)
+    alpha = None if alpha is None else _fit_width("alpha", alpha, width)
     log_p, log_q = _log_probs(y_pred, from_logits)
     p = _probs(y_pred, from_logits)
     ce = -(y_true * log_p + (1.0 - y_true) * log_q)
@@ -249,10 +335,10 @@ class BinaryFocalLoss(keras.losses.Loss):
                  pos_weight: Weight | None = None, neg_weight: Weight | None = None,
                  reduction: str = "sum_over_batch_size", name: str = "binary_focal_loss", dtype: Any = None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.pos_weight = _as_weight(pos_weight, 1.0)
-        self.neg_weight = _as_weight(neg_weight, 1.0)
-        self.alpha = None if alpha is None else _as_weight(alpha, 0.25)
-        self.gamma = _as_weight(gamma, 2.0)
+        self.pos_weight = _as_weight(pos_weight, 1.0, "pos_weight")
+        self.neg_weight = _as_weight(neg_weight, 1.0, "neg_weight")
+        self.alpha = None if alpha is None else _as_weight(alpha, 0.25, "alpha")
+        self.gamma = _as_weight(gamma, 2.0, "gamma")
         self.from_logits = bool(from_logits)
 
     def call(self, y_true, y_pred):
@@ -277,9 +363,10 @@ def asymmetric_loss(y_true, y_pred, gamma_pos: Weight = 0.0, gamma_neg: Weight =
     ``pos_weight`` / ``neg_weight`` multiply the two terms, as in weighted BCE.
     """
     y_true, y_pred = _prepare(y_true, y_pred)
-    clip = float(clip)
-    if clip < 0 or clip >= 1:
-        raise InputError(f"clip must be in [0, 1), got {clip}")
+    clip = _check_clip(clip)
+    width = y_pred.shape[-1]
+    pos_weight, neg_weight = _fit_width("pos_weight", pos_weight, width), _fit_width("neg_weight", neg_weight, width)
+    gamma_pos, gamma_neg = _fit_width("gamma_pos", gamma_pos, width), _fit_width("gamma_neg", gamma_neg, width)
     log_p, log_q = _log_probs(y_pred, from_logits)
     p = _probs(y_pred, from_logits)
     if clip > 0:
@@ -303,11 +390,11 @@ class AsymmetricLoss(keras.losses.Loss):
                  from_logits: bool = False, pos_weight: Weight | None = None, neg_weight: Weight | None = None,
                  reduction: str = "sum_over_batch_size", name: str = "asymmetric_loss", dtype: Any = None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.pos_weight = _as_weight(pos_weight, 1.0)
-        self.neg_weight = _as_weight(neg_weight, 1.0)
-        self.gamma_pos = _as_weight(gamma_pos, 0.0)
-        self.gamma_neg = _as_weight(gamma_neg, 4.0)
-        self.clip = float(clip)
+        self.pos_weight = _as_weight(pos_weight, 1.0, "pos_weight")
+        self.neg_weight = _as_weight(neg_weight, 1.0, "neg_weight")
+        self.gamma_pos = _as_weight(gamma_pos, 0.0, "gamma_pos")
+        self.gamma_neg = _as_weight(gamma_neg, 4.0, "gamma_neg")
+        self.clip = _check_clip(clip)
         self.from_logits = bool(from_logits)
 
     def call(self, y_true, y_pred):
@@ -401,8 +488,9 @@ class SchemaLoss(keras.losses.Loss):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.schema = load_schema(schema)
         self.from_logits = bool(from_logits)
-        self.binary_weight = float(binary_weight)
-        self.group_weights = {str(k): float(v) for k, v in dict(group_weights or {}).items()}
+        self.binary_weight = _term_weight(binary_weight, "binary_weight")
+        self.group_weights = {str(k): _term_weight(v, f"group_weights[{k!r}]")
+                              for k, v in dict(group_weights or {}).items()}
         unknown = set(self.group_weights) - set(self.schema.exclusive)
         if unknown:
             raise InputError(f"group_weights names unknown group(s) {sorted(unknown)}; the schema's exclusive "
@@ -435,6 +523,16 @@ class SchemaLoss(keras.losses.Loss):
         return {**super().get_config(), "schema": self.schema.to_dict(),
                 "binary": keras.saving.serialize_keras_object(self.binary), "binary_weight": self.binary_weight,
                 "group_weights": self.group_weights, "from_logits": self.from_logits}
+
+
+def _term_weight(v: Any, name: str) -> float:
+    try:
+        w = float(v)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a number >= 0, got {v!r}") from None
+    if not np.isfinite(w) or w < 0:
+        raise InputError(f"{name} must be a finite number >= 0 (it scales one term of the loss), got {w}")
+    return w
 
 
 def _slice_weight(v, n_ind: int, schema: LabelSchema, key: str):
