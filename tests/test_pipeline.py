@@ -145,3 +145,80 @@ def test_bad_arguments_are_clear(tmp_path):
         make_dataset(np.zeros((3, 4, 4), np.uint8), np.zeros((2, 1)), image_size=(4, 4), channels=1, batch_size=1)
     with pytest.raises(InputError, match="no image files"):
         make_dataset(tmp_path, image_size=(4, 4), channels=1, batch_size=1)
+
+
+def _formats(tmp_path):
+    """One 20x24 RGB picture written as BMP, RGBA BMP, GIF and CMYK JPEG, plus a gray BMP."""
+    rng = np.random.default_rng(0)
+    rgb = np.kron(rng.integers(0, 256, (5, 6, 3)), np.ones((4, 4, 1))).astype(np.uint8)  # blocks: JPEG-friendly
+    files = {}
+    for name, img, kw in [("rgb.bmp", Image.fromarray(rgb), {}),
+                          ("rgba.bmp", Image.fromarray(rgb).convert("RGBA"), {}),
+                          ("gray.bmp", Image.fromarray(rgb[..., 0]), {}),
+                          ("rgb.gif", Image.fromarray(rgb).quantize(256), {}),
+                          ("cmyk.jpg", Image.fromarray(rgb).convert("CMYK"), {"quality": 100})]:
+        img.save(tmp_path / name, **kw)
+        files[name] = tmp_path / name
+    return rgb, files
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_bmp_gif_and_cmyk_jpeg_decode_for_gray_and_rgb_models(tmp_path, channels):
+    rgb, files = _formats(tmp_path)
+    paths = list(files.values())
+    assert check_images(paths, channels=channels) == {}
+    x = np.concatenate([b.numpy() for b in make_dataset(paths, image_size=(20, 24), channels=channels,
+                                                        batch_size=8)])
+    assert x.shape == (len(paths), 20, 24, channels)
+    for name, img in zip(files, x):
+        ref = Image.open(files[name]).convert("RGB")
+        ref = np.asarray(ref.convert("L") if channels == 1 else ref, dtype=np.float32).reshape(img.shape)
+        diff = np.abs(img - ref)
+        if name == "cmyk.jpg":  # lossy, and libjpeg's and Pillow's CMYK -> RGB differ a little
+            assert diff.mean() <= 4.0 and diff.max() <= 24.0, (name, diff.mean(), diff.max())
+        else:  # lossless formats: the same pixels as Pillow's own conversion
+            assert diff.max() <= 1.0, name
+
+
+def test_files_pillow_accepts_but_tensorflow_cannot_decode_are_named(tmp_path):
+    rng = np.random.default_rng(1)
+    good = tmp_path / "good.png"
+    Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8)).save(good)
+    tiff = tmp_path / "tiff.png"  # a TIFF under a .png name
+    Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8)).save(tiff, format="TIFF")
+    # A PNG whose deflate stream is damaged but whose chunk CRCs are right: verify() passes
+    import struct
+    import zlib
+
+    raw = good.read_bytes()
+    start = raw.index(b"IDAT") - 4
+    length = struct.unpack(">I", raw[start:start + 4])[0]
+    payload = bytearray(raw[start + 8:start + 8 + length])
+    payload[2:12] = b"\xff" * 10
+    chunk = b"IDAT" + bytes(payload)
+    deflate = tmp_path / "deflate.png"
+    deflate.write_bytes(raw[:start + 8] + bytes(payload) + struct.pack(">I", zlib.crc32(chunk))
+                        + raw[start + 12 + length:])
+    with Image.open(deflate) as im:
+        im.verify()  # the old check let this through
+    for channels in (1, 3):
+        bad = check_images([good, tiff, deflate], channels=channels)
+        assert list(bad) == [str(tiff), str(deflate)]
+        assert "TIFF" in bad[str(tiff)] and "convert" in bad[str(tiff)]
+        assert "TensorFlow cannot decode" in bad[str(deflate)]
+    with pytest.raises(InputError, match=r"(?s)2 of 3 image file\(s\).*tiff\.png.*deflate\.png.*--skip-unreadable"):
+        make_dataset([good, tiff, deflate], image_size=(16, 16), channels=1, batch_size=2)
+    with pytest.warns(UserWarning, match="tiff.png"):
+        ds = make_dataset([good, tiff, deflate], image_size=(16, 16), channels=1, batch_size=2, skip_unreadable=True)
+    assert list(ds.labelwise_source.keep) == [0]
+    assert sum(b.shape[0] for b in ds) == 1
+
+
+def test_check_images_reports_progress(tmp_path, capsys):
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(np.full((8, 8), i * 40, dtype=np.uint8)).save(paths[-1])
+    assert check_images(paths, channels=1, verbose=1) == {}
+    out = capsys.readouterr().out
+    assert "checking 3 image file(s)" in out and "checked 3 image file(s)" in out and "all readable" in out

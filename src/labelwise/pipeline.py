@@ -4,17 +4,21 @@ Pixels come out as float32 in 0-255 with shape ``(batch, height, width, channels
 models built by :func:`labelwise.models.build_model` apply their backbone's
 ``preprocess_input`` themselves, so the pipeline does no normalisation.
 
-Decoding handles PNG and JPEG (also BMP/GIF first frame), 8- and 16-bit, grayscale, RGB and
-RGBA: ``tf.io.decode_image(..., dtype=float32)`` scales any bit depth to [0, 1] (we multiply
-by 255), and asking for ``channels`` converts gray <-> RGB and drops an alpha channel.
+Decoding handles PNG and JPEG (also BMP/GIF first frame), 8- and 16-bit, grayscale, RGB,
+RGBA and CMYK: ``tf.io.decode_image(..., dtype=float32)`` scales any bit depth to [0, 1] (we
+multiply by 255), and asking for ``channels`` converts gray <-> RGB and drops an alpha channel.
+TensorFlow's BMP and GIF decoders and its CMYK JPEG path refuse ``channels=1``, so those are
+decoded as RGB and converted to gray here (:func:`decode_image_bytes`).
 
 Determinism: the order of epoch ``e`` is ``stateless_shuffle(range(n), seed=[seed, e])`` and
 augmentation of image ``i`` in epoch ``e`` uses the stateless seed ``(seed, e, i)``, so an epoch's
 batches do not depend on how many epochs ran before in this process -- a resumed run sees the
 same batches as an uninterrupted one.
 
-Unreadable files are found up front (Pillow reads each header and checks PNG chunk CRCs,
-without decompressing): a :class:`~labelwise.errors.InputError` lists them by path, or, with
+Unreadable files are found up front (:func:`check_images`: Pillow reads each header and
+checks PNG chunk CRCs, then TensorFlow decodes every file exactly as the pipeline will, which
+catches what Pillow's check lets through -- a TIFF named ``.png``, corrupt compressed data):
+a :class:`~labelwise.errors.InputError` lists them by path, or, with
 ``skip_unreadable=True``, they are dropped with a warning naming them. An epoch never dies
 half-way on a bad file, and nothing is skipped silently.
 
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -97,31 +102,91 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     return files
 
 
+# Formats TensorFlow's decode_image reads; Pillow opens many more (TIFF, WebP, ...).
+_TF_FORMATS = {"PNG", "JPEG", "MPO", "BMP", "DIB", "GIF"}
+
+
 def _check_one(path: str) -> str | None:
     from PIL import Image
 
     try:
         with Image.open(path) as im:
+            fmt = im.format
             im.verify()  # PNG: walks every chunk and checks its CRC, without decompressing
-        return None
     except FileNotFoundError:
         return "file not found"
     except Exception as e:  # Pillow raises many types for bad files; the message is what matters
         return f"{type(e).__name__}: {e}".strip()
+    if fmt not in _TF_FORMATS:
+        return (f"a {fmt} image (whatever its name says); TensorFlow reads only PNG, JPEG, BMP and GIF: "
+                "convert it to PNG")
+    return None
 
 
-def check_images(paths: Sequence[str | os.PathLike]) -> dict[str, str]:
+def _tf_failures(paths: Sequence[str], channels: int, verbose: int) -> dict[str, str]:
+    """``{path: reason}`` for the files TensorFlow's decode (the one the pipeline uses) rejects.
+
+    Decodes every file once in a parallel tf.data pass; ``ignore_errors`` drops the failures,
+    so the indices that do not come back are the bad files, which are then decoded one by one
+    to get TensorFlow's message.
+    """
+    if not paths:
+        return {}
+    import keras
+
+    ds = tf.data.Dataset.from_tensor_slices((tf.range(len(paths), dtype=tf.int64), tf.constant(list(paths))))
+    # Returning the decoded shape keeps the decode from being optimised away.
+    ds = ds.map(lambda i, p: (i, tf.shape(_decode_pixels(tf.io.read_file(p), channels))),
+                num_parallel_calls=AUTOTUNE, deterministic=False)
+    ds = ds.ignore_errors(log_warning=False).batch(256).prefetch(AUTOTUNE)
+    bar = keras.utils.Progbar(len(paths), unit_name="file") if verbose else None
+    ok = np.zeros(len(paths), dtype=bool)
+    done = 0
+    for idx, _ in ds.as_numpy_iterator():
+        ok[idx] = True
+        done += len(idx)
+        if bar is not None:
+            bar.update(done)
+    if bar is not None and done < len(paths):
+        bar.update(len(paths), finalize=True)  # the failed files never reported themselves
+    bad = {}
+    for i in np.flatnonzero(~ok):
+        try:
+            _decode_pixels(tf.io.read_file(paths[i]), channels)
+            reason = "TensorFlow could not decode it in the pipeline, but could on its own; try again"
+        except (tf.errors.OpError, ValueError) as e:
+            msg = getattr(e, "message", str(e)).strip().splitlines()
+            reason = f"TensorFlow cannot decode it ({msg[-1] if msg else type(e).__name__})"
+        bad[paths[i]] = reason
+    return bad
+
+
+def check_images(paths: Sequence[str | os.PathLike], *, channels: int = 3, decode: bool = True,
+                 verbose: int = 0) -> dict[str, str]:
     """Return ``{path: reason}`` for every file that cannot be read as an image (empty if all are fine).
 
-    Cheap: reads headers and checksums, never decodes pixels. Uses a thread pool, since the
-    work is file I/O.
+    First Pillow reads each header and checks PNG checksums (cheap, and its messages are
+    specific: truncated file, CRC error, not an image), then, with ``decode``, TensorFlow decodes
+    each remaining file to ``channels`` channels exactly as the pipeline will: anything that
+    passes here cannot stop an epoch. ``verbose`` shows a progress bar for the decode pass and
+    a summary line.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     paths = [str(p) for p in paths]
+    t0 = time.perf_counter()
+    if verbose:
+        print(f"checking {len(paths):,} image file(s)" + (" (decoding each once)" if decode else ""), flush=True)
     with ThreadPoolExecutor(max_workers=min(16, (os.cpu_count() or 2) * 2)) as pool:
         reasons = list(pool.map(_check_one, paths, chunksize=64))
-    return {p: r for p, r in zip(paths, reasons) if r is not None}
+    bad = {p: r for p, r in zip(paths, reasons) if r is not None}
+    if decode:
+        bad.update(_tf_failures([p for p in paths if p not in bad], channels, verbose))
+        bad = {p: bad[p] for p in paths if p in bad}  # input order
+    if verbose:
+        print(f"checked {len(paths):,} image file(s) in {time.perf_counter() - t0:.1f} s: "
+              + (f"{len(bad):,} unreadable" if bad else "all readable"), flush=True)
+    return bad
 
 
 def _bad_files_message(bad: Mapping[str, str], limit: int = 10) -> str:
@@ -151,8 +216,12 @@ class ImageSource:
 
     @classmethod
     def create(cls, source: Any, y: np.ndarray | None = None, *, skip_unreadable: bool = False,
-               check: bool = True) -> "ImageSource":
-        """Build from a list of paths, a folder, or an array ``(n, h, w)`` / ``(n, h, w, c)``."""
+               check: bool = True, channels: int = 3, verbose: int = 0) -> "ImageSource":
+        """Build from a list of paths, a folder, or an array ``(n, h, w)`` / ``(n, h, w, c)``.
+
+        ``check`` runs :func:`check_images` on the files (decoding to ``channels``; ``verbose``
+        shows its progress); bad files raise :class:`InputError` naming them, or are left out
+        with a warning when ``skip_unreadable``."""
         if isinstance(source, ImageSource):
             return source
         if y is not None:
@@ -169,7 +238,7 @@ class ImageSource:
         if not paths:
             raise InputError("no images given")
         _check_y(y, len(paths))
-        bad = check_images(paths) if check else {}
+        bad = check_images(paths, channels=channels, verbose=verbose) if check else {}
         keep = np.arange(len(paths))
         if bad:
             if not skip_unreadable:
@@ -194,13 +263,42 @@ def _check_y(y: np.ndarray | None, n: int) -> None:
 
 
 # ------------------------------------------------------------------ decoding
-def decode_image_bytes(data: tf.Tensor, *, image_size: Sequence[int] | int, channels: int) -> tf.Tensor:
-    """Encoded image bytes (PNG/JPEG/...) -> float32 pixels in 0-255, shape (h, w, channels),
-    resized as :func:`_resize`. The one decode shared by loose files and TFRecord shards."""
-    img = tf.io.decode_image(data, channels=channels, dtype=tf.float32, expand_animations=False)
-    img = img * 255.0
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _decode_pixels(data: tf.Tensor, channels: int) -> tf.Tensor:
+    """Encoded bytes -> float32 in 0-1, shape (h, w, channels), for any format and channel count.
+
+    With ``channels=3`` TensorFlow converts every format itself. With ``channels=1`` its PNG
+    and plain JPEG decoders convert natively (kept: the numbers stay those of earlier
+    versions), but BMP, GIF and CMYK JPEG refuse it, so those are decoded as RGB and converted
+    with ``rgb_to_grayscale``.
+    """
+    def native():
+        return tf.io.decode_image(data, channels=channels, dtype=tf.float32, expand_animations=False)
+
+    if channels != 1:
+        img = native()
+    else:
+        def via_rgb():
+            rgb = tf.io.decode_image(data, channels=3, dtype=tf.float32, expand_animations=False)
+            return tf.image.rgb_to_grayscale(rgb)
+
+        is_png = tf.equal(tf.strings.substr(data, 0, len(_PNG_MAGIC)), _PNG_MAGIC)
+        img = tf.cond(
+            is_png, native,
+            lambda: tf.cond(tf.io.is_jpeg(data),
+                            # extract_jpeg_shape reads the header only; 4 components = CMYK
+                            lambda: tf.cond(tf.equal(tf.io.extract_jpeg_shape(data)[2], 4), via_rgb, native),
+                            via_rgb))
     img.set_shape([None, None, channels])
-    return _resize(img, _size(image_size))
+    return img
+
+
+def decode_image_bytes(data: tf.Tensor, *, image_size: Sequence[int] | int, channels: int) -> tf.Tensor:
+    """Encoded image bytes (PNG/JPEG/BMP/GIF) -> float32 pixels in 0-255, shape (h, w, channels),
+    resized as :func:`_resize`. The one decode shared by loose files and TFRecord shards."""
+    return _resize(_decode_pixels(data, channels) * 255.0, _size(image_size))
 
 
 def _decode_file(path: tf.Tensor, image_size: tuple[int, int], channels: int) -> tf.Tensor:
@@ -298,7 +396,7 @@ def make_epoch_dataset(
     """
     size = _size(image_size)
     aug = Augment.from_any(augment)
-    src = ImageSource.create(source, y, skip_unreadable=skip_unreadable, check=check)
+    src = ImageSource.create(source, y, skip_unreadable=skip_unreadable, check=check, channels=channels)
     if cache and src.arrays is None:
         # decode once, keep the resized float32 pixels in memory: n * h * w * c * 4 bytes
         pixels = np.concatenate(list(make_dataset(src, image_size=size, channels=channels,
