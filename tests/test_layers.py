@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -123,6 +124,25 @@ def test_multi_image_pooling_padding_does_not_matter(pooling):
     np.testing.assert_allclose(_np(layer(images[:1, :2]))[0], out[0], rtol=1e-5, atol=1e-6)
     with pytest.raises(InputError, match="pooling"):
         MultiImagePooling(_encoder(), "median")
+
+
+@pytest.mark.backend
+@pytest.mark.parametrize("pooling", ["max", "attention"])
+def test_mask_that_does_not_fit_the_images_is_named(pooling):
+    images = np.zeros((2, 3, 8, 8, 1), "float32")
+    layer = MultiImagePooling(_encoder(), pooling, attention_units=4)
+    for bad in (np.ones((2, 4), "float32"), np.ones((2, 2), "float32"), np.ones((3, 3), "float32"),
+                np.ones((2, 3, 1), "float32")):
+        with pytest.raises(InputError, match=re.escape(f"mask has shape {tuple(bad.shape)}") + r" but the images have shape "
+                                             r"\(2, 3, 8, 8, 1\).*\(batch, n_images\) = \(2, 3\)"):
+            layer([images, bad])
+    assert _np(layer([images, np.ones((2, 3), "float32")])).shape == (2, 4)  # the right mask still works
+    # a functional model wired with mismatched Inputs fails when it is built, with the same message
+    with pytest.raises(InputError, match=r"mask has shape \(None, 4\)"):
+        MultiImagePooling(_encoder(), pooling)([keras.Input((3, 8, 8, 1)), keras.Input((4,))])
+    # the pure pooling functions check too
+    with pytest.raises(InputError, match="mask has shape"):
+        masked_mean(np.zeros((2, 3, 5), "float32"), np.ones((2, 4), "float32"))
 
 
 # ---------------------------------------------------------------- save / load

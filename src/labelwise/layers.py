@@ -24,7 +24,7 @@ from keras import ops
 from .errors import InputError
 from .schema import LabelSchema, load_schema
 
-__all__ = ["schema_activation", "SchemaHead", "masked_max", "masked_mean", "gated_attention",
+__all__ = ["schema_activation", "SchemaHead", "masked_max", "masked_mean", "gated_attention", "check_mask",
            "GatedAttentionPooling", "MultiImagePooling", "POOLINGS"]
 
 _PACKAGE = "labelwise"
@@ -104,10 +104,33 @@ class SchemaHead(keras.layers.Layer):
 
 
 # --------------------------------------------------------------- pooling math
+def _dims(shape) -> tuple:
+    return tuple(None if d is None else int(d) for d in shape)
+
+
+def check_mask(values_shape, mask_shape, what: str = "features") -> None:
+    """Raise :class:`InputError` unless a ``(batch, n)`` mask fits ``values`` of shape
+    ``(batch, n, ...)``. Unknown (None) dimensions are not compared.
+
+    Why here and not left to the backend: a mask one slot too long otherwise fails deep
+    inside ``where``/``multiply`` with an error that names neither the mask nor the layer.
+    """
+    values_shape, mask_shape = _dims(values_shape), _dims(mask_shape)
+    expected = values_shape[:2]
+    fits = len(mask_shape) == 2 and all(m is None or v is None or m == v for m, v in zip(mask_shape, expected))
+    if not fits:
+        raise InputError(
+            f"mask has shape {mask_shape} but the {what} have shape {values_shape}: the mask needs one 0/1 "
+            f"entry per image of each case, shape (batch, n_images) = {expected}. Pad the mask like the images "
+            "(labelwise.stacks.pad_stack returns both)")
+
+
 def _mask_like(features, mask):
     """(batch, n) mask -> (batch, n, 1) in the features' dtype; None means all images valid."""
     if mask is None:
         return ops.ones_like(features[..., :1])
+    mask = ops.convert_to_tensor(mask)
+    check_mask(features.shape, mask.shape)
     return ops.expand_dims(ops.cast(mask, features.dtype), -1)
 
 
@@ -216,6 +239,8 @@ class MultiImagePooling(keras.layers.Layer):
             else input_shape
         if len(shape) != 5:
             raise InputError(f"MultiImagePooling expects (batch, n_images, H, W, C) images, got shape {tuple(shape)}")
+        if shape is not input_shape and len(input_shape) == 2:
+            check_mask(shape, input_shape[1], "images")
         image_shape = tuple(shape[2:])
         if not self.encoder.built:
             self.encoder.build((None, *image_shape))
@@ -225,6 +250,9 @@ class MultiImagePooling(keras.layers.Layer):
 
     def call(self, inputs):
         images, mask = _split_inputs(inputs)
+        if mask is not None:
+            mask = ops.convert_to_tensor(mask)
+            check_mask(images.shape, mask.shape, "images")  # before the encoder runs on every image
         shape = ops.shape(images)
         batch, n = shape[0], shape[1]
         flat = ops.reshape(images, (-1, *images.shape[2:]))
