@@ -87,3 +87,45 @@ def test_predict_python_api_and_errors(setup, tmp_path):
     assert len(frame) == 2 and {"id", "labels", "p_nothing", "nothing"} <= set(frame.columns)
     assert main(["predict", str(path), str(tmp_path / "missing"), "--quiet"]) == 2
     assert main(["predict", str(tmp_path / "none.keras"), str(images), "--quiet"]) == 2
+
+
+def test_bmp_gif_cmyk_on_gray_model_and_undecodable_files(setup, tmp_path, capsys):
+    """Files Pillow accepts but TF's channels=1 decode refused crashed predict with a TF traceback."""
+    folder, path, model, thr, images, pixels = setup
+    arr = pixels["img1.png"]
+    rgb = np.repeat(arr[..., None], 3, axis=2)
+    good = tmp_path / "good"
+    good.mkdir()
+    Image.fromarray(rgb).save(good / "a.bmp")
+    Image.fromarray(arr).save(good / "b.gif")
+    Image.fromarray(rgb).convert("CMYK").save(good / "c.jpg", quality=100)
+    out = tmp_path / "p.csv"
+    assert main(["predict", str(path), str(good), "--out", str(out), "--quiet"]) == 0
+    frame = pd.read_csv(out)
+    assert frame["id"].tolist() == ["a.bmp", "b.gif", "c.jpg"]
+    p = frame[[f"p_{label}" for label in SCHEMA.labels]].to_numpy()
+    ref = _reference(model, {"x": arr}, ["x"])
+    np.testing.assert_allclose(p[:2], np.repeat(ref, 2, axis=0), atol=1e-4)  # lossless (gray via RGB: weights sum to 0.9999)
+    np.testing.assert_allclose(p[2:], ref, atol=0.05)  # JPEG: close
+    # a TIFF named .png and a PNG with corrupt deflate data: named, and skipped only when asked
+    Image.fromarray(arr).save(good / "t.png", format="TIFF")
+    out.unlink()
+    assert main(["predict", str(path), str(good), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "t.png" in err and "TIFF" in err and "--skip-unreadable" in err and "Traceback" not in err
+    assert not out.exists()
+    with pytest.warns(UserWarning, match="t.png"):
+        assert main(["predict", str(path), str(good), "--out", str(out), "--quiet", "--skip-unreadable"]) == 0
+    assert pd.read_csv(out)["id"].tolist() == ["a.bmp", "b.gif", "c.jpg"]
+
+
+def test_unusable_out_is_refused_before_the_model_is_loaded(setup, tmp_path, capsys, monkeypatch):
+    folder, path, model, thr, images, pixels = setup
+    loaded = []
+    monkeypatch.setattr(artifact, "load", lambda *a, **k: loaded.append(a))
+    assert main(["predict", str(path), str(images), "--out", str(tmp_path), "--quiet"]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    (tmp_path / "file").write_text("x")
+    assert main(["predict", str(path), str(images), "--out", str(tmp_path / "file" / "p.csv"), "--quiet"]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    assert loaded == []

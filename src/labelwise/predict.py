@@ -51,7 +51,7 @@ def predict_scores(model: Any, x: Any, *, schema: LabelSchema, image_size: Seque
 
     Exactly ``model.predict`` on the tf.data pipeline, plus ``schema.complete_scores``.
     """
-    from .pipeline import make_dataset
+    from .pipeline import ImageSource, make_dataset
 
     kwargs = dict(image_size=image_size, channels=channels, batch_size=batch_size, skip_unreadable=skip_unreadable)
     if isinstance(x, np.ndarray) and x.dtype.kind in "uif":
@@ -65,9 +65,13 @@ def predict_scores(model: Any, x: Any, *, schema: LabelSchema, image_size: Seque
         try:
             probs = model.predict(ds, verbose=verbose)
         except Exception as failure:  # tf.errors.* surface as several types through Keras
-            ds = make_dataset(x, check=True, **kwargs)  # raises InputError naming the files, or skips them
-            if len(ds.labelwise_source.skipped) == 0:
-                raise failure
+            if verbose:
+                print("a file could not be decoded; checking every file to find it", flush=True)
+            # raises InputError naming the files, or leaves them out with a warning when asked
+            src = ImageSource.create(x, skip_unreadable=skip_unreadable, channels=channels, verbose=verbose)
+            if len(src.skipped) == 0:
+                raise failure  # not a file problem: every file decodes on its own
+            ds = make_dataset(src, check=False, **kwargs)
             probs = model.predict(ds, verbose=verbose)
     if probs.ndim != 2 or probs.shape[1] != schema.n_outputs:
         raise InputError(f"the model outputs shape {probs.shape}, but its schema has {schema.n_outputs} outputs")

@@ -35,8 +35,30 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def check_out(out: str) -> None:
+    """Refuse an ``--out`` that cannot be written before the model is loaded and every image
+    predicted: a folder, a path under a file, or under a folder we may not write in."""
+    import os
+    from pathlib import Path
+
+    from ..errors import InputError
+
+    path = Path(out)
+    if path.is_dir():
+        raise InputError(f"--out {out}: this is a folder; give a file path, e.g. --out {path / 'predictions.csv'}")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise InputError(f"--out {out}: the file exists and is not writable; choose another --out")
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise InputError(f"--out {out}: {parent} is a file, not a folder; choose another --out")
+    if parent is not None and not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"--out {out}: no permission to write in {parent}; choose another --out")
+
+
 def run(args: argparse.Namespace) -> int:
     from ..predict import predict
+
+    check_out(args.out)  # before loading the model: a bad path should cost nothing
 
     frame = predict(args.model, args.inputs, out=args.out, images=args.images, column=args.column,
                     batch_size=args.batch_size, skip_unreadable=args.skip_unreadable, max_slices=args.max_slices,
