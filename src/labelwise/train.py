@@ -380,6 +380,9 @@ def build_and_compile(config: TrainConfig, schema: LabelSchema, *, y_train: np.n
                             weights=config.weights, head_output="probabilities", dropout=config.dropout)
         if config.bn_momentum is not None:
             _set_bn_momentum(model, float(config.bn_momentum))
+        from .distribute import sync_batchnorm
+
+        sync_batchnorm(model)  # under mirrored/multiworker: BN statistics over the global batch
     phase = phase or phases(config)[0]
     if phase.frozen:
         freeze_backbone(model)
