@@ -60,6 +60,78 @@ _SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "v
                 "dev": "val", "test": "test", "testing": "test"}
 
 
+# Types and ranges of TrainConfig's keys, checked before any is used: a wrong type from a
+# TOML file otherwise surfaces as a TensorFlow/Keras traceback deep in training, or (a string
+# where a bool belongs) is silently truthy.
+_INT_RANGES = {"epochs": 1, "batch_size": 1, "plateau_patience": 1, "freeze_epochs": 0, "seed": 0, "bootstrap": 0,
+               "verbose": 0, "unfreeze_top": 0, "early_stopping_patience": 1, "devices": 1, "lr_reference_batch": 1}
+_OPTIONAL = {"unfreeze_top", "early_stopping_patience", "devices", "lr_reference_batch", "bn_momentum",
+             "fine_tune_lr", "weights", "loss_weights", "split_column", "group_column", "distribute", "table",
+             "images", "train_shards"}
+# name: (low, low inclusive, high, high inclusive, what to say)
+_FLOAT_RANGES = {"learning_rate": (0.0, True, math.inf, False, "at least 0"),
+                 "fine_tune_lr": (0.0, True, math.inf, False, "at least 0"),
+                 "dropout": (0.0, True, 1.0, False, "in [0, 1)"),
+                 "bn_momentum": (0.0, True, 1.0, False, "in [0, 1)"),
+                 "plateau_factor": (0.0, False, 1.0, False, "in (0, 1)")}
+_BOOLS = ("cache", "skip_unreadable", "plots", "resume", "overwrite")
+_STRINGS = ("backbone", "weights", "loss", "binary", "loss_weights", "lr_schedule", "threshold_method",
+            "split_column", "group_column", "distribute")
+_PATHS = ("table", "images", "out_dir", "train_shards")
+
+
+def _check_types(c: "TrainConfig") -> None:
+    """Raise InputError naming the key for a value of the wrong type or out of range."""
+    def bad(name: str, what: str) -> InputError:
+        return InputError(f"{name} must be {what}; got {getattr(c, name)!r}")
+
+    for name, low in _INT_RANGES.items():
+        v = getattr(c, name)
+        if v is None and name in _OPTIONAL:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+            raise bad(name, f"a whole number >= {low}" + (" (or none)" if name in _OPTIONAL else ""))
+        setattr(c, name, int(v))
+    for name, (lo, lo_in, hi, hi_in, what) in _FLOAT_RANGES.items():
+        v = getattr(c, name)
+        if v is None and name in _OPTIONAL:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not (
+                (v >= lo if lo_in else v > lo) and (v <= hi if hi_in else v < hi)):
+            raise bad(name, f"a number {what}" + (" (or none)" if name in _OPTIONAL else ""))
+        setattr(c, name, float(v))
+    for name in _BOOLS:
+        if not isinstance(getattr(c, name), (bool, np.bool_)):
+            raise bad(name, "true or false")
+    for name in _STRINGS:
+        v = getattr(c, name)
+        if not (isinstance(v, str) or (v is None and name in _OPTIONAL)):
+            raise bad(name, "a string" + (" (or none)" if name in _OPTIONAL else ""))
+    if isinstance(c.table, (list, tuple)):
+        raise InputError(f"table must be one CSV file; got a list {list(c.table)!r}. Several tables are not "
+                         "supported: join them into one CSV with a split column (values train/val/test) and set "
+                         "split_column, or list one table and let split_fractions + group_column split it")
+    for name in _PATHS:
+        v = getattr(c, name)
+        if not (isinstance(v, (str, os.PathLike)) or (v is None and name in _OPTIONAL)):
+            raise bad(name, "a path (string)" + (" (or none)" if name in _OPTIONAL else ""))
+    if c.channels not in (1, 3) or isinstance(c.channels, bool):
+        raise bad("channels", "1 (grayscale) or 3 (RGB)")
+    if not (c.schema is None or isinstance(c.schema, (str, os.PathLike, Mapping, LabelSchema))):
+        raise bad("schema", "a schema TOML path, an inline [schema] table, or none (inferred from the table)")
+    size = c.image_size
+    size = (size, size) if isinstance(size, (int, np.integer)) and not isinstance(size, bool) else size
+    if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(
+            isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 1 for s in size)):
+        raise bad("image_size", "[height, width], two whole numbers >= 1 (or one for a square)")
+    c.image_size = (int(size[0]), int(size[1]))
+    fr = c.split_fractions
+    if not (isinstance(fr, (list, tuple)) and len(fr) == 3 and all(
+            isinstance(f, (int, float, np.integer, np.floating)) and not isinstance(f, bool) and f >= 0 for f in fr)):
+        raise bad("split_fractions", "three numbers >= 0: train, val, test")
+    c.split_fractions = tuple(float(f) for f in fr)
+
+
 @dataclass
 class TrainConfig:
     """Every setting of a training run (the TOML file's keys; each is also a CLI flag).
@@ -125,14 +197,11 @@ class TrainConfig:
     train_shards: str | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.image_size, int):
-            self.image_size = (self.image_size, self.image_size)
-        self.image_size = tuple(int(s) for s in self.image_size)  # type: ignore[assignment]
-        self.split_fractions = tuple(float(f) for f in self.split_fractions)  # type: ignore[assignment]
         for name in ("weights", "loss_weights", "split_column", "group_column", "unfreeze_top", "fine_tune_lr",
                      "early_stopping_patience", "augment", "bn_momentum", "distribute", "devices", "lr_reference_batch", "train_shards"):
             if getattr(self, name) in ("none", "None", ""):
                 setattr(self, name, None)
+        _check_types(self)
         if self.lr_schedule not in LR_SCHEDULES:
             raise InputError(f"lr_schedule must be one of {list(LR_SCHEDULES)}; got {self.lr_schedule!r}")
         if self.devices is not None and str(self.distribute).lower() not in ("mirrored", "dataparallel"):
@@ -187,7 +256,7 @@ class TrainConfig:
         data.update({k: v for k, v in overrides.items() if v is not None})
         try:
             return cls(**data)
-        except TypeError as e:
+        except (TypeError, InputError) as e:  # the message names the key; say which file it came from
             raise InputError(f"{path}: {e}") from None
 
     def to_dict(self) -> dict[str, Any]:
