@@ -24,7 +24,7 @@ from keras import ops
 from .errors import InputError
 from .schema import LabelSchema, load_schema
 
-__all__ = ["schema_activation", "SchemaHead", "masked_max", "masked_mean", "gated_attention", "check_mask",
+__all__ = ["schema_activation", "SchemaHead", "powerset_label_scores", "PowersetHead", "masked_max", "masked_mean", "gated_attention", "check_mask",
            "GatedAttentionPooling", "MultiImagePooling", "POOLINGS"]
 
 _PACKAGE = "labelwise"
@@ -96,6 +96,118 @@ class SchemaHead(keras.layers.Layer):
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "SchemaHead":
+        config = dict(config)
+        for key in ("kernel_initializer", "bias_initializer", "kernel_regularizer"):
+            if isinstance(config.get(key), dict):
+                config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)
+
+
+# --------------------------------------------------------------- label powerset
+def _powerset_classes(classes, schema: LabelSchema):
+    import numpy as np
+
+    c = np.asarray(classes)
+    if c.ndim != 2 or c.shape[0] == 0 or c.shape[1] != schema.n_outputs or not np.isin(c, (0, 1)).all():
+        raise InputError(f"classes must be a non-empty (n_classes, {schema.n_outputs}) 0/1 array of label "
+                         f"combinations over {list(schema.output_labels)}; got shape {c.shape}")
+    if len({row.tobytes() for row in c.astype("uint8")}) != c.shape[0]:
+        raise InputError("classes holds the same label combination twice; each softmax class must be distinct")
+    return c.astype("uint8")
+
+
+def powerset_label_scores(class_probs, classes, schema: LabelSchema):
+    """Per-label scores ``(..., n_labels)`` from powerset class probabilities ``(..., n_classes)``:
+    the score of a label is the total probability of the combinations (rows of ``classes``)
+    containing it, and a ``none`` label gets the mass of the combinations without any
+    independent label. The ``keras.ops`` twin of
+    :func:`labelwise.powerset.powerset_scores_to_label_scores`, usable inside a model."""
+    import numpy as np
+
+    schema = load_schema(schema)
+    c = _powerset_classes(classes, schema).astype("float32")
+    p = ops.convert_to_tensor(class_probs)
+    if p.shape[-1] is not None and p.shape[-1] != c.shape[0]:
+        raise InputError(f"class_probs has {p.shape[-1]} columns but there are {c.shape[0]} powerset classes")
+    p = ops.cast(p, "float32")
+    scores = ops.matmul(p, ops.convert_to_tensor(c))
+    if schema.none:
+        none = (c[:, : len(schema.independent)].sum(axis=1) == 0).astype("float32")[:, None]
+        scores = ops.concatenate([scores, ops.matmul(p, ops.convert_to_tensor(np.asarray(none)))], axis=-1)
+    return scores
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class PowersetHead(keras.layers.Layer):
+    """Dense -> softmax over the label combinations of a fitted
+    :class:`~labelwise.powerset.LabelPowerset` (``output="logits"`` skips the softmax).
+
+    The combinations (``classes``, with their training ``counts``) and the schema are kept in
+    the layer config, so a model loaded from disk decodes on its own:
+    ``model.get_layer("powerset_head").powerset.decode(model.predict(x))`` (or
+    ``LabelPowerset.from_model(model)``). Outputs are float32 even under mixed precision.
+    Train with ``categorical_crossentropy`` on ``powerset.one_hot(y)``.
+    """
+
+    def __init__(self, classes: Any, schema: LabelSchema | Mapping[str, Any], counts: Any = None, *,
+                 output: str = "probabilities", kernel_initializer: Any = "glorot_uniform",
+                 bias_initializer: Any = "zeros", kernel_regularizer: Any = None, name: str = "powerset_head",
+                 **kwargs: Any):
+        super().__init__(name=name, **kwargs)
+        if output not in ("probabilities", "logits"):
+            raise InputError(f"PowersetHead output must be 'probabilities' or 'logits', got {output!r}")
+        self._schema = load_schema(schema)
+        self._classes = _powerset_classes(classes, self._schema)
+        self._counts = None if counts is None else [int(c) for c in counts]
+        if self._counts is not None and len(self._counts) != len(self._classes):
+            raise InputError(f"counts has {len(self._counts)} values for {len(self._classes)} classes")
+        self.output_mode = output
+        self.dense = keras.layers.Dense(
+            len(self._classes), kernel_initializer=kernel_initializer, bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer, dtype=self.dtype_policy, name="logits")
+
+    @property
+    def schema(self) -> LabelSchema:
+        """The label schema the combinations are over."""
+        return self._schema
+
+    @property
+    def classes(self):
+        """The ``(n_classes, n_outputs)`` 0/1 combinations, one per softmax column."""
+        return self._classes.copy()
+
+    @property
+    def powerset(self):
+        """A fitted :class:`~labelwise.powerset.LabelPowerset` rebuilt from the config, for
+        ``decode``/``encode``/``unpredictable`` (counts are 0 when they were not stored)."""
+        from .powerset import LabelPowerset
+
+        counts = self._counts if self._counts is not None else [0] * len(self._classes)
+        return LabelPowerset.from_dict({"schema": self._schema.to_dict(), "classes": self._classes.tolist(),
+                                        "counts": counts})
+
+    def build(self, input_shape):
+        self.dense.build(input_shape)
+
+    def call(self, inputs):
+        logits = ops.cast(self.dense(inputs), "float32")
+        return logits if self.output_mode == "logits" else ops.softmax(logits, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], len(self._classes))
+
+    def compute_output_spec(self, inputs):
+        return keras.KerasTensor((*inputs.shape[:-1], len(self._classes)), dtype="float32")
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "classes": self._classes.tolist(), "schema": self._schema.to_dict(),
+                "counts": self._counts, "output": self.output_mode,
+                "kernel_initializer": keras.saving.serialize_keras_object(self.dense.kernel_initializer),
+                "bias_initializer": keras.saving.serialize_keras_object(self.dense.bias_initializer),
+                "kernel_regularizer": keras.saving.serialize_keras_object(self.dense.kernel_regularizer)}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "PowersetHead":
         config = dict(config)
         for key in ("kernel_initializer", "bias_initializer", "kernel_regularizer"):
             if isinstance(config.get(key), dict):

@@ -274,8 +274,10 @@ def build_model(schema: LabelSchema | Any, backbone: str = "densenet121", *,
     and the matching ``preprocess_input`` goes inside the model. ``channels`` overrides ``input_shape[-1]``; 1-channel (grayscale) input
     is repeated to 3 channels for ImageNet backbones. The head is a :class:`SchemaHead`
     (``head_output`` "probabilities" or "logits"), or, with ``powerset`` (a fitted
-    :class:`labelwise.powerset.LabelPowerset` or a class count), a softmax over label
-    combinations named ``"powerset_head"``.
+    :class:`labelwise.powerset.LabelPowerset`), a softmax over label combinations: the
+    :class:`~labelwise.layers.PowersetHead` named ``"powerset_head"``, which keeps the
+    combinations in the saved model (``LabelPowerset.from_model(model)`` decodes it). A bare
+    class count gives a plain Dense head that cannot decode on its own.
     """
     schema = load_schema(schema)
     spec = backbone_spec(backbone)
@@ -295,8 +297,11 @@ def build_model(schema: LabelSchema | Any, backbone: str = "densenet121", *,
     if dropout:
         x = keras.layers.Dropout(float(dropout), name="dropout")(x)
     if powerset is not None:
-        from .powerset import build_powerset_head
+        from .powerset import LabelPowerset, build_powerset_head
 
+        if isinstance(powerset, LabelPowerset) and powerset.schema != schema:
+            raise InputError("the powerset was fitted for a different schema than the model's; fit it with "
+                             "LabelPowerset(schema).fit(y_train) for this schema")
         x = build_powerset_head(powerset)(x)
     else:
         x = SchemaHead(schema, output=head_output, name="schema_head")(x)

@@ -10,7 +10,9 @@ Combinations are over the head outputs (``schema.output_labels``); the ``none`` 
 derived as usual. Its score is the exact probability mass of the combinations with no
 independent label (not the product form a per-label head has to use).
 
-This module imports numpy only; :func:`build_powerset_head` imports Keras when called.
+This module imports numpy only; :func:`build_powerset_head` imports Keras when called. The
+Keras head (:class:`labelwise.layers.PowersetHead`) stores the combinations and the schema in
+the saved model, so :meth:`LabelPowerset.from_model` decodes a loaded model on its own.
 """
 
 from __future__ import annotations
@@ -148,6 +150,22 @@ class LabelPowerset:
         labels = self.schema.decode(uniq[order])
         return [(lab, int(c)) for lab, c in zip(labels, counts[order])]
 
+    @classmethod
+    def from_model(cls, model: Any, layer: str = "powerset_head") -> "LabelPowerset":
+        """The fitted powerset stored in a model's :class:`~labelwise.layers.PowersetHead`
+        (e.g. one loaded with ``keras.saving.load_model``), ready to ``decode`` its outputs."""
+        try:
+            head = model.get_layer(layer)
+        except (ValueError, AttributeError):
+            raise InputError(f"the model has no layer named {layer!r}; build it with "
+                             "labelwise.build_model(..., powerset=<fitted LabelPowerset>)") from None
+        if not hasattr(head, "powerset"):
+            raise InputError(f"layer {layer!r} is a {type(head).__name__}, which does not store the label "
+                             "combinations (a model built with a class count, or before labelwise had PowersetHead); "
+                             "rebuild it with powerset=<fitted LabelPowerset>, or keep LabelPowerset.to_dict() "
+                             "beside the model")
+        return head.powerset
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (schema, classes as label lists, counts)."""
         self._check_fitted()
@@ -163,13 +181,23 @@ class LabelPowerset:
         return ps
 
 
-def build_powerset_head(n_classes: int | LabelPowerset):
-    """A Keras ``Dense(n_classes, softmax)`` layer named ``"powerset_head"`` (float32 output).
+def build_powerset_head(n_classes: int | LabelPowerset, **kwargs: Any):
+    """The softmax head over label combinations, named ``"powerset_head"`` (float32 output).
 
-    ``build_model(schema, ..., powerset=ps)`` uses it in place of the SchemaHead; train with
-    ``categorical_crossentropy`` on ``ps.one_hot(y)``.
+    Given a fitted :class:`LabelPowerset` this is a :class:`labelwise.layers.PowersetHead`,
+    which stores the combinations and the schema in its config, so a saved model decodes on
+    its own (:meth:`LabelPowerset.from_model`); ``kwargs`` go to it. Given only a class count
+    it is a plain ``Dense(n, softmax)``, which cannot (decoding then needs the fitted powerset
+    kept separately). ``build_model(schema, ..., powerset=ps)`` uses it in place of the
+    SchemaHead; train with ``categorical_crossentropy`` on ``ps.one_hot(y)``.
     """
+    if isinstance(n_classes, LabelPowerset):
+        from .layers import PowersetHead
+
+        n_classes._check_fitted()
+        return PowersetHead(n_classes.classes.tolist(), n_classes.schema, n_classes.counts.tolist(), **kwargs)
     import keras
 
-    n = n_classes.n_classes if isinstance(n_classes, LabelPowerset) else int(n_classes)
-    return keras.layers.Dense(n, activation="softmax", dtype="float32", name="powerset_head")
+    if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)) or n_classes < 1:
+        raise InputError(f"powerset must be a fitted LabelPowerset or a class count >= 1, got {n_classes!r}")
+    return keras.layers.Dense(int(n_classes), activation="softmax", dtype="float32", name="powerset_head", **kwargs)
