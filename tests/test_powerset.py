@@ -128,7 +128,7 @@ def test_saved_powerset_model_decodes_on_its_own(tmp_path):
     import subprocess
     import sys
 
-    keras = pytest.importorskip("keras")
+    pytest.importorskip("keras")
     from labelwise.models import build_model
 
     ps = LabelPowerset(SCHEMA).fit(TRAIN)

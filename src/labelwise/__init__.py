@@ -16,7 +16,7 @@ import sys
 import warnings
 from typing import Any
 
-from .errors import LabelwiseError, SchemaError, SchemaViolation, TableError
+from .errors import InputError, LabelwiseError, SchemaError, SchemaViolation, TableError
 from .schema import LabelSchema, load_schema
 
 __version__ = "0.1.0"
@@ -50,17 +50,36 @@ _LAZY: dict[str, str] = {
     "paired_bootstrap": "labelwise.metrics",
     "LabelPowerset": "labelwise.powerset",
     # Keras building blocks
+    "StackSet": "labelwise.stacks",
+    "powerset_scores_to_label_scores": "labelwise.powerset",
+    "build_powerset_head": "labelwise.powerset",
+    # Keras building blocks (importing one of these loads Keras)
     "SchemaHead": "labelwise.layers",
     "schema_activation": "labelwise.layers",
+    "PowersetHead": "labelwise.layers",
+    "powerset_label_scores": "labelwise.layers",
     "MultiImagePooling": "labelwise.layers",
     "GatedAttentionPooling": "labelwise.layers",
+    "masked_max": "labelwise.layers",
+    "masked_mean": "labelwise.layers",
+    "gated_attention": "labelwise.layers",
     "SchemaLoss": "labelwise.losses",
+    "schema_loss": "labelwise.losses",
     "WeightedBinaryCrossentropy": "labelwise.losses",
+    "weighted_binary_crossentropy": "labelwise.losses",
     "BinaryFocalLoss": "labelwise.losses",
+    "binary_focal_loss": "labelwise.losses",
     "AsymmetricLoss": "labelwise.losses",
+    "asymmetric_loss": "labelwise.losses",
     "balanced_weights": "labelwise.losses",
+    "check_class_weight": "labelwise.losses",
     "build_model": "labelwise.models",
     "build_case_model": "labelwise.models",
+    "build_backbone": "labelwise.models",
+    "small_cnn": "labelwise.models",
+    "ImagePreprocess": "labelwise.models",
+    "BACKBONES": "labelwise.models",
+    "WeightsUnavailable": "labelwise.models",
     "freeze_backbone": "labelwise.models",
     "unfreeze_top": "labelwise.models",
     # train and serve
@@ -83,6 +102,12 @@ def __getattr__(name: str) -> Any:
     if name in _SUBMODULES:
         return importlib.import_module(f"labelwise.{name}")
     raise AttributeError(f"module 'labelwise' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    # The lazy names are not module globals until first used; list them so that dir() and tab
+    # completion show the whole public API without importing anything.
+    return sorted(set(globals()) | set(_LAZY) | _SUBMODULES)
 
 
 _registration = {"done": False, "running": False}
@@ -163,4 +188,4 @@ elif not any(isinstance(f, _RegisterWhenKerasLoads) for f in sys.meta_path):
     sys.meta_path.insert(0, _RegisterWhenKerasLoads())
 
 __all__ = ["LabelSchema", "load_schema", "LabelwiseError", "SchemaError", "SchemaViolation", "TableError",
-           *_LAZY]
+           "InputError", *_LAZY]
