@@ -15,11 +15,13 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser("demo", help="train, tune, evaluate and save a digits model end to end (about a minute)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="labelwise-demo", help="output folder (default labelwise-demo)")
-    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=None,
+                   help="default 3 on MNIST, 5 on the smaller scikit-learn digits fallback")
     p.add_argument("--n-train", type=int, default=6000)
     p.add_argument("--n-val", type=int, default=1000)
     p.add_argument("--n-test", type=int, default=3000)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="default 64 on MNIST, 16 on the scikit-learn digits fallback")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue an interrupted demo run in --out")
     p.add_argument("--no-plots", action="store_true", help="leave the PNG plots out of the report")
