@@ -30,7 +30,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -38,7 +38,8 @@ from .errors import InputError
 from .io import atomic_path, write_json
 from .schema import LabelSchema
 
-__all__ = ["INDEX_NAME", "FORMAT", "write_shards", "read_shards", "load_index", "shard_files"]
+__all__ = ["INDEX_NAME", "FORMAT", "write_shards", "read_shards", "read_shard_epochs", "load_index", "shard_files",
+           "shard_ids", "column_map", "check_train_shards", "epoch_seed"]
 
 INDEX_NAME = "index.json"
 FORMAT = "labelwise-shards/1"
@@ -59,6 +60,7 @@ def write_shards(
     skip_unreadable: bool = False,
     overwrite: bool = False,
     progress: bool | Callable[[str], None] = True,
+    split: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Write ``table`` (a :class:`labelwise.tables.LabelTable`) and its images as TFRecord shards.
 
@@ -66,7 +68,10 @@ def write_shards(
     Every file is checked first (Pillow reads headers and PNG checksums): unreadable files raise
     :class:`InputError` listing them, or with ``skip_unreadable`` are left out with a warning and
     listed in the index. ``group_column`` (a column of ``table.extra``) fills each example's
-    ``group``. Returns the index (also written to ``out_dir/index.json``).
+    ``group``. ``split`` (e.g. ``{"column": "split", "value": "train"}``) is only recorded in the
+    index: select the rows before calling (``labelwise shard --split`` does). The index lists every
+    example's id (``ids``), so training can refuse shards that hold its val/test images.
+    Returns the index (also written to ``out_dir/index.json``).
     """
     from .pipeline import check_images  # Pillow only; shares the file check with training
 
@@ -140,9 +145,12 @@ def write_shards(
         "n_examples": int(total),
         "label_counts": {label: int(c) for label, c in zip(schema.labels, counts)},
         "group_column": group_column,
+        "split": dict(split) if split else None,
         "shard_size": int(shard_size),
         "shards": shards,
         "skipped": bad,
+        # every id, in record order: the val/test overlap check reads these instead of the records
+        "ids": [str(table.ids[i]) for i in keep],
     }
     write_json(out / INDEX_NAME, index)
     return index
@@ -216,11 +224,15 @@ def read_shards(
     drop_remainder: bool = False,
     num_workers: int | None = None,
     worker_index: int | None = None,
+    schema: LabelSchema | None = None,
 ) -> Any:
     """A ``tf.data.Dataset`` of ``(pixels, y)`` (or ``(pixels, y, id)``) batches from shards.
 
     ``y_columns``: ``"all"`` (every column of ``schema.labels``) or ``"outputs"`` (the model-head
-    columns, without the derived none label). Without ``shuffle`` the order is the table's.
+    columns, without the derived none label). ``schema``: the columns of ``y`` follow this
+    schema's labels, taken by name from the shards' (see :func:`column_map`; an
+    :class:`InputError` when the label sets differ); default the shards' own schema.
+    Without ``shuffle`` the order is the table's.
     ``shuffle`` permutes the shard order and mixes examples in a ``shuffle_buffer`` (seeded).
     ``num_workers``/``worker_index``: take every n-th shard file by hand (e.g. one JAX process of
     several); otherwise the FILE auto-shard policy lets MultiWorkerMirroredStrategy do it.
@@ -234,10 +246,14 @@ def read_shards(
     files = shard_files(source)
     size = _size(image_size)
     n_labels = len(index["labels"])
-    schema = LabelSchema.from_dict(index["schema"])
     if y_columns not in ("all", "outputs"):
         raise InputError(f"y_columns must be 'all' or 'outputs', got {y_columns!r}")
-    n_y = n_labels if y_columns == "all" else schema.n_outputs
+    if schema is None:
+        schema = LabelSchema.from_dict(index["schema"])
+        columns = np.arange(n_labels)
+    else:
+        columns = column_map(index, schema, source)
+    columns = columns[: schema.n_labels if y_columns == "all" else schema.n_outputs]
     if int(batch_size) < 1:
         raise InputError(f"batch size must be at least 1, got {batch_size}")
 
@@ -272,7 +288,7 @@ def read_shards(
     def parse(record):
         ex = tf.io.parse_single_example(record, spec)
         img = decode_image_bytes(ex["image"], image_size=size, channels=channels)
-        y = tf.cast(ex["y"][:n_y], tf.float32)
+        y = tf.cast(tf.gather(ex["y"], columns), tf.float32)
         return (img, y, ex["id"]) if with_ids else (img, y)
 
     ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -282,3 +298,132 @@ def read_shards(
     ds = ds.with_options(options)
     ds.labelwise_index = index
     return ds
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The shuffle seed of ``epoch``: a function of ``(seed, epoch)`` only, so a resumed run reads
+    epoch ``e`` in the order the uninterrupted run did (``seed + epoch`` would also make seed 7
+    epoch 1 read like seed 8 epoch 0)."""
+    return int(np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def read_shard_epochs(
+    source: str | os.PathLike,
+    *,
+    epochs: tuple[int, int],
+    steps_per_epoch: int,
+    seed: int = 0,
+    **kwargs: Any,
+) -> Any:
+    """Epochs ``epochs[0] .. epochs[1]-1`` of training batches from shards, ``steps_per_epoch`` each.
+
+    Epoch ``e`` is its own :func:`read_shards` stream, shuffled with :func:`epoch_seed`
+    ``(seed, e)`` and repeated (every batch full, as with ``repeat=True``) up to
+    ``steps_per_epoch`` batches; the epochs are concatenated, which opens each one only when the
+    previous one ends. So what epoch ``e`` reads does not depend on the epoch a run started at:
+    a run resumed after epoch ``k`` reads what the uninterrupted run read. ``kwargs`` go to
+    :func:`read_shards` (``image_size``, ``channels``, ``batch_size``, ``schema``, ...).
+    """
+    first, stop = int(epochs[0]), int(epochs[1])
+    if stop <= first:
+        raise InputError(f"no epochs to read: epochs=({first}, {stop})")
+    out = None
+    for e in range(first, stop):
+        ds = read_shards(source, shuffle=True, seed=epoch_seed(seed, e), repeat=True, **kwargs)
+        ds = ds.take(int(steps_per_epoch))
+        out = ds if out is None else out.concatenate(ds)
+    out.labelwise_index = ds.labelwise_index
+    return out
+
+
+def column_map(index: Mapping[str, Any], schema: LabelSchema, source: Any = "the shards") -> np.ndarray:
+    """For each of ``schema.labels``, its column in the shards' ``y`` (over ``index["labels"]``).
+
+    Shards written with another column order (e.g. a schema inferred from the table, where the
+    run declares one) are remapped by label name. Another label set cannot be: an
+    :class:`InputError` names both lists and how to write matching shards.
+    """
+    theirs = [str(x) for x in index["labels"]]
+    ours = [str(x) for x in schema.labels]
+    if sorted(theirs) != sorted(ours):
+        missing = [x for x in ours if x not in theirs]
+        extra = [x for x in theirs if x not in ours]
+        detail = "; ".join(p for p in (f"missing from the shards: {missing}" if missing else "",
+                                       f"not in the run's schema: {extra}" if extra else "") if p)
+        raise InputError(
+            f"{_folder_of(source)}/{INDEX_NAME}: the shards hold labels {theirs}, but this run's schema has "
+            f"labels {ours} ({detail}). Write the shards with the run's schema: `labelwise shard TABLE "
+            "--images DIR --out DIR --schema <the run's schema.toml> --split-column <split column> --split train "
+            "--overwrite`")
+    return np.array([theirs.index(x) for x in ours], dtype=np.int64)
+
+
+def _folder_of(source: Any) -> str:
+    s = os.fspath(source) if isinstance(source, (str, os.PathLike)) else str(source)
+    if any(ch in s for ch in "*?["):
+        return str(Path(s).parent)
+    return str(Path(s) if Path(s).is_dir() else Path(s).parent)
+
+
+def shard_ids(source: str | os.PathLike) -> list[str]:
+    """The example ids of ``source`` in record order (a glob: only its files' ids).
+
+    From the index's ``ids`` list; shards written before the index had one are read for their
+    ``id`` feature alone (no image is decoded).
+    """
+    index, folder = load_index(source)
+    files = shard_files(source)
+    if index.get("ids") is not None:
+        ids = [str(i) for i in index["ids"]]
+        chosen = {os.path.abspath(f) for f in files}
+        out, start = [], 0
+        for s in index["shards"]:
+            if os.path.abspath(str(folder / s["file"])) in chosen:
+                out += ids[start:start + int(s["count"])]
+            start += int(s["count"])
+        return out
+    import tensorflow as tf
+
+    spec = {"id": tf.io.FixedLenFeature([], tf.string)}
+    ds = tf.data.TFRecordDataset(files).map(lambda r: tf.io.parse_single_example(r, spec)["id"]).batch(4096)
+    return [i.decode("utf-8") for batch in ds.as_numpy_iterator() for i in batch]
+
+
+def check_train_shards(
+    source: str | os.PathLike,
+    schema: LabelSchema,
+    *,
+    holdout: Mapping[str, Sequence[Any] | None] | None = None,
+    num_workers: int = 1,
+) -> dict[str, Any]:
+    """Check that shards can train a run with ``schema``, before anything is built; returns the index.
+
+    * the label set matches (:func:`column_map`; the columns are remapped when only the order differs);
+    * no shard id is in a ``holdout`` split (e.g. ``{"val": val_ids, "test": test_ids}``): shards of
+      the whole table would train on the images the run validates and tests on;
+    * at least ``num_workers`` shard files, so that each multi-worker process reads its own files
+      (TensorFlow's FILE auto-sharding otherwise fails inside ``fit`` with a raw traceback).
+    """
+    index, folder = load_index(source)
+    column_map(index, schema, source)
+    files = shard_files(source)
+    if int(num_workers) > len(files):
+        n = int(index["n_examples"])
+        size = max(1, n // int(num_workers))
+        raise InputError(
+            f"{folder}: {len(files)} shard file(s) cannot be split over {num_workers} workers; each worker "
+            f"reads its own files. Write at least {num_workers} shards, e.g. `labelwise shard ... "
+            f"--shard-size {size} --overwrite` ({n} images)")
+    if holdout:
+        ids = set(shard_ids(source))
+        for name, part in holdout.items():
+            if part is None:
+                continue
+            both = sorted(ids.intersection(str(i) for i in part))
+            if both:
+                raise InputError(
+                    f"{folder}: {len(both)} of the shards' {len(ids)} images are in this run's {name} split "
+                    f"(e.g. {both[:3]}); training on them would leak {name} images into training. Shard the "
+                    "training split only: `labelwise shard TABLE --images DIR --out DIR --schema <schema> "
+                    "--split-column <split column> --split train --overwrite`")
+    return index

@@ -708,9 +708,12 @@ def train(config: TrainConfig, data: TrainData | None = None, *, strategy: Any =
         val_ds = strategy.even_batches(val_ds)
     n_train = len(train_src)
     if config.train_shards:
-        from .shards import load_index
+        from .shards import check_train_shards
 
-        n_train = load_index(config.train_shards)[0]["n_examples"]
+        # labels, val/test leakage and files per worker, before anything is built
+        n_train = check_train_shards(config.train_shards, schema, holdout={
+            "val": data.val.ids, "test": None if data.test is None else data.test.ids},
+            num_workers=getattr(strategy, "num_workers", 1))["n_examples"]
         if config.augment:
             raise InputError("augment is not applied to train_shards yet; leave augment unset or train from the table")
     steps = math.ceil(n_train / config.batch_size)
