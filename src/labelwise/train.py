@@ -733,11 +733,12 @@ def train(config: TrainConfig, data: TrainData | None = None, *, strategy: Any =
                 _load_model_weights_only(model, ckdir / pointer["weights"])
         pointer = None
         if config.train_shards:
-            from .shards import read_shards
+            from .shards import read_shard_epochs
 
-            train_ds = read_shards(config.train_shards, image_size=config.image_size, channels=config.channels,
-                                   batch_size=config.batch_size, y_columns="outputs", shuffle=True,
-                                   seed=config.seed + state.epoch, repeat=True)
+            # one stream per epoch seeded (seed, epoch): a resumed run reads what the uninterrupted one did
+            train_ds = read_shard_epochs(config.train_shards, image_size=config.image_size, channels=config.channels,
+                                         batch_size=config.batch_size, y_columns="outputs", schema=schema,
+                                         seed=config.seed, epochs=(state.epoch, phase.stop), steps_per_epoch=steps)
         else:
             train_ds = pipeline.make_epoch_dataset(train_src, image_size=config.image_size, channels=config.channels,
                                                    batch_size=config.batch_size, shuffle=True, seed=config.seed,
