@@ -314,8 +314,25 @@ def load_data(config: TrainConfig) -> TrainData:
         raise InputError("no table given: set `table` in the config (or --table) to a CSV of image ids and labels")
     from .tables import read_table
 
+    from .errors import TableError
+
     schema = load_schema(config.schema)
-    table = read_table(config.table, schema=schema, images=config.images)
+    try:
+        table = read_table(config.table, schema=schema, images=config.images)
+    except TableError as e:
+        if "not found in" not in str(e):
+            raise
+        if not config.skip_unreadable:
+            raise TableError(f"{e}; or pass --skip-unreadable (skip_unreadable = true) to leave those rows out "
+                             "with a warning") from None
+        table = read_table(config.table, schema=schema, images=config.images, on_missing="drop")
+        # list the dropped files: the ids of the whole table that are not among the kept rows
+        every = read_table(config.table, schema=schema).ids
+        kept = set(map(str, table.ids))
+        gone = [str(i) for i in every if str(i) not in kept]
+        shown = "\n".join(f"  {i}" for i in gone[:10]) + (f"\n  ... and {len(gone) - 10} more" if len(gone) > 10 else "")
+        warnings.warn(f"skip_unreadable: leaving out {len(gone)} of {len(every)} row(s) of {config.table} whose image "
+                      f"file is missing from {config.images}:\n{shown}", stacklevel=2)
     schema = table.schema
     x = table.paths if table.paths is not None else table.images
     if x is None:
@@ -334,6 +351,10 @@ def load_data(config: TrainConfig) -> TrainData:
     else:
         from .split import split_table
 
+        if min(config.split_fractions) <= 0:
+            raise InputError(f"split_fractions {list(config.split_fractions)}: each of train, val and test must be "
+                             "more than 0 (e.g. --split-fractions 0.7 0.1 0.2); to train without a test part, "
+                             "use a split column (split_column) with only train and val values")
         parts = split_table(table, config.group_column, config.split_fractions, seed=config.seed)
         masks = _split_masks(parts, table)
 

@@ -65,8 +65,10 @@ def _flag_type(tp: Any):
 
 
 def _optional(kind):
+    # An explicit "none" stays the string "none" (TrainConfig turns it into None): a None here
+    # would read as "flag not given" and the config file's value would silently win.
     def parse(value: str):
-        return None if value.lower() == "none" else kind(value)
+        return "none" if value.lower() == "none" else kind(value)
     parse.__name__ = kind.__name__
     return parse
 
