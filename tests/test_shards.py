@@ -188,3 +188,39 @@ def test_cli_shard(tmp_path, capsys):
     assert rc == 2 and "already holds shards" in capsys.readouterr().err
     ds = read_shards(out, image_size=8, channels=1, batch_size=24)
     assert next(iter(ds))[0].shape == (24, 8, 8, 1)
+
+
+def test_schema_remaps_columns_by_name_or_names_both_label_lists(shard_dir, table):
+    from labelwise import LabelSchema
+    from labelwise.shards import read_shards
+
+    s = table.schema
+    reordered = LabelSchema(independent=tuple(reversed(s.independent)), exclusive=s.exclusive, none=s.none)
+    assert reordered.labels != s.labels
+    _, y, _ = _read_all(read_shards(shard_dir, image_size=8, channels=1, batch_size=24, schema=reordered))
+    cols = [list(s.labels).index(lab) for lab in reordered.labels]
+    np.testing.assert_array_equal(y, table.y[:, cols])
+    other = LabelSchema(independent=("Hernia", "Mass"))
+    with pytest.raises(InputError, match=r"(?s)shards hold labels \[.*'Cardiomegaly'.*but this run's schema has "
+                                         r"labels \['Hernia', 'Mass'\].*--schema"):
+        read_shards(shard_dir, image_size=8, channels=1, batch_size=4, schema=other)
+
+
+def test_check_train_shards_refuses_holdout_ids_and_too_few_files(shard_dir, table, tmp_path):
+    from labelwise.shards import check_train_shards, shard_ids
+
+    ids = [str(i) for i in table.ids]
+    assert check_train_shards(shard_dir, table.schema, holdout={"val": ["nope.png"], "test": None},
+                              num_workers=3)["n_examples"] == 24
+    with pytest.raises(InputError, match=r"2 of the shards' 24 images are in this run's test split.*--split train"):
+        check_train_shards(shard_dir, table.schema, holdout={"val": [], "test": ids[5:7]})
+    with pytest.raises(InputError, match=r"3 shard file\(s\) cannot be split over 4 workers.*--shard-size 6"):
+        check_train_shards(shard_dir, table.schema, num_workers=4)
+    # an index written before ids were recorded: the ids come from the records
+    old = tmp_path / "old"
+    shutil.copytree(shard_dir, old)
+    index = json.loads((old / "index.json").read_text())
+    del index["ids"]
+    (old / "index.json").write_text(json.dumps(index))
+    assert shard_ids(old) == ids == shard_ids(shard_dir)
+    assert shard_ids(old / "shard-00001-of-00003.tfrecord".replace("00001", "0000[1]")) == ids[10:20]

@@ -3,7 +3,7 @@
 Many small image files are slow to list and open, on network file systems above all; a few
 hundred large files stream well and split cleanly between training workers. A shard folder::
 
-    out/index.json                      schema, labels, per-label counts, shard list (written last)
+    out/index.json                      schema, labels, per-label counts, split, ids, shard list (written last)
     out/shard-00000-of-00024.tfrecord   <= shard_size examples each
     ...
 
@@ -327,12 +327,13 @@ def read_shard_epochs(
     first, stop = int(epochs[0]), int(epochs[1])
     if stop <= first:
         raise InputError(f"no epochs to read: epochs=({first}, {stop})")
-    out = None
+    out = index = None
     for e in range(first, stop):
         ds = read_shards(source, shuffle=True, seed=epoch_seed(seed, e), repeat=True, **kwargs)
+        index = ds.labelwise_index
         ds = ds.take(int(steps_per_epoch))
         out = ds if out is None else out.concatenate(ds)
-    out.labelwise_index = ds.labelwise_index
+    out.labelwise_index = index
     return out
 
 
