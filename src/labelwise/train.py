@@ -585,7 +585,9 @@ def _epoch_callback(*, config: TrainConfig, schema: LabelSchema, state: _State, 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs if logs is not None else {}
             model = self.model
-            probs = model.predict(val_ds, verbose=0)[: len(val_y)]  # even_batches may pad the last batch
+            if config.verbose == 1:  # Keras' epoch bar is still open on this line: start a new one
+                print(f"\nvalidation: {len(val_y)} images", flush=True)
+            probs = model.predict(val_ds, verbose=min(config.verbose, 2))[: len(val_y)]  # even_batches may pad the last batch
             val_loss = float(keras.ops.convert_to_numpy(
                 loss_fn(keras.ops.convert_to_tensor(val_y[:, : schema.n_outputs], "float32"),
                         keras.ops.convert_to_tensor(probs, "float32"))))
@@ -709,6 +711,7 @@ def train(config: TrainConfig, data: TrainData | None = None, *, strategy: Any =
     model = None
     if pointer is not None:
         saved = json.loads((ckdir / pointer["state"]).read_text())
+        _check_resume_config(config, saved.get("config"), ckdir / pointer["state"])
         state = _State.from_dict(saved["state"])
         resumed_from = state.epoch
         say(f"resuming from epoch {state.epoch} ({ckdir / pointer['weights']})")
@@ -717,12 +720,16 @@ def train(config: TrainConfig, data: TrainData | None = None, *, strategy: Any =
     ds_kwargs = dict(image_size=config.image_size, channels=config.channels, batch_size=config.batch_size,
                      cache=config.cache, skip_unreadable=config.skip_unreadable)
     train_src = pipeline.ImageSource.create(data.train.x, data.train.y[:, : schema.n_outputs],
-                                            skip_unreadable=config.skip_unreadable)
+                                            skip_unreadable=config.skip_unreadable, channels=config.channels,
+                                            verbose=config.verbose)
+    data = _check_test_images(config, data)  # now, not after hours of training
     if config.cache and train_src.arrays is None:
         train_src = pipeline.ImageSource(None, pipeline.load_images(train_src, image_size=config.image_size,
                                                                     channels=config.channels),
                                          train_src.y, train_src.keep, train_src.skipped)
-    val_ds = pipeline.make_dataset(data.val.x, **ds_kwargs)
+    val_ds = pipeline.make_dataset(pipeline.ImageSource.create(  # checked here, with progress
+        data.val.x, skip_unreadable=config.skip_unreadable, channels=config.channels, verbose=config.verbose),
+        **ds_kwargs)
     val_keep = val_ds.labelwise_source.keep
     val_y = data.val.y[val_keep]
     if hasattr(strategy, "even_batches"):  # JAX DataParallel needs batches divisible by the devices
@@ -828,13 +835,58 @@ def _load_model_weights_only(model, path: Path) -> None:
             model.load_weights(tmp)
 
 
+def _check_test_images(config: TrainConfig, data: TrainData) -> TrainData:
+    """Check the test split's image files before training (a bad one found only in
+    :func:`_finish` lost the whole run's artifact); with ``skip_unreadable`` the unreadable
+    rows are left out of ``data.test``, so the test prediction needs no second check."""
+    from . import pipeline
+
+    if data.test is None:
+        return data
+    src = pipeline.ImageSource.create(data.test.x, skip_unreadable=config.skip_unreadable,
+                                      channels=config.channels, verbose=config.verbose)
+    if not src.skipped:
+        return data
+    keep = src.keep
+    test = Part(np.asarray(data.test.x)[keep], data.test.y[keep], np.asarray(data.test.ids)[keep])
+    return dataclasses.replace(data, test=test)
+
+
+# Keys that change the model, the data or their order: a resumed run with other values would
+# not be the run its checkpoint belongs to (or would fail loading the weights). epochs may grow.
+_RESUME_KEYS = ("schema", "table", "images", "split_column", "split_fractions", "group_column", "backbone", "weights",
+                "image_size", "channels", "dropout", "bn_momentum", "loss", "binary", "loss_weights", "batch_size",
+                "freeze_epochs", "unfreeze_top", "augment", "seed", "train_shards")
+
+
+def _check_resume_config(config: TrainConfig, saved: Mapping[str, Any] | None, where: Path) -> None:
+    """Raise InputError listing the model/data keys whose value differs from the checkpoint's."""
+    if not saved:
+        return
+
+    def norm(key: str, value: Any) -> Any:
+        value = json.loads(json.dumps(value, default=str))  # tuples -> lists, as in the saved JSON
+        if key in ("table", "images", "train_shards") or (key == "schema" and isinstance(value, str)):
+            return None if value is None else str(Path(value).resolve())
+        return value
+
+    now = config.to_dict()
+    changed = [f"{k}: {saved[k]!r} -> {now[k]!r}" for k in _RESUME_KEYS
+               if k in saved and norm(k, saved[k]) != norm(k, now[k])]
+    if changed:
+        raise InputError("--resume: these settings differ from the run's checkpoint (" + str(where) + "):\n  "
+                         + "\n  ".join(changed) + "\nresume with the checkpoint's settings (epochs may grow), or "
+                         "start a new run (--overwrite, or another --out-dir)")
+
+
 def _finish(config, data, schema, model, state, val_ds, val_y, out, resumed_from, say) -> TrainResult:
     from . import artifact
     from .artifact import Preprocessing
     from .predict import predict_scores, write_predictions
     from .thresholds import decide, tune_thresholds
 
-    val_scores = schema.complete_scores(model.predict(val_ds, verbose=0)[: len(val_y)])
+    say(f"tuning thresholds on {len(val_y)} validation images")
+    val_scores = schema.complete_scores(model.predict(val_ds, verbose=min(config.verbose, 2))[: len(val_y)])
     thresholds = tune_thresholds(val_y, val_scores, method=config.threshold_method, schema=schema)
     evaluation = None
     if data.test is not None:
@@ -842,7 +894,7 @@ def _finish(config, data, schema, model, state, val_ds, val_y, out, resumed_from
 
         test = predict_scores(model, data.test.x, schema=schema, image_size=config.image_size,
                               channels=config.channels, batch_size=config.batch_size,
-                              skip_unreadable=config.skip_unreadable, verbose=0)
+                              skip_unreadable=config.skip_unreadable, verbose=min(config.verbose, 2))
         test_y = data.test.y[test.keep]
         evaluation = evaluate(test_y, test.scores, schema=schema, thresholds=thresholds,
                               bootstrap=config.bootstrap)
@@ -852,6 +904,8 @@ def _finish(config, data, schema, model, state, val_ds, val_y, out, resumed_from
                           decisions, schema)
         say(evaluation.format_table())
         say(f"report: {out / 'report' / 'report.html'}")
+    else:
+        say("no test split: nothing evaluated, no report written (thresholds are tuned on val)")
     pre = Preprocessing(tuple(config.image_size), config.channels)
     path = artifact.save(model, out / "model.keras", schema, thresholds, pre,
                          info={"backbone": config.backbone, "best_epoch": state.best_epoch,
