@@ -683,12 +683,13 @@ def train(config: TrainConfig, data: TrainData | None = None, *, strategy: Any =
     data = data or load_data(config)
     schema = data.schema
     out = Path(config.out_dir)
+    plan, lr_config = None, config  # lr_config: the scaled rates; config keeps the base ones (config.json)
     if hasattr(strategy, "plan"):  # a labelwise.distribute.Distribution
         plan = strategy.plan(config.batch_size, config.learning_rate, reference_batch=config.lr_reference_batch)
         say(plan.describe())
         if plan.learning_rate != config.learning_rate:
             factor = plan.learning_rate / config.learning_rate
-            config = dataclasses.replace(config, learning_rate=plan.learning_rate, fine_tune_lr=(
+            lr_config = dataclasses.replace(config, learning_rate=plan.learning_rate, fine_tune_lr=(
                 None if config.fine_tune_lr is None else config.fine_tune_lr * factor))
         out = strategy.worker_path(out)  # non-chief workers write to their own folder
     ckdir = out / "checkpoints"
@@ -747,7 +748,7 @@ def train(config: TrainConfig, data: TrainData | None = None, *, strategy: Any =
     steps = math.ceil(n_train / config.batch_size)
     y_train_out = train_src.y
 
-    for phase in phases(config):
+    for phase in phases(lr_config):
         if state.stopped_early or state.epoch >= phase.stop:
             continue
         with scope:
@@ -786,14 +787,19 @@ def train(config: TrainConfig, data: TrainData | None = None, *, strategy: Any =
                       callbacks=[callback], verbose=config.verbose, shuffle=False)
     if model is None:  # the checkpoint already covered every epoch
         with scope:
-            model = build_and_compile(config, schema, y_train=y_train_out, phase=phases(config)[-1],
+            model = build_and_compile(config, schema, y_train=y_train_out, phase=phases(lr_config)[-1],
                                       steps_per_epoch=steps)
 
     if state.best_file:
         with np.load(ckdir / state.best_file) as f:
             model.set_weights([f[f"w{i}"] for i in range(len(f.files))])
         say(f"best epoch {state.best_epoch}: val macro AUC {state.best_auc:.4f}")
-    return _finish(config, data, schema, model, state, val_ds, val_y, out, resumed_from, say)
+    result = _finish(config, data, schema, model, state, val_ds, val_y, out, resumed_from, say)
+    if plan is not None:
+        from .distribute import record_plan
+
+        record_plan(out / "config.json", plan)  # replicas, batches, base and scaled learning rate
+    return result
 
 
 @contextlib.contextmanager
