@@ -72,7 +72,7 @@ _OPTIONAL = {"unfreeze_top", "early_stopping_patience", "devices", "lr_reference
 _FLOAT_RANGES = {"learning_rate": (0.0, True, math.inf, False, "at least 0"),
                  "fine_tune_lr": (0.0, True, math.inf, False, "at least 0"),
                  "dropout": (0.0, True, 1.0, False, "in [0, 1)"),
-                 "bn_momentum": (0.0, True, 1.0, False, "in [0, 1)"),
+                 "bn_momentum": (0.0, True, 1.0, True, "in [0, 1] (1: statistics frozen)"),
                  "plateau_factor": (0.0, False, 1.0, False, "in (0, 1)")}
 _BOOLS = ("cache", "skip_unreadable", "plots", "resume", "overwrite")
 _STRINGS = ("backbone", "weights", "loss", "binary", "loss_weights", "lr_schedule", "threshold_method",
