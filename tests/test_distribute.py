@@ -293,7 +293,8 @@ _TRAIN_SCRIPT = textwrap.dedent('''
     from labelwise.train import TrainConfig, train
     config = TrainConfig.from_toml(sys.argv[1])
     config = dataclasses.replace(config, epochs=int(sys.argv[2]), resume=sys.argv[3] == "1", verbose=2,
-                                 distribute="mirrored", devices=2)  # what --distribute mirrored --devices 2 sets
+                                 distribute="mirrored", devices=2,  # what --distribute mirrored --devices 2 sets
+                                 lr_reference_batch=16)
     train(config)
 ''')
 
@@ -324,6 +325,13 @@ def test_train_mirrored_two_logical_cpus_logs_plan_and_resumes(tmp_path):
     assert re.search(r"2 replica\(s\) on 1 worker\(s\); global batch \d+ = \d+ per replica x 2", outs[0]), outs[0]
     log = pd.read_csv(tmp_path / "run" / "log.csv")
     assert log["epoch"].tolist() == [1, 2]  # the second run resumed after epoch 1
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["learning_rate"] == 0.003  # the base rate, as given
+    plan = saved["distribution"]
+    assert (plan["kind"], plan["num_replicas"], plan["num_workers"]) == ("mirrored", 2, 1)
+    assert (plan["global_batch"], plan["per_replica_batch"], plan["reference_batch"]) == (32, 16, 16)
+    assert plan["base_learning_rate"] == 0.003 and plan["learning_rate"] == pytest.approx(0.006)
+    assert "learning rate 0.003 -> 0.006 (linear scaling, reference batch 16)" in outs[0]
 
 
 _BN_SCRIPT = textwrap.dedent(r'''
