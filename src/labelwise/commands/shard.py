@@ -5,7 +5,7 @@ unchanged) plus ``index.json`` (schema, labels, counts, ids, shard list). Traini
 ``train_shards = "DIR"`` in the config or ``--train-shards DIR`` (see ``labelwise.shards``): shard
 the training split only, with the run's schema::
 
-    labelwise shard labels.csv --images images --out shards/train --schema schema.toml \
+    labelwise shard labels.csv --images images --out shards/train --schema schema.toml \\
         --split-column split --split train
 
 Training checks the shards' labels against its schema and refuses shards holding val/test
