@@ -116,3 +116,38 @@ def test_hanley_mcneil_interval_stays_inside_0_1():
     assert ci[0, 0] == pytest.approx(a - 1.959964 * se, abs=1e-5)  # the lower end is the textbook one
     assert a + 1.959964 * se > 1 and ci[0, 1] == 1.0
     assert ci[1, 0] == 0.0 and 0 < ci[1, 1] < 1
+
+
+def _digit_group(n=600, seed=0):
+    rng = np.random.default_rng(seed)
+    digit = rng.integers(0, 10, n)
+    y = np.eye(10, dtype=np.uint8)[digit]
+    return rng, digit, y, [str(d) for d in range(10)]
+
+
+def test_group_collapse_names_the_member_a_model_calls_every_digit():
+    # The fresh-clone demo failure: every digit's column still ranks its own digit first among
+    # images (high per-label AUC), but "8" carries so much mass that the arg-max says "8" for most.
+    rng, digit, y, names = _digit_group()
+    scores = 0.05 + 0.3 * y + 0.02 * rng.random(y.shape)
+    scores[:, 8] += 0.4 * (rng.random(len(y)) < 0.9)
+    picked = np.argmax(scores, axis=1)
+    findings = diagnose(y, scores, labels=names, groups={"digit": names})
+    hit = [f for f in findings if f.code == "group_collapse"]
+    assert len(hit) == 1 and "'8'" in hit[0].message and "'digit'" in hit[0].message
+    assert hit[0].evidence["picked_share"] == pytest.approx((picked == 8).mean())
+    assert hit[0].evidence["true_share"] == pytest.approx((digit == 8).mean())
+    assert all(f.code != "collapse" for f in findings)  # the per-label AUCs are fine
+
+
+def test_group_collapse_stays_quiet_for_a_good_model_and_without_groups():
+    rng, digit, y, names = _digit_group(seed=1)
+    good = 0.05 + 0.8 * y + 0.1 * rng.random(y.shape)
+    assert not [f for f in diagnose(y, good, labels=names, groups={"digit": names}) if f.code == "group_collapse"]
+    # a true majority class predicted as often as it occurs is not a collapse
+    skew = np.eye(10, dtype=np.uint8)[np.where(rng.random(600) < 0.8, 3, digit)]
+    assert not [f for f in diagnose(skew, 0.05 + 0.8 * skew, labels=names, groups={"digit": names})
+                if f.code == "group_collapse"]
+    bad = 0.05 + 0.3 * y
+    bad[:, 8] += 0.5
+    assert not [f for f in diagnose(y, bad, labels=names) if f.code == "group_collapse"]

@@ -25,6 +25,8 @@ Global (``label`` None):
 * ``too_few_rows`` (warning): fewer than ``min_rows`` rows: too few to judge the model's health.
 * ``not_probs`` (warning): scores outside [0, 1] (logits passed as probabilities?).
 * ``softmax_head`` (warning): the independent labels' scores sum to 1 on every row.
+* ``group_collapse`` (warning): an exclusive group's arg-max picks one member for most rows, far
+  more often than that member is true (e.g. "8" for 90% of the digits), whatever the AUCs say.
 
 Each finding carries the numbers it was decided on (``evidence``) and the causes a
 practitioner checks first (``causes``). Numpy only; the AUC comes from ``labelwise.metrics``
@@ -116,6 +118,8 @@ def diagnose(
     majority: float = 0.5,
     min_class: int = 20,
     min_rows: int = 20,
+    groups: Mapping[str, Sequence[str]] | None = None,
+    group_excess: float = 0.3,
 ) -> list[Finding]:
     """Look for a collapsed, chance-level or mis-wired model; return the findings (empty = healthy).
 
@@ -132,7 +136,10 @@ def diagnose(
     Compressed scores whose AUC interval lies above 0.5 rank well, so they are the ``compressed``
     warning, not a collapse; labels with one class only are not judged for collapse (a good model
     of a label absent from the data gives near-constant low scores). Fewer than ``min_rows`` rows
-    gives ``too_few_rows``.
+    gives ``too_few_rows``. ``groups`` (``{group: members}``, the schema's exclusive groups) adds
+    ``group_collapse``: the group's arg-max picks one member for at least half of the rows and for
+    ``group_excess`` more of them than that member's true share (a model calling most digits "8"
+    can keep a high per-label AUC while its decisions are useless).
     """
     yt = np.asarray(y_true)
     ys = np.asarray(y_score, dtype=np.float64)
@@ -244,6 +251,7 @@ def diagnose(
                 ev, () if few else _CHANCE_CAUSES))
 
     findings = _global_findings(findings, ys, labels, collapsed, chance, two_class, independent, majority)
+    findings += _group_findings(yt, ys, labels, groups or {}, group_excess)
     if n < min_rows:
         findings.insert(0, Finding(
             None, "too_few_rows", "warning",
@@ -289,6 +297,27 @@ def _global_findings(findings, ys, labels, collapsed, chance, two_class, indepen
             "unrelated to these labels (misaligned ids are the usual cause)",
             {"chance_labels": float(len(chance)), "labels": float(k)}, _CHANCE_CAUSES))
     return out + findings
+
+
+def _group_findings(yt, ys, labels, groups, excess):
+    out: list[Finding] = []
+    for group, members in groups.items():
+        cols = [labels.index(m) for m in members if m in labels]
+        if len(cols) < 2 or not np.isfinite(ys[:, cols]).all():
+            continue
+        picked = np.bincount(np.argmax(ys[:, cols], axis=1), minlength=len(cols)) / len(ys)
+        top = int(np.argmax(picked))
+        true_share = float(yt[:, cols[top]].mean())
+        if picked[top] >= 0.5 and picked[top] - true_share >= excess:
+            member = labels[cols[top]]
+            out.append(Finding(
+                None, "group_collapse", "warning",
+                f"exclusive group '{group}': the arg-max picks '{member}' for {picked[top]:.0%} of the rows, "
+                f"but '{member}' is true for {true_share:.0%}; the group's decisions have collapsed onto one "
+                "member even if its per-label AUCs look fine",
+                {"picked_share": float(picked[top]), "true_share": true_share},
+                ("learning_rate", "batchnorm", "loss_weighting")))
+    return out
 
 
 def format_findings(findings: Sequence[Finding], *, causes: bool = True) -> str:

@@ -508,7 +508,7 @@ def _evaluate_prepared(yt, ys, schema, *, thresholds, tune, bootstrap, level, se
     # ---- diagnostics (on the bootstrap interval when there is one)
     auc_ci = ci["roc_auc"] if bootstrap and bootstrap > 0 else None
     findings = diagnose(yt, ys, labels=names, auc=auc, auc_ci=auc_ci, level=level,
-                        independent=list(schema.independent))
+                        independent=list(schema.independent), groups=dict(schema.exclusive))
     if any(f.code in ("collapse", "chance") for f in findings):
         notes.insert(0, COLLAPSE_NOTE)
 
