@@ -103,6 +103,11 @@ def test_bad_arguments():
         parse_fractions("0.7,0.1,0.1")
     with pytest.raises(InputError, match="numbers separated by commas"):
         parse_fractions("0.7;0.3")
+    with pytest.raises(InputError, match="a 0 is not allowed: leave that split out"):
+        parse_fractions([0.8, 0.2, 0.0])
+    with pytest.raises(InputError, match="each above 0") as err:
+        parse_fractions([1.0])
+    assert "a 0 is not allowed" not in str(err.value)
     with pytest.raises(InputError, match="one group per row"):
         grouped_stratified_split(np.zeros((3, 2)), [1, 2], F)
     with pytest.raises(InputError, match="only 0 and 1"):

@@ -46,7 +46,10 @@ def parse_fractions(fractions: Sequence[float] | str) -> np.ndarray:
             raise InputError(f"fractions {fractions!r} must be numbers separated by commas, e.g. 0.7,0.1,0.2") from None
     f = np.asarray(fractions, dtype=np.float64).ravel()
     if f.size < 2 or not np.all(np.isfinite(f)) or np.any(f <= 0):
-        raise InputError(f"fractions {f.tolist()} must be at least two positive numbers, e.g. 0.7,0.1,0.2")
+        # a 0 reads as "no such split", but a split of zero rows has no share to stratify to
+        zero = " (a 0 is not allowed: leave that split out instead, e.g. 0.8,0.2)" if np.any(f == 0) else ""
+        raise InputError(f"fractions {f.tolist()} must be two or more numbers, each above 0, "
+                         f"e.g. 0.7,0.1,0.2{zero}")
     if abs(f.sum() - 1.0) > 1e-6:
         raise InputError(f"fractions {f.tolist()} sum to {f.sum():g}; they must sum to 1")
     return f / f.sum()
