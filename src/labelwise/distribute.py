@@ -239,6 +239,19 @@ class Distribution:
     num_workers: int = 1
     worker_index: int = 0
     devices: list[str] = field(default_factory=list)
+    _local: Any = field(default=None, repr=False, compare=False)  # (model, its process-local twin)
+
+    @property
+    def multi_process(self) -> bool:
+        """True for JAX DataParallel over several processes (``jax.distributed``): each process
+        must feed only its own part of every global batch, and cannot fetch batch-sharded outputs."""
+        return self.kind == "dataparallel" and self.num_workers > 1
+
+    @property
+    def process_shard(self) -> tuple[int, int, int] | None:
+        """``(process_count, process_index, num_replicas)`` under :attr:`multi_process`, else None:
+        what :func:`labelwise.pipeline.make_epoch_dataset` needs to read only this process's rows."""
+        return (self.num_workers, self.worker_index, self.num_replicas) if self.multi_process else None
 
     @property
     def is_chief(self) -> bool:
@@ -321,6 +334,61 @@ class Distribution:
             return out[0] if len(out) == 1 else out
 
         return dataset.map(pad, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+    def local_batches(self, dataset: Any) -> Any:
+        """The batches this process feeds ``model.fit``, from a stream of GLOBAL batches.
+
+        One process (and every kind but multi-process dataparallel): :meth:`even_batches`.
+        Several JAX processes: Keras builds each global batch from the processes' local batches
+        in process order (``jax.make_array_from_process_local_data``) and, with
+        ``auto_shard_dataset=False`` (see :func:`strategy_for`), does not split the dataset
+        itself; so each global batch is padded as in :meth:`even_batches` and this process keeps
+        its contiguous ``1 / process_count`` slice. Every process still reads and decodes the
+        whole stream -- correct, but redundant; the table path avoids that by sharding indices
+        before decoding (``make_epoch_dataset(process_shard=...)``).
+        """
+        dataset = self.even_batches(dataset)
+        if not self.multi_process:
+            return dataset
+        import tensorflow as tf
+
+        count, index = self.num_workers, self.worker_index
+
+        def mine(*batch: Any) -> Any:
+            part = tf.shape(tf.nest.flatten(batch)[0])[0] // count
+            out = tf.nest.map_structure(lambda t: t[index * part:(index + 1) * part], batch)
+            return out[0] if len(out) == 1 else out
+
+        return dataset.map(mine, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+    @contextlib.contextmanager
+    def predicting(self, model: Any):
+        """``with dist.predicting(model) as m: m.predict(...)`` -- a model this process can predict
+        with: ``model`` itself, except under :attr:`multi_process`, where ``m`` is a twin built
+        outside the distribution (on this process's default device) holding ``model``'s current
+        weights, and no distribution is in force inside the ``with``.
+
+        Why: ``model.predict`` under a multi-process DataParallel returns batch-sharded arrays
+        that span other processes' devices, and Keras' ``predict`` cannot fetch them
+        ("Fetching value for jax.Array that spans non-addressable devices"). The weights are
+        replicated, so every process can copy them; each then predicts the whole (validation or
+        test) set itself. The twin is built once per model and refreshed on every call.
+        """
+        if not self.multi_process:
+            yield model
+            return
+        import keras
+
+        current = keras.distribution.distribution()
+        keras.distribution.set_distribution(None)  # the twin's variables and inputs stay on this process
+        try:
+            if self._local is None or self._local[0] is not model:
+                self._local = (model, keras.models.clone_model(model))
+            twin = self._local[1]
+            twin.set_weights(model.get_weights())  # replicated arrays: readable on every process
+            yield twin
+        finally:
+            keras.distribution.set_distribution(current)
 
     def worker_path(self, path: str | os.PathLike) -> Path:
         """Where this process writes ``path``: the path itself on the chief, a private
@@ -475,8 +543,14 @@ def _data_parallel(devices: Sequence[str] | int | None, job_addresses: str | Non
         missing = [d for d in chosen if d not in all_devices]
         if missing:
             raise DistributeError(f"unknown device(s) {missing}; JAX sees {all_devices}")
-    dp = keras.distribution.DataParallel(devices=chosen)
     import jax
+
+    # Several processes: labelwise gives each process its own part of every global batch
+    # (Distribution.local_batches, make_epoch_dataset(process_shard=...)). Keras' own
+    # auto-sharding needs a dataset whose batch size tf.data can compute statically, which
+    # labelwise's per-epoch and padded pipelines are not ("batch size ... unknown"), and it
+    # would decode every image on every process before discarding most of them.
+    dp = keras.distribution.DataParallel(devices=chosen, auto_shard_dataset=jax.process_count() == 1)
 
     return Distribution("dataparallel", "jax", dp, len(chosen), jax.process_count(), jax.process_index(),
                         list(chosen))

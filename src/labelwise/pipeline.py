@@ -389,10 +389,20 @@ def make_epoch_dataset(
     skip_unreadable: bool = False,
     epochs: tuple[int, int] | None = None,
     check: bool = True,
+    process_shard: tuple[int, int, int] | None = None,
 ) -> tf.data.Dataset:
     """Like :func:`make_dataset`; ``epochs=(first, stop)`` makes one dataset that runs epochs
     ``first .. stop-1`` back to back, each with its own order ``(seed, epoch)`` and its own
     last partial batch, for ``model.fit(..., steps_per_epoch=ceil(n / batch_size))``.
+
+    ``process_shard=(count, index, replicas)`` (multi-process JAX DataParallel, from
+    ``Distribution.process_shard``): ``batch_size`` is the global batch; this process yields
+    only its contiguous ``1 / count`` slice of every global batch (``batch_size / count``
+    images), the last partial batch first padded to a multiple of ``replicas`` by repeating
+    its last image (as ``Distribution.even_batches`` does). The slices are taken from the
+    epoch's index order before decoding, so each process reads and decodes only its own images,
+    and Keras, joining the processes' slices in process order, trains on exactly the global
+    batches of one process.
     """
     size = _size(image_size)
     aug = Augment.from_any(augment)
@@ -420,9 +430,29 @@ def make_epoch_dataset(
         order = tf.range(n, dtype=tf.int64)
         if shuffle:
             order = tf.random.experimental.stateless_shuffle(order, seed=tf.stack([tf.cast(seed, tf.int64), epoch]))
+        if process_shard is not None:
+            order = _process_rows(order)
         ds = tf.data.Dataset.from_tensor_slices(order)
         ds = ds.map(lambda i: element(i, epoch), num_parallel_calls=AUTOTUNE, deterministic=True)
-        return ds.batch(batch_size)
+        return ds.batch(local_batch)
+
+    local_batch = batch_size
+    if process_shard is not None:
+        count, index, replicas = (int(v) for v in process_shard)
+        if batch_size % count or replicas % count or not 0 <= index < count:
+            raise InputError(f"batch size {batch_size} cannot be split over {count} processes with {replicas} "
+                             f"replicas (process {index}); use a multiple of {replicas}")
+        local_batch = batch_size // count
+        n_full, rem = n // batch_size * batch_size, n % batch_size
+        padded = -(-rem // replicas) * replicas  # the last batch, divisible by the devices
+
+        def _process_rows(order):
+            # full global batches: rows [index * local_batch, (index + 1) * local_batch) of each
+            mine = tf.reshape(tf.reshape(order[:n_full], [-1, count, local_batch])[:, index], [-1])
+            if rem:
+                last = tf.gather(order[n_full:], tf.minimum(tf.range(padded), rem - 1))
+                mine = tf.concat([mine, tf.reshape(last, [count, padded // count])[index]], 0)
+            return mine
 
     first, stop = epochs if epochs is not None else (0, 1)
     if stop - first == 1:

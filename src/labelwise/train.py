@@ -570,7 +570,7 @@ def _latest(ckdir: Path) -> dict[str, Any] | None:
 
 # ------------------------------------------------------------------ the epoch callback
 def _epoch_callback(*, config: TrainConfig, schema: LabelSchema, state: _State, phase: Phase, val_ds,
-                    val_y: np.ndarray, loss_fn, out: Path, ckdir: Path, printer):
+                    val_y: np.ndarray, loss_fn, out: Path, ckdir: Path, printer, predicting=None):
     import keras
 
     from .metrics import roc_auc_score
@@ -587,7 +587,8 @@ def _epoch_callback(*, config: TrainConfig, schema: LabelSchema, state: _State, 
             model = self.model
             if config.verbose == 1:  # Keras' epoch bar is still open on this line: start a new one
                 print(f"\nvalidation: {len(val_y)} images", flush=True)
-            probs = model.predict(val_ds, verbose=min(config.verbose, 2))[: len(val_y)]  # even_batches may pad the last batch
+            with (predicting or contextlib.nullcontext)(model) as predictor:  # multi-process JAX: a local twin
+                probs = predictor.predict(val_ds, verbose=min(config.verbose, 2))[: len(val_y)]  # even_batches may pad
             val_loss = float(keras.ops.convert_to_numpy(
                 loss_fn(keras.ops.convert_to_tensor(val_y[:, : schema.n_outputs], "float32"),
                         keras.ops.convert_to_tensor(probs, "float32"))))
@@ -742,7 +743,9 @@ def train(config: TrainConfig, data: TrainData | None = None, *, strategy: Any =
         # labels, val/test leakage and files per worker, before anything is built
         n_train = check_train_shards(config.train_shards, schema, holdout={
             "val": data.val.ids, "test": None if data.test is None else data.test.ids},
-            num_workers=getattr(strategy, "num_workers", 1))["n_examples"]
+            # multi-process JAX: every process reads every shard (Distribution.local_batches)
+            num_workers=1 if getattr(strategy, "multi_process", False) else getattr(strategy, "num_workers", 1)
+        )["n_examples"]
         if config.augment:
             raise InputError("augment is not applied to train_shards yet; leave augment unset or train from the table")
     steps = math.ceil(n_train / config.batch_size)
@@ -771,11 +774,15 @@ def train(config: TrainConfig, data: TrainData | None = None, *, strategy: Any =
         else:
             train_ds = pipeline.make_epoch_dataset(train_src, image_size=config.image_size, channels=config.channels,
                                                    batch_size=config.batch_size, shuffle=True, seed=config.seed,
-                                                   augment=config.augment, epochs=(state.epoch, phase.stop))
-        if hasattr(strategy, "even_batches"):
-            train_ds = strategy.even_batches(train_ds)
+                                                   augment=config.augment, epochs=(state.epoch, phase.stop),
+                                                   # several JAX processes: each decodes only its rows
+                                                   process_shard=getattr(strategy, "process_shard", None))
+        sliced = getattr(strategy, "process_shard", None) is not None and not config.train_shards
+        if hasattr(strategy, "local_batches") and not sliced:  # (sliced: already this process's padded rows)
+            train_ds = strategy.local_batches(train_ds)  # JAX: devices divide every batch; this process's part
         callback = _epoch_callback(config=config, schema=schema, state=state, phase=phase, val_ds=val_ds,
-                                   val_y=val_y, loss_fn=model.loss, out=out, ckdir=ckdir, printer=say)
+                                   val_y=val_y, loss_fn=model.loss, out=out, ckdir=ckdir, printer=say,
+                                   predicting=getattr(strategy, "predicting", None))
         if phase.frozen:
             say(f"phase {phase.index + 1}: epochs {phase.start + 1}-{phase.stop}, backbone frozen, lr {phase.learning_rate:g}")
         elif config.freeze_epochs:
@@ -794,7 +801,10 @@ def train(config: TrainConfig, data: TrainData | None = None, *, strategy: Any =
         with np.load(ckdir / state.best_file) as f:
             model.set_weights([f[f"w{i}"] for i in range(len(f.files))])
         say(f"best epoch {state.best_epoch}: val macro AUC {state.best_auc:.4f}")
-    result = _finish(config, data, schema, model, state, val_ds, val_y, out, resumed_from, say)
+    # several JAX processes: Keras cannot fetch their batch-sharded predictions, so each
+    # process predicts (and saves) with a process-local twin of the model
+    with (strategy.predicting(model) if hasattr(strategy, "predicting") else contextlib.nullcontext(model)) as final:
+        result = _finish(config, data, schema, final, state, val_ds, val_y, out, resumed_from, say)
     if plan is not None:
         from .distribute import record_plan
 
