@@ -41,6 +41,11 @@ under a tf.distribute strategy; ``DataParallel.distribute_dataset`` on JAX).
 each worker opens only its own files, so decoding is split between workers -- and ``DATA``
 for everything else (arrays, lists of image paths): every worker runs the whole input
 pipeline and keeps its slice of each batch, correct but redundant decode work.
+JAX ``dataparallel`` over several processes builds its ``DataParallel`` with
+``auto_shard_dataset=False`` and labelwise feeds each process its own contiguous slice of
+every global batch (:attr:`Distribution.process_shard` for the table pipeline, which shards
+indices before decoding; :meth:`Distribution.local_batches` for shards, after decoding);
+predictions there go through a process-local twin (:meth:`Distribution.predicting`).
 
 This module imports TensorFlow / Keras only when a strategy is created.
 """
