@@ -34,6 +34,22 @@ from conftest import NIH_IMAGES
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 150  # seconds per subprocess; the 2 shared cores make TF start-up slow
+
+
+def _finish(procs: list) -> list[str]:
+    """Each subprocess's output, waiting at most TIMEOUT for each; fails on a nonzero exit."""
+    outputs = [p.communicate(timeout=TIMEOUT)[0] for p in procs]
+    for p, text in zip(procs, outputs):
+        assert p.returncode == 0, f"process failed (exit {p.returncode}):\n{text[-4000:]}"
+    return outputs
+
+
+def _kill(procs: list) -> None:
+    """Stop whatever is still running (a timeout or a failed start leaves no stray workers)."""
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
 RTOL = 1e-5
 
 # One script for every kind: train E1 epochs, save, reload into a new model, train E2 more,
@@ -149,14 +165,9 @@ def _run_workers(tmp_path: Path, specs: list[dict], envs: list[dict]) -> list[di
             spec = {**spec, "out": str(tmp_path)}
             procs.append(subprocess.Popen([sys.executable, str(script), json.dumps(spec)], env=env, cwd=tmp_path,
                                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-        outputs = [p.communicate(timeout=TIMEOUT)[0] for p in procs]
+        _finish(procs)
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    for p, text in zip(procs, outputs):
-        assert p.returncode == 0, f"worker failed (exit {p.returncode}):\n{text[-4000:]}"
+        _kill(procs)
     return [json.loads((tmp_path / f"result-{i}.json").read_text()) for i in range(len(specs))]
 
 
@@ -448,14 +459,9 @@ def test_train_jax_dataparallel_two_processes_matches_one_process(tmp_path):
                                       KERAS_DISTRIBUTION_JOB_ADDRESSES=f"127.0.0.1:{port}",
                                       KERAS_DISTRIBUTION_NUM_PROCESSES="2", KERAS_DISTRIBUTION_PROCESS_ID=str(i)))
                  for i in range(2)]
-        outputs = [p.communicate(timeout=TIMEOUT)[0] for p in procs]
+        _finish(procs)
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    for p, text in zip(procs, outputs):
-        assert p.returncode == 0, f"process failed (exit {p.returncode}):\n{text[-4000:]}"
+        _kill(procs)
     single = subprocess.run(cmd + [str(tmp_path / "single")], cwd=tmp_path, capture_output=True, text=True,
                             timeout=TIMEOUT, env=_env(**jax_env, XLA_FLAGS="--xla_force_host_platform_device_count=2"))
     assert single.returncode == 0, single.stdout + single.stderr

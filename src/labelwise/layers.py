@@ -46,6 +46,23 @@ def schema_activation(logits, schema: LabelSchema):
     return parts[0] if len(parts) == 1 else ops.concatenate(parts, axis=-1)
 
 
+_DENSE_OBJECTS = ("kernel_initializer", "bias_initializer", "kernel_regularizer")
+
+
+def _dense_config(dense: Any) -> dict[str, Any]:
+    """The Dense options a head layer saves: its initializers and regularizer, serialised."""
+    return {key: keras.saving.serialize_keras_object(getattr(dense, key)) for key in _DENSE_OBJECTS}
+
+
+def _dense_objects(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with the serialised Dense options of :func:`_dense_config` turned back into objects."""
+    config = dict(config)
+    for key in _DENSE_OBJECTS:
+        if isinstance(config.get(key), dict):
+            config[key] = keras.saving.deserialize_keras_object(config[key])
+    return config
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class SchemaHead(keras.layers.Layer):
     """Dense -> schema activations. ``output="logits"`` returns the raw logits instead
@@ -90,17 +107,11 @@ class SchemaHead(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "schema": self._schema.to_dict(), "output": self.output_mode,
-                "kernel_initializer": keras.saving.serialize_keras_object(self.dense.kernel_initializer),
-                "bias_initializer": keras.saving.serialize_keras_object(self.dense.bias_initializer),
-                "kernel_regularizer": keras.saving.serialize_keras_object(self.dense.kernel_regularizer)}
+                **_dense_config(self.dense)}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "SchemaHead":
-        config = dict(config)
-        for key in ("kernel_initializer", "bias_initializer", "kernel_regularizer"):
-            if isinstance(config.get(key), dict):
-                config[key] = keras.saving.deserialize_keras_object(config[key])
-        return cls(**config)
+        return cls(**_dense_objects(config))
 
 
 # --------------------------------------------------------------- label powerset
@@ -202,17 +213,11 @@ class PowersetHead(keras.layers.Layer):
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "classes": self._classes.tolist(), "schema": self._schema.to_dict(),
                 "counts": self._counts, "output": self.output_mode,
-                "kernel_initializer": keras.saving.serialize_keras_object(self.dense.kernel_initializer),
-                "bias_initializer": keras.saving.serialize_keras_object(self.dense.bias_initializer),
-                "kernel_regularizer": keras.saving.serialize_keras_object(self.dense.kernel_regularizer)}
+                **_dense_config(self.dense)}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "PowersetHead":
-        config = dict(config)
-        for key in ("kernel_initializer", "bias_initializer", "kernel_regularizer"):
-            if isinstance(config.get(key), dict):
-                config[key] = keras.saving.deserialize_keras_object(config[key])
-        return cls(**config)
+        return cls(**_dense_objects(config))
 
 
 # --------------------------------------------------------------- pooling math
