@@ -82,15 +82,20 @@ def _title(ax, label: str):
     ax.set_title(label if len(label) <= 22 else label[:20] + "...", fontsize=9)
 
 
-def _finish_roc(fig, axes) -> bytes:
-    """Unit axes and the ROC axis titles on a grid of ROC plots; PNG bytes."""
+def _finish_unit_grid(fig, axes, xlabel: str, ylabel: str) -> bytes:
+    """Unit axes on every panel of a curve grid, one shared pair of axis titles; PNG bytes."""
     for ax in axes:
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.02)
         ax.tick_params(labelsize=7)
-    fig.supxlabel("false positive rate (1 - specificity)", fontsize=9)
-    fig.supylabel("true positive rate (sensitivity)", fontsize=9)
+    fig.supxlabel(xlabel, fontsize=9)
+    fig.supylabel(ylabel, fontsize=9)
     return _png(fig)
+
+
+def _finish_roc(fig, axes) -> bytes:
+    """The ROC axis titles on a grid of ROC plots (single and overlaid); PNG bytes."""
+    return _finish_unit_grid(fig, axes, "false positive rate (1 - specificity)", "true positive rate (sensitivity)")
 
 
 def roc_grid(y_true: np.ndarray, y_score: np.ndarray, labels: Sequence[str], *, auc: Sequence[float] | None = None) -> bytes:
@@ -135,13 +140,7 @@ def pr_grid(y_true: np.ndarray, y_score: np.ndarray, labels: Sequence[str], *, a
             ax.step(recall, precision, where="post", color=_POS, lw=1.4, label=f"AP {ap[j]:.3f}")
             ax.axhline(prev, ls="--", color="#999999", lw=0.8, label=f"prev. {prev:.3f}")
             ax.legend(loc="upper right", fontsize=7, frameon=False, handlelength=1)
-    for ax in axes:
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1.02)
-        ax.tick_params(labelsize=7)
-    fig.supxlabel("recall (sensitivity)", fontsize=9)
-    fig.supylabel("precision", fontsize=9)
-    return _png(fig)
+    return _finish_unit_grid(fig, axes, "recall (sensitivity)", "precision")
 
 
 def _reliability(y: np.ndarray, s: np.ndarray, bins: int):
