@@ -76,3 +76,19 @@ def test_inferred_schema_shards_are_remapped_and_resume_repeats_the_run(digits):
     assert b["epoch"].tolist() == [1, 2]
     assert b["loss"].tolist() == pytest.approx(a["loss"].tolist(), rel=1e-6)
     assert b["val_macro_auc"].tolist() == pytest.approx(a["val_macro_auc"].tolist(), rel=1e-6)
+
+
+def test_training_from_shards_never_reads_the_loose_train_files(digits):
+    # The shards hold the train images; the loose copies are only listed in the table (their
+    # labels give the loss weights). A run that checked or decoded them would fail here.
+    folder, config = digits
+    table = pd.read_csv(folder / "labels.csv")
+    name = table.loc[table["split"] == "train", "id"].iloc[0]
+    path = folder / "images" / name
+    original = path.read_bytes()
+    try:
+        path.write_bytes(b"not an image")
+        assert _train(config, folder / "declared", folder / "loose_broken", "--epochs", "1") == 0
+        assert (folder / "loose_broken" / "model.keras").exists()
+    finally:
+        path.write_bytes(original)

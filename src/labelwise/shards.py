@@ -73,7 +73,7 @@ def write_shards(
     example's id (``ids``), so training can refuse shards that hold its val/test images.
     Returns the index (also written to ``out_dir/index.json``).
     """
-    from .pipeline import check_images  # Pillow only; shares the file check with training
+    from .pipeline import check_images  # the check training runs: a bad file never reaches a shard
 
     if int(shard_size) < 1:
         raise InputError(f"shard size must be at least 1, got {shard_size}")

@@ -721,11 +721,13 @@ def train(config: TrainConfig, data: TrainData | None = None, *, strategy: Any =
     keras.utils.set_random_seed(config.seed)
     ds_kwargs = dict(image_size=config.image_size, channels=config.channels, batch_size=config.batch_size,
                      cache=config.cache, skip_unreadable=config.skip_unreadable)
+    # From shards, the loose train files are never read (only their labels, for loss weights):
+    # decoding or caching them would cost a full pass over images that may not even be here.
     train_src = pipeline.ImageSource.create(data.train.x, data.train.y[:, : schema.n_outputs],
                                             skip_unreadable=config.skip_unreadable, channels=config.channels,
-                                            verbose=config.verbose)
+                                            verbose=config.verbose, check=not config.train_shards)
     data = _check_test_images(config, data)  # now, not after hours of training
-    if config.cache and train_src.arrays is None:
+    if config.cache and train_src.arrays is None and not config.train_shards:
         train_src = pipeline.ImageSource(None, pipeline.load_images(train_src, image_size=config.image_size,
                                                                     channels=config.channels),
                                          train_src.y, train_src.keep, train_src.skipped)
