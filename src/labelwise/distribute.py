@@ -65,7 +65,7 @@ from .errors import LabelwiseError
 
 __all__ = [
     "KINDS", "BatchPlan", "Distribution", "TFConfig", "strategy_for", "parse_tf_config",
-    "check_backend", "scale_learning_rate", "sync_batchnorm", "record_plan",
+    "check_backend", "scale_learning_rate", "sync_batchnorm",
 ]
 
 logger = logging.getLogger("labelwise.distribute")
@@ -599,17 +599,3 @@ def sync_batchnorm(model: Any) -> int:
     visit(model)
     return changed
 
-
-def record_plan(config_json: str | os.PathLike, plan: BatchPlan) -> None:
-    """Add the batch/learning-rate plan to a run's ``config.json`` under ``distribution``.
-
-    ``learning_rate`` in the config stays the base rate the user gave; the rate actually used
-    is ``distribution.learning_rate`` (with the replicas, workers and per-replica batch that
-    decided it), so a run can be repeated on other hardware from its config.
-    """
-    from .io import write_json
-
-    path = Path(config_json)
-    data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-    data["distribution"] = plan.to_dict()
-    write_json(path, data)

@@ -806,12 +806,7 @@ def train(config: TrainConfig, data: TrainData | None = None, *, strategy: Any =
     # several JAX processes: Keras cannot fetch their batch-sharded predictions, so each
     # process predicts (and saves) with a process-local twin of the model
     with (strategy.predicting(model) if hasattr(strategy, "predicting") else contextlib.nullcontext(model)) as final:
-        result = _finish(config, data, schema, final, state, val_ds, val_y, out, resumed_from, say)
-    if plan is not None:
-        from .distribute import record_plan
-
-        record_plan(out / "config.json", plan)  # replicas, batches, base and scaled learning rate
-    return result
+        return _finish(config, data, schema, final, state, val_ds, val_y, out, resumed_from, say, plan=plan)
 
 
 @contextlib.contextmanager
@@ -897,7 +892,7 @@ def _check_resume_config(config: TrainConfig, saved: Mapping[str, Any] | None, w
                          "start a new run (--overwrite, or another --out-dir)")
 
 
-def _finish(config, data, schema, model, state, val_ds, val_y, out, resumed_from, say) -> TrainResult:
+def _finish(config, data, schema, model, state, val_ds, val_y, out, resumed_from, say, *, plan=None) -> TrainResult:
     from . import artifact
     from .artifact import Preprocessing
     from .predict import predict_scores, write_predictions
@@ -929,7 +924,9 @@ def _finish(config, data, schema, model, state, val_ds, val_y, out, resumed_from
                          info={"backbone": config.backbone, "best_epoch": state.best_epoch,
                                "val_macro_auc": state.best_auc if math.isfinite(state.best_auc) else None,
                                "epochs_run": state.epoch, "seed": config.seed})
-    write_json(out / "config.json", config.to_dict())
+    # learning_rate stays the base rate the user gave; the plan (replicas, batches, the scaled
+    # rate actually used) sits beside it, so the run can be repeated on other hardware
+    write_json(out / "config.json", {**config.to_dict(), **({"distribution": plan.to_dict()} if plan else {})})
     say(f"model: {path}")
     return TrainResult(model, schema, thresholds, state.log, state.best_epoch, state.best_auc, evaluation, out,
                        path, resumed_from)
