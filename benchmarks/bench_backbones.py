@@ -1,4 +1,4 @@
-"""Backbones and losses of labelwise.models / labelwise.losses: what they cost.
+"""Backbones and losses of labelwise.blocks.models / labelwise.blocks.losses: what they cost.
 
 Part 1, backbones: build time, parameters and inference throughput (images/s, compiled
 ``predict_on_batch`` after a warm-up) of ``build_model(schema, backbone, weights=None)`` at
@@ -51,7 +51,7 @@ def bench_backbones(size: int, batch: int, repeats: int, names: list[str]) -> No
     import keras
 
     from labelwise import LabelSchema
-    from labelwise.models import build_model
+    from labelwise.blocks.models import build_model
 
     schema = LabelSchema([f"l{i}" for i in range(14)], none="none")
     rows = []
@@ -75,7 +75,7 @@ def bench_losses(batch: int, n_labels: int, repeats: int) -> None:
     import keras
 
     from labelwise import LabelSchema
-    from labelwise import losses as L
+    from labelwise.blocks import losses as L
 
     schema = LabelSchema([f"l{i}" for i in range(n_labels - 3)], {"view": ["PA", "AP", "LL"]})
     r = np.random.default_rng(0)

@@ -88,8 +88,8 @@ def run_stage(stage: str, folder: Path, bootstrap: int) -> dict:
         out["macro_auc"] = float(np.mean(res["roc_auc"].point))
         out["auc_ci_width"] = float(np.mean(res["roc_auc"].high - res["roc_auc"].low))
     elif stage == "evaluate_api":
-        from labelwise.evaluate import evaluate
-        from labelwise.schema import LabelSchema
+        from labelwise.evaluation import evaluate
+        from labelwise.labels.schema import LabelSchema
 
         res = evaluate(y, s, schema=LabelSchema(independent=FINDINGS), bootstrap=bootstrap)
         out["ok"] = res is not None

@@ -64,7 +64,7 @@ def main() -> None:
 
     from labelwise.metrics import bootstrap_ci
     from labelwise.metrics.bootstrap import resample_metrics
-    from labelwise.thresholds import tune_thresholds
+    from labelwise.decide.thresholds import tune_thresholds
 
     Y, patients = load_labels(TEST_LIST)
     rng = np.random.default_rng(0)

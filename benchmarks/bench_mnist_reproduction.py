@@ -12,7 +12,7 @@ epochs for all), three heads:
 * softmax over all 11 outputs + BCE (the mistake),
 * sigmoid per output + BCE (the tutorial's fix),
 * labelwise's schema head (softmax over the 10 digits, sigmoid for greater_than_5) +
-  :class:`labelwise.losses.SchemaLoss`, decided by :func:`labelwise.thresholds.decide`
+  :class:`labelwise.blocks.losses.SchemaLoss`, decided by :func:`labelwise.decide.thresholds.decide`
   (arg-max digit, so exactly one digit per image).
 
 Reported: binary accuracy (mean over the 11 x n cells, decisions at 0.5), subset accuracy
@@ -48,13 +48,13 @@ def main() -> None:
     import keras
 
     from labelwise import LabelSchema
-    from labelwise.demo import load_digit_images
-    from labelwise.losses import SchemaLoss
+    from labelwise.training.demo import load_digit_images
+    from labelwise.blocks.losses import SchemaLoss
     from labelwise.metrics import roc_auc_score
-    from labelwise.models import build_model
-    from labelwise.pipeline import make_dataset, make_epoch_dataset
-    from labelwise.thresholds import decide
-    from labelwise.train import _set_bn_momentum
+    from labelwise.blocks.models import build_model
+    from labelwise.data.pipeline import make_dataset, make_epoch_dataset
+    from labelwise.decide.thresholds import decide
+    from labelwise.training.phases import _set_bn_momentum
 
     x, d, source = load_digit_images()
     order = np.random.default_rng(0).permutation(len(x))

@@ -3,7 +3,7 @@ model's own training throughput, on this machine, in one run.
 
 Part 1, chest X-rays at 224x224: the 24 real NIH PNGs (1024x1024, one RGBA) repeated to
 ``--n-files`` paths, decoded, shrunk to 224 (area), augmented (rotation/shift/brightness/
-contrast) and batched by ``labelwise.pipeline.make_dataset`` (images/s, pipeline alone), vs
+contrast) and batched by ``labelwise.data.pipeline.make_dataset`` (images/s, pipeline alone), vs
 ``densenet121`` (random init) training steps on in-memory batches of the same shape (images/s,
 model alone), vs ``model.fit`` fed by the pipeline (images/s, together).
 
@@ -67,8 +67,8 @@ def main() -> None:
     import keras
 
     from labelwise import LabelSchema
-    from labelwise.pipeline import Augment, make_dataset
-    from labelwise.train import TrainConfig, build_and_compile
+    from labelwise.data.pipeline import Augment, make_dataset
+    from labelwise.training import TrainConfig, build_and_compile
 
     here = os.path.dirname(os.path.abspath(__file__))
     shared = os.environ.get("LABELWISE_SHARED_DATA", os.path.join(here, "..", "..", "shared", "data"))
@@ -95,7 +95,7 @@ def main() -> None:
         fed = _fit_rate(model, ds.repeat(), args.steps, args.batch)
         _row(f"NIH 1024px PNG -> 224x224x{channels}, densenet121", pipe, rate, fed)
 
-    from labelwise.demo import DEMO_SCHEMA, digit_targets, load_digit_images
+    from labelwise.training.demo import DEMO_SCHEMA, digit_targets, load_digit_images
 
     x, d, _ = load_digit_images()
     yd = digit_targets(d)[:, : DEMO_SCHEMA.n_outputs].astype(np.float32)

@@ -4,8 +4,8 @@ The 24 real NIH ChestX-ray14 PNGs (1024 px, one RGBA) are resized to 256x256 (to
 temp folder small) and copied to ``--n`` files (default 1,008) with their labels; the same
 images are then read two ways into (224x224x1 float32, y) batches of 64 through tf.data:
 
-* loose: ``labelwise.pipeline.make_dataset(paths)`` -- one file open + read per image;
-* shards: ``labelwise.shards.read_shards(folder)`` -- ``--shard-size`` images per TFRecord file.
+* loose: ``labelwise.data.pipeline.make_dataset(paths)`` -- one file open + read per image;
+* shards: ``labelwise.data.shards.read_shards(folder)`` -- ``--shard-size`` images per TFRecord file.
 
 Both decode with the same function, so the difference is file handling. Each is read
 ``--repeats`` times (file cache warm after the first); the best epoch counts. The file
@@ -72,9 +72,9 @@ def main() -> None:
     ap.add_argument("--image-size", type=int, default=224)
     args = ap.parse_args()
 
-    from labelwise import pipeline
-    from labelwise.shards import read_shards, write_shards
-    from labelwise.tables import read_table
+    from labelwise.data import pipeline
+    from labelwise.data.shards import read_shards, write_shards
+    from labelwise.labels.tables import read_table
 
     size = (args.image_size, args.image_size)
     with tempfile.TemporaryDirectory(prefix="bench_shards_") as tmp:

@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from labelwise import LabelSchema  # noqa: E402
-from labelwise.split import grouped_stratified_split, random_group_split, split_report  # noqa: E402
-from labelwise.tables import read_table  # noqa: E402
+from labelwise.labels.split import grouped_stratified_split, random_group_split, split_report  # noqa: E402
+from labelwise.labels.tables import read_table  # noqa: E402
 
 SHARED = Path(os.environ.get("LABELWISE_SHARED_DATA", ROOT.parent / "shared" / "data"))
 FINDINGS = ["Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia",

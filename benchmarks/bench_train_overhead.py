@@ -3,10 +3,10 @@
 Training: the same model (small_cnn on MNIST digits, same seed, same loss and optimizer)
 trained for a few epochs
 
-* by ``labelwise.train.train`` (exact val macro AUC each epoch, epoch logs, atomic
+* by ``labelwise.training.loop.train`` (exact val macro AUC each epoch, epoch logs, atomic
   checkpoint of model + optimizer every epoch, best-weights snapshot), and
 * by a plain hand-written ``model.fit(train_ds, validation_data=val_ds)`` on the same
-  tf.data pipeline (``labelwise.pipeline.make_epoch_dataset``).
+  tf.data pipeline (``labelwise.data.pipeline.make_epoch_dataset``).
 
 Both are timed the same way: epoch 1 from its start to its end; every later epoch from the
 end of the one before to its own end, so everything between epochs counts (for labelwise:
@@ -14,7 +14,7 @@ validation, logs, and the atomic checkpoint of weights + optimizer, timed at its
 Epoch 1 includes tracing, so the table shows the steady state (epochs 2..N: fastest and
 median epoch) and whole runs.
 
-Prediction: ``labelwise.predict.predict`` (decode, model, none score, schema decisions,
+Prediction: ``labelwise.training.predict.predict`` (decode, model, none score, schema decisions,
 frame) vs ``model.predict`` on the same tf.data pipeline, over PNG files.
 
 Target: labelwise at most 5% slower (ratio <= 1.05). The machine is shared: runs alternate,
@@ -38,7 +38,7 @@ import numpy as np  # noqa: E402
 
 
 def _data(n_train: int, n_val: int, n_pred: int):
-    from labelwise.demo import DEMO_SCHEMA, digit_targets, load_digit_images
+    from labelwise.training.demo import DEMO_SCHEMA, digit_targets, load_digit_images
 
     x, d, source = load_digit_images()
     order = np.random.default_rng(0).permutation(len(x))
@@ -48,7 +48,7 @@ def _data(n_train: int, n_val: int, n_pred: int):
 
 
 def _config(out: str, epochs: int, batch: int):
-    from labelwise.train import TrainConfig
+    from labelwise.training import TrainConfig
 
     return TrainConfig(backbone="small_cnn", image_size=(28, 28), channels=1, bn_momentum=0.9, epochs=epochs,
                        batch_size=batch, learning_rate=2e-3, lr_schedule="constant", loss="schema", binary="bce",
@@ -57,7 +57,7 @@ def _config(out: str, epochs: int, batch: int):
 
 
 def run_labelwise(schema, train, val, epochs: int, batch: int, out: str) -> list[float]:
-    import labelwise.train as lw
+    import labelwise.training.loop as lw
 
     data = lw.TrainData(schema, lw.Part(train[0], train[1], np.arange(len(train[0]))),
                         lw.Part(val[0], val[1], np.arange(len(val[0]))), None)
@@ -83,8 +83,8 @@ def run_labelwise(schema, train, val, epochs: int, batch: int, out: str) -> list
 def run_plain(schema, train, val, epochs: int, batch: int) -> list[float]:
     import keras
 
-    from labelwise.pipeline import make_dataset, make_epoch_dataset
-    from labelwise.train import build_and_compile, phases
+    from labelwise.data.pipeline import make_dataset, make_epoch_dataset
+    from labelwise.training import build_and_compile, phases
 
     config = _config("unused", epochs, batch)
     keras.utils.set_random_seed(0)
@@ -116,9 +116,9 @@ def run_plain(schema, train, val, epochs: int, batch: int) -> list[float]:
 
 
 def bench_predict(model_path: Path, folder: Path, batch: int, repeats: int) -> tuple[float, float]:
-    from labelwise import artifact
-    from labelwise.pipeline import list_images, make_dataset
-    from labelwise.predict import predict
+    from labelwise.training import artifact
+    from labelwise.data.pipeline import list_images, make_dataset
+    from labelwise.training.predict import predict
 
     loaded = artifact.load(model_path)
     model, schema, thr, pre = loaded

@@ -16,10 +16,11 @@ from conftest import ROOT
 
 keras = pytest.importorskip("keras")
 
-from labelwise import LabelSchema, artifact  # noqa: E402
+from labelwise import LabelSchema  # noqa: E402
+from labelwise.training import artifact  # noqa: E402
 from labelwise.errors import InputError  # noqa: E402
-from labelwise.models import build_model  # noqa: E402
-from labelwise.thresholds import Thresholds, decide, tune_thresholds  # noqa: E402
+from labelwise.blocks.models import build_model  # noqa: E402
+from labelwise.decide.thresholds import Thresholds, decide, tune_thresholds  # noqa: E402
 
 SCHEMA = LabelSchema(independent=("cat", "dog"), exclusive={"view": ("indoor", "outdoor")}, none="nothing")
 

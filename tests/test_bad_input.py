@@ -15,11 +15,11 @@ import pytest
 
 from conftest import NIH_TABLE, require
 from labelwise import LabelSchema, SchemaViolation, TableError
-from labelwise.cli import main
+from labelwise.commands.cli import main
 from labelwise.errors import InputError, LabelwiseError
 from labelwise.io import atomic_path, write_text
-from labelwise.split import grouped_stratified_split
-from labelwise.tables import read_table
+from labelwise.labels.split import grouped_stratified_split
+from labelwise.labels.tables import read_table
 
 
 def _write(path, text):

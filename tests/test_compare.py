@@ -1,4 +1,4 @@
-"""Comparing strategies side by side: the paired bootstrap, ``labelwise.evaluate.compare`` and
+"""Comparing strategies side by side: the paired bootstrap, ``labelwise.evaluation.compare`` and
 ``labelwise evaluate --scores a=... --scores b=...``.
 
 References are independent of the code under test: scikit-learn per label, and a brute-force
@@ -25,9 +25,9 @@ sk = pytest.importorskip("sklearn.metrics")
 
 from labelwise import LabelSchema  # noqa: E402
 from labelwise.errors import InputError  # noqa: E402
-from labelwise.evaluate import compare, evaluate  # noqa: E402
+from labelwise.evaluation import compare, evaluate  # noqa: E402
 from labelwise.metrics.bootstrap import bootstrap_ci, paired_bootstrap  # noqa: E402
-from labelwise.powerset import LabelPowerset, powerset_scores_to_label_scores  # noqa: E402
+from labelwise.labels.powerset import LabelPowerset, powerset_scores_to_label_scores  # noqa: E402
 
 TOL = 1e-9
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -232,7 +232,7 @@ def test_compare_reference_thresholds_and_errors(powerset_case, tmp_path):
 
 # ------------------------------------------------------------------ the command
 def run_cli(*argv):
-    from labelwise.cli import main
+    from labelwise.commands.cli import main
 
     return main([str(a) for a in argv])
 
@@ -400,7 +400,7 @@ def test_compare_command_does_not_import_frameworks(files):
     d, _, _ = files
     code = (
         "import sys, io, contextlib\n"
-        "from labelwise.cli import main\n"
+        "from labelwise.commands.cli import main\n"
         "buf = io.StringIO()\n"
         "with contextlib.redirect_stdout(buf):\n"
         f"    rc = main(['evaluate', '--truth', r'{d / 'y_true.csv'}', '--schema', r'{d / 'schema.toml'}',"

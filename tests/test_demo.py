@@ -10,8 +10,8 @@ from conftest import MNIST_IDX, require
 
 pytest.importorskip("tensorflow")
 
-from labelwise.cli import main  # noqa: E402
-from labelwise.demo import DEMO_SCHEMA, digit_targets, load_digit_images  # noqa: E402
+from labelwise.commands.cli import main  # noqa: E402
+from labelwise.training.demo import DEMO_SCHEMA, digit_targets, load_digit_images  # noqa: E402
 
 
 def test_demo_schema_and_targets():
@@ -21,7 +21,7 @@ def test_demo_schema_and_targets():
 
 
 def test_fallback_to_scikit_learn_digits(monkeypatch):
-    import labelwise.demo as demo
+    import labelwise.training.demo as demo
 
     monkeypatch.setattr(demo, "find_mnist", lambda: None)
     x, d, source = load_digit_images()
@@ -64,7 +64,7 @@ def test_demo_end_to_end_tiny(tmp_path, capsys):
 def test_fallback_demo_end_to_end_learns_the_digits(tmp_path, monkeypatch, capsys):
     """A fresh clone (no shared MNIST) trains on scikit-learn's digits; at MNIST's batch/epochs
     that was 51 steps and a model calling most digits "8" (digit accuracy ~0.2)."""
-    import labelwise.demo as demo
+    import labelwise.training.demo as demo
 
     monkeypatch.setattr(demo, "find_mnist", lambda: None)
     out = tmp_path / "demo"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from labelwise.diagnostics import LIKELY_CAUSES, Finding, diagnose, format_findings
+from labelwise.evaluation.diagnostics import LIKELY_CAUSES, Finding, diagnose, format_findings
 from labelwise.errors import InputError
 
 LABELS = ["Atelectasis", "Effusion", "Mass", "Nodule", "Edema", "Hernia"]
@@ -106,7 +106,7 @@ def test_finding_serialises_and_bad_input():
 def test_hanley_mcneil_interval_stays_inside_0_1():
     # 30 positives scored well above 20 negatives with a little overlap: AUC near 1, where the
     # normal approximation's upper end would pass 1 unclipped.
-    from labelwise.diagnostics import _hanley_mcneil_ci
+    from labelwise.evaluation.diagnostics import _hanley_mcneil_ci
 
     auc, n_pos, n_neg = np.array([0.97, 0.02]), np.array([30, 30]), np.array([20, 20])
     ci = _hanley_mcneil_ci(auc, n_pos, n_neg, 0.95)

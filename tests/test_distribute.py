@@ -1,4 +1,4 @@
-"""labelwise.distribute: strategies on logical CPU devices, checked against one-device training.
+"""labelwise.training.distribute: strategies on logical CPU devices, checked against one-device training.
 
 Each distributed run happens in a subprocess (logical devices and collective ops must be set up
 before the framework starts, and must not leak into other tests): MirroredStrategy over 2
@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from labelwise.distribute import (
+from labelwise.training.distribute import (
     BatchPlan, Distribution, DistributeError, check_backend, parse_tf_config, scale_learning_rate,
 )
 from labelwise.errors import LabelwiseError
@@ -62,7 +62,7 @@ WORKER = textwrap.dedent(r'''
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * spec["logical_cpus"])
-    from labelwise.distribute import strategy_for
+    from labelwise.training.distribute import strategy_for
     dist = strategy_for(spec["kind"], devices=spec.get("devices"))  # multiworker: before any TF op
     import numpy as np
     import keras
@@ -127,13 +127,13 @@ WORKER = textwrap.dedent(r'''
     result["uneven_rows"] = int(p.shape[0])
     result["uneven_diff"] = float(np.max(np.abs(p[:21] - m2.predict(x[:21], verbose=0))))
     if dist.is_chief:
-        from labelwise.distribute import Distribution
+        from labelwise.training.distribute import Distribution
         one = Distribution("none", keras.backend.backend())
         r, _ = build(one, seed=1)
         result["reference_losses"] = fit(one, r, E1 + E2)
         result["reference_weights"] = [np.asarray(w).ravel().tolist() for w in r.get_weights()]
     if spec.get("shards"):  # which examples does this worker read from TFRecord shards?
-        from labelwise.shards import read_shards
+        from labelwise.data.shards import read_shards
 
         ds = read_shards(spec["shards"], image_size=8, channels=1, batch_size=4, with_ids=True)
         ids = []
@@ -214,8 +214,8 @@ def test_multiworker_two_processes_agree_and_match_one_device(tmp_path):
     spec = {"kind": "multiworker"}
     table = None
     if (NIH_IMAGES / "labels.csv").exists():  # shards of the 24 NIH images, 10 per file: 3 files
-        from labelwise.shards import write_shards
-        from labelwise.tables import read_table
+        from labelwise.data.shards import write_shards
+        from labelwise.labels.tables import read_table
 
         table = read_table(NIH_IMAGES / "labels.csv", images=NIH_IMAGES / "images")
         write_shards(table, None, tmp_path / "shards", shard_size=10, progress=False)
@@ -301,7 +301,7 @@ _TRAIN_SCRIPT = textwrap.dedent('''
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import dataclasses
-    from labelwise.train import TrainConfig, train
+    from labelwise.training import TrainConfig, train
     config = TrainConfig.from_toml(sys.argv[1])
     config = dataclasses.replace(config, epochs=int(sys.argv[2]), resume=sys.argv[3] == "1", verbose=2,
                                  distribute="mirrored", devices=2,  # what --distribute mirrored --devices 2 sets
@@ -312,7 +312,7 @@ _TRAIN_SCRIPT = textwrap.dedent('''
 
 def test_devices_needs_a_device_strategy():
     from labelwise.errors import InputError
-    from labelwise.train import TrainConfig
+    from labelwise.training import TrainConfig
 
     with pytest.raises(InputError, match="needs distribute = 'mirrored' or 'dataparallel'"):
         TrainConfig(devices=2)
@@ -353,8 +353,8 @@ _BN_SCRIPT = textwrap.dedent(r'''
     import numpy as np
     import keras
     from labelwise import LabelSchema
-    from labelwise.distribute import Distribution, strategy_for, sync_batchnorm
-    from labelwise.train import TrainConfig, build_and_compile
+    from labelwise.training.distribute import Distribution, strategy_for, sync_batchnorm
+    from labelwise.training import TrainConfig, build_and_compile
 
     rng = np.random.default_rng(0)
     x = rng.normal(128, 60, size=(64, 8, 8, 1)).astype("float32")
@@ -369,7 +369,7 @@ _BN_SCRIPT = textwrap.dedent(r'''
             if sync:
                 m = build_and_compile(config, schema)  # calls sync_batchnorm inside the scope
             else:  # the old behaviour: each replica normalizes with its own half of the batch
-                import labelwise.distribute as d
+                import labelwise.training.distribute as d
                 real, d.sync_batchnorm = d.sync_batchnorm, lambda model: 0
                 try:
                     m = build_and_compile(config, schema)
@@ -421,7 +421,7 @@ def test_process_shard_slices_match_padded_global_batches():
     """make_epoch_dataset(process_shard=...): the processes' batches, joined in process order (as
     Keras joins them), are the global batches of one process, the last one padded as
     even_batches pads it; each process reads only its own rows."""
-    from labelwise.pipeline import make_epoch_dataset
+    from labelwise.data.pipeline import make_epoch_dataset
 
     x = np.arange(41 * 2 * 2, dtype=np.float32).reshape(41, 2, 2, 1)  # 41 rows: 16 + 16 + 9
     y = np.arange(41, dtype=np.float32)[:, None]

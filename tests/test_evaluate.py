@@ -19,8 +19,8 @@ from conftest import CHEXNET_SPLIT, NIH_FINDINGS, NIH_TABLE, ROOT, require
 
 from labelwise import LabelSchema
 from labelwise.errors import InputError
-from labelwise.evaluate import evaluate, parse_tune
-from labelwise.scores import read_scores
+from labelwise.evaluation import evaluate, parse_tune
+from labelwise.labels.scores import read_scores
 
 N_ROWS = 2000
 # Per-label separation of the synthetic scores: AUCs from near chance (Hernia) to strong.
@@ -289,7 +289,7 @@ def test_exclusive_group_schema():
 
 # ------------------------------------------------------------------ commands
 def run_cli(*argv):
-    from labelwise.cli import main
+    from labelwise.commands.cli import main
 
     return main([str(a) for a in argv])
 
@@ -337,7 +337,7 @@ def test_cli_thresholds_command(xray, tmp_path, capsys):
     assert "Youden J" in out
     for label in NIH_FINDINGS:
         assert label in out
-    from labelwise.thresholds import Thresholds
+    from labelwise.decide.thresholds import Thresholds
 
     t = Thresholds.load(tmp_path / "t.json")
     assert t.method == "youden" and list(t.labels)[:14] == NIH_FINDINGS
@@ -373,7 +373,7 @@ def test_evaluate_command_does_not_import_frameworks(xray):
     d, _, _, _ = xray
     code = (
         "import sys, io, contextlib\n"
-        "from labelwise.cli import main\n"
+        "from labelwise.commands.cli import main\n"
         "buf = io.StringIO()\n"
         "with contextlib.redirect_stdout(buf):\n"
         f"    rc = main(['evaluate', '--truth', r'{d / 'y_true.csv'}', '--scores', r'{d / 'y_pred.csv'}',"

@@ -15,13 +15,13 @@ import pandas as pd
 import pytest
 
 from labelwise.errors import InputError
-from labelwise.evaluate import evaluate
+from labelwise.evaluation import evaluate
 
 LABELS = ["Atelectasis", "Effusion", "Mass", "Nodule"]
 
 
 def run_cli(*argv):
-    from labelwise.cli import main
+    from labelwise.commands.cli import main
 
     return main([str(a) for a in argv])
 
@@ -201,7 +201,7 @@ def test_compressed_but_informative_scores_are_not_collapse():
 
 
 def test_one_row_is_too_few_not_collapse():
-    from labelwise.diagnostics import diagnose
+    from labelwise.evaluation.diagnostics import diagnose
 
     f = diagnose(np.array([[1, 0, 0, 1]]), np.array([[0.8, 0.1, 0.2, 0.7]]), labels=LABELS)
     codes = {x.code for x in f}
@@ -267,7 +267,7 @@ def test_decision_metrics_zero_division_nan_match_sklearn(average):
 
 
 def test_tuning_warning_says_which_class_is_missing():
-    from labelwise.thresholds import tune_thresholds
+    from labelwise.decide.thresholds import tune_thresholds
 
     y, s = make_data(100)
     y[:, 0] = 1
@@ -366,7 +366,7 @@ def test_samples_and_ranking_metrics_are_reported(files, capsys):
     text = r.format_table()
     for name in ("samples AUC", "samples AP", "label ranking AP", "coverage error", "ranking loss"):
         assert name in text
-    from labelwise.report.html import render_report
+    from labelwise.evaluation.report.html import render_report
 
     html = render_report(r)
     assert "coverage error" in html and "ranking loss" in html

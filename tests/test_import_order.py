@@ -2,7 +2,7 @@
 
 Each order runs in a fresh interpreter, because what matters is which module triggers the
 first ``import keras`` (the registration hook runs then). Before the fix, a first import of
-``labelwise.layers`` left ``labelwise.models`` unimported (a circular import inside the hook)
+``labelwise.blocks.layers`` left ``labelwise.blocks.models`` unimported (a circular import inside the hook)
 and loading a ``build_model`` model failed with "Could not locate class 'ImagePreprocess'".
 """
 
@@ -25,9 +25,9 @@ SCHEMA = LabelSchema(["a", "b"], {"view": ["PA", "AP"]}, none="none")
 # What the child imports first; every order must end with `keras` and the model loader usable.
 ORDERS = {
     "from_labelwise_import_layer_then_keras": "import labelwise\nfrom labelwise import SchemaHead\nimport keras",
-    "from_labelwise_layers_import": "from labelwise.layers import SchemaHead, MultiImagePooling\nimport keras",
+    "from_labelwise_layers_import": "from labelwise.blocks.layers import SchemaHead, MultiImagePooling\nimport keras",
     "from_labelwise_import_pooling": "from labelwise import MultiImagePooling\nimport keras",
-    "from_labelwise_models_import": "from labelwise.models import build_model\nimport keras",
+    "from_labelwise_models_import": "from labelwise.blocks.models import build_model\nimport keras",
     "keras_first": "import keras\nimport labelwise",
     "labelwise_only_then_keras": "import labelwise\nimport keras",
 }
@@ -52,8 +52,8 @@ _CHILD = textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
-    from labelwise.losses import SchemaLoss
-    from labelwise.models import build_case_model, build_model
+    from labelwise.blocks.losses import SchemaLoss
+    from labelwise.blocks.models import build_case_model, build_model
 
     root = tmp_path_factory.mktemp("import_order")
     r = np.random.default_rng(0)
@@ -89,11 +89,12 @@ def test_load_model_works_for_every_first_import(saved, order):
 
 # ---------------------------------------------------------------- the top-level namespace
 AUDITED_NAMES = {  # missing from the top level before (audit 4.17), each with its home module
-    "weighted_binary_crossentropy": "losses", "binary_focal_loss": "losses", "asymmetric_loss": "losses",
-    "schema_loss": "losses", "ImagePreprocess": "models", "small_cnn": "models", "build_backbone": "models",
-    "WeightsUnavailable": "models", "StackSet": "stacks", "masked_max": "layers", "masked_mean": "layers",
-    "gated_attention": "layers", "powerset_scores_to_label_scores": "powerset", "build_powerset_head": "powerset",
-    "PowersetHead": "layers",
+    "weighted_binary_crossentropy": "blocks.losses", "binary_focal_loss": "blocks.losses",
+    "asymmetric_loss": "blocks.losses", "schema_loss": "blocks.losses", "ImagePreprocess": "blocks.models",
+    "small_cnn": "blocks.models", "build_backbone": "blocks.models", "WeightsUnavailable": "blocks.models",
+    "StackSet": "data.stacks", "masked_max": "blocks.layers", "masked_mean": "blocks.layers",
+    "gated_attention": "blocks.layers", "powerset_scores_to_label_scores": "labels.powerset",
+    "build_powerset_head": "blocks.layers", "PowersetHead": "blocks.layers",
 }
 
 
@@ -109,9 +110,9 @@ def test_every_public_name_resolves_to_its_module():
         obj = getattr(labelwise, name)  # an AttributeError here is a typo in _LAZY
         if name in labelwise._LAZY and hasattr(obj, "__module__") and callable(obj):
             assert obj.__module__.startswith(labelwise._LAZY[name]), name  # metrics re-exports its submodules
-    from labelwise import ImagePreprocess, models  # the README's import, now from the top level
+    from labelwise import ImagePreprocess, blocks  # the README's import, now from the top level
 
-    assert ImagePreprocess is models.ImagePreprocess
+    assert ImagePreprocess is blocks.models.ImagePreprocess
 
 
 def test_dir_lists_the_lazy_names_without_importing_them():
@@ -120,7 +121,7 @@ def test_dir_lists_the_lazy_names_without_importing_them():
         names = dir(labelwise)
         missing = [n for n in labelwise.__all__ if n not in names]
         assert not missing, missing
-        assert {"ImagePreprocess", "weighted_binary_crossentropy", "losses", "models", "LabelSchema"} <= set(names)
+        assert {"ImagePreprocess", "weighted_binary_crossentropy", "blocks", "training", "LabelSchema"} <= set(names)
         assert names == sorted(names)
         heavy = [m for m in ("keras", "tensorflow", "jax") if m in sys.modules]
         assert not heavy, heavy

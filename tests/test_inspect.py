@@ -1,4 +1,4 @@
-"""labelwise.stats.summarize and `labelwise inspect` on the real NIH table and small hand-made ones."""
+"""labelwise.labels.stats.summarize and `labelwise inspect` on the real NIH table and small hand-made ones."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 
 from conftest import NIH_TABLE, require
 from labelwise import LabelSchema
-from labelwise.cli import main
-from labelwise.stats import cooccurrence, render_text, summarize
-from labelwise.tables import read_table
+from labelwise.commands.cli import main
+from labelwise.labels.stats import cooccurrence, render_text, summarize
+from labelwise.labels.tables import read_table
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -107,7 +107,7 @@ def test_inspect_imports_no_framework_and_no_matplotlib():
     import subprocess
     import sys
 
-    code = ("import sys, io, contextlib\nfrom labelwise.cli import main\n"
+    code = ("import sys, io, contextlib\nfrom labelwise.commands.cli import main\n"
             f"with contextlib.redirect_stdout(io.StringIO()): rc = main(['inspect', {str(EXAMPLES / 'nih_sample.csv')!r}])\n"
             "heavy = [m for m in ('keras', 'tensorflow', 'jax', 'matplotlib', 'sklearn') if m in sys.modules]\n"
             "print(rc, heavy)")

@@ -15,9 +15,9 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from labelwise import LabelSchema  # noqa: E402
-from labelwise import losses as L  # noqa: E402
+from labelwise.blocks import losses as L  # noqa: E402
 from labelwise.errors import InputError  # noqa: E402
-from labelwise.layers import (GatedAttentionPooling, MultiImagePooling, SchemaHead, masked_max,  # noqa: E402
+from labelwise.blocks.layers import (GatedAttentionPooling, MultiImagePooling, SchemaHead, masked_max,  # noqa: E402
                               masked_mean, schema_activation)
 
 SCHEMA = LabelSchema(["a", "b", "c"], {"view": ["PA", "AP", "LL"], "sex": ["F", "M"]}, none="none")
@@ -200,7 +200,7 @@ def test_models_save_and_load_in_a_fresh_process(tmp_path):
         yt = y if name == "schema" else y[:, :8]
         configs[path] = (type(loss).__name__, loss.get_config(), float(_np(loss(yt, preds[path]))))
     # and a build_model() model: ImagePreprocess + nested backbone + SchemaHead
-    from labelwise.models import build_model
+    from labelwise.blocks.models import build_model
 
     single = images[:, 0]
     model = build_model(SCHEMA, "small_cnn", input_shape=(8, 8, 1), weights=None, head_output="logits")

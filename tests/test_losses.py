@@ -8,7 +8,7 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from labelwise import LabelSchema  # noqa: E402
-from labelwise import losses as L  # noqa: E402
+from labelwise.blocks import losses as L  # noqa: E402
 from labelwise.errors import InputError  # noqa: E402
 
 pytestmark = pytest.mark.backend
@@ -214,7 +214,7 @@ def test_schema_loss_matches_numpy_with_term_weights():
                         from_logits=True)
     np.testing.assert_allclose(float(_np(loss(y, logits))), ref.mean(), rtol=1e-4)
     # the same on probabilities from the schema's activations, and on head targets only
-    from labelwise.layers import schema_activation
+    from labelwise.blocks.layers import schema_activation
 
     probs = _np(schema_activation(logits, schema)).astype("float32")
     loss_p = L.SchemaLoss(schema, "weighted", pos_weight=wp, binary_weight=0.5, group_weights={"view": 2.0})
@@ -375,7 +375,7 @@ def test_balanced_weights_drop_the_derived_none_column():
 
 
 def test_balanced_weights_accept_a_real_label_table(tmp_path):
-    from labelwise.tables import read_table
+    from labelwise.labels.tables import read_table
 
     (tmp_path / "labels.csv").write_text("id,labels\nr1,a\nr2,No Finding\nr3,a|b\nr4,No Finding\n")
     schema = LabelSchema(["a", "b"], none="No Finding")

@@ -8,7 +8,7 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from labelwise import LabelSchema  # noqa: E402
-from labelwise import models as M  # noqa: E402
+from labelwise.blocks import models as M  # noqa: E402
 from labelwise.errors import InputError, LabelwiseError  # noqa: E402
 
 SCHEMA = LabelSchema(["a", "b"], {"view": ["PA", "AP"]}, none="none")

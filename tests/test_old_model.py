@@ -1,7 +1,7 @@
 """Models saved by the code before the package layout moved still load and predict the same.
 
 The files in ``fixtures/old_model/`` were written once by ``make.py`` with main at a208a9b
-(flat modules: ``labelwise.layers``, ``labelwise.models``, ``labelwise.artifact``). Keras
+(flat modules: ``labelwise.blocks.layers``, ``labelwise.blocks.models``, ``labelwise.training.artifact``). Keras
 stores each object by its registered name (``labelwise>SchemaHead``), so those names must
 never change; this test fails if one does.
 """
@@ -29,13 +29,13 @@ def data():
 def test_old_image_artifact_loads_and_predicts_the_same(data):
     model = keras.saving.load_model(FIXTURES / "image_model.keras", compile=False)
     np.testing.assert_allclose(model.predict(data["x"], verbose=0), data["image_scores"], rtol=1e-5, atol=1e-6)
-    meta = labelwise.artifact.metadata_of(model)
+    meta = labelwise.training.artifact.metadata_of(model)
     assert list(meta.schema.labels) == ["a", "b", "PA", "AP", "none"]
     assert meta.thresholds is not None and meta.preprocessing["image_size"] == [16, 16]
 
 
 def test_old_image_artifact_through_labelwise_load(data):
-    model, schema, thresholds, pre = labelwise.artifact.load(FIXTURES / "image_model.keras")
+    model, schema, thresholds, pre = labelwise.training.artifact.load(FIXTURES / "image_model.keras")
     assert schema.n_outputs == 4 and pre.channels == 1 and tuple(pre.image_size) == (16, 16)
     assert set(thresholds.labels) <= set(schema.labels)
     np.testing.assert_allclose(model.predict(data["x"], verbose=0), data["image_scores"], rtol=1e-5, atol=1e-6)

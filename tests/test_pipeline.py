@@ -11,7 +11,7 @@ from conftest import NIH_IMAGES, require
 tf = pytest.importorskip("tensorflow")
 
 from labelwise.errors import InputError  # noqa: E402
-from labelwise.pipeline import Augment, check_images, make_dataset, make_epoch_dataset  # noqa: E402
+from labelwise.data.pipeline import Augment, check_images, make_dataset, make_epoch_dataset  # noqa: E402
 
 
 def test_real_nih_pngs_decode_including_rgba():

@@ -9,7 +9,7 @@ import pytest
 
 from labelwise import LabelSchema
 from labelwise.errors import InputError
-from labelwise.powerset import LabelPowerset, powerset_scores_to_label_scores
+from labelwise.labels.powerset import LabelPowerset, powerset_scores_to_label_scores
 
 SCHEMA = LabelSchema(["Mass", "Edema", "Nodule"], none="No Finding")
 
@@ -88,7 +88,7 @@ def test_round_trip_and_errors():
 
 def test_powerset_model_trains_and_decodes():
     keras = pytest.importorskip("keras")
-    from labelwise.models import build_model
+    from labelwise.blocks.models import build_model
 
     ps = LabelPowerset(SCHEMA).fit(TRAIN)
     model = build_model(SCHEMA, "small_cnn", input_shape=(8, 8, 1), weights=None, powerset=ps)
@@ -129,7 +129,7 @@ def test_saved_powerset_model_decodes_on_its_own(tmp_path):
     import sys
 
     pytest.importorskip("keras")
-    from labelwise.models import build_model
+    from labelwise.blocks.models import build_model
 
     ps = LabelPowerset(SCHEMA).fit(TRAIN)
     model = build_model(SCHEMA, "small_cnn", input_shape=(8, 8, 1), weights=None, powerset=ps)
@@ -153,9 +153,9 @@ def test_saved_powerset_model_decodes_on_its_own(tmp_path):
 
 def test_powerset_head_config_and_errors():
     keras = pytest.importorskip("keras")
-    from labelwise.layers import PowersetHead
-    from labelwise.models import build_model
-    from labelwise.powerset import build_powerset_head
+    from labelwise.blocks.layers import PowersetHead
+    from labelwise.blocks.models import build_model
+    from labelwise.blocks.layers import build_powerset_head
 
     ps = LabelPowerset(SCHEMA).fit(TRAIN)
     head = build_powerset_head(ps)
@@ -197,7 +197,7 @@ def test_powerset_head_config_and_errors():
 @pytest.mark.backend
 def test_keras_powerset_label_scores_match_numpy():
     keras = pytest.importorskip("keras")
-    from labelwise.layers import powerset_label_scores
+    from labelwise.blocks.layers import powerset_label_scores
 
     for schema, y in ((SCHEMA, TRAIN),
                       (LabelSchema(["a", "b"], {"view": ["PA", "AP"]}, none="none"),

@@ -9,11 +9,12 @@ from PIL import Image
 
 keras = pytest.importorskip("keras")
 
-from labelwise import LabelSchema, artifact  # noqa: E402
-from labelwise.cli import main  # noqa: E402
-from labelwise.models import build_model  # noqa: E402
-from labelwise.predict import predict  # noqa: E402
-from labelwise.thresholds import Thresholds  # noqa: E402
+from labelwise import LabelSchema  # noqa: E402
+from labelwise.training import artifact  # noqa: E402
+from labelwise.commands.cli import main  # noqa: E402
+from labelwise.blocks.models import build_model  # noqa: E402
+from labelwise.training.predict import predict  # noqa: E402
+from labelwise.decide.thresholds import Thresholds  # noqa: E402
 
 SCHEMA = LabelSchema(independent=("cat", "dog"), exclusive={"view": ("indoor", "outdoor", "night")}, none="nothing")
 

@@ -13,13 +13,14 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from labelwise import LabelSchema, artifact  # noqa: E402
-from labelwise.cli import main  # noqa: E402
+from labelwise import LabelSchema  # noqa: E402
+from labelwise.training import artifact  # noqa: E402
+from labelwise.commands.cli import main  # noqa: E402
 from labelwise.errors import InputError  # noqa: E402
-from labelwise.models import build_case_model, build_model  # noqa: E402
-from labelwise.predict import model_inputs, predict, prepare_stack  # noqa: E402
-from labelwise.stacks import MRNET_LABELS  # noqa: E402
-from labelwise.thresholds import Thresholds, decide  # noqa: E402
+from labelwise.blocks.models import build_case_model, build_model  # noqa: E402
+from labelwise.training.predict import model_inputs, predict, prepare_stack  # noqa: E402
+from labelwise.data.stacks import MRNET_LABELS  # noqa: E402
+from labelwise.decide.thresholds import Thresholds, decide  # noqa: E402
 
 SCHEMA = LabelSchema(independent=MRNET_LABELS, exclusive={"side": ("left", "right")}, none="no_finding")
 SIZE = 16
@@ -31,7 +32,7 @@ POOLINGS = ("max", "mean", "attention")
 
 def _slices(stack):
     """Independent preparation: the image pipeline's array -> image function, slice by slice."""
-    from labelwise.pipeline import _array_to_image
+    from labelwise.data.pipeline import _array_to_image
 
     return np.stack([_array_to_image(s[..., None], (SIZE, SIZE), 1).numpy() for s in stack]).astype("float32")
 
@@ -157,7 +158,7 @@ def test_fixed_length_case_model_and_stored_max_slices(data, tmp_path):
 
 
 def test_prepare_stack_matches_the_image_pipeline():
-    from labelwise.pipeline import _array_to_image
+    from labelwise.data.pipeline import _array_to_image
 
     rng = np.random.default_rng(0)
     for shape, channels in [((3, 24, 20), 1), ((2, 9, 30), 1), ((2, 10, 10, 3), 1), ((2, 10, 10), 3),

@@ -13,7 +13,7 @@ import pytest
 from conftest import NIH_FINDINGS
 
 from labelwise import LabelSchema
-from labelwise.evaluate import evaluate
+from labelwise.evaluation import evaluate
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -60,7 +60,7 @@ def test_plots_are_pngs(saved):
 
 
 def test_error_cooccurrence_matches_brute_force():
-    from labelwise.report.plots import error_cooccurrence
+    from labelwise.evaluation.report.plots import error_cooccurrence
 
     rng = np.random.default_rng(1)
     t = rng.random((200, 4)) < 0.3
@@ -100,7 +100,7 @@ def test_html_is_self_contained_and_complete(saved):
 
 
 def test_html_highlights_a_collapsed_model(tmp_path):
-    from labelwise.report.html import write_report
+    from labelwise.evaluation.report.html import write_report
 
     rng = np.random.default_rng(0)
     y = (rng.random((300, 3)) < 0.3).astype(np.uint8)

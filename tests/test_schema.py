@@ -164,7 +164,7 @@ def test_import_is_light():
     import sys
 
     code = (
-        "import sys, labelwise, labelwise.schema, labelwise.cli\n"
+        "import sys, labelwise, labelwise.labels.schema, labelwise.commands.cli\n"
         "heavy = [m for m in ('keras', 'tensorflow', 'jax', 'torch', 'matplotlib') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )

@@ -15,7 +15,7 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from labelwise.cli import main  # noqa: E402
+from labelwise.commands.cli import main  # noqa: E402
 
 
 @pytest.fixture(scope="module")

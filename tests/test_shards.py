@@ -1,4 +1,4 @@
-"""labelwise.shards and `labelwise shard`: TFRecord shards of the 24 real NIH PNGs read back
+"""labelwise.data.shards and `labelwise shard`: TFRecord shards of the 24 real NIH PNGs read back
 exactly as the loose files are read (ids, labels, pixels), split per worker, written atomically."""
 
 from __future__ import annotations
@@ -21,14 +21,14 @@ RGBA = "00000004_000.png"
 
 @pytest.fixture(scope="module")
 def table():
-    from labelwise.tables import read_table
+    from labelwise.labels.tables import read_table
 
     return read_table(require(TABLE), images=require(IMAGES))
 
 
 @pytest.fixture(scope="module")
 def shard_dir(table, tmp_path_factory):
-    from labelwise.shards import write_shards
+    from labelwise.data.shards import write_shards
 
     out = tmp_path_factory.mktemp("shards")
     messages = []
@@ -61,8 +61,8 @@ def test_index_and_files(shard_dir, table):
 
 @pytest.mark.parametrize("channels", [1, 3])
 def test_round_trip_equals_loose_files(shard_dir, table, channels):
-    from labelwise import pipeline
-    from labelwise.shards import read_shards
+    from labelwise.data import pipeline
+    from labelwise.data.shards import read_shards
 
     ds = read_shards(shard_dir, image_size=(64, 64), channels=channels, batch_size=7, with_ids=True)
     x, y, ids = _read_all(ds)
@@ -78,7 +78,7 @@ def test_native_size_pixels_equal_pillow(shard_dir, table):
     """Independent of TF's decoder on the loose-file side: Pillow's pixels, gray and the RGBA one."""
     from PIL import Image
 
-    from labelwise.shards import read_shards
+    from labelwise.data.shards import read_shards
 
     ds = read_shards(shard_dir, image_size=1024, channels=3, batch_size=1, with_ids=True)
     rgba = [str(i) for i in table.ids].index(RGBA)
@@ -94,7 +94,7 @@ def test_native_size_pixels_equal_pillow(shard_dir, table):
 
 
 def test_outputs_columns_drop_the_none_label(shard_dir, table):
-    from labelwise.shards import read_shards
+    from labelwise.data.shards import read_shards
 
     ds = read_shards(shard_dir, image_size=8, channels=1, batch_size=24, y_columns="outputs")
     _, y, _ = _read_all(ds)
@@ -106,7 +106,7 @@ def test_outputs_columns_drop_the_none_label(shard_dir, table):
 def test_workers_get_disjoint_files_covering_all(shard_dir, table):
     import tensorflow as tf
 
-    from labelwise.shards import read_shards
+    from labelwise.data.shards import read_shards
 
     seen = []
     for w in range(2):
@@ -121,7 +121,7 @@ def test_workers_get_disjoint_files_covering_all(shard_dir, table):
 
 
 def test_shuffle_is_seeded_permutation(shard_dir, table):
-    from labelwise.shards import read_shards
+    from labelwise.data.shards import read_shards
 
     def order(seed):
         ds = read_shards(shard_dir, image_size=8, channels=1, batch_size=24, with_ids=True, shuffle=True, seed=seed)
@@ -132,7 +132,7 @@ def test_shuffle_is_seeded_permutation(shard_dir, table):
 
 
 def test_refuses_to_mix_runs_and_overwrites_on_request(shard_dir, table, tmp_path):
-    from labelwise.shards import read_shards, write_shards
+    from labelwise.data.shards import read_shards, write_shards
 
     with pytest.raises(InputError, match="already holds shards.*--overwrite"):
         write_shards(table, IMAGES, shard_dir, shard_size=10, progress=False)
@@ -145,8 +145,8 @@ def test_refuses_to_mix_runs_and_overwrites_on_request(shard_dir, table, tmp_pat
 
 
 def test_unreadable_image_is_named(table, tmp_path):
-    from labelwise.shards import read_shards, write_shards
-    from labelwise.tables import read_table
+    from labelwise.data.shards import read_shards, write_shards
+    from labelwise.labels.tables import read_table
 
     images = tmp_path / "images"
     shutil.copytree(IMAGES, images)
@@ -164,7 +164,7 @@ def test_unreadable_image_is_named(table, tmp_path):
 
 
 def test_missing_index_is_a_clear_error(tmp_path):
-    from labelwise.shards import read_shards
+    from labelwise.data.shards import read_shards
 
     (tmp_path / "shard-00000-of-00001.tfrecord").write_bytes(b"")
     with pytest.raises(InputError, match="no index.json: not a finished shard folder"):
@@ -174,8 +174,8 @@ def test_missing_index_is_a_clear_error(tmp_path):
 
 
 def test_cli_shard(tmp_path, capsys):
-    from labelwise.cli import main
-    from labelwise.shards import read_shards
+    from labelwise.commands.cli import main
+    from labelwise.data.shards import read_shards
 
     out = tmp_path / "cli"
     rc = main(["shard", str(require(TABLE)), "--images", str(IMAGES), "--out", str(out), "--shard-size", "8"])
@@ -192,7 +192,7 @@ def test_cli_shard(tmp_path, capsys):
 
 def test_schema_remaps_columns_by_name_or_names_both_label_lists(shard_dir, table):
     from labelwise import LabelSchema
-    from labelwise.shards import read_shards
+    from labelwise.data.shards import read_shards
 
     s = table.schema
     reordered = LabelSchema(independent=tuple(reversed(s.independent)), exclusive=s.exclusive, none=s.none)
@@ -207,7 +207,7 @@ def test_schema_remaps_columns_by_name_or_names_both_label_lists(shard_dir, tabl
 
 
 def test_check_train_shards_refuses_holdout_ids_and_too_few_files(shard_dir, table, tmp_path):
-    from labelwise.shards import check_train_shards, shard_ids
+    from labelwise.data.shards import check_train_shards, shard_ids
 
     ids = [str(i) for i in table.ids]
     assert check_train_shards(shard_dir, table.schema, holdout={"val": ["nope.png"], "test": None},

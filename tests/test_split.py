@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 
 from conftest import NIH_IMAGES, NIH_TABLE, require
-from labelwise.cli import main
+from labelwise.commands.cli import main
 from labelwise.errors import InputError, TableError
-from labelwise.split import (check_split, grouped_stratified_split, integer_floor_pp, parse_fractions,
+from labelwise.labels.split import (check_split, grouped_stratified_split, integer_floor_pp, parse_fractions,
                              random_group_split, split_report, split_table)
-from labelwise.tables import read_table
+from labelwise.labels.tables import read_table
 
 F = (0.7, 0.1, 0.2)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from labelwise.errors import InputError, TableError
-from labelwise.stacks import pad_stack, read_cases, read_mrnet, read_stack_table
+from labelwise.data.stacks import pad_stack, read_cases, read_mrnet, read_stack_table
 
 LENGTHS = {"0000": 3, "0001": 5, "0002": 2}
 
@@ -136,7 +136,7 @@ def test_pad_stack_pads_crops_and_checks_shapes():
 def test_mrnet_stacks_feed_a_case_model(tmp_path):
     pytest.importorskip("keras")
     from labelwise import LabelSchema
-    from labelwise.models import build_case_model
+    from labelwise.blocks.models import build_case_model
 
     _mrnet(tmp_path)
     ds = read_mrnet(tmp_path)

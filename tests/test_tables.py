@@ -12,7 +12,7 @@ import pytest
 
 from conftest import CHEXNET_SPLIT, MNIST_IDX, NIH_FINDINGS, NIH_IMAGES, NIH_TABLE, require
 from labelwise import LabelSchema, SchemaViolation, TableError
-from labelwise.tables import MNIST_SCHEMA, load_mnist_idx, read_mnist_idx, read_table
+from labelwise.labels.tables import MNIST_SCHEMA, load_mnist_idx, read_mnist_idx, read_table
 
 # From nih_chestxray14_metadata/MANIFEST.txt (an independent count, not computed by our code).
 NIH_COUNTS = {"No Finding": 60361, "Infiltration": 19894, "Effusion": 13317, "Atelectasis": 11559, "Nodule": 6331,

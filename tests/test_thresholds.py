@@ -10,7 +10,7 @@ import pytest
 from labelwise import LabelSchema
 from labelwise.errors import InputError
 from labelwise.metrics import UndefinedMetricWarning
-from labelwise.thresholds import Thresholds, decide, tune_thresholds
+from labelwise.decide.thresholds import Thresholds, decide, tune_thresholds
 
 sk = pytest.importorskip("sklearn.metrics")
 

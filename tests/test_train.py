@@ -25,7 +25,7 @@ from conftest import MNIST_IDX, ROOT, require
 pytest.importorskip("tensorflow")
 
 from labelwise import LabelSchema  # noqa: E402
-from labelwise.cli import main  # noqa: E402
+from labelwise.commands.cli import main  # noqa: E402
 
 SCHEMA = LabelSchema(independent=("greater_than_5", "even"), exclusive={"digit": tuple("0123456789")},
                      none="small_odd")
@@ -41,7 +41,7 @@ def _rows(d: int) -> str:
 
 def make_digit_table(folder: Path, n: dict | None = None, plots: bool = False) -> Path:
     """Write PNGs + labels.csv (id, labels, split) + schema.toml + train.toml; return the config path."""
-    from labelwise.tables import read_mnist_idx
+    from labelwise.labels.tables import read_mnist_idx
 
     mnist = read_mnist_idx(require(MNIST_IDX) / "t10k-images-idx3-ubyte.gz", MNIST_IDX / "t10k-labels-idx1-ubyte.gz")
     digits = mnist.extra["digit"].to_numpy()
@@ -119,9 +119,9 @@ def test_val_auc_in_log_is_exact(tiny):
     """The logged val macro AUC equals scikit-learn's on the best model's val predictions."""
     from sklearn.metrics import roc_auc_score
 
-    from labelwise import artifact
-    from labelwise.pipeline import make_dataset
-    from labelwise.tables import read_table
+    from labelwise.training import artifact
+    from labelwise.data.pipeline import make_dataset
+    from labelwise.labels.tables import read_table
 
     folder, _ = tiny
     model, schema, _, pre = artifact.load(folder / "run" / "model.keras")
@@ -153,8 +153,8 @@ def test_bad_config_is_explained(tmp_path, capsys):
 
 _KILLABLE = """
 import sys, time
-import labelwise.train as T
-from labelwise.cli import main
+import labelwise.training.loop as T
+from labelwise.commands.cli import main
 
 marker = sys.argv[2]
 original = T._epoch_callback
@@ -236,7 +236,7 @@ def test_freeze_schedule_and_plateau_resume_at_phase_boundary(tmp_path):
     stopped after the frozen phase and resumed equals one run straight through."""
     import keras
 
-    from labelwise.train import TrainConfig, train
+    from labelwise.training import TrainConfig, train
 
     config = make_digit_table(tmp_path, {"train": 160, "val": 48})  # no test split: no report needed
     base = dict(epochs=3, freeze_epochs=1, lr_schedule="plateau", plateau_patience=1, verbose=0)
@@ -265,7 +265,7 @@ def test_early_stopping_on_val_macro_auc(tmp_path):
     """With a zero learning rate (and frozen BatchNorm statistics) nothing improves: patience 1
     stops after epoch 2 of 6, and the
     best (first) epoch's weights are the ones kept."""
-    from labelwise.train import TrainConfig, train
+    from labelwise.training import TrainConfig, train
 
     config = make_digit_table(tmp_path, {"train": 64, "val": 48})
     result = train(TrainConfig.from_toml(config, out_dir=str(tmp_path / "run"), epochs=6, learning_rate=0.0,

@@ -12,7 +12,7 @@ from PIL import Image
 
 pytest.importorskip("tensorflow")
 
-from labelwise.cli import main  # noqa: E402
+from labelwise.commands.cli import main  # noqa: E402
 from test_train import make_digit_table  # noqa: E402
 
 SMALL = {"train": 64, "val": 32, "test": 32}

@@ -1,8 +1,9 @@
 """labelwise: multi-label image classification in the Keras 3 style.
 
-The light core (schema, tables, split, metrics, thresholds) imports neither Keras nor
-TensorFlow, so ``import labelwise`` is fast and works where no framework is installed.
-The Keras parts (``labelwise.layers``, ``labelwise.losses``, ``labelwise.models``, ...)
+The package reads as the pipeline: ``labels`` -> ``metrics`` -> ``decide`` -> ``evaluation``
+(numpy core: neither Keras nor TensorFlow, so ``import labelwise`` is fast and works where no
+framework is installed), then ``blocks`` (Keras layers, losses, models), ``data`` (input
+pipelines), ``training`` (train, artifact, predict) and ``commands`` (the CLI). The Keras parts
 load on first use, and register themselves with ``keras.saving`` as soon as Keras is
 imported, so ``keras.saving.load_model`` finds them without ``custom_objects``.
 """
@@ -17,82 +18,83 @@ import warnings
 from typing import Any
 
 from .errors import InputError, LabelwiseError, SchemaError, SchemaViolation, TableError
-from .schema import LabelSchema, load_schema
+from .labels.schema import LabelSchema, load_schema
 
 __version__ = "0.1.0"
 
 # Modules that define Keras objects registered for ``keras.saving``.
-_KERAS_MODULES = ("labelwise.layers", "labelwise.losses", "labelwise.models", "labelwise.powerset", "labelwise.artifact")
+_KERAS_MODULES = ("labelwise.blocks.layers", "labelwise.blocks.losses", "labelwise.blocks.models", "labelwise.training.artifact")
 
 # Public names served lazily: name -> module. Light modules are here too so that
 # ``import labelwise`` itself stays cheap.
 _LAZY: dict[str, str] = {
     # data
-    "read_table": "labelwise.tables",
-    "LabelTable": "labelwise.tables",
-    "read_mnist_idx": "labelwise.tables",
-    "summarize": "labelwise.stats",
-    "split_table": "labelwise.split",
-    "check_split": "labelwise.split",
-    "read_mrnet": "labelwise.stacks",
-    "read_stack_table": "labelwise.stacks",
-    "read_cases": "labelwise.stacks",
-    "pad_stack": "labelwise.stacks",
+    "read_table": "labelwise.labels.tables",
+    "LabelTable": "labelwise.labels.tables",
+    "read_mnist_idx": "labelwise.labels.tables",
+    "summarize": "labelwise.labels.stats",
+    "split_table": "labelwise.labels.split",
+    "check_split": "labelwise.labels.split",
+    "read_mrnet": "labelwise.data.stacks",
+    "read_stack_table": "labelwise.data.stacks",
+    "read_cases": "labelwise.data.stacks",
+    "pad_stack": "labelwise.data.stacks",
     # decide and evaluate (numpy only)
     "bootstrap_ci": "labelwise.metrics",
-    "tune_thresholds": "labelwise.thresholds",
-    "Thresholds": "labelwise.thresholds",
-    "decide": "labelwise.thresholds",
-    "diagnose": "labelwise.diagnostics",
-    "read_scores": "labelwise.scores",
-    "EvaluationResult": "labelwise.evaluate",
-    "ComparisonResult": "labelwise.evaluate",
+    "tune_thresholds": "labelwise.decide.thresholds",
+    "Thresholds": "labelwise.decide.thresholds",
+    "decide": "labelwise.decide.thresholds",
+    "diagnose": "labelwise.evaluation.diagnostics",
+    "read_scores": "labelwise.labels.scores",
+    "evaluate": "labelwise.evaluation",
+    "compare": "labelwise.evaluation",
+    "EvaluationResult": "labelwise.evaluation",
+    "ComparisonResult": "labelwise.evaluation",
     "paired_bootstrap": "labelwise.metrics",
-    "LabelPowerset": "labelwise.powerset",
+    "LabelPowerset": "labelwise.labels.powerset",
     # Keras building blocks
-    "StackSet": "labelwise.stacks",
-    "powerset_scores_to_label_scores": "labelwise.powerset",
-    "build_powerset_head": "labelwise.powerset",
+    "StackSet": "labelwise.data.stacks",
+    "powerset_scores_to_label_scores": "labelwise.labels.powerset",
+    "build_powerset_head": "labelwise.blocks.layers",
     # Keras building blocks (importing one of these loads Keras)
-    "SchemaHead": "labelwise.layers",
-    "schema_activation": "labelwise.layers",
-    "PowersetHead": "labelwise.layers",
-    "powerset_label_scores": "labelwise.layers",
-    "MultiImagePooling": "labelwise.layers",
-    "GatedAttentionPooling": "labelwise.layers",
-    "masked_max": "labelwise.layers",
-    "masked_mean": "labelwise.layers",
-    "gated_attention": "labelwise.layers",
-    "SchemaLoss": "labelwise.losses",
-    "schema_loss": "labelwise.losses",
-    "WeightedBinaryCrossentropy": "labelwise.losses",
-    "weighted_binary_crossentropy": "labelwise.losses",
-    "BinaryFocalLoss": "labelwise.losses",
-    "binary_focal_loss": "labelwise.losses",
-    "AsymmetricLoss": "labelwise.losses",
-    "asymmetric_loss": "labelwise.losses",
-    "balanced_weights": "labelwise.losses",
-    "check_class_weight": "labelwise.losses",
-    "build_model": "labelwise.models",
-    "build_case_model": "labelwise.models",
-    "build_backbone": "labelwise.models",
-    "small_cnn": "labelwise.models",
-    "ImagePreprocess": "labelwise.models",
-    "BACKBONES": "labelwise.models",
-    "WeightsUnavailable": "labelwise.models",
-    "freeze_backbone": "labelwise.models",
-    "unfreeze_top": "labelwise.models",
+    "SchemaHead": "labelwise.blocks.layers",
+    "schema_activation": "labelwise.blocks.layers",
+    "PowersetHead": "labelwise.blocks.layers",
+    "powerset_label_scores": "labelwise.blocks.layers",
+    "MultiImagePooling": "labelwise.blocks.layers",
+    "GatedAttentionPooling": "labelwise.blocks.layers",
+    "masked_max": "labelwise.blocks.layers",
+    "masked_mean": "labelwise.blocks.layers",
+    "gated_attention": "labelwise.blocks.layers",
+    "SchemaLoss": "labelwise.blocks.losses",
+    "schema_loss": "labelwise.blocks.losses",
+    "WeightedBinaryCrossentropy": "labelwise.blocks.losses",
+    "weighted_binary_crossentropy": "labelwise.blocks.losses",
+    "BinaryFocalLoss": "labelwise.blocks.losses",
+    "binary_focal_loss": "labelwise.blocks.losses",
+    "AsymmetricLoss": "labelwise.blocks.losses",
+    "asymmetric_loss": "labelwise.blocks.losses",
+    "balanced_weights": "labelwise.blocks.losses",
+    "check_class_weight": "labelwise.blocks.losses",
+    "build_model": "labelwise.blocks.models",
+    "build_case_model": "labelwise.blocks.models",
+    "build_backbone": "labelwise.blocks.models",
+    "small_cnn": "labelwise.blocks.models",
+    "ImagePreprocess": "labelwise.blocks.models",
+    "BACKBONES": "labelwise.blocks.models",
+    "WeightsUnavailable": "labelwise.blocks.models",
+    "freeze_backbone": "labelwise.blocks.models",
+    "unfreeze_top": "labelwise.blocks.models",
     # train and serve
-    "make_dataset": "labelwise.pipeline",
-    "TrainConfig": "labelwise.train",
-    "run_demo": "labelwise.demo",
+    "make_dataset": "labelwise.data.pipeline",
+    "TrainConfig": "labelwise.training",
+    "train": "labelwise.training",
+    "run_demo": "labelwise.training.demo",
 }
-# Submodules reachable as attributes (``labelwise.metrics``); ``labelwise.evaluate`` is the module,
-# so call ``labelwise.evaluate.evaluate(...)`` or ``from labelwise.evaluate import evaluate``.
+# The parts of the pipeline, reachable as attributes (``labelwise.metrics.roc_auc_score``) and
+# loaded on first use; see docs/architecture.md for what each holds and who may import whom.
 _SUBMODULES = {
-    "tables", "split", "stats", "metrics", "thresholds", "diagnostics", "evaluate", "scores", "report",
-    "layers", "losses", "models", "powerset", "stacks", "pipeline", "train", "predict", "artifact",
-    "distribute", "shards", "demo",
+    "io", "labels", "metrics", "decide", "evaluation", "blocks", "data", "training",
 }
 
 
@@ -125,7 +127,7 @@ def _register_keras_objects() -> None:
     Keras modules.
 
     Why the second call: when the first ``import keras`` comes from one of our own modules
-    (``from labelwise.layers import SchemaHead`` before Keras), that module is only half
+    (``from labelwise.blocks.layers import SchemaHead`` before Keras), that module is only half
     initialised while the hook runs, so a module importing names from it (``models`` needs
     ``layers.MultiImagePooling``) fails with a circular ImportError. Such a failure is deferred
     silently: the half-initialised module calls this again once its names exist.

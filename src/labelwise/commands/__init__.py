@@ -1,1 +1,1 @@
-"""Subcommands of the ``labelwise`` CLI, one module each (see ``labelwise.cli``)."""
+"""Subcommands of the ``labelwise`` CLI, one module each (see ``labelwise.commands.cli``)."""

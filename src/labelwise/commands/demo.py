@@ -30,7 +30,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..demo import run_demo
+    from ..training.demo import run_demo
 
     run_demo(args.out, epochs=args.epochs, n_train=args.n_train, n_val=args.n_val, n_test=args.n_test,
              batch_size=args.batch_size, seed=args.seed, verbose=0 if args.quiet else 1, resume=args.resume,

@@ -10,7 +10,7 @@ when plots are written; Keras and TensorFlow never load.
 
     labelwise evaluate --truth y_true.csv --scores sigmoid=pred_a.csv --scores powerset=pred_b.csv
 
-compares strategies side by side (``labelwise.evaluate.compare``): each strategy's table, then a
+compares strategies side by side (``labelwise.evaluation.compare``): each strategy's table, then a
 summary per strategy, the paired-bootstrap difference to the first one (macro and per label)
 and the per-label AUCs; ``--out DIR`` writes each strategy's outputs to ``DIR/<name>/`` plus
 ``DIR/comparison.json`` and ``DIR/report.html``.
@@ -149,7 +149,7 @@ def parse_named_paths(values: Sequence[str], option: str = "--scores") -> list[t
 
 
 def _read_truth(args: argparse.Namespace):
-    from ..tables import read_table
+    from ..labels.tables import read_table
 
     kw = {}
     if getattr(args, "labels", None):
@@ -159,7 +159,7 @@ def _read_truth(args: argparse.Namespace):
 
 def _read_scores(args: argparse.Namespace, table, path: str, name: str | None = None):
     from ..errors import InputError
-    from ..scores import read_scores
+    from ..labels.scores import read_scores
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -173,7 +173,7 @@ def _read_scores(args: argparse.Namespace, table, path: str, name: str | None = 
     for w in caught:
         print(f"note: {w.message}", file=sys.stderr)
     if args.from_logits:
-        from ..evaluate import scores_from_logits
+        from ..evaluation import scores_from_logits
 
         scores = table.schema.complete_scores(scores_from_logits(scores[:, : table.schema.n_outputs], table.schema))
     return scores
@@ -199,7 +199,7 @@ def load_inputs(args: argparse.Namespace):
 
 def load_strategies(args: argparse.Namespace):
     """Read the truth table and every ``--scores`` aligned to it: ``(table, {name: (path, scores)})``."""
-    from ..evaluate import check_strategy_name
+    from ..evaluation import check_strategy_name
 
     named = parse_named_paths(args.scores)
     if len(named) > 1:
@@ -233,7 +233,7 @@ def run(args: argparse.Namespace) -> int:
     """Evaluate and print; returns 0 (a collapsed model is reported in the output, not by the exit status).
     Several ``--scores``: compare them (:func:`run_compare`)."""
 
-    from ..evaluate import evaluate
+    from ..evaluation import evaluate
 
     check_out_dir(args.out)
     table, strategies = load_strategies(args)
@@ -280,7 +280,7 @@ def _save_and_print(args: argparse.Namespace, result: Any, describe: Any) -> int
 
 def run_compare(args: argparse.Namespace, table, strategies: dict) -> int:
     """Several ``--scores``: evaluate each, compare them to the first (paired bootstrap), print, write."""
-    from ..evaluate import compare
+    from ..evaluation import compare
 
     names = list(strategies)
     thresholds = _thresholds_arg(args.thresholds, names)

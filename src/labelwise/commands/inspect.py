@@ -35,7 +35,7 @@ def _add_table_args(p: argparse.ArgumentParser) -> None:
 
 def read_args_table(args):
     """Read the table named by the common table arguments."""
-    from ..tables import read_table
+    from ..labels.tables import read_table
 
     return read_table(args.table, schema=args.schema, format=args.format, id_column=args.id_column,
                       label_column=args.label_column, sep=args.sep,
@@ -43,12 +43,12 @@ def read_args_table(args):
 
 
 def run(args) -> int:
-    from ..stats import render_text, summarize
+    from ..labels.stats import render_text, summarize
 
     table = read_args_table(args)
     summary = summarize(table, group_column=args.group_column)
     if args.plot:
-        from ..report.heatmap import cooccurrence_heatmap
+        from ..evaluation.report.heatmap import cooccurrence_heatmap
 
         cooccurrence_heatmap(summary["cooccurrence"]["counts"], summary["labels"], args.plot,
                              title=f"Label co-occurrence in {Path(table.source).name} ({len(table):,} rows)")

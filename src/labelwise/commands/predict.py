@@ -5,7 +5,7 @@ The CSV has ``id``, ``labels`` (decided labels joined by '|'), ``p_<label>`` pro
 (the derived none score included) and one 0/1 decision column per label; decisions use the
 thresholds stored in the model and always obey its schema.
 
-A case model (built by labelwise.models.build_case_model) reads one .npy stack (slices x H x W)
+A case model (built by labelwise.blocks.models.build_case_model) reads one .npy stack (slices x H x W)
 per case: a folder of them (id = file stem), or a table of case ids with the stacks in --images
 DIR (default: the table's folder). Each batch is padded to its longest case with a mask.
 """
@@ -56,7 +56,7 @@ def check_out(out: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..predict import predict
+    from ..training.predict import predict
 
     check_out(args.out)  # before loading the model: a bad path should cost nothing
 

@@ -2,7 +2,7 @@
 
 Shards (``shard-00000-of-000NN.tfrecord``, ``--shard-size`` images each, the image files' bytes
 unchanged) plus ``index.json`` (schema, labels, counts, ids, shard list). Training reads them with
-``train_shards = "DIR"`` in the config or ``--train-shards DIR`` (see ``labelwise.shards``): shard
+``train_shards = "DIR"`` in the config or ``--train-shards DIR`` (see ``labelwise.data.shards``): shard
 the training split only, with the run's schema::
 
     labelwise shard labels.csv --images images --out shards/train --schema schema.toml \\
@@ -42,8 +42,8 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..shards import INDEX_NAME, write_shards
-    from ..tables import read_table
+    from ..data.shards import INDEX_NAME, write_shards
+    from ..labels.tables import read_table
 
     table = read_table(args.table, schema=args.schema, format=args.format, images=args.images,
                        on_missing=args.on_missing)
@@ -65,7 +65,7 @@ def _select_split(table, source: str, column: str | None, value: str | None):
     """The rows of ``table`` in split ``value`` of ``column`` (names as ``labelwise train`` reads
     them: train/training, val/valid/validation/dev, test/testing), and the split for the index."""
     from ..errors import InputError
-    from ..train import _SPLIT_NAMES
+    from ..training.config import _SPLIT_NAMES
 
     if column is None and value is None:
         return table, None

@@ -50,7 +50,7 @@ def _seed(text: str) -> int:
 
 def _group_column(args, columns) -> str | None:
     from ..errors import InputError, TableError
-    from ..stats import DEFAULT_GROUP_COLUMNS
+    from ..labels.stats import DEFAULT_GROUP_COLUMNS
 
     if args.no_groups and args.group_column:
         raise InputError(f"--no-groups and --group-column {args.group_column!r} contradict each other: give "
@@ -71,7 +71,7 @@ def run(args) -> int:
         return _run_check(args)
     from ..errors import InputError
     from ..io import atomic_path
-    from ..split import parse_fractions, split_report, split_table
+    from ..labels.split import parse_fractions, split_report, split_table
 
     f = parse_fractions(args.fractions)
     if args.names:
@@ -113,7 +113,7 @@ def _check_group_column(args, frame) -> str:
     import pandas as pd
 
     from ..errors import TableError
-    from ..stats import DEFAULT_GROUP_COLUMNS
+    from ..labels.stats import DEFAULT_GROUP_COLUMNS
 
     patient = next((c for c in DEFAULT_GROUP_COLUMNS if c in frame.columns), None)
     if "group" not in frame.columns:
@@ -130,7 +130,7 @@ def _check_group_column(args, frame) -> str:
 
 
 def render_report(report: dict) -> str:
-    """The per-split and per-label deviation tables of :func:`labelwise.split.split_report`."""
+    """The per-split and per-label deviation tables of :func:`labelwise.labels.split.split_report`."""
     names = list(report["fractions"])
     out = []
     g = report.get("group_column")
@@ -161,8 +161,8 @@ def render_report(report: dict) -> str:
 
 def _run_check(args) -> int:
     from ..errors import TableError
-    from ..split import check_split
-    from ..tables import _data_rows, _read_csv
+    from ..labels.split import check_split
+    from ..labels.tables import _data_rows, _read_csv
     from pathlib import Path
 
     frame, lines = _data_rows(_read_csv(Path(args.table)), Path(args.table), first_line=2)

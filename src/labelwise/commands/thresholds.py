@@ -30,8 +30,9 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Tune, print the table, write the file."""
-    from ..evaluate import _table, parse_tune
-    from ..thresholds import tune_thresholds
+    from ..evaluation import parse_tune
+    from ..evaluation.text import _table
+    from ..decide.thresholds import tune_thresholds
     from .evaluate import check_out_file, load_inputs
 
     check_out_file(args.out)

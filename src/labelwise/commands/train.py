@@ -1,6 +1,6 @@
 """``labelwise train CONFIG.toml [--flags]``: train, tune thresholds, evaluate, write model.keras.
 
-Every setting of :class:`labelwise.train.TrainConfig` is a key of the TOML file and also a
+Every setting of :class:`labelwise.training.TrainConfig` is a key of the TOML file and also a
 flag (``--image-size 64 64``, ``--lr-schedule cosine``, ``--no-cache``...) that overrides it.
 Keras and TensorFlow are imported only when the command runs.
 """
@@ -11,9 +11,9 @@ import argparse
 import dataclasses
 from typing import Any
 
-# TrainConfig lives in labelwise.train, which imports only numpy at the top, so reading
+# TrainConfig lives in labelwise.training.config, which imports only numpy at the top, so reading
 # its fields here keeps `labelwise --help` fast.
-from ..train import TrainConfig
+from ..training.config import TrainConfig
 
 _HELP = {
     "schema": "label schema TOML (default: inferred from the table)",
@@ -94,7 +94,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train import train
+    from ..training import train
 
     config = config_from_args(args)
     result = train(config)

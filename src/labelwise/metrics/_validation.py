@@ -69,7 +69,7 @@ def check_targets(y: object, arg: str = "y_true", names: Sequence[str] | None = 
     if bad.any():
         r, c = map(int, np.argwhere(bad)[0])
         # Scores passed where decisions belong is the usual way to get here with y_pred.
-        hint = ("; pass 0/1 decisions, e.g. decide(scores, schema, thresholds) from labelwise.thresholds"
+        hint = ("; pass 0/1 decisions, e.g. decide(scores, schema, thresholds) from labelwise.decide.thresholds"
                 if arg == "y_pred" else "")
         raise InputError(
             f"{arg} must hold only 0 and 1; found {a[r, c].item()!r} at {_where(names, r, c)}"

@@ -1,0 +1,379 @@
+"""Image stacks (MRI/CT exams) stored as ``.npy`` arrays, one array per case.
+
+Two layouts are read:
+
+* MRNet's: ``<root>/<split>/<plane>/0000.npy`` (an array of shape ``slices x H x W``), and
+  one label CSV per label, ``<root>/<split>-<label>.csv`` with rows ``case id,0/1`` and no
+  header (``train-abnormal.csv``, ``train-acl.csv``, ``train-meniscus.csv``). The per-label
+  files are merged into one target matrix; they must list the same cases.
+  :func:`read_mrnet`.
+* A plain CSV with a header: a case id column and 0/1 label columns, the arrays in one folder
+  as ``<id>.npy``. :func:`read_stack_table`.
+
+For prediction, where there are no labels, :func:`read_cases` takes a folder of ``.npy``
+stacks, one ``.npy`` file, a list of them, or a table naming the cases (either layout above).
+
+Both give a :class:`StackSet` (case ids, file paths, targets, label names); arrays load on
+demand (:meth:`StackSet.arrays` is a generator, memory-mapped if asked). Stacks have different
+slice counts: :func:`pad_stack` pads a batch to one length and returns the mask that
+:class:`labelwise.blocks.layers.MultiImagePooling` takes.
+
+This module imports numpy and pandas only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from ..errors import InputError, TableError
+
+__all__ = ["StackSet", "read_mrnet", "read_stack_table", "read_cases", "pad_stack", "MRNET_LABELS", "MRNET_PLANES"]
+
+MRNET_LABELS = ("abnormal", "acl", "meniscus")
+MRNET_PLANES = ("axial", "coronal", "sagittal")
+
+
+@dataclass
+class StackSet:
+    """Cases of a stack dataset: ``case_ids[i]`` is stored in ``paths[i]`` with targets ``targets[i]``
+    (columns ``labels``)."""
+
+    case_ids: list[str]
+    paths: list[Path]
+    targets: np.ndarray
+    labels: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.case_ids)
+
+    def load(self, i: int, *, mmap: bool = False) -> np.ndarray:
+        """The array of case ``i``, shape ``slices x H x W`` or ``slices x H x W x C``.
+
+        Raises :class:`InputError` naming the file when it cannot be read as a ``.npy`` array
+        (missing, empty, truncated, not NumPy's format, Python objects inside) or has another
+        number of dimensions. ``mmap=True`` maps the file instead of reading it (cheap: only
+        the header is read, which is enough to know the shape).
+        """
+        path = self.paths[i]
+        try:
+            arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as e:
+            raise InputError(f"{path}: cannot read the stack of case {self.case_ids[i]!r} ({_npy_problem(path, e)}); "
+                             "write each stack with numpy.save(path, array) as a slices x H x W array") from None
+        if arr.ndim not in (3, 4):
+            raise InputError(f"{path}: a stack must be slices x H x W (or x C), got shape {arr.shape}"
+                             + (" -- one 2-D image, not a stack; save it as shape (1, H, W)" if arr.ndim == 2 else ""))
+        return arr
+
+    def arrays(self, *, mmap: bool = False) -> Iterator[np.ndarray]:
+        """Each case's array in order, loaded one at a time."""
+        for i in range(len(self)):
+            yield self.load(i, mmap=mmap)
+
+    def batches(self, batch_size: int, *, max_len: int | None = None, long: str = "center"
+                ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """``(padded stacks, mask, targets)`` per batch of ``batch_size`` cases (see :func:`pad_stack`)."""
+        for start in range(0, len(self), batch_size):
+            idx = range(start, min(start + batch_size, len(self)))
+            arrays = [self.load(i) for i in idx]
+            batch, mask = pad_stack(arrays, max_len, long=long, names=[self.case_ids[i] for i in idx])
+            yield batch, mask, self.targets[start : start + len(arrays)]
+
+
+def _npy_problem(path: Path, error: Exception) -> str:
+    """Say what is wrong with a file ``np.load`` refused, in words a user can act on."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(6)
+    except OSError:
+        return str(error)
+    if not head:
+        return "the file is empty"
+    if head != b"\x93NUMPY":
+        return "not a NumPy .npy file (no NumPy header)"
+    return str(error)
+
+
+def _stack_file(folder: Path, case_id: str) -> Path | None:
+    p = folder / f"{case_id}.npy"
+    if p.exists():
+        return p
+    if case_id.isdigit():  # MRNet's CSVs may hold "0" for the file 0000.npy
+        p = folder / f"{int(case_id):04d}.npy"
+        if p.exists():
+            return p
+    return None
+
+
+def _paths(folder: Path, ids: Sequence[str], source: str) -> list[Path]:
+    if not folder.is_dir():
+        raise InputError(f"stack folder {folder} does not exist")
+    paths = []
+    missing = []
+    for cid in ids:
+        p = _stack_file(folder, cid)
+        if p is None:
+            missing.append(cid)
+        paths.append(p)
+    if missing:
+        raise InputError(f"{source}: no stack file for case {missing[0]!r} (looked for {folder / (missing[0] + '.npy')})"
+                         + (f"; {len(missing) - 1} more case(s) missing" if len(missing) > 1 else ""))
+    return paths
+
+
+def _read_label_csv(path: Path) -> tuple[list[str], np.ndarray]:
+    import pandas as pd
+
+    try:
+        df = pd.read_csv(path, header=None, dtype=str, skipinitialspace=True)
+    except FileNotFoundError:
+        raise TableError(f"label file {path} does not exist") from None
+    except pd.errors.EmptyDataError:
+        raise TableError(f"{path}: the file is empty") from None
+    if df.shape[1] != 2:
+        raise TableError(f"{path}: expected 2 columns (case id, 0/1) without a header, got {df.shape[1]}")
+    ids = [s.strip() for s in df[0].astype(str)]
+    vals = df[1].str.strip()
+    bad = np.flatnonzero(~vals.isin(["0", "1"]).to_numpy())
+    if bad.size:
+        r = int(bad[0])
+        raise TableError(f"{path}, row {r + 1}: the label must be 0 or 1, got {df.iloc[r, 1]!r}"
+                         + (" (the file has a header row; MRNet's label files have none)" if r == 0 else ""))
+    _no_duplicates(ids, str(path))
+    return ids, vals.astype(int).to_numpy()
+
+
+def _no_duplicates(ids: Sequence[str], source: str, first_row: int = 1) -> None:
+    """Raise naming the two rows (``ids[0]`` is row ``first_row``) of the first repeated case id."""
+    seen: dict[str, int] = {}
+    for r, cid in enumerate(ids):
+        if cid in seen:
+            raise TableError(f"{source}: case {cid!r} appears twice (rows {seen[cid] + first_row} and {r + first_row})")
+        seen[cid] = r
+
+
+def _norm(cid: str) -> str:
+    return str(int(cid)) if cid.isdigit() else cid
+
+
+def read_mrnet(root: str | Path, split: str = "train", plane: str = "axial",
+               labels: Sequence[str] = MRNET_LABELS) -> StackSet:
+    """Read MRNet's layout (see the module docstring): cases from ``<split>-<labels[0]>.csv``,
+    targets merged from every ``<split>-<label>.csv``, arrays from ``<root>/<split>/<plane>/``."""
+    root = Path(root)
+    if plane not in MRNET_PLANES:
+        raise InputError(f"plane must be one of {list(MRNET_PLANES)}, got {plane!r}")
+    if not labels:
+        raise InputError("give at least one label")
+    columns = []
+    ids: list[str] | None = None
+    first = None
+    for label in labels:
+        path = root / f"{split}-{label}.csv"
+        these, vals = _read_label_csv(path)
+        if ids is None:
+            ids, first = these, path
+            columns.append(vals)
+            continue
+        pos = {_norm(c): r for r, c in enumerate(these)}
+        extra = set(pos) - {_norm(c) for c in ids}
+        missing = [c for c in ids if _norm(c) not in pos]
+        if missing or extra:
+            cid = missing[0] if missing else sorted(extra)[0]
+            where_ = path if missing else first
+            raise TableError(f"{where_}: case {cid!r} is not listed (the label files {first.name} and {path.name} "
+                             "must list the same cases)")
+        columns.append(vals[[pos[_norm(c)] for c in ids]])
+    assert ids is not None
+    targets = np.stack(columns, axis=1).astype(np.uint8)
+    paths = _paths(root / split / plane, ids, str(first))
+    return StackSet(list(ids), paths, targets, tuple(labels))
+
+
+def read_stack_table(table: str | Path, stacks_dir: str | Path, *, id_column: str | None = None,
+                     label_columns: Sequence[str] | None = None) -> StackSet:
+    """A CSV with a header: ``id_column`` (default: the first column) and 0/1 ``label_columns``
+    (default: all other columns); arrays are ``<stacks_dir>/<id>.npy``."""
+    import pandas as pd
+
+    table = Path(table)
+    try:
+        df = pd.read_csv(table, dtype=str, skipinitialspace=True)
+    except FileNotFoundError:
+        raise TableError(f"label table {table} does not exist") from None
+    except pd.errors.EmptyDataError:
+        raise TableError(f"{table}: the file is empty") from None
+    id_column = id_column or df.columns[0]
+    if id_column not in df.columns:
+        raise TableError(f"{table}: no column {id_column!r}; the columns are {list(df.columns)}")
+    label_columns = list(label_columns) if label_columns else [c for c in df.columns if c != id_column]
+    for c in label_columns:
+        if c not in df.columns:
+            raise TableError(f"{table}: no label column {c!r}; the columns are {list(df.columns)}")
+        vals = df[c].fillna("").str.strip()
+        bad = np.flatnonzero(~vals.isin(["0", "1"]).to_numpy())
+        if bad.size:
+            r = int(bad[0])
+            raise TableError(f"{table}, row {r + 2}: column {c!r} must be 0 or 1, got {df[c].iloc[r]!r}")
+    if not label_columns:
+        raise TableError(f"{table}: no label columns besides the id column {id_column!r}")
+    ids = [s.strip() for s in df[id_column].astype(str)]
+    _no_duplicates(ids, str(table))
+    targets = df[label_columns].apply(lambda s: s.str.strip().astype(int)).to_numpy().astype(np.uint8)
+    return StackSet(ids, _paths(Path(stacks_dir), ids, str(table)), targets, tuple(label_columns))
+
+
+_CASE_COLUMNS = ("case_id", "case", "exam", "exam_id", "id", "path", "file", "filename", "stack")
+
+
+def read_cases(source: str | Path | Sequence[str | Path], stacks_dir: str | Path | None = None, *,
+               id_column: str | None = None) -> StackSet:
+    """The cases to predict on, without labels -> a :class:`StackSet` (targets of shape (n, 0)).
+
+    ``source`` is one of:
+
+    * a folder: every ``*.npy`` directly in it, sorted by name, one case per file, the case id
+      the file stem (MRNet: ``MRNet-v1.0/valid/sagittal``). Subfolders are not searched: one
+      folder holds one plane.
+    * one ``.npy`` file (one case, id = stem), or a list of ``.npy`` paths (ids = the paths).
+    * a table (CSV, or TSV by suffix): ``id_column`` (default: the first of case_id / case /
+      exam / exam_id / id / path / file / filename / stack present, else the first column)
+      names each case, either by id (the stack is ``<stacks_dir>/<id>.npy``; ``"0"`` also finds
+      MRNet's ``0000.npy``) or by a ``.npy`` path relative to ``stacks_dir``. ``stacks_dir``
+      defaults to the table's folder. A table without a header whose first cell names a stack
+      (MRNet's ``valid-acl.csv``) is read as headerless, first column = case ids. Other columns
+      (labels) are ignored.
+
+    Files are not opened here (:meth:`StackSet.load` does that); missing files, duplicate or
+    empty ids raise an error naming the table and row.
+    """
+    if not isinstance(source, (str, Path)) and not hasattr(source, "__fspath__"):
+        paths = [Path(p) for p in source]
+        if not paths:
+            raise InputError("no stacks given")
+        for p in paths:
+            if not p.is_file():
+                raise InputError(f"stack file {p} does not exist")
+        ids = [str(p) for p in source]
+        return StackSet(ids, paths, np.zeros((len(ids), 0), dtype=np.uint8), ())
+    source = Path(source)
+    if source.is_dir():
+        if stacks_dir is not None:
+            raise InputError(f"{source} is a folder of stacks; the stacks folder option is for a table of case ids")
+        files = sorted(p for p in source.iterdir() if p.is_file() and p.suffix.lower() == ".npy")
+        if not files:
+            deeper = sorted({p.parent.relative_to(source).as_posix() for p in source.rglob("*.npy")})
+            raise InputError(f"{source} holds no .npy stacks (one slices x H x W array per case)"
+                             + (f"; its subfolder(s) {', '.join(deeper[:5])} do: pass one of them, one plane per model"
+                                if deeper else ""))
+        return StackSet([p.stem for p in files], files, np.zeros((len(files), 0), dtype=np.uint8), ())
+    if not source.exists():
+        raise InputError(f"{source} does not exist; give a folder of .npy stacks or a table of case ids")
+    if source.suffix.lower() == ".npy":
+        return StackSet([source.stem], [source], np.zeros((1, 0), dtype=np.uint8), ())
+    import pandas as pd
+
+    base = Path(stacks_dir) if stacks_dir is not None else source.parent
+    if not base.is_dir():
+        raise InputError(f"stack folder {base} does not exist")
+    sep = "\t" if source.suffix.lower() in (".tsv", ".tab") else ","
+    try:
+        df = pd.read_csv(source, sep=sep, dtype=str, skipinitialspace=True, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise TableError(f"{source}: the file is empty") from None
+    except Exception as e:
+        raise TableError(f"{source}: cannot read as a table ({e})") from None
+    df.columns = [str(c).strip() for c in df.columns]
+    first_row = 2  # file row of df.iloc[0]: after the header
+    if id_column is None and _stack_path(base, df.columns[0]) is not None:
+        # no header (MRNet's label files: "0000,1"): the first line is a case
+        df = pd.read_csv(source, sep=sep, dtype=str, header=None, skipinitialspace=True, keep_default_na=False)
+        df.columns = [str(c) for c in df.columns]
+        id_column, first_row = "0", 1
+    if id_column is None:
+        id_column = next((c for c in _CASE_COLUMNS if c in df.columns), df.columns[0])
+    elif id_column not in df.columns:
+        raise TableError(f"{source}: no column {id_column!r}; the columns are {list(df.columns)}")
+    ids = [s.strip() for s in df[id_column].astype(str)]
+    if not ids:
+        raise TableError(f"{source}: the table has no rows")
+    paths: list[Path] = []
+    missing: list[tuple[int, str]] = []
+    for r, cid in enumerate(ids):
+        if not cid:
+            raise TableError(f"{source}, row {r + first_row}: the case id (column {id_column!r}) is empty")
+        p = _stack_path(base, cid)
+        if p is not None and p.suffix.lower() != ".npy":
+            raise InputError(f"{source}, row {r + first_row}: {p} is not a .npy stack; a case is one "
+                             "slices x H x W array saved with numpy.save")
+        if p is None:
+            missing.append((r, cid))
+        paths.append(p)  # type: ignore[arg-type]
+    if missing:
+        r, cid = missing[0]
+        looked = base / cid if cid.lower().endswith(".npy") else base / f"{cid}.npy"
+        raise InputError(f"{source}, row {r + first_row}: no stack file for case {cid!r} (looked for {looked})"
+                         + (f"; {len(missing) - 1} more case(s) missing" if len(missing) > 1 else "")
+                         + ("" if stacks_dir is not None else "; pass the stacks folder (--images DIR)"))
+    _no_duplicates(ids, str(source), first_row)
+    return StackSet(ids, paths, np.zeros((len(ids), 0), dtype=np.uint8), ())
+
+
+def _stack_path(base: Path, value: str) -> Path | None:
+    """The file a table cell names: an existing path with a suffix (relative to ``base`` unless
+    absolute), else ``<base>/<value>.npy`` (see :func:`_stack_file`); None when absent."""
+    value = value.strip()
+    if not value:
+        return None
+    direct = Path(value) if Path(value).is_absolute() else base / value
+    if Path(value).suffix and direct.is_file():
+        return direct
+    return _stack_file(base, value)
+
+
+def pad_stack(arrays: Sequence[np.ndarray], max_len: int | None = None, *, long: str = "center",
+              channel_axis: bool = True, dtype: str = "float32", names: Sequence[object] | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Pad stacks of different lengths into ``(batch, mask)``.
+
+    ``batch`` has shape ``(n, max_len, H, W, C)`` (``C = 1`` added for ``slices x H x W``
+    arrays when ``channel_axis``), zeros after each stack's last slice; ``mask[i, s]`` is 1 for
+    real slices. ``max_len`` defaults to the longest stack; a longer stack is cut to its
+    central ``max_len`` slices (``long="center"``) or refused (``long="error"``). All stacks
+    must share ``H x W (x C)``; the error names the case (``names``) that does not.
+    """
+    if not len(arrays):
+        raise InputError("pad_stack needs at least one stack")
+    if long not in ("center", "error"):
+        raise InputError(f"long must be 'center' or 'error', got {long!r}")
+    names = list(names) if names is not None else list(range(len(arrays)))
+    arrays = [np.asarray(a) for a in arrays]
+    shape = arrays[0].shape[1:]
+    for a, name in zip(arrays, names):
+        if a.ndim not in (3, 4) or a.shape[0] == 0:
+            raise InputError(f"stack {name!r}: expected slices x H x W (or x C) with at least one slice, "
+                             f"got shape {a.shape}")
+        if a.shape[1:] != shape:
+            raise InputError(f"stack {name!r} has slices of shape {a.shape[1:]}, but stack {names[0]!r} has {shape}; "
+                             "resize the stacks to one size first")
+    n_max = max(a.shape[0] for a in arrays)
+    max_len = n_max if max_len is None else int(max_len)
+    if max_len < 1:
+        raise InputError(f"max_len must be at least 1, got {max_len}")
+    out_shape = shape + ((1,) if channel_axis and len(shape) == 2 else ())
+    batch = np.zeros((len(arrays), max_len, *out_shape), dtype=dtype)
+    mask = np.zeros((len(arrays), max_len), dtype=np.float32)
+    for i, (a, name) in enumerate(zip(arrays, names)):
+        s = a.shape[0]
+        if s > max_len:
+            if long == "error":
+                raise InputError(f"stack {name!r} has {s} slices, more than max_len={max_len}")
+            start = (s - max_len) // 2
+            a, s = a[start : start + max_len], max_len
+        batch[i, :s] = a.reshape(s, *out_shape)
+        mask[i, :s] = 1.0
+    return batch, mask

@@ -1,0 +1,340 @@
+"""``evaluate``: one call from (truth, scores) to everything a practitioner reads about a multi-label model.
+
+``evaluate`` turns scores into decisions (given thresholds, thresholds tuned on the spot, or
+0.5), then computes per label: positives, AUC and AP with bootstrap confidence intervals
+(resampling images, or patients with ``groups``), the threshold, precision, recall,
+specificity and F1; the averages (macro/micro/weighted); the classification report; and
+the model-health diagnostics. The result prints as a text table, serialises to JSON, and
+saves a folder with ``metrics.json``, ``thresholds.json``, PNG plots and ``report.html``.
+
+``compare`` (:mod:`labelwise.evaluation.compare`) runs this for several strategies on the same
+resamples; the result types live in :mod:`labelwise.evaluation.results`.
+
+The metrics themselves live in :mod:`labelwise.metrics` and :mod:`labelwise.decide.thresholds`;
+this module only binds them together. It imports neither Keras nor matplotlib at the top.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import InputError
+from ..labels.schema import LabelSchema, load_schema
+from ..metrics._validation import check_scores, check_targets
+from .diagnostics import diagnose
+from .results import EvaluationResult, LabelRow
+from .text import COLLAPSE_NOTE, OPTIMISM_NOTE
+
+__all__ = ["evaluate", "parse_tune", "scores_from_logits"]
+
+
+_TUNE_METHODS = {"f1": "f1", "youden": "youden", "fbeta": "fbeta", "sensitivity": "sensitivity",
+                 "recall": "sensitivity", "tpr": "sensitivity", "specificity": "specificity",
+                 "tnr": "specificity", "precision": "precision", "ppv": "precision"}
+
+
+def parse_tune(spec: str) -> dict[str, Any]:
+    """Parse a tuning rule into ``tune_thresholds`` keyword arguments.
+
+    ``"f1"``, ``"youden"``, ``"fbeta=2"`` (beta), ``"sensitivity=0.9"`` / ``"recall=0.9"``,
+    ``"specificity=0.95"``, ``"precision=0.8"`` (target in (0, 1]).
+    """
+    text = str(spec).strip().lower().replace(" ", "")
+    m = re.fullmatch(r"([a-z0-9_]+)(?:[=:]([0-9.eE+-]+))?", text)
+    if not m or m.group(1) not in _TUNE_METHODS:
+        raise InputError(
+            f"unknown tuning rule {spec!r}; use one of: f1, youden, fbeta=2, sensitivity=0.9, "
+            "specificity=0.95, precision=0.8"
+        )
+    method, value = _TUNE_METHODS[m.group(1)], m.group(2)
+    try:
+        number = float(value) if value is not None else None
+    except ValueError:
+        raise InputError(f"tuning rule {spec!r}: {value!r} is not a number") from None
+    if method in ("f1", "youden"):
+        if number is not None:
+            raise InputError(f"tuning rule {spec!r}: {method} takes no value; write just {method!r}")
+        return {"method": method}
+    if method == "fbeta":
+        if number is None or not number > 0:
+            raise InputError(f"tuning rule {spec!r}: fbeta needs a positive beta, e.g. fbeta=2 (recall weighs 2x)")
+        return {"method": "fbeta", "beta": number}
+    if number is None or not 0 < number <= 1:
+        raise InputError(
+            f"tuning rule {spec!r}: {method} needs a target in (0, 1], e.g. {method}=0.9"
+        )
+    return {"method": method, "target": number}
+
+
+def scores_from_logits(logits: np.ndarray, schema: LabelSchema) -> np.ndarray:
+    """Turn head logits (n, n_outputs) into probabilities: sigmoid for the independent block,
+    softmax within each exclusive group (the head's own activations)."""
+    z = np.asarray(logits, dtype=np.float64)
+    out = np.empty_like(z)
+    for block in schema.layout:
+        zb = z[:, block.start:block.stop]
+        if block.kind == "sigmoid":
+            out[:, block.start:block.stop] = 0.5 * (1.0 + np.tanh(0.5 * zb))  # overflow-free sigmoid
+        else:
+            e = np.exp(zb - zb.max(axis=1, keepdims=True))
+            out[:, block.start:block.stop] = e / e.sum(axis=1, keepdims=True)
+    return out
+
+
+def evaluate(
+    y_true: np.ndarray,
+    y_score: np.ndarray,
+    *,
+    schema: LabelSchema | Mapping[str, Any] | str | Path | None = None,
+    labels: Sequence[str] | None = None,
+    thresholds: Any = None,
+    tune: str | None = None,
+    bootstrap: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+    groups: Sequence[Any] | None = None,
+    from_logits: bool = False,
+    summary: Mapping[str, Any] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> EvaluationResult:
+    """Evaluate scores against the truth; see the module docstring.
+
+    ``y_true`` (n, n_labels) 0/1 over ``schema.labels``. ``y_score`` over the same labels, or
+    over ``schema.output_labels`` only (the none score is then ``prod(1 - p_i)``); with
+    ``from_logits`` they are head logits (sigmoid / per-group softmax applied). Without a
+    schema, every label is independent and named by ``labels`` (default ``label_0 ...``).
+    Decisions: ``thresholds`` (a ``Thresholds`` or its JSON path), else thresholds tuned on
+    this data by the rule ``tune`` (see :func:`parse_tune`; optimistic, and said so), else 0.5.
+    ``bootstrap`` resamples (0 = no intervals), of images or of ``groups`` (e.g. patient ids);
+    ``progress(done, total)`` is called as the resamples are computed.
+    """
+    schema, yt, ys = _prepare(y_true, y_score, schema=schema, labels=labels, from_logits=from_logits)
+    return _evaluate_prepared(yt, ys, schema, thresholds=thresholds, tune=tune, bootstrap=bootstrap, level=level,
+                              seed=seed, groups=groups, summary=summary, progress=progress)
+
+
+def _prepare(y_true, y_score, *, schema, labels, from_logits):
+    """Check and complete ``(y_true, y_score)``: ``(schema, y_true uint8, scores (n, n_labels) float64)``."""
+    yt = np.asarray(y_true)
+    if yt.ndim != 2:
+        raise InputError(f"y_true must be a 2-D (images x labels) 0/1 matrix; got shape {yt.shape}")
+    schema = load_schema(schema)
+    if schema is None:
+        names = list(labels) if labels is not None else [f"label_{j}" for j in range(yt.shape[1])]
+        schema = LabelSchema(independent=tuple(names))
+    elif labels is not None and tuple(labels) != schema.labels:
+        raise InputError(f"labels {list(labels)} differ from the schema's labels {list(schema.labels)}; pass one of them")
+    if yt.shape[1] != schema.n_labels:
+        raise InputError(
+            f"y_true has {yt.shape[1]} columns but the schema has {schema.n_labels} labels {list(schema.labels)}"
+        )
+    ys = np.asarray(y_score, dtype=np.float64)
+    if ys.ndim != 2 or ys.shape[0] != yt.shape[0] or ys.shape[1] not in (schema.n_labels, schema.n_outputs):
+        raise InputError(
+            f"y_score has shape {ys.shape}; expected ({yt.shape[0]}, {schema.n_labels}) over the labels"
+            + (f" or ({yt.shape[0]}, {schema.n_outputs}) over the head outputs" if schema.none else "")
+        )
+    # NaN or 0.7 in the truth would otherwise be cast silently to 0 by astype(uint8).
+    yt, _ = check_targets(yt, "y_true", schema.labels)
+    score_names = schema.labels if ys.shape[1] == schema.n_labels else schema.output_labels
+    # Finite always; in [0, 1] unless they are logits (check_scores names the label and says what to do).
+    ys, _ = check_scores(ys, "y_score", score_names, from_logits=from_logits, apply_sigmoid=False)
+    if from_logits:
+        ys = scores_from_logits(ys[:, : schema.n_outputs], schema)
+    if ys.shape[1] == schema.n_outputs and schema.none:
+        ys = schema.complete_scores(ys)
+    return schema, yt.astype(np.uint8), ys
+
+
+def _evaluate_prepared(yt, ys, schema, *, thresholds, tune, bootstrap, level, seed, groups, summary, progress,
+                       boot: Mapping[str, Any] | None = None) -> EvaluationResult:
+    """:func:`evaluate` on checked inputs; ``boot``: a ``bootstrap_ci`` result computed already (same
+    settings), used instead of bootstrapping again (``compare`` passes its paired resamples)."""
+    from .. import metrics as M
+    from ..decide import thresholds as T
+
+    names = list(schema.labels)
+    n = yt.shape[0]
+    notes: list[str] = []
+
+    # ---- decisions
+    if thresholds is not None and tune is not None:
+        raise InputError("give either thresholds (from a validation set) or tune (on this data), not both")
+    if thresholds is not None:
+        where = "the thresholds"
+        if isinstance(thresholds, (str, Path)):
+            source = f"from {thresholds}"
+            where = f"{thresholds}"
+            thresholds = T.Thresholds.load(thresholds)
+        else:
+            source = "given"
+        missing = [x for x in schema.independent if x not in list(thresholds.labels)]
+        if missing:
+            raise InputError(
+                f"{where} has no threshold for label(s) {missing}; tune thresholds for every label of this data "
+                "on a validation set with these labels (labelwise thresholds --truth val.csv --scores val_scores.csv "
+                "--out T.json) and pass that file")
+        source += f" ({thresholds.method})"
+        # The tuning run recorded a hash of its (truth, scores): equal means tuned on this very data.
+        if (thresholds.tuned_on or {}).get("sha256") == _fingerprint_for(thresholds, yt, ys, names):
+            source += "; tuned on this same data, optimistic"
+            notes.append(OPTIMISM_NOTE)
+    elif tune is not None:
+        kw = parse_tune(tune)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            thresholds = T.tune_thresholds(yt, ys, labels=names, schema=schema, **kw)
+        notes.extend(str(w.message) for w in caught)
+        source = f"tuned on this data ({tune}); optimistic"
+        notes.append(OPTIMISM_NOTE)
+    else:
+        source = "default 0.5"
+    y_pred = np.asarray(T.decide(ys, schema, thresholds, default=0.5), dtype=np.uint8)
+
+    # ---- per-label metrics
+    # zero_division=NaN (scikit-learn's np.nan): a label with no positives has no recall, one with no
+    # negatives no specificity; shown as n/a and left out of the averages, never a silent 0.000.
+    zd = {"labels": names, "zero_division": np.nan}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # undefined values become n/a with a note below
+        auc = _arr(M.roc_auc_score(yt, ys, average=None, labels=names))
+        ap = _arr(M.average_precision_score(yt, ys, average=None, labels=names))
+        prec = _arr(M.precision_score(yt, y_pred, average=None, **zd))
+        rec = _arr(M.recall_score(yt, y_pred, average=None, **zd))
+        spec = _arr(M.specificity_score(yt, y_pred, average=None, **zd))
+        f1 = _arr(M.f1_score(yt, y_pred, average=None, **zd))
+        averages: dict[str, float] = {}
+        for kind in ("macro", "micro", "weighted", "samples"):
+            averages[f"auc_{kind}"] = _num(M.roc_auc_score(yt, ys, average=kind, labels=names))
+            averages[f"ap_{kind}"] = _num(M.average_precision_score(yt, ys, average=kind, labels=names))
+        averages["lrap"] = _num(M.label_ranking_average_precision_score(yt, ys, labels=names))
+        averages["coverage_error"] = _num(M.coverage_error(yt, ys, labels=names))
+        averages["ranking_loss"] = _num(M.label_ranking_loss(yt, ys, labels=names))
+        for kind in ("macro", "micro"):
+            averages[f"f1_{kind}"] = _num(M.f1_score(yt, y_pred, average=kind, **zd))
+            averages[f"precision_{kind}"] = _num(M.precision_score(yt, y_pred, average=kind, **zd))
+            averages[f"recall_{kind}"] = _num(M.recall_score(yt, y_pred, average=kind, **zd))
+        averages["specificity_macro"] = _num(M.specificity_score(yt, y_pred, average="macro", **zd))
+        averages["hamming_loss"] = _num(M.hamming_loss(yt, y_pred))
+        averages["subset_accuracy"] = _num(M.subset_accuracy(yt, y_pred))
+        report_text = M.classification_report(yt, y_pred, **zd)
+        report_dict = M.classification_report(yt, y_pred, output_dict=True, **zd)
+    notes.extend(_left_out_notes(names, AUC=auc, AP=ap, precision=prec, recall=rec, specificity=spec, F1=f1))
+
+    ci = {k: np.full((len(names), 2), np.nan) for k in ("roc_auc", "average_precision")}
+    averages_ci: dict[str, tuple[float, float]] = {}
+    boot_info: dict[str, Any] = {"n_resamples": int(bootstrap), "level": level, "seed": seed,
+                                 "unit": "groups" if groups is not None else "images"}
+    if bootstrap and bootstrap > 0:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = boot if boot is not None else M.bootstrap_ci(
+                yt, ys, metrics=("roc_auc", "average_precision"), n_resamples=int(bootstrap), level=level,
+                seed=seed, groups=groups, labels=names, **({"progress": progress} if progress is not None else {}))
+        alpha = (1 - level) / 2
+        for metric, key in (("roc_auc", "auc"), ("average_precision", "ap")):
+            r = res[metric]
+            ci[metric][:, 0] = _arr(r.low)
+            ci[metric][:, 1] = _arr(r.high)
+            lo, hi = _num(getattr(r, "macro_low", math.nan)), _num(getattr(r, "macro_high", math.nan))
+            if not (math.isfinite(lo) and math.isfinite(hi)) and r.samples is not None:
+                samples = np.asarray(r.samples, dtype=np.float64)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    macro = np.nanmean(samples, axis=1)  # macro average per resample
+                macro = macro[np.isfinite(macro)]
+                if macro.size:
+                    lo, hi = float(np.quantile(macro, alpha)), float(np.quantile(macro, 1 - alpha))
+            if math.isfinite(lo) and math.isfinite(hi):
+                averages_ci[f"{key}_macro"] = (lo, hi)
+        if groups is not None:
+            boot_info["n_groups"] = int(len(set(np.asarray(groups).tolist())))
+
+    # ---- rows
+    rows = []
+    thr_values = dict(zip(map(str, thresholds.labels), map(float, thresholds.values))) if thresholds is not None else {}
+    positives = yt.sum(axis=0).astype(int)
+    predicted = y_pred.sum(axis=0).astype(int)
+    for j, label in enumerate(names):
+        if label == schema.none:
+            rule, thr = "derived", math.nan
+        elif schema.group_of(label) is not None:
+            rule, thr = "argmax", math.nan
+        else:
+            rule, thr = "threshold", thr_values.get(label, 0.5)
+        row_notes = []
+        if rule == "threshold" and not math.isfinite(thr):
+            row_notes.append("no threshold could be tuned here; decided at 0.5")
+            thr = 0.5
+        pos = int(positives[j])
+        if pos == 0:
+            row_notes.append("only negatives in this data: AUC/AP undefined; no positives, so recall"
+                             + (" and F1" if not math.isfinite(f1[j]) else "") + " undefined")
+        elif pos == n:
+            row_notes.append("only positives in this data: AUC/AP undefined; no negatives, so specificity undefined")
+        if predicted[j] == 0:
+            row_notes.append("no positive decisions: precision undefined")
+        rows.append(LabelRow(
+            label=label, positives=pos, prevalence=pos / n if n else math.nan,
+            auc=float(auc[j]), auc_low=float(ci["roc_auc"][j, 0]), auc_high=float(ci["roc_auc"][j, 1]),
+            ap=float(ap[j]), ap_low=float(ci["average_precision"][j, 0]), ap_high=float(ci["average_precision"][j, 1]),
+            threshold=float(thr), rule=rule, predicted=int(predicted[j]), precision=float(prec[j]),
+            recall=float(rec[j]), specificity=float(spec[j]), f1=float(f1[j]), notes=row_notes,
+        ))
+
+    # ---- diagnostics (on the bootstrap interval when there is one)
+    auc_ci = ci["roc_auc"] if bootstrap and bootstrap > 0 else None
+    findings = diagnose(yt, ys, labels=names, auc=auc, auc_ci=auc_ci, level=level,
+                        independent=list(schema.independent), groups=dict(schema.exclusive))
+    if any(f.code in ("collapse", "chance") for f in findings):
+        notes.insert(0, COLLAPSE_NOTE)
+
+    summ = {"n_images": n, "n_labels": len(names), "positives": {x: int(p) for x, p in zip(names, positives)},
+            "labels_per_image": float(yt[:, : len(schema.independent)].sum(axis=1).mean()) if schema.independent else math.nan}
+    summ.update(dict(summary or {}))
+    return EvaluationResult(
+        schema=schema, rows=rows, averages=averages, averages_ci=averages_ci, thresholds=thresholds,
+        threshold_source=source, classification_report=str(report_text),
+        classification_report_dict=dict(report_dict), findings=findings, notes=notes, n_samples=n,
+        bootstrap=boot_info, y_true=yt, y_score=ys, y_pred=y_pred, summary=summ,
+    )
+
+
+def _fingerprint_for(thresholds, yt: np.ndarray, ys: np.ndarray, names: Sequence[str]) -> str | None:
+    """The hash ``tune_thresholds`` would record for this (truth, scores), over the columns the
+    thresholds were tuned on (all labels, or the head outputs only); None when they differ."""
+    from ..decide.thresholds import _fingerprint
+
+    cols = [names.index(x) for x in thresholds.labels if x in names]
+    if len(cols) != len(thresholds.labels):
+        return None
+    return _fingerprint(yt[:, cols], ys[:, cols])
+
+
+def _left_out_notes(names, **per_label: np.ndarray) -> list[str]:
+    """Say which labels each macro average leaves out because the label's value is undefined (NaN)."""
+    why = {"AUC": "one class only", "AP": "one class only", "recall": "no positives", "specificity": "no negatives",
+           "precision": "never predicted positive", "F1": "no positives and none predicted"}
+    out = []
+    for metric, values in per_label.items():
+        gone = [names[j] for j in range(len(names)) if not np.isfinite(values[j])]
+        if gone and len(gone) < len(names):
+            out.append(f"macro {metric} left out {', '.join(map(repr, gone))} ({why[metric]}: undefined, shown as n/a)")
+    return out
+
+
+def _arr(x: Any) -> np.ndarray:
+    return np.atleast_1d(np.asarray(x, dtype=np.float64))
+
+
+def _num(x: Any) -> float:
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return math.nan

@@ -1,0 +1,742 @@
+"""Label tables: read the ways people store multi-label annotations into one form.
+
+:func:`read_table` returns a :class:`LabelTable`: unique ids, a validated uint8 target
+matrix whose columns are ``schema.labels``, and the other columns (e.g. ``Patient ID``).
+
+Formats (``format=``, ``"auto"`` picks by extension and columns):
+
+``"nih"``
+    ChestX-ray14's ``Data_Entry_2017.csv``: ``Image Index`` + ``Finding Labels`` joined by ``|``.
+``"labels"``
+    Any CSV with an id column and one column of labels joined by ``sep`` (``label_column=``,
+    ``id_column=``, ``sep=``). ``"nih"`` is this format with ChestX-ray14's column names.
+``"onehot"``
+    A CSV with an id column and one 0/1 column per label; or a headerless whitespace-separated
+    list ``name v1 v2 ...`` (the CheXNet split lists), whose label names come from the schema
+    or ``labels=``. When the schema has a ``none`` label and the file has no column for it,
+    the column is derived (an all-zero row is the none label). With neither a schema nor
+    ``labels=``, the label columns are those whose cells are 0/1 but for at most 5% (or one, in a
+    tiny table); a stray value in one of them is an error naming its row, never a silent demotion
+    to information. Patient columns, ages and text columns stay information (``table.extra``).
+``"tree"``
+    A folder per label combination: ``root/Effusion+Mass/img.png``, ``root/No Finding/x.png``.
+    The labels of a folder name are joined by ``+`` (:data:`TREE_SEPARATOR`; ``tree_sep=``).
+    Ids are file names, which must be unique across folders.
+``"mnist"``
+    IDX files (gzip or raw): the labels file (``*labels-idx1-ubyte*``) plus, when present
+    beside it, the images file; see :func:`read_mnist_idx`.
+
+Errors name the file and the row: ``row <id> at line <n>``, where ``n`` is the 1-based line
+number in the file (the header is line 1). This module imports neither Keras nor TensorFlow.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import os
+import struct
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..errors import SchemaError, SchemaViolation, TableError
+from .schema import LabelSchema, load_schema
+from .stats import DEFAULT_GROUP_COLUMNS
+
+__all__ = [
+    "LabelTable", "read_table", "read_mnist_idx", "load_mnist_idx", "MNIST_SCHEMA", "TREE_SEPARATOR",
+    "IMAGE_EXTENSIONS", "FORMATS",
+]
+
+FORMATS = ("auto", "nih", "labels", "onehot", "tree", "mnist")
+TREE_SEPARATOR = "+"
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+NIH_ID, NIH_LABELS = "Image Index", "Finding Labels"
+# The NIH header writes "OriginalImage[Width,Height]" unquoted, so it splits into two columns.
+_NIH_RENAME = {
+    "OriginalImage[Width": "OriginalImage Width", "Height]": "OriginalImage Height",
+    "OriginalImagePixelSpacing[x": "OriginalImagePixelSpacing x", "y]": "OriginalImagePixelSpacing y",
+}
+_LABEL_COLUMN_NAMES = ("labels", "label", "Labels", "Label", NIH_LABELS)
+_ID_COLUMN_NAMES = ("id", "image", "image_id", "filename", "file", "path", "name", NIH_ID, "Image")
+_BINARY = ("0", "1", "0.0", "1.0")
+#: ChestX-ray14's label for "no finding": with format "nih" and no schema it is the none label.
+NIH_NONE = "No Finding"
+
+#: MNIST as a mixed task: the digit is an exclusive group; "greater_than_5" and "even" are independent.
+MNIST_SCHEMA = LabelSchema(
+    independent=("greater_than_5", "even"),
+    exclusive={"digit": tuple(str(d) for d in range(10))},
+)
+
+
+@dataclass
+class LabelTable:
+    """One label table: ``ids[i]`` has targets ``y[i]`` (columns ``schema.labels``) and ``extra.iloc[i]``.
+
+    ``lines[i]`` is the 1-based line of row ``i`` in ``source`` (None for folders and IDX files);
+    ``paths`` holds image paths when known; ``images`` holds pixel arrays for in-memory
+    datasets (MNIST).
+    """
+
+    ids: np.ndarray
+    y: np.ndarray
+    schema: LabelSchema
+    extra: pd.DataFrame
+    source: str
+    paths: np.ndarray | None = None
+    images: np.ndarray | None = None
+    lines: np.ndarray | None = None
+    id_column: str = "id"
+    format: str = ""
+    notes: tuple[str, ...] = field(default=())
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Column names of ``y`` (``schema.labels``)."""
+        return self.schema.labels
+
+    def row_name(self, i: int) -> str:
+        """How errors name row ``i``: ``"<id> at line <n>"`` (or just the id)."""
+        if self.lines is not None:
+            return f"{self.ids[i]} at line {int(self.lines[i])}"
+        return str(self.ids[i])
+
+    def groups(self, column: str) -> np.ndarray:
+        """The values of ``extra[column]`` (e.g. patient ids), as an array aligned to rows.
+
+        Raises :class:`TableError` naming the available columns when ``column`` is absent, and
+        naming the row when a value is empty.
+        """
+        if column not in self.extra.columns:
+            raise TableError(
+                f"{self.source}: no column {column!r} to group rows by; the columns are "
+                f"{[self.id_column, *self.extra.columns]}"
+            )
+        values = self.extra[column]
+        missing = np.flatnonzero(values.isna().to_numpy())
+        if missing.size:
+            raise TableError(
+                f"{self.source}, row {self.row_name(int(missing[0]))}: empty {column!r}; every row needs a group"
+                + (f" ({missing.size - 1} more row(s) like this)" if missing.size > 1 else "")
+            )
+        return values.to_numpy()
+
+    def subset(self, index: Any) -> "LabelTable":
+        """Rows selected by a boolean mask or integer indices, as a new table."""
+        idx = np.asarray(index)
+        if idx.dtype == bool:
+            if idx.shape != (len(self),):
+                raise TableError(f"boolean mask of shape {idx.shape} does not match {len(self)} rows")
+            idx = np.flatnonzero(idx)
+        idx = idx.astype(np.int64)
+        return LabelTable(
+            ids=self.ids[idx],
+            y=self.y[idx],
+            schema=self.schema,
+            extra=self.extra.iloc[idx].reset_index(drop=True),
+            source=self.source,
+            paths=None if self.paths is None else self.paths[idx],
+            images=None if self.images is None else self.images[idx],
+            lines=None if self.lines is None else self.lines[idx],
+            id_column=self.id_column,
+            format=self.format,
+            notes=self.notes,
+        )
+
+    def to_frame(self) -> pd.DataFrame:
+        """A DataFrame: the id column, one 0/1 column per label, then the extra columns."""
+        frame = pd.DataFrame(self.y, columns=list(self.schema.labels))
+        frame.insert(0, self.id_column, self.ids)
+        for col in self.extra.columns:
+            if col not in frame.columns:
+                frame[col] = self.extra[col].to_numpy()
+        return frame
+
+
+# ====================================================================== entry point
+def read_table(
+    path: str | os.PathLike,
+    *,
+    schema: LabelSchema | dict | str | os.PathLike | None = None,
+    format: str = "auto",
+    images: str | os.PathLike | None = None,
+    labels: Sequence[str] | None = None,
+    id_column: str | None = None,
+    label_column: str | None = None,
+    sep: str = "|",
+    tree_sep: str = TREE_SEPARATOR,
+    on_missing: str = "error",
+) -> LabelTable:
+    """Read a label table (see the module docstring for the formats) and validate it against ``schema``.
+
+    With no schema, one is inferred (:meth:`LabelSchema.infer`, which proposes a ``none`` label
+    such as ChestX-ray14's "No Finding"); its notes are in ``table.schema.notes``.
+    ``images=DIR`` sets ``table.paths = DIR/id`` and checks that the files exist:
+    ``on_missing="error"`` (default) raises naming the missing files, ``"drop"`` drops those rows
+    (``table.notes`` says how many).
+    """
+    schema = load_schema(schema)
+    p = Path(path)
+    if format not in FORMATS:
+        raise TableError(f"unknown table format {format!r}; choose one of {list(FORMATS)}")
+    if not p.exists():
+        raise TableError(f"{p}: no such file or folder")
+    if format == "auto":
+        format = _detect_format(p, label_column)
+    if format == "tree":
+        table = _read_tree(p, schema, tree_sep)
+    elif format == "mnist":
+        table = _read_mnist_path(p, schema)
+    elif p.is_dir():
+        raise TableError(f"{p} is a folder; format {format!r} reads a file (a folder is read with format='tree')")
+    elif format == "onehot" and _looks_headerless(p):
+        table = _read_headerless_onehot(p, schema, labels)
+    else:
+        frame = _read_csv(p)
+        if format == "onehot":
+            table = _onehot_from_frame(frame, p, schema, labels, id_column)
+        else:
+            if format == "nih":
+                id_column = id_column or NIH_ID
+                label_column = label_column or NIH_LABELS
+            table = _labels_from_frame(frame, p, schema, id_column, label_column, sep,
+                                       none_hint=NIH_NONE if format == "nih" else None)
+            if format == "nih":
+                table.format = "nih"
+                table.extra = table.extra.rename(columns=_NIH_RENAME)
+    if images is not None:
+        table = _attach_paths(table, Path(images), on_missing)
+    return table
+
+
+def _detect_format(p: Path, label_column: str | None) -> str:
+    if p.is_dir():
+        if any(p.glob("*labels-idx1-ubyte*")):
+            return "mnist"
+        return "tree"
+    name = p.name.lower()
+    if "idx1-ubyte" in name or "idx3-ubyte" in name:
+        return "mnist"
+    if label_column:
+        return "labels"
+    if _looks_headerless(p):
+        return "onehot"
+    header = _read_csv(p, nrows=0).columns
+    if NIH_LABELS in header and (NIH_ID in header or not any(c in header for c in _ID_COLUMN_NAMES)):
+        # With 'Finding Labels' but no 'Image Index', format nih names the missing id column;
+        # a generic reader would take the first column (often 'Patient ID') as the id.
+        return "nih"
+    if any(c in header for c in _LABEL_COLUMN_NAMES):
+        return "labels"
+    return "onehot"
+
+
+def _looks_headerless(p: Path) -> bool:
+    """A whitespace-separated list with no header: ``name 0 1 0 ...`` on the first line."""
+    try:
+        with open(p, "rb") as f:
+            first = f.readline(1 << 16).decode("utf-8", errors="replace").strip()
+    except OSError as e:
+        raise TableError(f"{p}: cannot read ({e.strerror or e})") from None
+    if not first or "," in first:
+        return False
+    parts = first.split()
+    return len(parts) >= 2 and all(x in ("0", "1") for x in parts[1:])
+
+
+# ====================================================================== CSV helpers
+def _read_csv(p: Path, nrows: int | None = None) -> pd.DataFrame:
+    """pandas.read_csv with every failure turned into a TableError naming the file."""
+    if p.is_dir():
+        raise TableError(f"{p} is a folder, not a table file")
+    try:
+        with open(p, "rb") as f:
+            head = f.read(4096)
+    except OSError as e:
+        raise TableError(f"{p}: cannot read ({e.strerror or e})") from None
+    if head[:2] == b"\x1f\x8b" or b"\x00" in head:
+        raise TableError(f"{p}: this is a binary file (gzip, an image, or UTF-16 text), not a UTF-8 CSV table")
+    ragged = False
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", pd.errors.ParserWarning)
+            frame = _pandas_csv(p, nrows)
+        # index_col=False keeps pandas from turning the first column into an index when the data rows
+        # have one more field than the header; it then drops the extra field with this warning.
+        ragged = any(issubclass(w.category, pd.errors.ParserWarning) for w in caught)
+    except pd.errors.EmptyDataError:
+        raise TableError(f"{p}: the file is empty; expected a header line and one row per image") from None
+    except pd.errors.ParserError as e:
+        if "fields in line" not in str(e):
+            raise TableError(f"{p}: not a readable CSV table ({_short(e)})") from None
+        ragged = True
+    except UnicodeDecodeError as e:
+        raise TableError(f"{p}: not UTF-8 text (byte {e.start}); save the table as UTF-8 CSV") from None
+    if ragged:
+        frame = _read_ragged_csv(p, nrows)
+    # ChestX-ray14's header ends with a comma, which makes an empty, unnamed last column.
+    drop = [c for c in frame.columns if str(c).startswith("Unnamed:") and frame[c].isna().all()]
+    return frame.drop(columns=drop)
+
+
+def _pandas_csv(source: Any, nrows: int | None) -> pd.DataFrame:
+    # utf-8-sig: a spreadsheet's byte-order mark must not become part of the first column name.
+    return pd.read_csv(source, nrows=nrows, dtype=str, keep_default_na=False, na_values=[""],
+                       encoding="utf-8-sig", skip_blank_lines=False, skipinitialspace=True, index_col=False)
+
+
+def _read_ragged_csv(p: Path, nrows: int | None) -> pd.DataFrame:
+    """Read a CSV some of whose rows have more fields than the header.
+
+    Extra fields that are empty (rows ending in commas) are dropped; a non-empty one is an error
+    naming the line, since it usually means an unquoted comma inside a value, which shifts every
+    later field of the row into the wrong column.
+    """
+    try:
+        with open(p, encoding="utf-8-sig", newline="") as f:
+            reader = csv.reader(f, skipinitialspace=True)
+            header = next(reader, [])
+            width = len(header)
+            kept, bad = [header], []
+            for row in reader:
+                if len(row) > width:
+                    extra = [x for x in row[width:] if x.strip()]
+                    if extra:
+                        bad.append((reader.line_num, len(row), extra[0]))
+                    row = row[:width]
+                kept.append(row)
+    except UnicodeDecodeError as e:
+        raise TableError(f"{p}: not UTF-8 text (byte {e.start}); save the table as UTF-8 CSV") from None
+    except csv.Error as e:
+        raise TableError(f"{p}: not a readable CSV table ({e})") from None
+    if bad:
+        line, n, value = bad[0]
+        raise TableError(
+            f"{p}, line {line}: {n} fields but the header has {width} (extra value {value!r}); quote a value "
+            f"that contains a comma, or remove the extra field"
+            + (f" ({len(bad) - 1} more line(s) like this)" if len(bad) > 1 else "")
+        )
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(kept)
+    buf.seek(0)
+    return _pandas_csv(buf, nrows)
+
+
+def _short(e: Exception) -> str:
+    return str(e).strip().splitlines()[-1][:300]
+
+
+def _data_rows(frame: pd.DataFrame, p: Path, first_line: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """Drop blank lines; return the frame and each row's 1-based line number in the file."""
+    lines = np.arange(len(frame), dtype=np.int64) + first_line
+    blank = frame.isna().all(axis=1).to_numpy()
+    if blank.any():
+        frame, lines = frame.loc[~blank].reset_index(drop=True), lines[~blank]
+    if not len(frame):
+        raise TableError(f"{p}: the table has a header but no rows")
+    return frame, lines
+
+
+def _pick_column(frame: pd.DataFrame, p: Path, given: str | None, candidates: Sequence[str], what: str,
+                 default_first: bool = False) -> str:
+    cols = list(frame.columns)
+    if given is not None:
+        if given not in cols:
+            raise TableError(f"{p}: no {what} column {given!r}; the columns are {cols}")
+        return given
+    for c in candidates:
+        if c in cols:
+            return c
+    why = ""
+    if default_first:
+        if cols[0] not in DEFAULT_GROUP_COLUMNS:
+            return cols[0]
+        # A patient has several images, so its column repeats values: it would be reported as
+        # "duplicate id", which sends the user looking in the wrong place.
+        why = f"; the first column {cols[0]!r} groups rows (one patient, several images), so it is not the id"
+    raise TableError(f"{p}: cannot tell which column holds the {what}; the columns are {cols}{why} "
+                     f"(name it with {'label_column' if what == 'labels' else 'id_column'}=, "
+                     f"--{'label' if what == 'labels' else 'id'}-column on the command line)")
+
+
+def _ids(frame: pd.DataFrame, id_col: str, p: Path, lines: np.ndarray) -> np.ndarray:
+    col = frame[id_col]
+    empty = np.flatnonzero(col.isna().to_numpy())
+    if empty.size:
+        raise TableError(f"{p}, row at line {lines[empty[0]]}: empty {id_col!r}; every row needs an id")
+    ids = np.asarray(col.astype(str).str.strip().to_numpy(), dtype=object)
+    dup = pd.Series(ids).duplicated(keep=False).to_numpy()
+    if dup.any():
+        first = int(np.flatnonzero(dup)[0])
+        same = np.flatnonzero(ids == ids[first])
+        n_dup = int(pd.Series(ids[dup]).nunique())
+        raise TableError(
+            f"{p}: duplicate id {ids[first]!r} at lines {', '.join(str(lines[i]) for i in same)}; each image "
+            f"must appear once (merge its labels into one row)"
+            + (f" ({n_dup - 1} more duplicated id(s))" if n_dup > 1 else "")
+        )
+    return ids
+
+
+class _RowNames:
+    """Lazy ``"<id> at line <n>"`` names for schema error messages (built only for a bad row)."""
+
+    def __init__(self, ids: np.ndarray, lines: np.ndarray | None):
+        self.ids, self.lines = ids, lines
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> str:
+        if self.lines is None:
+            return str(self.ids[i])
+        return f"{self.ids[i]} at line {int(self.lines[i])}"
+
+
+# ====================================================================== label-list CSV
+def _labels_from_frame(frame: pd.DataFrame, p: Path, schema: LabelSchema | None, id_column: str | None,
+                       label_column: str | None, sep: str, none_hint: str | None = None) -> LabelTable:
+    """A table with one column of ``sep``-joined label names.
+
+    With no schema, ``none_hint`` (ChestX-ray14's "No Finding" for format nih) is taken as the
+    none label when present, so a row that gives it beside a finding is named as an error.
+    """
+    frame, lines = _data_rows(frame, p, first_line=2)
+    label_col = _pick_column(frame, p, label_column, _LABEL_COLUMN_NAMES, "labels")
+    id_col = _pick_column(frame, p, id_column, [c for c in _ID_COLUMN_NAMES if c != label_col], "id",
+                          default_first=frame.columns[0] != label_col)
+    ids = _ids(frame, id_col, p, lines)
+    names = _RowNames(ids, lines)
+    cells = frame[label_col]
+    # A cell of separators only ("|", " | ") holds no label either.
+    no_label = cells.astype(str).str.replace(sep, "", regex=False).str.strip() == ""
+    empty = np.flatnonzero(cells.isna().to_numpy() | no_label.to_numpy(dtype=bool, na_value=True))
+    if empty.size:
+        none_name = schema.none if schema is not None else none_hint
+        hint = f" (write {none_name!r} for a row with no finding)" if none_name else ""
+        raise SchemaViolation(f"{p}, row {names[int(empty[0])]}: empty label cell in {label_col!r}; every row "
+                              f"needs at least one label{hint}"
+                              + (f" ({empty.size - 1} more row(s) like this)" if empty.size > 1 else ""))
+    # Encode each distinct label string once (ChestX-ray14 has ~800 combinations for 112k rows).
+    codes, uniques = pd.factorize(cells.astype(str), sort=False)
+    uniques = [str(u) for u in uniques]
+    if schema is None:
+        found = sorted({x.strip() for u in uniques for x in u.split(sep) if x.strip()})
+        if none_hint in found and len(found) > 1:
+            schema = LabelSchema(
+                independent=tuple(x for x in found if x != none_hint), none=none_hint,
+                notes=(f"{none_hint!r} is this format's implied 'none' label (true exactly when no other label "
+                       f"is), so it may not be given beside another label; declare none = {none_hint!r} in a "
+                       f"schema file to make this explicit",),
+            )
+    if schema is None:
+        tmp = LabelSchema(independent=tuple(found))
+        y_u = tmp.encode(uniques, sep=sep, validate=False)
+        y = y_u[codes]
+        # A format that names its none label (nih: "No Finding") has none when that label is absent;
+        # guessing another label (a lone 'Effusion' row) would be wrong.
+        schema = LabelSchema.infer(y, found, propose_none=none_hint is None)
+        y = y[:, [found.index(lbl) for lbl in schema.labels]]
+    else:
+        try:
+            y_u = schema.encode(uniques, sep=sep, validate=False)
+        except SchemaViolation:
+            # Find the first row whose label string fails, and let the schema name it.
+            first_bad = {}
+            for k, u in enumerate(uniques):
+                try:
+                    schema.encode([u], sep=sep, validate=False)
+                except SchemaViolation:
+                    first_bad[k] = int(np.argmax(codes == k))
+            r = min(first_bad.values())
+            schema.encode([cells.iloc[r]], sep=sep, row_names=[names[r]], source=str(p), validate=False)
+            raise  # pragma: no cover - the line above raises
+        y = y_u[codes]
+    schema.validate(y, row_names=names, source=str(p))
+    extra = frame.drop(columns=[id_col, label_col]).reset_index(drop=True)
+    return LabelTable(ids=ids, y=np.ascontiguousarray(y, dtype=np.uint8), schema=schema, extra=extra,
+                      source=str(p), lines=lines, id_column=id_col, format="labels")
+
+
+# ====================================================================== one-hot
+def _onehot_from_frame(frame: pd.DataFrame, p: Path, schema: LabelSchema | None, labels: Sequence[str] | None,
+                       id_column: str | None) -> LabelTable:
+    frame, lines = _data_rows(frame, p, first_line=2)
+    cols = list(frame.columns)
+    id_col = _pick_column(frame, p, id_column, _ID_COLUMN_NAMES, "id", default_first=True)
+    ids = _ids(frame, id_col, p, lines)
+    if schema is not None:
+        wanted = list(schema.labels)
+        if schema.none and schema.none not in cols:
+            wanted = list(schema.output_labels)
+    elif labels is not None:
+        wanted = list(labels)
+    else:
+        # Label columns are the (mostly) 0/1 ones; the rest is extra information. "Mostly": a label
+        # column with one stray value must be reported, not silently read as information.
+        wanted = [c for c in cols if c != id_col and c not in DEFAULT_GROUP_COLUMNS and _looks_like_label(frame[c])]
+        if not wanted and NIH_ID in cols:
+            raise TableError(f"{p}: no labels column {NIH_LABELS!r} and no 0/1 label columns found; the columns "
+                             f"are {cols} (a ChestX-ray14 table has {NIH_ID!r} and {NIH_LABELS!r})")
+        if not wanted:
+            raise TableError(f"{p}: no 0/1 label columns found; the columns are {cols} (for a column of "
+                             f"label names use format='labels' with label_column=)")
+    missing = [c for c in wanted if c not in cols]
+    if missing:
+        raise TableError(f"{p}: label column(s) {missing} not found; the columns are {cols}")
+    values = frame[wanted]
+    hint = None
+    if schema is None and labels is None:
+        hint = "fix the cell; if {col!r} is not a label, give a schema (--schema, schema=) that lists the labels"
+    y = _check_binary(values, p, ids, lines, wanted, hint=hint)
+    names = _RowNames(ids, lines)
+    if schema is None:
+        schema = LabelSchema.infer(y, wanted) if labels is None else LabelSchema(independent=tuple(wanted))
+        y = y[:, [wanted.index(lbl) for lbl in schema.labels]]
+    elif len(wanted) == schema.n_outputs and schema.none:
+        y = schema.complete(y)
+    schema.validate(y, row_names=names, source=str(p))
+    extra = frame.drop(columns=[id_col, *wanted]).reset_index(drop=True)
+    return LabelTable(ids=ids, y=np.ascontiguousarray(y, dtype=np.uint8), schema=schema, extra=extra,
+                      source=str(p), lines=lines, id_column=id_col, format="onehot")
+
+
+def _looks_like_label(column: pd.Series) -> bool:
+    """Is this column of a one-hot CSV a label column?
+
+    Yes when at least 95% of its non-empty cells are 0/1, or, in a table too small for one bad
+    cell to stay under 5%, when all but one are and that one is a number (a typo such as 2;
+    a small numeric information column with one such value is then reported too, and the
+    message says how to name the labels instead).
+    Patient ids, ages and text columns stay information. The caller then checks every cell.
+    """
+    v = column.dropna().astype(str).str.strip()
+    v = v[v != ""]
+    if v.empty:
+        return False
+    is01 = v.isin(_BINARY)
+    if is01.mean() >= 0.95:
+        return True
+    stray = v[~is01]
+    return len(stray) == 1 and len(v) >= 2 and bool(pd.to_numeric(stray, errors="coerce").notna().all())
+
+
+def _check_binary(values: pd.DataFrame, p: Path, ids: np.ndarray, lines: np.ndarray, names: list[str],
+                  hint: str | None = None) -> np.ndarray:
+    raw = values.to_numpy(dtype=object)
+    # "1.0" is how spreadsheets often save a 0/1 column.
+    ok = np.isin(raw, [*_BINARY, 0, 1])
+    if not ok.all():
+        r, c = (int(v[0]) for v in np.nonzero(~ok))
+        val = raw[r, c]
+        what = "an empty cell" if val is None or (isinstance(val, float) and val != val) else f"{val!r}"
+        raise TableError(f"{p}, row {ids[r]} at line {lines[r]}: label {names[c]!r} has {what}; one-hot "
+                         f"label columns hold 0 or 1" + (f" ({int((~ok).sum()) - 1} more bad cell(s))"
+                                                         if (~ok).sum() > 1 else "")
+                         + (f"; {hint.format(col=names[c])}" if hint else ""))
+    return (raw == "1") | (raw == "1.0") | (raw == 1)
+
+
+def _read_headerless_onehot(p: Path, schema: LabelSchema | None, labels: Sequence[str] | None) -> LabelTable:
+    if labels is not None:
+        wanted = list(labels)
+    elif schema is not None:
+        wanted = None  # decided by the number of columns below
+    else:
+        raise TableError(f"{p}: a headerless list ('name 0 1 0 ...') has no label names; give a schema "
+                         f"(--schema) or the label names (labels=, --labels a,b,c)")
+    try:
+        frame = pd.read_csv(p, sep=r"\s+", header=None, dtype=str, skip_blank_lines=False, encoding="utf-8-sig")
+    except pd.errors.EmptyDataError:
+        raise TableError(f"{p}: the file is empty") from None
+    except pd.errors.ParserError as e:
+        raise TableError(f"{p}: rows have different numbers of values ({_short(e)}); expected "
+                         f"'name v1 v2 ...' on every line") from None
+    n_val = frame.shape[1] - 1
+    if wanted is None:
+        if n_val == schema.n_labels:
+            wanted = list(schema.labels)
+        elif n_val == schema.n_outputs:
+            wanted = list(schema.output_labels)
+        else:
+            raise TableError(f"{p}: rows have {n_val} label values but the schema has {schema.n_outputs} "
+                             f"labels {list(schema.output_labels)}")
+    elif n_val != len(wanted):
+        raise TableError(f"{p}: rows have {n_val} label values but {len(wanted)} label names were given")
+    frame.columns = ["id", *wanted]
+    frame, lines = _data_rows(frame, p, first_line=1)
+    ids = _ids(frame, "id", p, lines)
+    y = _check_binary(frame[wanted], p, ids, lines, wanted)
+    if schema is None:
+        schema = LabelSchema(independent=tuple(wanted))
+    elif len(wanted) == schema.n_outputs and schema.none:
+        y = schema.complete(y)
+    else:
+        y = y[:, [wanted.index(lbl) for lbl in schema.labels]]
+    schema.validate(y, row_names=_RowNames(ids, lines), source=str(p))
+    return LabelTable(ids=ids, y=np.ascontiguousarray(y, dtype=np.uint8), schema=schema,
+                      extra=pd.DataFrame(index=pd.RangeIndex(len(ids))), source=str(p), lines=lines,
+                      id_column="id", format="onehot")
+
+
+# ====================================================================== image tree
+def _read_tree(root: Path, schema: LabelSchema | None, tree_sep: str) -> LabelTable:
+    if not root.is_dir():
+        raise TableError(f"{root}: format 'tree' reads a folder with one sub-folder per label combination")
+    folders, files, ids = [], [], []
+    stray = []
+    for entry in sorted(os.scandir(root), key=lambda e: e.name):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir():
+            for sub in sorted(os.scandir(entry.path), key=lambda e: e.name):
+                if sub.is_file() and sub.name.lower().endswith(IMAGE_EXTENSIONS) and not sub.name.startswith("."):
+                    folders.append(entry.name)
+                    files.append(os.path.abspath(sub.path))
+                    ids.append(sub.name)
+        elif entry.name.lower().endswith(IMAGE_EXTENSIONS):
+            stray.append(entry.name)
+    if stray:
+        raise TableError(f"{root}: image {stray[0]!r} is not inside a label folder; put each image in a folder "
+                         f"named by its labels joined by {tree_sep!r} (e.g. 'Effusion{tree_sep}Mass/')"
+                         + (f" ({len(stray) - 1} more)" if len(stray) > 1 else ""))
+    if not ids:
+        raise TableError(f"{root}: no images found (expected {root}/<labels>/<image> with extensions "
+                         f"{list(IMAGE_EXTENSIONS)})")
+    id_arr = np.asarray(ids, dtype=object)
+    dup = pd.Series(id_arr).duplicated(keep=False).to_numpy()
+    if dup.any():
+        name = id_arr[np.flatnonzero(dup)[0]]
+        where_ = [f"{folders[i]}/{name}" for i in np.flatnonzero(id_arr == name)]
+        raise TableError(f"{root}: image name {name!r} appears in several folders ({', '.join(where_)}); "
+                         f"an image has one label set, so keep it in one folder")
+    rows = [f.replace(tree_sep, "|") if tree_sep != "|" else f for f in folders]
+    names = [f"{folders[i]}/{ids[i]}" for i in range(len(ids))]
+    if schema is None:
+        found = sorted({x.strip() for r in set(rows) for x in r.split("|") if x.strip()})
+        y = LabelSchema(independent=tuple(found)).encode(rows, row_names=names, source=str(root), validate=False)
+        schema = LabelSchema.infer(y, found)
+        y = y[:, [found.index(lbl) for lbl in schema.labels]]
+    else:
+        y = schema.encode(rows, row_names=names, source=str(root))
+    extra = pd.DataFrame({"folder": folders})
+    return LabelTable(ids=id_arr, y=y.astype(np.uint8), schema=schema, extra=extra, source=str(root),
+                      paths=np.asarray(files, dtype=object), format="tree")
+
+
+# ====================================================================== MNIST (IDX)
+def load_mnist_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read one IDX file (gzip or raw): images -> uint8 (n, 28, 28), labels -> uint8 (n,).
+
+    The header is big-endian: magic ``0x0000 0x08 ndim`` (type 0x08 = uint8), then ``ndim``
+    32-bit sizes, then the data.
+    """
+    p = Path(path)
+    try:
+        with open(p, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise TableError(f"{p}: cannot read ({e.strerror or e})") from None
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as e:
+            raise TableError(f"{p}: a broken gzip file ({e})") from None
+    if len(raw) < 8 or raw[0:2] != b"\x00\x00" or raw[2] != 0x08:
+        raise TableError(f"{p}: not an IDX file of uint8 (the MNIST format); its first bytes are {raw[:4]!r}")
+    ndim = raw[3]
+    if len(raw) < 4 + 4 * ndim:
+        raise TableError(f"{p}: the IDX header is cut short: it announces {ndim} dimension sizes (4 bytes each) but "
+                         f"the file has {len(raw)} bytes; the file is truncated, download it again")
+    dims = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(dims)):
+        raise TableError(f"{p}: the header says {dims} = {int(np.prod(dims))} values but the file has {data.size}")
+    return data.reshape(dims)
+
+
+def read_mnist_idx(images_path: str | os.PathLike | None, labels_path: str | os.PathLike,
+                   *, schema: LabelSchema | None = None) -> LabelTable:
+    """MNIST digits as a label table; ``table.images`` holds the uint8 (n, 28, 28) pixels (or None).
+
+    Labels by name: ``"0"``..``"9"`` (the digit), ``"greater_than_5"`` (digit > 5), ``"even"``,
+    ``"odd"``; the default schema is :data:`MNIST_SCHEMA`. Ids are ``"<labels file>#<index>"``.
+    """
+    schema = schema or MNIST_SCHEMA
+    digits = load_mnist_idx(labels_path)
+    if digits.ndim != 1:
+        raise TableError(f"{labels_path}: expected a 1-D labels IDX file, got shape {digits.shape}")
+    imgs = None
+    if images_path is not None:
+        imgs = load_mnist_idx(images_path)
+        if imgs.ndim != 3 or len(imgs) != len(digits):
+            raise TableError(f"{images_path}: {imgs.shape} images do not match the {len(digits)} labels in "
+                             f"{labels_path}")
+    not_digit = np.flatnonzero(digits > 9)
+    if not_digit.size:
+        r = int(not_digit[0])
+        raise TableError(f"{labels_path}, row {r}: label value {int(digits[r])} is not a digit 0-9; an MNIST labels "
+                         f"file holds digits" + (f" ({not_digit.size - 1} more row(s) like this)"
+                                                 if not_digit.size > 1 else ""))
+    derived = {str(d): digits == d for d in range(10)}
+    derived.update(greater_than_5=digits > 5, even=digits % 2 == 0, odd=digits % 2 == 1)
+    cols = []
+    for label in schema.output_labels:
+        if label not in derived:
+            raise SchemaError(f"{labels_path}: MNIST has no label {label!r}; its labels are {sorted(derived)}")
+        cols.append(derived[label])
+    y = schema.complete(np.stack(cols, axis=1).astype(np.uint8))
+    ids = np.asarray([f"{Path(labels_path).name}#{i}" for i in range(len(digits))], dtype=object)
+    schema.validate(y, row_names=ids, source=str(labels_path))
+    return LabelTable(ids=ids, y=y, schema=schema, extra=pd.DataFrame({"digit": digits.astype(np.int64)}),
+                      source=str(labels_path), images=imgs, format="mnist")
+
+
+def _read_mnist_path(p: Path, schema: LabelSchema | None) -> LabelTable:
+    if p.is_dir():
+        cands = sorted(p.glob("*labels-idx1-ubyte*"))
+        if not cands:
+            raise TableError(f"{p}: no '*labels-idx1-ubyte*' file in this folder")
+        # Prefer a labels file whose images are present (MNIST's test set here).
+        with_images = [c for c in cands if (c.parent / c.name.replace("labels-idx1", "images-idx3")).exists()]
+        p = (with_images or cands)[0]
+    if "images-idx3" in p.name:
+        images, labels = p, p.parent / p.name.replace("images-idx3", "labels-idx1")
+    else:
+        images, labels = p.parent / p.name.replace("labels-idx1", "images-idx3"), p
+    if not labels.exists():
+        raise TableError(f"{labels}: no such labels file (needed beside {p})")
+    return read_mnist_idx(images if images.exists() and images != labels else None, labels, schema=schema)
+
+
+# ====================================================================== image paths
+def _attach_paths(table: LabelTable, folder: Path, on_missing: str) -> LabelTable:
+    if on_missing not in ("error", "drop"):
+        raise TableError(f"on_missing must be 'error' or 'drop', not {on_missing!r}")
+    if not folder.is_dir():
+        raise TableError(f"image folder {folder} does not exist")
+    base = os.path.abspath(folder)
+    paths = np.asarray([os.path.join(base, str(i)) for i in table.ids], dtype=object)
+    present = set(os.listdir(base))
+    exists = np.fromiter((str(i) in present or os.path.exists(pth) for i, pth in zip(table.ids, paths)),
+                         dtype=bool, count=len(paths))
+    missing = np.flatnonzero(~exists)
+    if missing.size and on_missing == "error":
+        show = ", ".join(table.row_name(int(i)) for i in missing[:3])
+        raise TableError(f"{table.source}: {missing.size} of {len(table)} images not found in {folder} "
+                         f"(e.g. {show}); fix the folder, or drop those rows (on_missing='drop')")
+    table.paths = paths
+    if missing.size:
+        table = table.subset(exists)
+        table.notes = table.notes + (f"{missing.size} row(s) dropped: image not found in {folder}",)
+    return table

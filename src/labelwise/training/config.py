@@ -1,0 +1,238 @@
+"""The configuration of a training run: :class:`TrainConfig`, read from TOML (every key also a
+CLI flag), with every key's type and range checked up front.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..errors import InputError
+from ..labels.schema import LabelSchema
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = ['TrainConfig', 'LR_SCHEDULES']
+
+
+LR_SCHEDULES = ("constant", "cosine", "plateau")
+_SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
+                "dev": "val", "test": "test", "testing": "test"}
+
+
+# Types and ranges of TrainConfig's keys, checked before any is used: a wrong type from a
+# TOML file otherwise surfaces as a TensorFlow/Keras traceback deep in training, or (a string
+# where a bool belongs) is silently truthy.
+_INT_RANGES = {"epochs": 1, "batch_size": 1, "plateau_patience": 1, "freeze_epochs": 0, "seed": 0, "bootstrap": 0,
+               "verbose": 0, "unfreeze_top": 0, "early_stopping_patience": 1, "devices": 1, "lr_reference_batch": 1}
+_OPTIONAL = {"unfreeze_top", "early_stopping_patience", "devices", "lr_reference_batch", "bn_momentum",
+             "fine_tune_lr", "weights", "loss_weights", "split_column", "group_column", "distribute", "table",
+             "images", "train_shards"}
+# name: (low, low inclusive, high, high inclusive, what to say)
+_FLOAT_RANGES = {"learning_rate": (0.0, True, math.inf, False, "at least 0"),
+                 "fine_tune_lr": (0.0, True, math.inf, False, "at least 0"),
+                 "dropout": (0.0, True, 1.0, False, "in [0, 1)"),
+                 "bn_momentum": (0.0, True, 1.0, True, "in [0, 1] (1: statistics frozen)"),
+                 "plateau_factor": (0.0, False, 1.0, False, "in (0, 1)")}
+_BOOLS = ("cache", "skip_unreadable", "plots", "resume", "overwrite")
+_STRINGS = ("backbone", "weights", "loss", "binary", "loss_weights", "lr_schedule", "threshold_method",
+            "split_column", "group_column", "distribute")
+_PATHS = ("table", "images", "out_dir", "train_shards")
+
+
+def _check_types(c: "TrainConfig") -> None:
+    """Raise InputError naming the key for a value of the wrong type or out of range."""
+    def bad(name: str, what: str) -> InputError:
+        return InputError(f"{name} must be {what}; got {getattr(c, name)!r}")
+
+    for name, low in _INT_RANGES.items():
+        v = getattr(c, name)
+        if v is None and name in _OPTIONAL:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+            raise bad(name, f"a whole number >= {low}" + (" (or none)" if name in _OPTIONAL else ""))
+        setattr(c, name, int(v))
+    for name, (lo, lo_in, hi, hi_in, what) in _FLOAT_RANGES.items():
+        v = getattr(c, name)
+        if v is None and name in _OPTIONAL:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not (
+                (v >= lo if lo_in else v > lo) and (v <= hi if hi_in else v < hi)):
+            raise bad(name, f"a number {what}" + (" (or none)" if name in _OPTIONAL else ""))
+        setattr(c, name, float(v))
+    for name in _BOOLS:
+        if not isinstance(getattr(c, name), (bool, np.bool_)):
+            raise bad(name, "true or false")
+    for name in _STRINGS:
+        v = getattr(c, name)
+        if not (isinstance(v, str) or (v is None and name in _OPTIONAL)):
+            raise bad(name, "a string" + (" (or none)" if name in _OPTIONAL else ""))
+    if isinstance(c.table, (list, tuple)):
+        raise InputError(f"table must be one CSV file; got a list {list(c.table)!r}. Several tables are not "
+                         "supported: join them into one CSV with a split column (values train/val/test) and set "
+                         "split_column, or list one table and let split_fractions + group_column split it")
+    for name in _PATHS:
+        v = getattr(c, name)
+        if not (isinstance(v, (str, os.PathLike)) or (v is None and name in _OPTIONAL)):
+            raise bad(name, "a path (string)" + (" (or none)" if name in _OPTIONAL else ""))
+    if c.channels not in (1, 3) or isinstance(c.channels, bool):
+        raise bad("channels", "1 (grayscale) or 3 (RGB)")
+    if not (c.schema is None or isinstance(c.schema, (str, os.PathLike, Mapping, LabelSchema))):
+        raise bad("schema", "a schema TOML path, an inline [schema] table, or none (inferred from the table)")
+    size = c.image_size
+    size = (size, size) if isinstance(size, (int, np.integer)) and not isinstance(size, bool) else size
+    if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(
+            isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 1 for s in size)):
+        raise bad("image_size", "[height, width], two whole numbers >= 1 (or one for a square)")
+    c.image_size = (int(size[0]), int(size[1]))
+    fr = c.split_fractions
+    if not (isinstance(fr, (list, tuple)) and len(fr) == 3 and all(
+            isinstance(f, (int, float, np.integer, np.floating)) and not isinstance(f, bool) and f >= 0 for f in fr)):
+        raise bad("split_fractions", "three numbers >= 0: train, val, test")
+    c.split_fractions = tuple(float(f) for f in fr)
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run (the TOML file's keys; each is also a CLI flag).
+
+    Data: ``schema`` (TOML path or inline table; None: inferred from the table), ``table``,
+    ``images`` (folder the table's paths are relative to), ``split_column`` (values
+    train/val/test) or ``split_fractions`` + ``group_column`` (e.g. the patient id).
+    Model: ``backbone`` ("small_cnn", "densenet121", ...), ``weights`` ("imagenet" or None),
+    ``image_size`` (h, w), ``channels``, ``dropout``, ``bn_momentum`` (set on every
+    BatchNormalization layer; 0.9 lets the moving statistics settle in a short run, where
+    Keras' 0.99 leaves them near their initial values and inference fails). Loss: ``loss`` ("schema" for
+    :class:`labelwise.blocks.losses.SchemaLoss`, or "bce"), ``binary`` (SchemaLoss's binary part:
+    "bce", "weighted", "focal", "asymmetric"), ``loss_weights`` ("balanced" or None).
+    Optimisation: ``epochs``, ``batch_size`` (global, over all replicas), ``learning_rate``,
+    ``lr_schedule`` ("constant", "cosine", "plateau"), ``plateau_factor``/``plateau_patience``,
+    ``freeze_epochs`` (head-only epochs), ``unfreeze_top`` (backbone layers unfrozen after them;
+    None = all), ``fine_tune_lr`` (default learning_rate / 10), ``early_stopping_patience``
+    (None = off), ``augment``, ``cache``, ``seed``. Output: ``out_dir``, ``threshold_method``,
+    ``bootstrap`` (resamples for the report's confidence intervals), ``plots`` (PNG plots in
+    the report), ``verbose``; ``resume``
+    continues the run in ``out_dir`` from its last checkpoint, ``overwrite`` discards it instead.
+    """
+
+    schema: Any = None
+    table: str | None = None
+    images: str | None = None
+    split_column: str | None = None
+    split_fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)
+    group_column: str | None = None
+    backbone: str = "small_cnn"
+    weights: str | None = None
+    image_size: tuple[int, int] = (224, 224)
+    channels: int = 3
+    dropout: float = 0.0
+    bn_momentum: float | None = None
+    loss: str = "schema"
+    binary: str = "bce"
+    loss_weights: str | None = None
+    epochs: int = 10
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    lr_schedule: str = "constant"
+    plateau_factor: float = 0.5
+    plateau_patience: int = 2
+    freeze_epochs: int = 0
+    unfreeze_top: int | None = None
+    fine_tune_lr: float | None = None
+    early_stopping_patience: int | None = 5
+    augment: Any = None
+    cache: bool = False
+    skip_unreadable: bool = False
+    seed: int = 0
+    threshold_method: str = "f1"
+    bootstrap: int = 1000
+    plots: bool = True
+    out_dir: str = "labelwise-run"
+    verbose: int = 1
+    resume: bool = False
+    overwrite: bool = False
+    distribute: str | None = None
+    devices: int | None = None
+    lr_reference_batch: int | None = None
+    train_shards: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("weights", "loss_weights", "split_column", "group_column", "unfreeze_top", "fine_tune_lr",
+                     "early_stopping_patience", "augment", "bn_momentum", "distribute", "devices", "lr_reference_batch", "train_shards"):
+            if getattr(self, name) in ("none", "None", ""):
+                setattr(self, name, None)
+        _check_types(self)
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise InputError(f"lr_schedule must be one of {list(LR_SCHEDULES)}; got {self.lr_schedule!r}")
+        if self.devices is not None and str(self.distribute).lower() not in ("mirrored", "dataparallel"):
+            raise InputError(f"devices = {self.devices} needs distribute = 'mirrored' or 'dataparallel' (multiworker "
+                             "uses every worker's devices as TF_CONFIG and CUDA_VISIBLE_DEVICES give them)")
+        if self.loss not in ("schema", "bce"):
+            raise InputError(f"loss must be 'schema' or 'bce'; got {self.loss!r}")
+        if self.loss_weights not in (None, "balanced"):
+            raise InputError(f"loss_weights must be 'balanced' or none; got {self.loss_weights!r}")
+        for name in ("epochs", "batch_size", "channels"):
+            if int(getattr(self, name)) < 1:
+                raise InputError(f"{name} must be at least 1; got {getattr(self, name)!r}")
+        if not 0 <= self.freeze_epochs <= self.epochs:
+            raise InputError(f"freeze_epochs must be between 0 and epochs ({self.epochs}); got {self.freeze_epochs}")
+        if len(self.image_size) != 2:
+            raise InputError(f"image_size must be [height, width]; got {self.image_size!r}")
+
+    @classmethod
+    def fields(cls) -> list[dataclasses.Field]:
+        return list(dataclasses.fields(cls))
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike, **overrides: Any) -> "TrainConfig":
+        """Read a config file; relative paths in it are relative to the file's folder.
+
+        Keys may sit at the top level or in a ``[train]`` table; ``schema`` may be a path or an
+        inline ``[schema]`` table. ``overrides`` (e.g. from CLI flags) win over the file.
+        """
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise InputError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as e:
+            raise InputError(f"{path}: not valid TOML ({e})") from None
+        if "train" in data and isinstance(data["train"], dict):
+            data = {**{k: v for k, v in data.items() if k != "train"}, **data["train"]}
+        known = {f.name for f in cls.fields()}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            import difflib
+
+            hints = [f"{u!r}" + (f" (did you mean {difflib.get_close_matches(u, known, 1)[0]!r}?)"
+                                 if difflib.get_close_matches(u, known, 1) else "") for u in unknown]
+            raise InputError(f"{path}: unknown setting(s) {', '.join(hints)}; the settings are {sorted(known)}")
+        base = path.parent
+        for key in ("table", "images", "out_dir", "train_shards"):
+            if isinstance(data.get(key), str):
+                data[key] = str(base / data[key])
+        if isinstance(data.get("schema"), str):
+            data["schema"] = str(base / data["schema"])
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls(**data)
+        except (TypeError, InputError) as e:  # the message names the key; say which file it came from
+            raise InputError(f"{path}: {e}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        if isinstance(self.schema, LabelSchema):
+            d["schema"] = self.schema.to_dict()
+        if hasattr(self.augment, "to_dict"):
+            d["augment"] = self.augment.to_dict()
+        return d

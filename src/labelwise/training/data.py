@@ -1,0 +1,156 @@
+"""The data of a training run: the table read with its schema and split into train / val / test
+(:func:`load_data`), or in-memory arrays (:class:`TrainData`), and the test split's file check.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import warnings
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..errors import InputError
+from ..labels.schema import LabelSchema, load_schema
+from .config import _SPLIT_NAMES, TrainConfig
+
+if sys.version_info >= (3, 11):
+    pass
+else:  # pragma: no cover
+    pass
+
+__all__ = ['Part', 'TrainData', 'load_data']
+
+
+@dataclass
+class Part:
+    """One split: ``x`` (image paths, or an image array (n, h, w[, c])), ``y`` (n, n_labels) 0/1
+    over ``schema.labels``, and ``ids`` (names used in outputs)."""
+
+    x: Any
+    y: np.ndarray
+    ids: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass
+class TrainData:
+    """The splits of a run and their schema; ``test`` may be None."""
+
+    schema: LabelSchema
+    train: Part
+    val: Part
+    test: Part | None = None
+
+
+# ------------------------------------------------------------------ data
+def load_data(config: TrainConfig) -> TrainData:
+    """Read ``config.table`` with its schema and split it into train / val / test."""
+    if not config.table:
+        raise InputError("no table given: set `table` in the config (or --table) to a CSV of image ids and labels")
+    from ..labels.tables import read_table
+
+    from ..errors import TableError
+
+    schema = load_schema(config.schema)
+    try:
+        table = read_table(config.table, schema=schema, images=config.images)
+    except TableError as e:
+        if "not found in" not in str(e):
+            raise
+        if not config.skip_unreadable:
+            raise TableError(f"{e}; or pass --skip-unreadable (skip_unreadable = true) to leave those rows out "
+                             "with a warning") from None
+        table = read_table(config.table, schema=schema, images=config.images, on_missing="drop")
+        # list the dropped files: the ids of the whole table that are not among the kept rows
+        every = read_table(config.table, schema=schema).ids
+        kept = set(map(str, table.ids))
+        gone = [str(i) for i in every if str(i) not in kept]
+        shown = "\n".join(f"  {i}" for i in gone[:10]) + (f"\n  ... and {len(gone) - 10} more" if len(gone) > 10 else "")
+        warnings.warn(f"skip_unreadable: leaving out {len(gone)} of {len(every)} row(s) of {config.table} whose image "
+                      f"file is missing from {config.images}:\n{shown}", stacklevel=2)
+    schema = table.schema
+    x = table.paths if table.paths is not None else table.images
+    if x is None:
+        raise InputError(f"{config.table}: no image paths; set `images` to the folder holding the images")
+    if config.split_column:
+        if config.split_column not in table.extra.columns:
+            raise InputError(f"{config.table}: no column {config.split_column!r} to split by; columns are "
+                             f"{list(table.extra.columns)}")
+        raw = table.extra[config.split_column].astype(str).str.strip().str.lower()
+        names = raw.map(_SPLIT_NAMES)
+        if names.isna().any():
+            bad = sorted(set(raw[names.isna()]))
+            raise InputError(f"{config.table}: column {config.split_column!r} has value(s) {bad[:5]}; "
+                             "use train, val or test")
+        masks = {k: (names == k).to_numpy() for k in ("train", "val", "test")}
+    else:
+        from ..labels.split import split_table
+
+        if min(config.split_fractions) <= 0:
+            raise InputError(f"split_fractions {list(config.split_fractions)}: each of train, val and test must be "
+                             "more than 0 (e.g. --split-fractions 0.7 0.1 0.2); to train without a test part, "
+                             "use a split column (split_column) with only train and val values")
+        parts = split_table(table, config.group_column, config.split_fractions, seed=config.seed)
+        masks = _split_masks(parts, table)
+
+    def part(mask: np.ndarray) -> Part:
+        xs = np.asarray(x, dtype=str) if table.paths is not None else np.asarray(x)
+        return Part(xs[mask], table.y[mask], np.asarray(table.ids)[mask])
+
+    for k in ("train", "val"):
+        if not masks[k].any():
+            raise InputError(f"{config.table}: the {k} split is empty; training needs a train and a val split")
+    return TrainData(schema, part(masks["train"]), part(masks["val"]),
+                     part(masks["test"]) if masks["test"].any() else None)
+
+
+def _split_masks(parts: Any, table: Any) -> dict[str, np.ndarray]:
+    """Boolean masks over ``table`` rows from what :func:`split_table` returned (a frame with
+    ``id`` and ``split`` columns aligned to the rows, or tables / id lists by split name)."""
+    if hasattr(parts, "columns") and "split" in parts.columns:
+        names = parts["split"].astype(str).str.lower().map(_SPLIT_NAMES).to_numpy()
+        return {k: names == k for k in ("train", "val", "test")}
+    if isinstance(parts, Mapping):
+        items = dict(parts)
+    elif hasattr(parts, "_asdict"):
+        items = parts._asdict()
+    elif dataclasses.is_dataclass(parts):
+        items = {f.name: getattr(parts, f.name) for f in dataclasses.fields(parts)}
+    else:
+        items = dict(zip(("train", "val", "test"), parts))
+    ids = np.asarray(table.ids)
+    masks = {}
+    for key, value in items.items():
+        name = _SPLIT_NAMES.get(str(key).lower())
+        if name is None:
+            continue
+        part_ids = np.asarray(value.ids if hasattr(value, "ids") else value)
+        if part_ids.dtype == bool and len(part_ids) == len(ids):
+            masks[name] = part_ids
+        else:
+            masks[name] = np.isin(ids, part_ids)
+    for k in ("train", "val", "test"):
+        masks.setdefault(k, np.zeros(len(ids), dtype=bool))
+    return masks
+
+
+def _check_test_images(config: TrainConfig, data: TrainData) -> TrainData:
+    """Check the test split's image files before training (a bad one found only in
+    :func:`_finish` lost the whole run's artifact); with ``skip_unreadable`` the unreadable
+    rows are left out of ``data.test``, so the test prediction needs no second check."""
+    from ..data import pipeline
+
+    if data.test is None:
+        return data
+    src = pipeline.ImageSource.create(data.test.x, skip_unreadable=config.skip_unreadable,
+                                      channels=config.channels, verbose=config.verbose)
+    if not src.skipped:
+        return data
+    keep = src.keep
+    test = Part(np.asarray(data.test.x)[keep], data.test.y[keep], np.asarray(data.test.ids)[keep])
+    return dataclasses.replace(data, test=test)

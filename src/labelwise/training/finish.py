@@ -1,0 +1,79 @@
+"""The end of a training run: restore the best epoch, tune thresholds on validation, evaluate
+the test split into ``report/`` and write the one artifact ``model.keras``.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..io import write_json
+from ..labels.schema import LabelSchema
+
+if sys.version_info >= (3, 11):
+    pass
+else:  # pragma: no cover
+    pass
+
+__all__ = ["TrainResult"]
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns; everything is also on disk under ``out_dir``."""
+
+    model: Any
+    schema: LabelSchema
+    thresholds: Any
+    history: list[dict[str, Any]]
+    best_epoch: int
+    best_val_auc: float
+    evaluation: Any
+    out_dir: Path
+    artifact: Path
+    resumed_from: int = 0
+
+
+def _finish(config, data, schema, model, state, val_ds, val_y, out, resumed_from, say, *, plan=None) -> TrainResult:
+    from . import artifact
+    from .artifact import Preprocessing
+    from .predict import predict_scores, write_predictions
+    from ..decide.thresholds import decide, tune_thresholds
+
+    say(f"tuning thresholds on {len(val_y)} validation images")
+    val_scores = schema.complete_scores(model.predict(val_ds, verbose=min(config.verbose, 2))[: len(val_y)])
+    thresholds = tune_thresholds(val_y, val_scores, method=config.threshold_method, schema=schema)
+    evaluation = None
+    if data.test is not None:
+        from ..evaluation import evaluate
+
+        test = predict_scores(model, data.test.x, schema=schema, image_size=config.image_size,
+                              channels=config.channels, batch_size=config.batch_size,
+                              skip_unreadable=config.skip_unreadable, verbose=min(config.verbose, 2))
+        test_y = data.test.y[test.keep]
+        evaluation = evaluate(test_y, test.scores, schema=schema, thresholds=thresholds,
+                              bootstrap=config.bootstrap)
+        evaluation.save(out / "report", plots=config.plots)
+        decisions = decide(test.scores, schema, thresholds)
+        write_predictions(out / "test_predictions.csv", np.asarray(data.test.ids)[test.keep], test.scores,
+                          decisions, schema)
+        say(evaluation.format_table())
+        say(f"report: {out / 'report' / 'report.html'}")
+    else:
+        say("no test split: nothing evaluated, no report written (thresholds are tuned on val)")
+    pre = Preprocessing(tuple(config.image_size), config.channels)
+    path = artifact.save(model, out / "model.keras", schema, thresholds, pre,
+                         info={"backbone": config.backbone, "best_epoch": state.best_epoch,
+                               "val_macro_auc": state.best_auc if math.isfinite(state.best_auc) else None,
+                               "epochs_run": state.epoch, "seed": config.seed})
+    # learning_rate stays the base rate the user gave; the plan (replicas, batches, the scaled
+    # rate actually used) sits beside it, so the run can be repeated on other hardware
+    write_json(out / "config.json", {**config.to_dict(), **({"distribution": plan.to_dict()} if plan else {})})
+    say(f"model: {path}")
+    return TrainResult(model, schema, thresholds, state.log, state.best_epoch, state.best_auc, evaluation, out,
+                       path, resumed_from)

@@ -1,0 +1,422 @@
+"""Serving: scores and schema-consistent decisions for new images from one artifact.
+
+``predict(model_path, images_or_table)`` loads ``model.keras`` (:mod:`labelwise.training.artifact`),
+reads the images with the artifact's own preprocessing (image size, channels), runs the
+model in batches and returns a table with one probability column per label (the derived
+``none`` score included: ``prod(1 - p_independent)``), one 0/1 decision column per label
+(``labelwise.decide.thresholds.decide``: thresholds for independent labels, one member per
+exclusive group, ``none`` derived -- so a decision never breaks the schema), and a
+``labels`` column with the decided labels joined by ``|``.
+
+Case models (:func:`labelwise.blocks.models.build_case_model`: inputs ``images (b, n, H, W, C)`` and
+``mask (b, n)``, told apart by the model's input shapes) get one row per case instead: the
+cases are ``.npy`` stacks (:func:`labelwise.data.stacks.read_cases`), each slice prepared like one
+image (channels, then resized as the image pipeline resizes, pixels kept in the model's
+0-255 range), optionally cut to the central ``max_slices`` slices, and each batch of cases
+padded to its longest case with a 0/1 mask -- the pooling ignores the padding, so a case's
+scores do not depend on the batch it is in. Cases are batched by length to pad little.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import InputError
+from ..io import atomic_path
+from ..labels.schema import LabelSchema
+
+__all__ = ["predict", "predict_scores", "predict_case_scores", "Scores", "ModelInputs", "model_inputs",
+           "prepare_stack", "prediction_frame", "write_predictions", "read_inputs"]
+
+_PATH_COLUMNS = ("path", "image", "image_path", "file", "filename", "Image Index", "id")
+
+
+@dataclass
+class Scores:
+    """Scores over ``schema.labels`` for the kept inputs; ``keep`` indexes the caller's list."""
+
+    scores: np.ndarray
+    keep: np.ndarray
+
+
+def predict_scores(model: Any, x: Any, *, schema: LabelSchema, image_size: Sequence[int], channels: int,
+                   batch_size: int = 64, skip_unreadable: bool = False, verbose: int = 0) -> Scores:
+    """Run ``model`` on images ``x`` (paths, a folder, or an array) -> full scores (n, n_labels).
+
+    Exactly ``model.predict`` on the tf.data pipeline, plus ``schema.complete_scores``.
+    """
+    from ..data.pipeline import ImageSource, make_dataset
+
+    kwargs = dict(image_size=image_size, channels=channels, batch_size=batch_size, skip_unreadable=skip_unreadable)
+    if isinstance(x, np.ndarray) and x.dtype.kind in "uif":
+        ds = make_dataset(x, **kwargs)
+        probs = model.predict(ds, verbose=verbose)
+    else:
+        # Optimistic: no up-front file check (it would cost a fifth of a small model's
+        # prediction time). A bad file makes TensorFlow fail without naming it; then check
+        # every file, and raise naming the bad ones (or skip them, as asked) and run again.
+        ds = make_dataset(x, check=False, **kwargs)
+        try:
+            probs = model.predict(ds, verbose=verbose)
+        except Exception as failure:  # tf.errors.* surface as several types through Keras
+            if verbose:
+                print("a file could not be decoded; checking every file to find it", flush=True)
+            # raises InputError naming the files, or leaves them out with a warning when asked
+            src = ImageSource.create(x, skip_unreadable=skip_unreadable, channels=channels, verbose=verbose)
+            if len(src.skipped) == 0:
+                raise failure  # not a file problem: every file decodes on its own
+            ds = make_dataset(src, check=False, **kwargs)
+            probs = model.predict(ds, verbose=verbose)
+    if probs.ndim != 2 or probs.shape[1] != schema.n_outputs:
+        raise InputError(f"the model outputs shape {probs.shape}, but its schema has {schema.n_outputs} outputs")
+    return Scores(schema.complete_scores(probs), ds.labelwise_source.keep)
+
+
+def prediction_frame(ids: Sequence[Any], scores: np.ndarray, decisions: np.ndarray, schema: LabelSchema):
+    """A DataFrame: ``id``, ``labels`` (decided labels joined by '|'), ``p_<label>`` scores and
+    ``<label>`` 0/1 decisions, in ``schema.labels`` order."""
+    import pandas as pd
+
+    decisions = np.asarray(decisions)
+    cols: dict[str, Any] = {"id": list(ids), "labels": ["|".join(r) for r in schema.decode(decisions)]}
+    for j, label in enumerate(schema.labels):
+        cols[f"p_{label}"] = np.round(np.asarray(scores)[:, j], 6)
+    for j, label in enumerate(schema.labels):
+        cols[label] = decisions[:, j].astype(np.uint8)
+    return pd.DataFrame(cols)
+
+
+def write_predictions(path: str | os.PathLike, ids: Sequence[Any], scores: np.ndarray, decisions: np.ndarray,
+                      schema: LabelSchema) -> Path:
+    """Write :func:`prediction_frame` as CSV, atomically."""
+    frame = prediction_frame(ids, scores, decisions, schema)
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+    return Path(path)
+
+
+def read_inputs(source: str | os.PathLike | Sequence[str], *, images: str | os.PathLike | None = None,
+                column: str | None = None) -> tuple[list[str], list[str]]:
+    """Resolve what to predict on -> (ids, paths).
+
+    A folder: every image in it (ids are paths relative to the folder). A table (CSV/TSV):
+    the column ``column`` (or the first of path/image/file/filename/"Image Index"/id present,
+    else the first column), relative to ``images`` or to the table's folder. A list: paths.
+    """
+    from ..data.pipeline import list_images
+
+    if not isinstance(source, (str, os.PathLike)):
+        paths = [str(p) for p in source]
+        return paths, paths
+    source = Path(source)
+    if source.is_dir():
+        files = list_images(source)
+        return [str(p.relative_to(source)) for p in files], [str(p) for p in files]
+    if not source.exists():
+        raise InputError(f"{source} does not exist; give a folder of images or a table with image paths")
+    import pandas as pd
+
+    sep = "\t" if source.suffix.lower() in (".tsv", ".tab") else ","
+    try:
+        frame = pd.read_csv(source, sep=sep, dtype=str)
+    except Exception as e:
+        raise InputError(f"{source}: cannot read as a table ({e})") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    if column is None:
+        column = next((c for c in _PATH_COLUMNS if c in frame.columns), frame.columns[0])
+    elif column not in frame.columns:
+        raise InputError(f"{source}: no column {column!r}; columns are {list(frame.columns)}")
+    base = Path(images) if images is not None else source.parent
+    names = frame[column].astype(str).str.strip().tolist()
+    if not names:
+        raise InputError(f"{source}: the table has no rows")
+    return names, [str(p if Path(p).is_absolute() else base / p) for p in names]
+
+
+@dataclass(frozen=True)
+class ModelInputs:
+    """What a model takes, read from its input shapes.
+
+    ``kind`` is ``"image"`` (one input ``(batch, H, W, C)``) or ``"case"`` (an input
+    ``(batch, n, H, W, C)`` of stacks and a ``(batch, n)`` mask, in ``model.inputs`` order
+    ``mask_first`` or not). ``image_shape`` is ``(H, W, C)`` (None where any size goes);
+    ``n_images`` the fixed case length of a case model (None: any length).
+    """
+
+    kind: str
+    image_shape: tuple[int | None, ...]
+    n_images: int | None = None
+    mask_first: bool = False
+
+    def describe(self) -> str:
+        """A phrase for error messages, e.g.
+        "a case model (inputs: stacks (batch, any, 16, 16, 1) and a mask (batch, any))"."""
+        dims = ", ".join("any" if d is None else str(d) for d in self.image_shape)
+        if self.kind == "image":
+            return f"a per-image model (input: images (batch, {dims}))"
+        n = "any" if self.n_images is None else str(self.n_images)
+        return f"a case model (inputs: stacks (batch, {n}, {dims}) and a mask (batch, {n}))"
+
+
+def model_inputs(model: Any) -> ModelInputs:
+    """Tell a per-image model from a case model by its input shapes (not by names).
+
+    Raises :class:`InputError` for any other layout (more inputs, other ranks).
+    """
+    inputs = getattr(model, "inputs", None)
+    if not inputs:
+        raise InputError(f"cannot tell what model {getattr(model, 'name', model)!r} takes: it has no defined inputs; "
+                         "build it with keras.Input (labelwise.blocks.models.build_model / build_case_model do)")
+    shapes = [tuple(t.shape) for t in inputs]
+    ranks = [len(sh) for sh in shapes]
+    if ranks == [4]:
+        return ModelInputs("image", shapes[0][1:])
+    if sorted(ranks) == [2, 5]:
+        stacks, mask = (shapes[0], shapes[1]) if ranks[0] == 5 else (shapes[1], shapes[0])
+        n = stacks[1] if stacks[1] is not None else mask[1]
+        return ModelInputs("case", stacks[2:], n, mask_first=ranks[0] == 2)
+    raise InputError(f"model {model.name!r} takes inputs of shapes {shapes}; predict handles a per-image model "
+                     "(one input (batch, H, W, C)) or a case model (stacks (batch, n, H, W, C) and a mask (batch, n), "
+                     "as labelwise.blocks.models.build_case_model builds)")
+
+
+def prepare_stack(stack: np.ndarray, *, image_size: Sequence[int], channels: int) -> np.ndarray:
+    """One stack -> float32 ``(slices, h, w, channels)`` model input, each slice prepared exactly as
+    the image pipeline prepares one image array (:mod:`labelwise.data.pipeline`): a ``slices x H x W``
+    stack gets one channel; 1 -> 3 channels repeats gray, 3/4 -> 1 takes the luma, 4 -> 3 drops
+    alpha; then slices are shrunk by area averaging, enlarged bilinearly (antialiased) or left
+    alone at the right size. Pixel values are not rescaled (models take 0-255 and normalise
+    inside).
+    """
+    h, w = (int(v) for v in image_size)
+    x = np.asarray(stack, dtype=np.float32)
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4:
+        raise InputError(f"a stack must be slices x H x W (or x C), got shape {np.shape(stack)}")
+    c = x.shape[-1]
+    if c == channels and x.shape[1:3] == (h, w):
+        return x
+    import tensorflow as tf
+
+    t = tf.convert_to_tensor(x)
+    if c != channels:
+        if c == 1 and channels == 3:
+            t = tf.image.grayscale_to_rgb(t)
+        elif c in (3, 4) and channels == 1:
+            t = tf.image.rgb_to_grayscale(t[..., :3])
+        elif c == 4 and channels == 3:
+            t = t[..., :3]
+        else:
+            raise InputError(f"cannot convert stacks with {c} channels to the model's {channels}")
+    if x.shape[1:3] != (h, w):
+        # the rule of labelwise.data.pipeline._resize, on all slices at once
+        if x.shape[1] >= h and x.shape[2] >= w:
+            t = tf.image.resize(t, (h, w), method="area")
+        else:
+            t = tf.image.resize(t, (h, w), method="bilinear", antialias=True)
+    return t.numpy().astype(np.float32, copy=False)
+
+
+def _central(stack: np.ndarray, n: int | None) -> np.ndarray:
+    """The central ``n`` slices (the cut :func:`labelwise.data.stacks.pad_stack` makes)."""
+    s = stack.shape[0]
+    if n is None or s <= n:
+        return stack
+    start = (s - n) // 2
+    return stack[start : start + n]
+
+
+def predict_case_scores(model: Any, cases: Any, *, schema: LabelSchema, image_size: Sequence[int], channels: int,
+                        batch_size: int = 8, max_slices: int | None = None,
+                        pixel_range: Sequence[float] = (0.0, 255.0), skip_unreadable: bool = False,
+                        verbose: int = 0) -> Scores:
+    """Run a case model on stacks -> full scores (n_cases, n_labels), one row per kept case.
+
+    ``cases``: a :class:`labelwise.data.stacks.StackSet` (or what :func:`labelwise.data.stacks.read_cases`
+    takes). Every file's header is read first: an unreadable file, a stack that is not
+    ``slices x H x W (x C)`` or has no slice raises :class:`InputError` listing the files (or,
+    with ``skip_unreadable``, they are left out with a warning; ``Scores.keep`` indexes the
+    cases kept). Stacks are cut to their central ``max_slices`` slices (and to the model's
+    fixed case length, if it has one), prepared by :func:`prepare_stack`, sorted by length and
+    run ``batch_size`` cases at a time, each batch padded to its longest case with a mask.
+    Stacks with values outside ``pixel_range`` give one warning naming them. ``verbose=1``
+    shows a progress bar over cases.
+    """
+    import keras
+
+    from ..data.pipeline import _bad_files_message
+    from ..data.stacks import StackSet, pad_stack, read_cases
+
+    spec = model_inputs(model)
+    if spec.kind != "case":
+        raise InputError(f"the model is {spec.describe()}: it predicts single images, not stacks of slices")
+    if not isinstance(cases, StackSet):
+        cases = read_cases(cases)
+    if int(batch_size) < 1:
+        raise InputError(f"batch_size must be at least 1, got {batch_size}")
+    if max_slices is not None and int(max_slices) < 1:
+        raise InputError(f"max_slices must be at least 1 (or None to keep every slice), got {max_slices}")
+    cut = min((int(v) for v in (max_slices, spec.n_images) if v is not None), default=None)
+
+    # headers only (memory-mapped): shapes for batching by length, and every bad file found up front
+    lengths = np.zeros(len(cases), dtype=np.int64)
+    bad: dict[str, str] = {}
+    for i in range(len(cases)):
+        try:
+            arr = cases.load(i, mmap=True)
+        except InputError as e:
+            bad[str(cases.paths[i])] = str(e).split(": ", 1)[-1]
+            continue
+        if arr.shape[0] == 0:
+            bad[str(cases.paths[i])] = f"the stack has no slice (shape {arr.shape})"
+        elif arr.ndim == 4 and arr.shape[-1] not in (1, 3, 4):
+            bad[str(cases.paths[i])] = f"shape {arr.shape}: the last axis must be 1, 3 or 4 channels"
+        elif arr.dtype.kind not in "biuf":
+            bad[str(cases.paths[i])] = f"dtype {arr.dtype} is not numeric"
+        lengths[i] = arr.shape[0]
+        del arr
+    keep = np.array([i for i in range(len(cases)) if str(cases.paths[i]) not in bad], dtype=np.int64)
+    if bad:
+        if not skip_unreadable:
+            raise InputError(f"{len(bad)} of {len(cases)} stack file(s) cannot be used:\n{_bad_files_message(bad)}\n"
+                             "Fix or remove them, or pass skip_unreadable=True (--skip-unreadable) to leave them out.")
+        warnings.warn(f"skipping {len(bad)} unusable stack file(s) of {len(cases)}:\n{_bad_files_message(bad)}",
+                      stacklevel=3)
+        if keep.size == 0:
+            raise InputError("every stack file is unusable; nothing left to predict")
+
+    used = np.minimum(lengths[keep], cut) if cut is not None else lengths[keep]
+    order = keep[np.argsort(used, kind="stable")]
+    lo, hi = float(pixel_range[0]), float(pixel_range[1])
+    out_of_range: dict[str, str] = {}
+    probs: np.ndarray | None = None
+    bar = keras.utils.Progbar(len(order), unit_name="case") if verbose else None
+    for start in range(0, len(order), int(batch_size)):
+        idx = order[start : start + int(batch_size)]
+        stacks = []
+        for i in idx:
+            raw = _central(cases.load(int(i)), cut)
+            vmin, vmax = float(np.min(raw)), float(np.max(raw))
+            if vmin < lo or vmax > hi:
+                out_of_range[str(cases.paths[i])] = f"values {vmin:g} to {vmax:g}"
+            stacks.append(prepare_stack(raw, image_size=image_size, channels=channels))
+        batch, mask = pad_stack(stacks, spec.n_images, names=[cases.case_ids[i] for i in idx])
+        p = np.asarray(model.predict_on_batch([mask, batch] if spec.mask_first else [batch, mask]))
+        if p.ndim != 2 or p.shape[1] != schema.n_outputs:
+            raise InputError(f"the model outputs shape {p.shape}, but its schema has {schema.n_outputs} outputs")
+        if probs is None:
+            probs = np.zeros((len(cases), p.shape[1]), dtype=np.float32)
+        probs[idx] = p
+        if bar is not None:
+            bar.add(len(idx))
+    if out_of_range:
+        warnings.warn(f"{len(out_of_range)} stack(s) have values outside the model's pixel range {lo:g} to {hi:g}, "
+                      f"so the model sees them unlike its training images:\n{_bad_files_message(out_of_range)}\n"
+                      "Rescale the stacks the way the training stacks were scaled.", stacklevel=3)
+    assert probs is not None
+    return Scores(schema.complete_scores(probs[keep]), keep)
+
+
+def _has_files(folder: Path, suffixes: Sequence[str]) -> bool:
+    return any(p.suffix.lower() in suffixes for p in folder.rglob("*") if p.is_file())
+
+
+def _check_pre(spec: ModelInputs, pre: Any) -> None:
+    """The artifact's preprocessing must agree with what the model's input takes."""
+    h, w, c = spec.image_shape
+    if (h is not None and h != pre.image_size[0]) or (w is not None and w != pre.image_size[1]):
+        raise InputError(f"the artifact's preprocessing resizes to {tuple(pre.image_size)}, but the model takes "
+                         f"{h}x{w} images; save the artifact again with Preprocessing(({h}, {w}), {c})")
+    if c is not None and c != pre.channels:
+        raise InputError(f"the artifact's preprocessing gives {pre.channels} channel(s), but the model takes {c}; "
+                         f"save the artifact again with Preprocessing(..., channels={c})")
+
+
+def predict(model: Any, source: Any, *, out: str | os.PathLike | None = None, images: Any = None,
+            column: str | None = None, batch_size: int | None = None, skip_unreadable: bool = False,
+            max_slices: int | None = None, verbose: int = 1):
+    """Predict scores and decisions for images, or for cases with a case model; returns the
+    :func:`prediction_frame` (``frame.attrs["kind"]`` is "image" or "case").
+
+    ``model``: a path to a ``model.keras`` artifact (or the tuple :func:`labelwise.training.artifact.load`
+    returns). Which kind of model it is comes from its input shapes (:func:`model_inputs`).
+
+    A per-image model: ``source`` is a folder, a table with image paths (``column``, relative
+    to ``images`` or the table's folder), or a list of paths; one row per image.
+    A case model: ``source`` is a folder of ``.npy`` stacks, a ``.npy`` file or list of them,
+    or a table of case ids (``column``; stacks in ``images`` or the table's folder), see
+    :func:`labelwise.data.stacks.read_cases`; one row per case. ``max_slices`` cuts longer stacks to
+    their central slices (default: the artifact's ``Preprocessing.max_slices``).
+
+    ``batch_size`` defaults to 64 images or 8 cases. Inputs of the other kind (stacks for a
+    per-image model, images for a case model) raise :class:`InputError` saying what the model
+    takes. ``out``: also write the frame as CSV (atomically).
+    """
+    from . import artifact
+    from ..decide.thresholds import decide
+
+    model, schema, thresholds, pre = artifact.load(model) if isinstance(model, (str, os.PathLike)) else model
+    if pre is None:
+        raise InputError("the artifact has no preprocessing settings (image size, channels)")
+    if thresholds is None:
+        raise InputError("the artifact has no thresholds; tune them (labelwise thresholds) and save them into it")
+    spec = model_inputs(model)
+    _check_pre(spec, pre)
+    given = Path(source) if isinstance(source, (str, os.PathLike)) else None
+    listed = [] if given is not None or isinstance(source, np.ndarray) else [str(p) for p in source]
+    if spec.kind == "case":
+        from ..data.pipeline import IMAGE_SUFFIXES
+        from ..data.stacks import read_cases
+
+        if isinstance(source, np.ndarray):
+            raise InputError(f"the model is {spec.describe()}; give .npy stacks (a folder, files or a table), "
+                             "not an array")
+        looks_like_images = (given is not None and given.suffix.lower() in IMAGE_SUFFIXES) or any(
+            Path(p).suffix.lower() in IMAGE_SUFFIXES for p in listed) or (
+            given is not None and given.is_dir() and not any(given.glob("*.npy")) and _has_files(given, IMAGE_SUFFIXES))
+        if looks_like_images:
+            raise InputError(f"the model is {spec.describe()}: it predicts one row per case from .npy stacks "
+                             f"(slices x H x W), but {source if given is not None else 'the inputs'} holds single "
+                             "images; give a folder of .npy stacks or a table of case ids, or use a per-image model")
+        cases = read_cases(source if given is not None else listed, images, id_column=column)
+        result = predict_case_scores(
+            model, cases, schema=schema, image_size=pre.image_size, channels=pre.channels,
+            batch_size=8 if batch_size is None else batch_size,
+            max_slices=max_slices if max_slices is not None else pre.max_slices,
+            pixel_range=pre.pixel_range, skip_unreadable=skip_unreadable, verbose=verbose)
+        ids = [cases.case_ids[i] for i in result.keep]
+    else:
+        stacks_given = (given is not None and given.suffix.lower() == ".npy") or any(
+            p.lower().endswith(".npy") for p in listed) or (
+            given is not None and given.is_dir() and any(given.glob("*.npy")) and not _has_image_files(given))
+        if max_slices is not None or stacks_given:
+            what = "--max-slices" if not stacks_given else f"{source if given is not None else 'the inputs'} (.npy stacks)"
+            raise InputError(f"the model is {spec.describe()}: it predicts one row per image file, so {what} "
+                             "does not fit; predict cases with a case model (labelwise.blocks.models.build_case_model)")
+        ids, paths = read_inputs(source, images=images, column=column)
+        if any(p.lower().endswith(".npy") for p in paths):
+            raise InputError(f"the model is {spec.describe()}, but {source} lists .npy stacks; it predicts one row "
+                             "per image file: predict cases with a case model (labelwise.blocks.models.build_case_model)")
+        result = predict_scores(model, paths, schema=schema, image_size=pre.image_size, channels=pre.channels,
+                                batch_size=64 if batch_size is None else batch_size,
+                                skip_unreadable=skip_unreadable, verbose=verbose)
+        ids = [ids[i] for i in result.keep]
+    decisions = decide(result.scores, schema, thresholds)
+    if out is not None:
+        write_predictions(out, ids, result.scores, decisions, schema)
+    frame = prediction_frame(ids, result.scores, decisions, schema)
+    frame.attrs["kind"] = spec.kind
+    return frame
+
+
+def _has_image_files(folder: Path) -> bool:
+    from ..data.pipeline import IMAGE_SUFFIXES
+
+    return _has_files(folder, IMAGE_SUFFIXES)
