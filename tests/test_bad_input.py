@@ -156,7 +156,7 @@ MIXED = LabelSchema(["Effusion", "Mass"], none="No Finding", exclusive={"view": 
 
 def test_decode_rejects_scores_and_points_to_decide():
     with pytest.raises(SchemaViolation, match=r"row 0, label 'Effusion': decode takes 0/1 decisions, got 0\.7.*"
-                                              r"labelwise\.thresholds\.decide"):
+                                              r"labelwise\.decide\.decide"):
         MIXED.decode(np.array([[0.7, 0, 1, 0, 0]]))
     with pytest.raises(SchemaViolation, match="got nan"):
         MIXED.decode(np.array([[1, np.nan, 1, 0]]))

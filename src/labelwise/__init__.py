@@ -43,7 +43,6 @@ _LAZY: dict[str, str] = {
     "bootstrap_ci": "labelwise.metrics",
     "tune_thresholds": "labelwise.decide.thresholds",
     "Thresholds": "labelwise.decide.thresholds",
-    "decide": "labelwise.decide.thresholds",
     "diagnose": "labelwise.evaluation.diagnostics",
     "read_scores": "labelwise.labels.scores",
     "evaluate": "labelwise.evaluation",

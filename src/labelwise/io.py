@@ -109,3 +109,43 @@ def _nan_to_none(obj: Any) -> Any:
     if hasattr(obj, "tolist"):  # numpy scalars and arrays, without importing numpy here
         return _nan_to_none(obj.tolist())
     return obj
+
+
+def check_out_dir(out: str | os.PathLike | None, *, option: str = "--out", what: str = "a folder of files") -> None:
+    """Refuse, before any work, an output folder that cannot become one: it must be an existing
+    folder or a path that does not exist yet, under folders (not files). ``None`` passes."""
+    from .errors import InputError
+
+    if not out:
+        return
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{option} {out}: this is an existing file, but this writes {what} "
+                         "(report.html, metrics.json, ...); give a folder path, e.g. --out report/")
+    _check_ancestors(option, out, path)
+
+
+def check_out_file(out: str | os.PathLike | None, *, option: str = "--out", example: str = "thresholds.json") -> None:
+    """Refuse, before any work, an output file path that cannot be written: not a folder, and its
+    parent folder must exist. ``None`` passes."""
+    from .errors import InputError
+
+    if not out:
+        return
+    path = Path(out)
+    if path.is_dir():
+        raise InputError(f"{option} {out}: this is a folder; give a file path, e.g. {option} {path / example}")
+    _check_ancestors(option, out, path)
+    if not path.parent.exists():
+        raise InputError(f"{option} {out}: the folder {path.parent} does not exist; create it first or choose "
+                         f"another {option}")
+
+
+def _check_ancestors(option: str, out: Any, path: Path) -> None:
+    from .errors import InputError
+
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(f"{option} {out}: {parent} is a file, not a folder; choose another {option}")
+            return

@@ -21,8 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
-from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 HELP = "evaluate scores against a truth table: per-label metrics with CIs, thresholds, report, diagnostics"
 
@@ -82,151 +81,41 @@ def non_negative_int(text: str) -> int:
     return value
 
 
-def check_out_dir(out: str | None) -> None:
-    """Refuse an ``--out`` that cannot become a folder, before any work is done: it must be an
-    existing folder or a path that does not exist yet, under folders (not files)."""
-    from ..errors import InputError
-
-    if not out:
-        return
-    path = Path(out)
-    if path.exists() and not path.is_dir():
-        raise InputError(f"--out {out}: this is an existing file, but evaluate writes a folder of files "
-                         "(report.html, metrics.json, ...); give a folder path, e.g. --out report/")
-    _check_ancestors(out, path)
-
-
-def check_out_file(out: str | None) -> None:
-    """Refuse an ``--out`` file path that cannot be written, before any work is done: not a folder,
-    and its parent folder must exist."""
-    from ..errors import InputError
-
-    if not out:
-        return
-    path = Path(out)
-    if path.is_dir():
-        raise InputError(f"--out {out}: this is a folder; give a file path, e.g. --out {path / 'thresholds.json'}")
-    _check_ancestors(out, path)
-    parent = path.parent
-    if not parent.exists():
-        raise InputError(f"--out {out}: the folder {parent} does not exist; create it first or choose another --out")
-
-
-def _check_ancestors(out: str, path: Path) -> None:
-    from ..errors import InputError
-
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise InputError(f"--out {out}: {parent} is a file, not a folder; choose another --out")
-            return
-
-
-def parse_named_paths(values: Sequence[str], option: str = "--scores") -> list[tuple[str, str]]:
-    """``["a=x.csv", "y.csv"]`` -> ``[("a", "x.csv"), ("y", "y.csv")]``: ``NAME=PATH``, or a bare path
-    named by its file stem (a value that is an existing file is always a bare path, even with ``=``).
-    Raises ``InputError`` for an empty name or path and for a name given twice."""
-    from ..errors import InputError
-
-    out: list[tuple[str, str]] = []
-    for raw in values:
-        value = str(raw)
-        if "=" in value and not Path(value).is_file():
-            name, path = (x.strip() for x in value.split("=", 1))
-            if not name or not path:
-                raise InputError(f"{option} {value!r}: write NAME=PATH (e.g. {option} sigmoid=pred_a.csv) or a bare path")
-        else:
-            name, path = Path(value).stem, value
-        out.append((name, path))
-    seen: dict[str, str] = {}
-    for name, path in out:
-        if name in seen:
-            raise InputError(
-                f"{option}: the strategy name {name!r} is given twice ({seen[name]} and {path}); name each one, "
-                f"e.g. {option} a={seen[name]} {option} b={path}")
-        seen[name] = path
-    return out
-
-
-def _read_truth(args: argparse.Namespace):
-    from ..labels.tables import read_table
-
-    kw = {}
-    if getattr(args, "labels", None):
-        kw["labels"] = [x.strip() for x in args.labels.split(",") if x.strip()]
-    return read_table(args.truth, schema=args.schema, format=args.format, **kw)
-
-
-def _read_scores(args: argparse.Namespace, table, path: str, name: str | None = None):
-    from ..errors import InputError
-    from ..labels.scores import read_scores
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            _, scores = read_scores(path, ids=table.ids, schema=table.schema, id_column=args.id_column,
-                                    from_logits=bool(args.from_logits))
-        except InputError as e:
-            if name is None:
-                raise
-            raise InputError(f"strategy {name!r}: {e}") from None
-    for w in caught:
-        print(f"note: {w.message}", file=sys.stderr)
-    if args.from_logits:
-        from ..evaluation import scores_from_logits
-
-        scores = table.schema.complete_scores(scores_from_logits(scores[:, : table.schema.n_outputs], table.schema))
-    return scores
-
-
 def load_inputs(args: argparse.Namespace):
-    """Read the truth table and ONE scores file aligned to it: ``(table, scores)``.
+    """The truth and ONE scores file from argv (:func:`labelwise.evaluation.inputs.load_inputs`),
+    the files' notes printed."""
+    from ..evaluation.inputs import load_inputs as load
 
-    ``args.scores`` is the list of ``--scores`` values; more than one raises ``InputError``
-    (``labelwise thresholds`` tunes one strategy at a time).
-    """
-    from ..errors import InputError
-
-    values = [args.scores] if isinstance(args.scores, str) else list(args.scores)
-    if len(values) != 1:
-        raise InputError(
-            f"this command takes one --scores; got {len(values)} ({', '.join(values)}). Run it once per scores "
-            "file, e.g. labelwise thresholds --truth val.csv --scores val_a.csv --out thresholds_a.json")
-    (_, path), = parse_named_paths(values)
-    table = _read_truth(args)
-    return table, _read_scores(args, table, path)
+    with _notes():
+        return load(args.truth, args.scores, schema=args.schema, format=args.format, labels=args.labels,
+                    id_column=args.id_column, from_logits=args.from_logits)
 
 
 def load_strategies(args: argparse.Namespace):
-    """Read the truth table and every ``--scores`` aligned to it: ``(table, {name: (path, scores)})``."""
-    from ..evaluation import check_strategy_name
+    """The truth and every ``--scores`` from argv (:func:`labelwise.evaluation.inputs.load_strategies`)."""
+    from ..evaluation.inputs import load_strategies as load
 
-    named = parse_named_paths(args.scores)
-    if len(named) > 1:
-        for name, _ in named:
-            check_strategy_name(name)
-    table = _read_truth(args)
-    return table, {name: (path, _read_scores(args, table, path, name if len(named) > 1 else None))
-                   for name, path in named}
+    with _notes():
+        return load(args.truth, args.scores, schema=args.schema, format=args.format, labels=args.labels,
+                    id_column=args.id_column, from_logits=args.from_logits)
 
 
-def _thresholds_arg(values: Sequence[str] | None, names: Sequence[str]):
-    """``--thresholds`` values -> one path for every strategy, or ``{name: path}``, or None."""
-    from ..errors import InputError
+class _notes(warnings.catch_warnings):
+    """Print the warnings raised while reading the inputs as ``note:`` lines on stderr."""
 
-    if not values:
-        return None
-    if len(values) == 1 and ("=" not in values[0] or Path(values[0]).is_file()):
-        return values[0]
-    hint = f"give one file for every strategy, or NAME=T.json for each of {list(names)}; got {list(values)}"
-    if any("=" not in v or Path(v).is_file() for v in values):
-        raise InputError(f"--thresholds: {hint}")
-    named = dict(parse_named_paths(values, "--thresholds"))
-    if set(named) != set(names):
-        raise InputError(f"--thresholds: {hint}")
-    if len(names) == 1:
-        return named[names[0]]
-    return named
+    def __init__(self):
+        super().__init__(record=True)
+
+    def __enter__(self):
+        self._caught = super().__enter__()
+        warnings.simplefilter("always")
+        return self._caught
+
+    def __exit__(self, *exc):
+        super().__exit__(*exc)
+        for w in self._caught:
+            print(f"note: {w.message}", file=sys.stderr)
+        return False
 
 
 def run(args: argparse.Namespace) -> int:
@@ -234,13 +123,15 @@ def run(args: argparse.Namespace) -> int:
     Several ``--scores``: compare them (:func:`run_compare`)."""
 
     from ..evaluation import evaluate
+    from ..evaluation.inputs import thresholds_per_strategy
+    from ..io import check_out_dir
 
     check_out_dir(args.out)
     table, strategies = load_strategies(args)
     if len(strategies) > 1:
         return run_compare(args, table, strategies)
     (path, scores), = strategies.values()
-    thresholds = _thresholds_arg(args.thresholds, list(strategies))
+    thresholds = thresholds_per_strategy(args.thresholds, list(strategies))
     groups = table.groups(args.group_column) if args.group_column else None
     if args.bootstrap > 0 and not args.json:
         unit = f"groups of {args.group_column!r}" if groups is not None else "images"
@@ -281,9 +172,10 @@ def _save_and_print(args: argparse.Namespace, result: Any, describe: Any) -> int
 def run_compare(args: argparse.Namespace, table, strategies: dict) -> int:
     """Several ``--scores``: evaluate each, compare them to the first (paired bootstrap), print, write."""
     from ..evaluation import compare
+    from ..evaluation.inputs import thresholds_per_strategy
 
     names = list(strategies)
-    thresholds = _thresholds_arg(args.thresholds, names)
+    thresholds = thresholds_per_strategy(args.thresholds, names)
     groups = table.groups(args.group_column) if args.group_column else None
     if args.bootstrap > 0 and not args.json:
         unit = f"groups of {args.group_column!r}" if groups is not None else "images"

@@ -33,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation import parse_tune
     from ..evaluation.text import _table
     from ..decide.thresholds import tune_thresholds
-    from .evaluate import check_out_file, load_inputs
+    from ..io import check_out_file
+    from .evaluate import load_inputs
 
     check_out_file(args.out)
     kw = parse_tune(args.method)

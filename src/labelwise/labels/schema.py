@@ -235,7 +235,7 @@ class LabelSchema:
         A matrix over the output columns gets its ``none`` column derived first. Every value must
         be 0 or 1 (booleans too): scores or probabilities are refused, since reading any non-zero
         value as true would turn 0.01 into a positive; turn scores into decisions with
-        :func:`labelwise.decide.thresholds.decide`. Rows that break the schema (``none`` beside a finding,
+        :func:`labelwise.decide.decide`. Rows that break the schema (``none`` beside a finding,
         zero or several members of an exclusive group) raise :class:`SchemaViolation` naming the row.
         """
         m = np.asarray(matrix)
@@ -253,7 +253,7 @@ class LabelSchema:
                 raise SchemaViolation(
                     f"row {r}, label {names[c]!r}: decode takes 0/1 decisions, got {value!r}"
                     + (f" ({int(bad.sum()) - 1} more such value(s))" if bad.sum() > 1 else "")
-                    + "; turn scores into decisions first with labelwise.decide.thresholds.decide(scores, schema, "
+                    + "; turn scores into decisions first with labelwise.decide.decide(scores, schema, "
                     "thresholds)"
                 )
         m = (m != 0).astype(np.uint8)

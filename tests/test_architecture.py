@@ -1,0 +1,195 @@
+"""The package layout's rules (docs/architecture.md), checked on the source text.
+
+The imports of every module under ``src/labelwise`` are read with ``ast`` -- nothing is
+imported -- including imports inside functions (they run sooner or later) but not those under
+``if TYPE_CHECKING:`` (they never run). The test fails on an import circle, on a numpy-core
+module that reaches Keras, TensorFlow, JAX or PyTorch (directly or through another labelwise
+module), on an import of the CLI from outside ``commands/``, on an import that goes against the
+pipeline's order (e.g. ``labels`` importing ``training``), and on a module over 600 lines or more
+than 6 modules at the top level.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PKG = Path(__file__).resolve().parents[1] / "src" / "labelwise"
+FRAMEWORKS = {"keras", "tensorflow", "jax", "jaxlib", "torch", "flax", "tf_keras"}
+CORE = ("errors", "io", "labels", "metrics", "decide", "evaluation")
+# Which parts each part may import (besides itself); "root" is ``labelwise/__init__``. The order is
+# the pipeline's: ground -> metrics (pure functions) -> labels -> decide -> evaluation; the Keras blocks and the data
+# pipelines use labels; training binds them all; the wings (explain, callbacks, serve) sit on top;
+# commands (the CLI) may use anything and nothing may use them.
+ALLOWED = {
+    "root": {"errors", "io", "labels"},
+    "errors": set(),
+    "io": {"errors"},
+    "metrics": {"errors", "io"},
+    "labels": {"errors", "io", "metrics"},
+    "decide": {"errors", "io", "labels", "metrics"},
+    "evaluation": {"errors", "io", "labels", "metrics", "decide"},
+    "blocks": {"root", "errors", "io", "labels", "metrics", "decide"},
+    "data": {"errors", "io", "labels"},
+    "training": {"root", "errors", "io", "labels", "metrics", "decide", "evaluation", "blocks", "data"},
+    "callbacks": {"root", "errors", "io", "labels", "metrics", "decide", "evaluation", "blocks"},
+    "explain": {"root", "errors", "io", "labels", "metrics", "decide", "evaluation", "blocks", "data", "training"},
+    "serve": {"root", "errors", "io", "labels", "metrics", "decide", "evaluation", "blocks", "data", "training",
+              "explain"},
+    "commands": None,  # anything
+    "__main__": {"commands"},
+}
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(PKG.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def _is_package(path: Path) -> bool:
+    return path.name == "__init__.py"
+
+
+MODULES = {_module_name(p): p for p in PKG.rglob("*.py")}
+
+
+def _type_checking_nodes(tree: ast.AST) -> set[int]:
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for child in node.body:
+                skip.update(id(n) for n in ast.walk(child))
+    return skip
+
+
+def _imports(name: str, path: Path) -> set[str]:
+    """Absolute names of every module ``name`` imports (labelwise ones resolved to files)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    skip = _type_checking_nodes(tree)
+    package = name if _is_package(path) else name.rsplit(".", 1)[0]
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            subs = {f"{target}.{a.name}" for a in node.names if f"{target}.{a.name}" in MODULES}
+            out.update(subs)  # `from . import artifact`: the submodule itself
+            if len(subs) < len(node.names):  # names defined in the module (or package) itself
+                out.add(target)
+    return out
+
+
+GRAPH = {name: _imports(name, path) for name, path in MODULES.items()}
+
+
+def _part(module: str) -> str:
+    parts = module.split(".")
+    return "root" if len(parts) == 1 else parts[1]
+
+
+def _internal(targets) -> set[str]:
+    return {t for t in targets if t in MODULES}
+
+
+def test_the_walk_sees_the_package():
+    # guards the test itself: a broken walk would pass every rule below
+    assert len(MODULES) > 40
+    assert "labelwise.labels.schema" in GRAPH["labelwise.labels.tables"]
+    assert "keras" in GRAPH["labelwise.blocks.layers"]
+    assert "labelwise.training.artifact" in GRAPH["labelwise.training.finish"]  # `from . import artifact`
+
+
+def test_no_import_circle():
+    # Tarjan's strongly connected components over the labelwise-internal graph
+    index, low, stack, on, comps, counter = {}, {}, [], set(), [], [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in _internal(GRAPH[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            comps.append(comp)
+
+    for v in sorted(GRAPH):
+        if v not in index:
+            visit(v)
+    circles = [sorted(c) for c in comps if len(c) > 1 or c[0] in _internal(GRAPH[c[0]])]
+    assert not circles, f"import circles: {circles}"
+
+
+def _closure(start: str) -> dict[str, str]:
+    """Every module ``start`` reaches, internal or external, each with one module that imports it."""
+    seen: dict[str, str] = {}
+    todo = [start]
+    while todo:
+        v = todo.pop()
+        for w in GRAPH.get(v, ()):
+            if w not in seen:
+                seen[w] = v
+                if w in GRAPH:
+                    todo.append(w)
+    return seen
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if _part(m) in CORE))
+def test_numpy_core_never_reaches_a_framework(module):
+    reached = _closure(module)
+    bad = {w: via for w, via in reached.items() if w.split(".")[0] in FRAMEWORKS}
+    assert not bad, f"{module} reaches {sorted(bad)} (imported by {sorted(set(bad.values()))})"
+    outside = {w for w in reached if w in MODULES and _part(w) not in CORE}
+    assert not outside, f"{module} reaches {sorted(outside)}, outside the numpy core"
+
+
+def test_nothing_imports_the_cli_from_outside():
+    bad = {m: sorted(t for t in _internal(GRAPH[m]) if _part(t) == "commands")
+           for m in MODULES if _part(m) not in ("commands", "__main__")}
+    bad = {m: t for m, t in bad.items() if t}
+    assert not bad, f"modules outside commands/ import the CLI: {bad}"
+
+
+def test_imports_follow_the_pipeline_order():
+    bad = []
+    for m in MODULES:
+        allowed = ALLOWED.get(_part(m), "unknown")
+        if allowed == "unknown":
+            bad.append(f"{m}: its folder has no row in ALLOWED (add it, and to docs/architecture.md)")
+            continue
+        if allowed is None:
+            continue
+        for t in sorted(_internal(GRAPH[m])):
+            if _part(t) != _part(m) and _part(t) not in allowed:
+                bad.append(f"{m} imports {t}")
+    assert not bad, "imports against docs/architecture.md:\n" + "\n".join(bad)
+
+
+def test_small_modules_and_a_small_top_level():
+    top = sorted(p.name for p in PKG.glob("*.py") if p.name not in ("__init__.py", "__main__.py"))
+    assert len(top) <= 6, f"{len(top)} modules at the top level: {top}"
+    long = {str(p.relative_to(PKG)): n for p in PKG.rglob("*.py") if (n := len(p.read_text().splitlines())) > 600}
+    assert not long, f"modules over 600 lines: {long}"
