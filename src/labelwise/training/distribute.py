@@ -46,7 +46,6 @@ JAX ``dataparallel`` over several processes builds its ``DataParallel`` with
 every global batch (:attr:`Distribution.process_shard` for the table pipeline, which shards
 indices before decoding; :meth:`Distribution.local_batches` for shards, after decoding);
 predictions there go through a process-local twin (:meth:`Distribution.predicting`).
-
 This module imports TensorFlow / Keras only when a strategy is created.
 """
 
