@@ -7,9 +7,8 @@ report renderers can both use it without importing each other.
 
 from __future__ import annotations
 
-import math
 import re
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -48,17 +47,6 @@ def check_strategy_name(name: str) -> str:
             "(not starting with '.' or '-'), e.g. --scores sigmoid=pred_a.csv"
         )
     return text
-
-
-def _arr(x: Any) -> np.ndarray:
-    return np.atleast_1d(np.asarray(x, dtype=np.float64))
-
-
-def _num(x: Any) -> float:
-    try:
-        return float(x)
-    except (TypeError, ValueError):
-        return math.nan
 
 
 def _fmt(x: float, digits: int = 3) -> str:

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
 import warnings
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -15,11 +14,6 @@ import numpy as np
 from ..errors import InputError
 from ..labels.schema import LabelSchema, load_schema
 from .config import _SPLIT_NAMES, TrainConfig
-
-if sys.version_info >= (3, 11):
-    pass
-else:  # pragma: no cover
-    pass
 
 __all__ = ['Part', 'TrainData', 'load_data']
 

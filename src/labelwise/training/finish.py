@@ -5,7 +5,6 @@ the test split into ``report/`` and write the one artifact ``model.keras``.
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,11 +13,6 @@ import numpy as np
 
 from ..io import write_json
 from ..labels.schema import LabelSchema
-
-if sys.version_info >= (3, 11):
-    pass
-else:  # pragma: no cover
-    pass
 
 __all__ = ["TrainResult"]
 

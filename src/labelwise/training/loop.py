@@ -31,7 +31,6 @@ import contextlib
 import dataclasses
 import json
 import math
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -48,11 +47,6 @@ from .finish import TrainResult, _finish
 from .phases import Phase, build_and_compile, phases
 from .state import (_atomic_keras_path, _check_resume_config, _current_lr, _latest,
                     _load_model_weights_only, _reset_rng, _State, _write_logs)
-
-if sys.version_info >= (3, 11):
-    pass
-else:  # pragma: no cover
-    pass
 
 __all__ = ["train", "TrainResult", "TrainConfig", "TrainData", "Part", "build_and_compile", "load_data",
            "phases", "LR_SCHEDULES"]

@@ -5,7 +5,6 @@ function, so :mod:`labelwise.training.distribute` can call it inside a strategy 
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,11 +13,6 @@ import numpy as np
 from ..errors import InputError
 from ..labels.schema import LabelSchema
 from .config import TrainConfig
-
-if sys.version_info >= (3, 11):
-    pass
-else:  # pragma: no cover
-    pass
 
 __all__ = ['Phase', 'phases', 'build_and_compile']
 

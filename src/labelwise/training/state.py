@@ -12,7 +12,6 @@ import io as _io
 import json
 import math
 import os
-import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,11 +22,6 @@ import numpy as np
 from ..errors import InputError
 from ..io import write_json, write_text
 from .config import TrainConfig
-
-if sys.version_info >= (3, 11):
-    pass
-else:  # pragma: no cover
-    pass
 
 __all__ = ['LOG_COLUMNS']
 
