@@ -14,6 +14,7 @@ This package imports neither Keras nor TensorFlow.
 """
 
 from ._validation import UndefinedMetricWarning
+from .calibration import brier_score, expected_calibration_error, reliability_curve
 from .bootstrap import BootstrapResult, PairedBootstrapResult, bootstrap_ci, paired_bootstrap, resample_metrics
 from .curves import precision_recall_curve, roc_curve
 from .decision import (
@@ -60,4 +61,7 @@ __all__ = [
     "paired_bootstrap",
     "PairedBootstrapResult",
     "resample_metrics",
+    "expected_calibration_error",
+    "brier_score",
+    "reliability_curve",
 ]

@@ -1,0 +1,450 @@
+"""Calibrate scores into probabilities, fitted on validation data by maximum likelihood.
+
+Methods (``fit_calibration(..., method=...)``):
+
+* ``"platt"``: per independent label ``p' = sigmoid(a * z + b)`` with ``z = logit(p)`` (or the raw
+  logit with ``from_logits=True``); ``a, b`` maximise the Bernoulli likelihood on the validation
+  rows (Newton's method; a 1e-8 ridge on ``a`` only keeps separable data finite, so results equal
+  scikit-learn's ``LogisticRegression(C=1e8)`` on ``z``).
+* ``"temperature"``: per independent label ``p' = sigmoid(z / T)``, one ``T > 0`` each; per
+  exclusive group one ``T`` applied to the group's log-probabilities, ``p'_k = softmax(log p / T)_k``,
+  so the members still sum to 1.
+* ``"isotonic"``: per independent label the isotonic (monotone, piecewise-linear) map of
+  scikit-learn's ``IsotonicRegression``, but only for labels with at least
+  ``MIN_ISOTONIC = 50`` positives and 50 negatives in the calibration data; a label with fewer gets
+  Platt scaling instead, with a note naming it.
+* ``"none"``: identity (logits still go through the head's sigmoid/softmax).
+
+Exclusive groups are always calibrated by one temperature per group (Platt or isotonic per member
+would break "members sum to 1"; ``platt``/``isotonic`` say so in a note). A label with no positives
+or no negatives in the calibration data cannot be fitted: it keeps its scores (identity) with a
+note naming it. The derived none label is never calibrated itself: its probability is computed from
+the calibrated independent labels as ``prod_i (1 - p'_i)``, which is exact when the independent
+labels are independent given the image (the assumption the sigmoid head makes).
+
+This module imports neither Keras nor TensorFlow (scikit-learn only inside ``isotonic`` fitting).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import InputError
+from ..io import write_json
+from ..labels.schema import LabelSchema
+from ..metrics._validation import check_scores, check_targets, sigmoid
+
+__all__ = ["Calibration", "fit_calibration", "CALIBRATION_METHODS", "MIN_ISOTONIC", "resolve_schema"]
+
+CALIBRATION_METHODS = ("platt", "temperature", "isotonic", "none")
+MIN_ISOTONIC = 50
+FORMAT = "labelwise.calibration"
+_EPS = 1e-12
+_RIDGE = 1e-8
+_LOG_FLOOR = -700.0  # log of a probability of 0: finite, so 0 * log(0) terms stay 0 in the softmax
+
+
+def resolve_schema(schema: LabelSchema | None, n_columns: int, labels: Sequence[str] | None) -> LabelSchema:
+    """The schema to work with: ``schema`` itself, or every column independent (named by ``labels``,
+    else ``label 0 ...``) when there is none."""
+    if schema is not None:
+        return schema
+    names = [str(x) for x in labels] if labels is not None else [f"label {j}" for j in range(n_columns)]
+    if len(names) != n_columns:
+        raise InputError(f"labels has {len(names)} name(s) but the scores have {n_columns} column(s)")
+    return LabelSchema(tuple(names))
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, _EPS, 1.0 - _EPS)
+    return np.log(p) - np.log1p(-p)
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    x = x - x.max(axis=1, keepdims=True)
+    return x - np.log(np.exp(x).sum(axis=1, keepdims=True))
+
+
+def _nll_bernoulli(t: np.ndarray, y: np.ndarray) -> float:
+    # -[y log s(t) + (1-y) log(1-s(t))] = softplus(t) - y t, computed stably
+    return float(np.sum(np.logaddexp(0.0, t) - y * t))
+
+
+def fit_platt(z: np.ndarray, y: np.ndarray, *, ridge: float = _RIDGE, max_iter: int = 100) -> tuple[float, float]:
+    """Maximum-likelihood ``(a, b)`` of ``P(y=1) = sigmoid(a z + b)`` (Newton with step halving)."""
+    z = np.asarray(z, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    a, b = 1.0, 0.0
+    loss = _nll_bernoulli(a * z + b, y) + 0.5 * ridge * a * a
+    for _ in range(max_iter):
+        q = sigmoid(a * z + b)
+        r, w = q - y, q * (1.0 - q)
+        g = np.array([r @ z + ridge * a, r.sum()])
+        wz = w @ z
+        H = np.array([[w @ (z * z) + ridge, wz], [wz, w.sum()]])
+        try:
+            step = np.linalg.solve(H + 1e-12 * np.eye(2), g)
+        except np.linalg.LinAlgError:
+            break
+        t = 1.0
+        while t > 1e-10:
+            a2, b2 = a - t * step[0], b - t * step[1]
+            new = _nll_bernoulli(a2 * z + b2, y) + 0.5 * ridge * a2 * a2
+            if new <= loss + 1e-12 * abs(loss):
+                break
+            t *= 0.5
+        else:
+            break
+        done = abs(loss - new) <= 1e-12 * max(1.0, abs(loss))
+        a, b, loss = a2, b2, new
+        if done:
+            break
+    return float(a), float(b)
+
+
+def fit_temperature(z: np.ndarray, y: np.ndarray, *, max_iter: int = 100) -> float:
+    """Maximum-likelihood ``u = 1/T`` of ``P(y=1) = sigmoid(u z)`` (convex in ``u``; Newton)."""
+    z = np.asarray(z, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    u = 1.0
+    loss = _nll_bernoulli(u * z, y)
+    for _ in range(max_iter):
+        q = sigmoid(u * z)
+        g, h = (q - y) @ z, (q * (1 - q)) @ (z * z)
+        if h <= 0:
+            break
+        step, t = g / h, 1.0
+        while t > 1e-10:
+            new = _nll_bernoulli((u - t * step) * z, y)
+            if new <= loss + 1e-12 * abs(loss):
+                break
+            t *= 0.5
+        else:
+            break
+        done = abs(loss - new) <= 1e-12 * max(1.0, abs(loss))
+        u, loss = u - t * step, new
+        if done:
+            break
+    return float(u)
+
+
+def fit_group_temperature(logp: np.ndarray, k: np.ndarray, *, max_iter: int = 100) -> float:
+    """Maximum-likelihood ``u = 1/T`` of ``P(class = k) = softmax(u * log p)_k`` (convex; Newton).
+
+    ``logp``: (n, m) log-probabilities of one exclusive group; ``k``: (n,) the true member index.
+    """
+    rows = np.arange(logp.shape[0])
+
+    def nll(u: float) -> float:
+        return float(-_log_softmax(u * logp)[rows, k].sum())
+
+    u, loss = 1.0, nll(1.0)
+    for _ in range(max_iter):
+        q = np.exp(_log_softmax(u * logp))
+        mean = (q * logp).sum(axis=1)
+        g = float((mean - logp[rows, k]).sum())
+        h = float(((q * logp * logp).sum(axis=1) - mean * mean).sum())
+        if h <= 0:
+            break
+        step, t = g / h, 1.0
+        while t > 1e-10:
+            new = nll(u - t * step)
+            if new <= loss + 1e-12 * abs(loss):
+                break
+            t *= 0.5
+        else:
+            break
+        done = abs(loss - new) <= 1e-12 * max(1.0, abs(loss))
+        u, loss = u - t * step, new
+        if done:
+            break
+    return float(u)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A fitted calibration: maps scores (probabilities, or logits with ``from_logits``) to
+    calibrated probabilities, column for column, under ``schema``.
+
+    ``independent[label]``: ``{"kind": "platt", "a", "b"}``, ``{"kind": "temperature", "T"}``,
+    ``{"kind": "isotonic", "x": [...], "y": [...]}`` or ``{"kind": "identity"}``;
+    ``groups[name]``: ``{"kind": "temperature", "T"}`` or ``{"kind": "identity"}``.
+    ``notes`` say which labels fell back and why. See the module docstring for the formulas.
+    """
+
+    schema: LabelSchema
+    method: str
+    independent: Mapping[str, Mapping[str, Any]]
+    groups: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    from_logits: bool = False
+    notes: tuple[str, ...] = ()
+    fitted_on: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Every label of the schema, in column order (the none label last, derived)."""
+        return self.schema.labels
+
+    def check_labels(self, labels: Sequence[str], *, what: str = "the scores") -> None:
+        """Refuse ``labels`` unless they are this calibration's labels (all, or the head outputs),
+        in order; the error names the labels that differ."""
+        _check_same_labels(self.schema, labels, "this calibration", what)
+
+    def apply(self, scores: np.ndarray, *, labels: Sequence[str] | None = None,
+              from_logits: bool | None = None) -> np.ndarray:
+        """Calibrated probabilities, same shape as ``scores`` ((n, n_outputs) or (n, n_labels)).
+
+        A ``none`` column in the input is ignored and recomputed as ``prod(1 - p'_independent)``.
+        ``labels`` (the scores' column names) are checked against the calibration's.
+        ``from_logits`` defaults to how the calibration was fitted.
+        """
+        if labels is not None:
+            self.check_labels(labels)
+        logits = self.from_logits if from_logits is None else bool(from_logits)
+        schema = self.schema
+        S = _as_scores(scores, schema, logits)
+        out = np.empty((S.shape[0], schema.n_outputs))
+        for j, label in enumerate(schema.independent):
+            out[:, j] = _apply_independent(self.independent.get(label, {"kind": "identity"}), S[:, j], logits)
+        for block in schema.layout:
+            if block.kind != "softmax":
+                continue
+            x = S[:, block.start:block.stop]
+            logp = _log_softmax(x) if logits else np.log(np.maximum(x, 0.0) + 1e-300).clip(_LOG_FLOOR)
+            spec = self.groups.get(block.name, {"kind": "identity"})
+            u = 1.0 / float(spec["T"]) if spec.get("kind") == "temperature" else 1.0
+            out[:, block.start:block.stop] = np.exp(_log_softmax(u * logp))
+        if np.shape(scores)[1] == schema.n_labels and schema.none:
+            return schema.complete_scores(out)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form (``from_dict`` inverts it)."""
+        return {
+            "format": FORMAT,
+            "version": 1,
+            "method": self.method,
+            "from_logits": bool(self.from_logits),
+            "schema": self.schema.to_dict(),
+            "labels": list(self.schema.labels),
+            "independent": {k: dict(v) for k, v in self.independent.items()},
+            "groups": {k: dict(v) for k, v in self.groups.items()},
+            "notes": list(self.notes),
+            "fitted_on": dict(self.fitted_on),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str | None = None) -> "Calibration":
+        """Inverse of :meth:`to_dict`; errors name ``source`` (the file)."""
+        at = f"{source}: " if source else ""
+        if not isinstance(data, Mapping) or data.get("format") != FORMAT:
+            raise InputError(f"{at}not a calibration file (no \"format\": \"{FORMAT}\"); write one with "
+                             "`labelwise calibrate --truth val.csv --scores val_scores.csv --out calibration.json`")
+        try:
+            schema = LabelSchema.from_dict(data["schema"])
+            method = str(data["method"])
+            independent = {str(k): dict(v) for k, v in dict(data.get("independent") or {}).items()}
+            groups = {str(k): dict(v) for k, v in dict(data.get("groups") or {}).items()}
+        except (KeyError, TypeError, ValueError) as e:
+            raise InputError(f"{at}malformed calibration ({type(e).__name__}: {e})") from None
+        if method not in CALIBRATION_METHODS:
+            raise InputError(f"{at}unknown calibration method {method!r}; the methods are {list(CALIBRATION_METHODS)}")
+        for label, spec in independent.items():
+            _check_spec(spec, f"{at}label {label!r}")
+        for name, spec in groups.items():
+            _check_spec(spec, f"{at}group {name!r}")
+        unknown = sorted(set(independent) - set(schema.independent)) + sorted(set(groups) - set(schema.exclusive))
+        if unknown:
+            raise InputError(f"{at}calibration entries {unknown} are not in its schema {list(schema.labels)}")
+        return cls(schema, method, independent, groups, bool(data.get("from_logits", False)),
+                   tuple(str(n) for n in data.get("notes") or ()), dict(data.get("fitted_on") or {}))
+
+    def save(self, path: str | Path) -> Path:
+        """Write the JSON form atomically."""
+        return write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Calibration":
+        """Read a calibration JSON file; errors name the file."""
+        return cls.from_dict(_read_json(path, "calibration"), source=str(path))
+
+
+def _check_spec(spec: Mapping[str, Any], where: str) -> None:
+    kind = spec.get("kind")
+    need = {"platt": ("a", "b"), "temperature": ("T",), "isotonic": ("x", "y"), "identity": ()}
+    if kind not in need:
+        raise InputError(f"{where}: unknown calibration kind {kind!r}; expected one of {list(need)}")
+    missing = [k for k in need[kind] if k not in spec]
+    if missing:
+        raise InputError(f"{where}: {kind} calibration lacks {missing}")
+    if kind == "temperature" and not (isinstance(spec["T"], (int, float)) and spec["T"] > 0):
+        raise InputError(f"{where}: temperature T must be a positive number; got {spec['T']!r}")
+    if kind == "isotonic" and len(spec["x"]) != len(spec["y"]):
+        raise InputError(f"{where}: isotonic x and y differ in length")
+
+
+def _read_json(path: str | Path, what: str) -> Any:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{what} file {path} does not exist") from None
+    except OSError as e:
+        raise InputError(f"cannot read {what} file {path}: {e}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+
+
+def _check_same_labels(schema: LabelSchema, labels: Sequence[str], mine: str, theirs: str) -> None:
+    labels = [str(x) for x in labels]
+    if labels in (list(schema.labels), list(schema.output_labels)):
+        return
+    expected = list(schema.labels)
+    only_mine = [x for x in expected if x not in labels and x != schema.none]
+    only_theirs = [x for x in labels if x not in expected]
+    parts = []
+    if only_mine:
+        parts.append(f"{theirs} lack {only_mine}")
+    if only_theirs:
+        parts.append(f"{theirs} have {only_theirs}, which {mine} does not know")
+    if not parts:
+        parts.append(f"the order differs ({theirs}: {labels}; {mine}: {expected})")
+    raise InputError(f"the labels of {theirs} differ from those of {mine}: " + "; ".join(parts)
+                     + " (fit it again on data with these labels)")
+
+
+def _as_scores(scores: np.ndarray, schema: LabelSchema, logits: bool) -> np.ndarray:
+    """(n, n_outputs) float64: probabilities, or raw logits when ``logits``."""
+    S, _ = check_scores(scores, "scores", from_logits=logits, apply_sigmoid=False)
+    if S.shape[1] not in (schema.n_outputs, schema.n_labels):
+        raise InputError(f"scores have {S.shape[1]} column(s); expected {schema.n_outputs} head outputs "
+                         f"{list(schema.output_labels)}" + (f" or {schema.n_labels} with {schema.none!r}"
+                                                            if schema.none else ""))
+    return S[:, :schema.n_outputs]
+
+
+def _apply_independent(spec: Mapping[str, Any], s: np.ndarray, logits: bool) -> np.ndarray:
+    kind = spec.get("kind", "identity")
+    if kind == "isotonic":
+        p = sigmoid(s) if logits else s
+        return np.interp(p, np.asarray(spec["x"], float), np.asarray(spec["y"], float))
+    z = s if logits else _logit(s)
+    if kind == "platt":
+        return sigmoid(float(spec["a"]) * z + float(spec["b"]))
+    if kind == "temperature":
+        return sigmoid(z / float(spec["T"]))
+    return sigmoid(s) if logits else s
+
+
+def _fit_isotonic(p: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    from sklearn.isotonic import IsotonicRegression
+
+    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip", increasing=True).fit(p, y)
+    return {"kind": "isotonic", "x": iso.X_thresholds_.tolist(), "y": iso.y_thresholds_.tolist()}
+
+
+def fit_calibration(
+    y_true: np.ndarray,
+    y_score: np.ndarray,
+    *,
+    method: str = "platt",
+    schema: LabelSchema | None = None,
+    labels: Sequence[str] | None = None,
+    from_logits: bool = False,
+    min_isotonic: int = MIN_ISOTONIC,
+) -> Calibration:
+    """Fit ``method`` (see the module docstring) on validation truth ``y_true`` and scores ``y_score``.
+
+    ``y_true``: (n, n_labels) or (n, n_outputs) 0/1; ``y_score``: (n, n_outputs) or (n, n_labels)
+    probabilities (a ``none`` column is ignored), or logits with ``from_logits=True``. Scores outside
+    [0, 1] without ``from_logits`` raise :class:`InputError` (they look like logits). ``labels``
+    names the columns when there is no ``schema`` (every column is then independent).
+    """
+    if method not in CALIBRATION_METHODS:
+        raise InputError(f"unknown calibration method {method!r}; choose from {list(CALIBRATION_METHODS)}")
+    if isinstance(min_isotonic, bool) or not isinstance(min_isotonic, (int, np.integer)) or min_isotonic < 1:
+        raise InputError(f"min_isotonic must be a whole number >= 1; got {min_isotonic!r}")
+    n_cols = np.shape(y_score)[1] if np.ndim(y_score) == 2 else 1
+    schema = resolve_schema(schema, n_cols, labels)
+    S = _as_scores(np.asarray(y_score).reshape(np.shape(y_score)[0], -1), schema, from_logits)
+    Y, _ = check_targets(np.asarray(y_true).reshape(np.shape(y_true)[0], -1), "y_true")
+    if Y.shape[0] != S.shape[0]:
+        raise InputError(f"y_true has {Y.shape[0]} row(s) but y_score has {S.shape[0]}; they must match")
+    if Y.shape[1] not in (schema.n_outputs, schema.n_labels):
+        raise InputError(f"y_true has {Y.shape[1]} column(s); expected {schema.n_labels} {list(schema.labels)}")
+    if S.shape[0] == 0:
+        raise InputError("no rows to calibrate on")
+    Y = Y[:, :schema.n_outputs]
+    notes: list[str] = []
+    independent: dict[str, dict[str, Any]] = {}
+    groups: dict[str, dict[str, Any]] = {}
+    one_class: list[str] = []
+    to_platt: list[str] = []
+    for j, label in enumerate(schema.independent):
+        y, s = Y[:, j].astype(np.float64), S[:, j]
+        pos = int(y.sum())
+        if method == "none":
+            independent[label] = {"kind": "identity"}
+            continue
+        if pos == 0 or pos == len(y):
+            one_class.append(f"{label!r} ({'no positives' if pos == 0 else 'no negatives'})")
+            independent[label] = {"kind": "identity"}
+            continue
+        z = s if from_logits else _logit(s)
+        kind = method
+        if method == "isotonic":
+            if min(pos, len(y) - pos) >= min_isotonic:
+                independent[label] = _fit_isotonic(sigmoid(s) if from_logits else s, y)
+                continue
+            to_platt.append(f"{label!r} ({min(pos, len(y) - pos)})")
+            kind = "platt"
+        if kind == "platt":
+            a, b = fit_platt(z, y)
+            independent[label] = {"kind": "platt", "a": a, "b": b}
+        else:
+            u = fit_temperature(z, y)
+            if u <= 1e-6:
+                notes.append(f"label {label!r}: its scores rank positives below negatives (the fitted temperature "
+                             "is not positive); it keeps its scores")
+                independent[label] = {"kind": "identity"}
+            else:
+                independent[label] = {"kind": "temperature", "T": 1.0 / u}
+    if one_class:
+        notes.append(f"label(s) {', '.join(one_class)} in the calibration data cannot be calibrated; they keep "
+                     "their scores (identity)")
+    if to_platt:
+        notes.append(f"isotonic needs >= {min_isotonic} positives and negatives per label; label(s) "
+                     f"{', '.join(to_platt)} have fewer and get Platt scaling instead")
+    for block in schema.layout:
+        if block.kind != "softmax":
+            continue
+        if method == "none":
+            groups[block.name] = {"kind": "identity"}
+            continue
+        yg = Y[:, block.start:block.stop]
+        ok = yg.sum(axis=1) == 1
+        if not ok.all():
+            r = int(np.flatnonzero(~ok)[0])
+            raise InputError(f"y_true row {r}: exclusive group {block.name!r} needs exactly one true member "
+                             f"of {list(block.labels)}; got {int(yg[r].sum())}")
+        x = S[:, block.start:block.stop]
+        logp = _log_softmax(x) if from_logits else np.log(np.maximum(x, 0.0) + 1e-300).clip(_LOG_FLOOR)
+        u = fit_group_temperature(logp, np.argmax(yg, axis=1))
+        if u <= 1e-6:
+            notes.append(f"group {block.name!r}: the fitted temperature is not positive; it keeps its scores")
+            groups[block.name] = {"kind": "identity"}
+        else:
+            groups[block.name] = {"kind": "temperature", "T": 1.0 / u}
+    if method in ("platt", "isotonic") and schema.exclusive:
+        notes.append(f"exclusive group(s) {list(schema.exclusive)} get one temperature each (so their members "
+                     f"still sum to 1), not {method}")
+    fitted_on = {"rows": int(Y.shape[0]),
+                 "positives": {x: int(c) for x, c in zip(schema.output_labels, Y.sum(axis=0))}}
+    return Calibration(schema, method, independent, groups, bool(from_logits), tuple(notes), fitted_on)
