@@ -51,6 +51,11 @@ _LAZY: dict[str, str] = {
     "ComparisonResult": "labelwise.evaluation",
     "paired_bootstrap": "labelwise.metrics",
     "LabelPowerset": "labelwise.labels.powerset",
+    "fit_calibration": "labelwise.decide",
+    "Calibration": "labelwise.decide",
+    "DecisionPolicy": "labelwise.decide",
+    "fit_policy": "labelwise.decide",
+    "compare_rules": "labelwise.decide",
     # Keras building blocks
     "StackSet": "labelwise.data.stacks",
     "powerset_scores_to_label_scores": "labelwise.labels.powerset",
