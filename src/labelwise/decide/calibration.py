@@ -75,35 +75,51 @@ def _nll_bernoulli(t: np.ndarray, y: np.ndarray) -> float:
     return float(np.sum(np.logaddexp(0.0, t) - y * t))
 
 
-def fit_platt(z: np.ndarray, y: np.ndarray, *, ridge: float = _RIDGE, max_iter: int = 100) -> tuple[float, float]:
-    """Maximum-likelihood ``(a, b)`` of ``P(y=1) = sigmoid(a z + b)`` (Newton with step halving)."""
-    z = np.asarray(z, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    a, b = 1.0, 0.0
-    loss = _nll_bernoulli(a * z + b, y) + 0.5 * ridge * a * a
+def _sig(x: np.ndarray) -> np.ndarray:
+    # 0.5 (1 + tanh(x/2)) is the logistic function without overflow, in one vectorised pass
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def _newton(loss_fn, grad_hess, theta: np.ndarray, max_iter: int = 100) -> np.ndarray:
+    """Minimise a smooth convex ``loss_fn`` by Newton steps with step halving; stops when the Newton
+    decrement ``g' H^-1 g`` is negligible against the loss."""
+    loss = loss_fn(theta)
     for _ in range(max_iter):
-        q = sigmoid(a * z + b)
-        r, w = q - y, q * (1.0 - q)
-        g = np.array([r @ z + ridge * a, r.sum()])
-        wz = w @ z
-        H = np.array([[w @ (z * z) + ridge, wz], [wz, w.sum()]])
+        g, H = grad_hess(theta)
         try:
-            step = np.linalg.solve(H + 1e-12 * np.eye(2), g)
+            step = np.linalg.solve(H + 1e-12 * np.eye(len(theta)), g)
         except np.linalg.LinAlgError:
             break
+        if not np.all(np.isfinite(step)) or float(g @ step) <= 1e-12 * max(1.0, abs(loss)):
+            break
         t = 1.0
-        while t > 1e-10:
-            a2, b2 = a - t * step[0], b - t * step[1]
-            new = _nll_bernoulli(a2 * z + b2, y) + 0.5 * ridge * a2 * a2
-            if new <= loss + 1e-12 * abs(loss):
+        while t > 1e-6:
+            new = loss_fn(theta - t * step)
+            if new <= loss:
                 break
             t *= 0.5
         else:
             break
-        done = abs(loss - new) <= 1e-12 * max(1.0, abs(loss))
-        a, b, loss = a2, b2, new
-        if done:
-            break
+        theta, loss = theta - t * step, new
+    return theta
+
+
+def fit_platt(z: np.ndarray, y: np.ndarray, *, ridge: float = _RIDGE, max_iter: int = 100) -> tuple[float, float]:
+    """Maximum-likelihood ``(a, b)`` of ``P(y=1) = sigmoid(a z + b)`` (Newton with step halving)."""
+    z = np.asarray(z, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+
+    def loss(th):
+        return _nll_bernoulli(th[0] * z + th[1], y) + 0.5 * ridge * th[0] ** 2
+
+    def grad_hess(th):
+        q = _sig(th[0] * z + th[1])
+        r, w = q - y, q * (1.0 - q)
+        wz = w @ z
+        return (np.array([r @ z + ridge * th[0], r.sum()]),
+                np.array([[w @ (z * z) + ridge, wz], [wz, w.sum()]]))
+
+    a, b = _newton(loss, grad_hess, np.array([1.0, 0.0]), max_iter)
     return float(a), float(b)
 
 
@@ -111,26 +127,12 @@ def fit_temperature(z: np.ndarray, y: np.ndarray, *, max_iter: int = 100) -> flo
     """Maximum-likelihood ``u = 1/T`` of ``P(y=1) = sigmoid(u z)`` (convex in ``u``; Newton)."""
     z = np.asarray(z, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
-    u = 1.0
-    loss = _nll_bernoulli(u * z, y)
-    for _ in range(max_iter):
-        q = sigmoid(u * z)
-        g, h = (q - y) @ z, (q * (1 - q)) @ (z * z)
-        if h <= 0:
-            break
-        step, t = g / h, 1.0
-        while t > 1e-10:
-            new = _nll_bernoulli((u - t * step) * z, y)
-            if new <= loss + 1e-12 * abs(loss):
-                break
-            t *= 0.5
-        else:
-            break
-        done = abs(loss - new) <= 1e-12 * max(1.0, abs(loss))
-        u, loss = u - t * step, new
-        if done:
-            break
-    return float(u)
+
+    def grad_hess(th):
+        q = _sig(th[0] * z)
+        return np.array([(q - y) @ z]), np.array([[(q * (1 - q)) @ (z * z)]])
+
+    return float(_newton(lambda th: _nll_bernoulli(th[0] * z, y), grad_hess, np.array([1.0]), max_iter)[0])
 
 
 def fit_group_temperature(logp: np.ndarray, k: np.ndarray, *, max_iter: int = 100) -> float:
@@ -140,30 +142,17 @@ def fit_group_temperature(logp: np.ndarray, k: np.ndarray, *, max_iter: int = 10
     """
     rows = np.arange(logp.shape[0])
 
-    def nll(u: float) -> float:
-        return float(-_log_softmax(u * logp)[rows, k].sum())
+    def loss(th):
+        return float(-_log_softmax(th[0] * logp)[rows, k].sum())
 
-    u, loss = 1.0, nll(1.0)
-    for _ in range(max_iter):
-        q = np.exp(_log_softmax(u * logp))
+    def grad_hess(th):
+        q = np.exp(_log_softmax(th[0] * logp))
         mean = (q * logp).sum(axis=1)
         g = float((mean - logp[rows, k]).sum())
         h = float(((q * logp * logp).sum(axis=1) - mean * mean).sum())
-        if h <= 0:
-            break
-        step, t = g / h, 1.0
-        while t > 1e-10:
-            new = nll(u - t * step)
-            if new <= loss + 1e-12 * abs(loss):
-                break
-            t *= 0.5
-        else:
-            break
-        done = abs(loss - new) <= 1e-12 * max(1.0, abs(loss))
-        u, loss = u - t * step, new
-        if done:
-            break
-    return float(u)
+        return np.array([g]), np.array([[h]])
+
+    return float(_newton(loss, grad_hess, np.array([1.0]), max_iter)[0])
 
 
 @dataclass(frozen=True)
