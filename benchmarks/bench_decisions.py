@@ -45,7 +45,7 @@ from labelwise.decide import (  # noqa: E402
 )
 from labelwise.decide.rules import decision_metrics  # noqa: E402
 from labelwise.metrics import brier_score, expected_calibration_error  # noqa: E402
-from labelwise.schema import LabelSchema  # noqa: E402
+from labelwise.labels.schema import LabelSchema  # noqa: E402
 
 TABLE_RULES = ("f1", "hamming", "subset", "micro-f1", "macro-f1", "instance-f1", "top-k")
 
