@@ -52,7 +52,8 @@ def add_parser(subparsers: Any) -> None:
     add_common(p, compare=True)
     g = p.add_mutually_exclusive_group()
     g.add_argument("--thresholds", metavar="[NAME=]T.json", action="append",
-                   help="thresholds tuned on a validation set (labelwise thresholds); with several --scores, one "
+                   help="thresholds or decision.json tuned on a validation set (labelwise thresholds; a decision "
+                        "file's calibration is applied first, then its rule); with several --scores, one "
                         "file applies to every strategy, or give NAME=T.json once per strategy")
     g.add_argument("--tune", metavar="RULE",
                    help="tune thresholds on THIS data (optimistic): f1, youden, fbeta=2, sensitivity=0.9, "
@@ -66,6 +67,9 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--out", metavar="DIR", help="write report.html, PNG plots, metrics.json, thresholds.json here "
                    "(several --scores: DIR/<name>/ per strategy plus DIR/comparison.json and DIR/report.html)")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of the text table")
+    p.add_argument("--score-source", metavar="LOSS",
+                   help="the training loss the scores come from (bce, weighted, focal, asymmetric): the report warns "
+                        "when scores from a reweighting loss are used without calibration")
     p.add_argument("--no-plots", action="store_true", help="with --out: skip the PNG plots and the HTML report")
     p.set_defaults(func=run)
 
@@ -142,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
         table.y, scores, schema=table.schema, thresholds=thresholds, tune=args.tune,
         bootstrap=args.bootstrap, level=args.level, seed=args.seed, groups=groups, progress=progress,
         summary={"truth": str(args.truth), "scores": str(path), "format": table.format or args.format},
+        score_source=getattr(args, "score_source", None),
     )
     result.notes.extend(str(n) for n in (*table.schema.notes, *table.notes))
     return _save_and_print(args, result, lambda written: ', '.join(sorted(written)))

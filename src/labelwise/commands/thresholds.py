@@ -1,9 +1,16 @@
-"""``labelwise thresholds``: tune per-label decision thresholds on a validation set.
+"""``labelwise thresholds``: choose how to decide, on a validation set.
 
     labelwise thresholds --truth val.csv --scores val_scores.csv --method f1 --out thresholds.json
+    labelwise thresholds --truth val.csv --scores val_scores.csv --calibration calibration.json \\
+        --optimize instance-f1 --min-labels 1 --out decision.json
+    labelwise thresholds --truth val.csv --scores val_scores.csv --calibration platt --compare
 
-prints each label's threshold and the metric it reaches there, and writes the JSON that
-``labelwise evaluate --thresholds`` and ``labelwise predict`` read.
+A per-label rule (f1, youden, fbeta=2, sensitivity=0.9, ...) without calibration or bounds prints each
+label's threshold and writes a plain thresholds file (as before). Any other rule, a calibration
+(a calibration.json, or a method name fitted here) or ``--min-labels``/``--max-labels`` writes a
+self-contained ``decision.json``. ``--compare`` (or ``--optimize all``) prints every set-level rule
+against Hamming loss, subset accuracy, micro/macro/instance F1 and labels per image (``--json`` too).
+Both files are read by ``labelwise evaluate --thresholds``.
 """
 
 from __future__ import annotations
@@ -11,33 +18,136 @@ from __future__ import annotations
 import argparse
 import math
 import warnings
+from pathlib import Path
 from typing import Any
 
 from .evaluate import add_common
 
-HELP = "tune per-label decision thresholds (f1, youden, fbeta=2, sensitivity=0.9, ...) on a validation set"
+HELP = ("choose decisions on a validation set: per-label thresholds (f1, youden, fbeta=2, ...) or a set-level "
+        "rule (hamming, subset, micro-f1, macro-f1, instance-f1, top-k=K), optionally after calibration")
 
 
 def add_parser(subparsers: Any) -> None:
     """Register ``labelwise thresholds``."""
     p = subparsers.add_parser("thresholds", help=HELP, description=HELP)
     add_common(p)
-    p.add_argument("--method", default="f1", metavar="RULE",
-                   help="f1 (default), youden, fbeta=2, sensitivity=0.9, specificity=0.95, precision=0.8")
-    p.add_argument("--out", metavar="T.json", help="write the thresholds here (JSON)")
+    p.add_argument("--optimize", "--method", dest="method", default="f1", metavar="RULE",
+                   help="f1 (default), fbeta=2, youden, sensitivity=0.9, specificity=0.95, precision=0.8, hamming, "
+                        "subset, micro-f1, macro-f1, instance-f1, top-k=3, or all (= --compare); --method is an alias")
+    p.add_argument("--calibration", metavar="FILE|METHOD",
+                   help="a calibration.json (labelwise calibrate), or a method fitted here: platt, temperature, "
+                        "isotonic, none")
+    p.add_argument("--min-labels", type=int, metavar="N", help="decide at least N independent labels per image")
+    p.add_argument("--max-labels", type=int, metavar="K", help="decide at most K independent labels per image")
+    p.add_argument("--compare", action="store_true",
+                   help="print every set-level rule x metrics on this data instead of writing a file")
+    p.add_argument("--json", action="store_true", help="with --compare: print the table as JSON")
+    p.add_argument("--out", metavar="FILE.json", help="write the thresholds / decision file here (JSON)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Tune, print the table, write the file."""
-    from ..evaluation import parse_tune
-    from ..evaluation.text import _table
-    from ..decide.thresholds import tune_thresholds
+    """Tune, print, write."""
+    from ..decide.calibration import CALIBRATION_METHODS
+    from ..errors import InputError
     from ..io import check_out_file
-    from .evaluate import load_inputs
 
     check_out_file(args.out)
-    kw = parse_tune(args.method)
+    compare = args.compare or str(args.method).strip().lower() == "all"
+    if compare:
+        if args.out:
+            raise InputError("--compare prints the table only; choose a rule with --optimize RULE to write --out")
+        return _run_compare(args)
+    if args.json:
+        raise InputError("--json goes with --compare (or --optimize all)")
+    plain = args.calibration is None and args.min_labels is None and args.max_labels is None
+    if plain:
+        try:
+            from ..evaluation import parse_tune
+
+            kw = parse_tune(args.method)
+        except InputError:
+            kw = None
+        if kw is not None:
+            return _run_plain(args, kw)
+    if args.calibration is not None and args.calibration not in CALIBRATION_METHODS \
+            and not Path(args.calibration).exists():
+        raise InputError(f"--calibration {args.calibration}: no such file, and not a method "
+                         f"({', '.join(CALIBRATION_METHODS)})")
+    return _run_policy(args)
+
+
+def _inputs(args):
+    """(table, raw scores, calibration or method or None) — raw: logits kept as such with --from-logits."""
+    from ..decide.calibration import CALIBRATION_METHODS, Calibration
+    from .calibrate import load_raw
+
+    table, raw = load_raw(args)
+    cal = args.calibration
+    if cal is not None and not (cal in CALIBRATION_METHODS and not Path(cal).exists()):
+        cal = Calibration.load(cal)
+    return table, raw[:, :table.schema.n_outputs], cal
+
+
+def _run_compare(args) -> int:
+    from ..decide.policy import compare_rules
+
+    table, raw, cal = _inputs(args)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = compare_rules(table.y, raw, table.schema, calibration=cal, from_logits=bool(args.from_logits),
+                               min_labels=args.min_labels, max_labels=args.max_labels)
+    if args.json:
+        print(result.to_json())
+        return 0
+    print(f"rules compared on {args.truth} (validation data)")
+    print(result.format_text())
+    for w in caught:
+        print(f"note: {w.message}")
+    return 0
+
+
+def _run_policy(args) -> int:
+    from ..decide.policy import fit_policy
+    from ..decide.rules import decision_metrics
+    from ..evaluation.text import _table
+
+    table, raw, cal = _inputs(args)
+    schema = table.schema
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pol = fit_policy(table.y, raw, schema, rule=args.method, calibration=cal, min_labels=args.min_labels,
+                         max_labels=args.max_labels, from_logits=bool(args.from_logits))
+        D = pol.decide(raw, from_logits=bool(args.from_logits))
+    m = decision_metrics(table.y, D, schema)
+    print(f"{len(table)} images; {pol.describe()}; tuned on {args.truth}")
+    if pol.thresholds is not None:
+        rows = []
+        for label, v, how in zip(pol.thresholds.labels, pol.thresholds.values, pol.thresholds.label_methods):
+            rows.append([label, str(int(table.y[:, schema.index(label)].sum())),
+                         f"{v:.3f}" if math.isfinite(v) else how])
+        print("\n".join(_table(["label", "pos", "threshold"], rows, right=[1, 2])))
+    print(f"on this data: Hamming {m['hamming_loss']:.3f}, subset accuracy {m['subset_accuracy']:.3f}, "
+          f"micro-F1 {m['micro_f1']:.3f}, instance-F1 {m['instance_f1']:.3f}; labels per image "
+          f"{m['labels_per_image_predicted']:.2f} decided vs {m['labels_per_image_true']:.2f} true")
+    for note in pol.notes:
+        print(f"note: {note}")
+    for w in caught:
+        print(f"note: {w.message}")
+    if args.out:
+        pol.save(args.out)
+        print(f"Wrote {args.out}")
+    else:
+        print("(not saved: pass --out decision.json)")
+    return 0
+
+
+def _run_plain(args: argparse.Namespace, kw: dict) -> int:
+    """A per-label rule alone: today's thresholds table and plain thresholds file."""
+    from ..decide.thresholds import tune_thresholds
+    from ..evaluation.text import _table
+    from .evaluate import load_inputs
+
     table, scores = load_inputs(args)
     schema = table.schema
     with warnings.catch_warnings(record=True) as caught:

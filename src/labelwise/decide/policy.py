@@ -5,7 +5,7 @@ A :class:`DecisionPolicy` turns a model's scores into decisions in two steps: th
 (``labelwise.decide.rules``) decides, within the bounds ``min_labels``/``max_labels``. Everything
 it needs travels in its JSON form (``decision.json``: format ``labelwise.decision``): the schema,
 the calibration's parameters, the rule, its parameter and any per-label thresholds. A plain
-thresholds file (format ``labelwise.thresholds``, from :class:`labelwise.thresholds.Thresholds`)
+thresholds file (format ``labelwise.thresholds``, from :class:`labelwise.decide.thresholds.Thresholds`)
 loads as a policy too: its method as the rule, no calibration.
 
 :func:`compare_rules` scores every set-level rule on one data set (validation data, before choosing).
@@ -205,7 +205,7 @@ def _prepare(y_true, y_score, schema, labels, from_logits, calibration, what="y_
     if calibration is not None and calibration.schema.labels != schema.labels:
         _check_same_labels(schema, calibration.schema.labels, "the data", "the calibration")
     probe = DecisionPolicy(schema, "hamming", calibration=calibration)
-    P = probe.probabilities(y_score, from_logits=from_logits if calibration is None else None)
+    P = probe.probabilities(y_score, from_logits=from_logits)
     Y, _ = check_targets(y_true, "y_true")
     if Y.shape[0] != P.shape[0]:
         raise InputError(f"y_true has {Y.shape[0]} row(s) but {what} has {P.shape[0]}; they must match")

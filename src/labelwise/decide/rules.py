@@ -5,7 +5,7 @@ member on ties), and the none label is derived (1 exactly when no independent la
 Rules differ only in how they decide the independent labels:
 
 Per-label rules (one threshold per label, tuned exactly on validation data by
-:func:`labelwise.thresholds.tune_thresholds`, rule ``p >= threshold``):
+:func:`labelwise.decide.thresholds.tune_thresholds`, rule ``p >= threshold``):
 ``f1``, ``fbeta=B``, ``youden``, ``sensitivity=x``, ``specificity=x``, ``precision=x``.
 
 Set-level rules, each the Bayes-optimal decision for one metric on calibrated marginals:

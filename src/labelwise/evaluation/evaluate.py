@@ -27,6 +27,7 @@ import numpy as np
 from ..errors import InputError
 from ..labels.schema import LabelSchema, load_schema
 from ..metrics._validation import check_scores, check_targets
+from .decisions import decisions_info
 from .diagnostics import diagnose
 from .results import EvaluationResult, LabelRow
 from .text import COLLAPSE_NOTE, OPTIMISM_NOTE
@@ -102,6 +103,7 @@ def evaluate(
     from_logits: bool = False,
     summary: Mapping[str, Any] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    score_source: str | None = None,
 ) -> EvaluationResult:
     """Evaluate scores against the truth; see the module docstring.
 
@@ -113,10 +115,17 @@ def evaluate(
     this data by the rule ``tune`` (see :func:`parse_tune`; optimistic, and said so), else 0.5.
     ``bootstrap`` resamples (0 = no intervals), of images or of ``groups`` (e.g. patient ids);
     ``progress(done, total)`` is called as the resamples are computed.
+    ``thresholds`` may also be a :class:`~labelwise.decide.DecisionPolicy` (or a ``decision.json``
+    path): its calibration is applied to the scores first (every metric is then computed on the
+    calibrated probabilities), then its rule decides. ``score_source`` names the training loss the
+    scores come from (``"weighted"``, ``"focal"``, ``"asymmetric"``, ``"bce"``...; the training code
+    passes its config's ``binary`` setting): the report then warns when scores from a reweighting
+    loss are used without calibration, since they are not probabilities.
     """
     schema, yt, ys = _prepare(y_true, y_score, schema=schema, labels=labels, from_logits=from_logits)
     return _evaluate_prepared(yt, ys, schema, thresholds=thresholds, tune=tune, bootstrap=bootstrap, level=level,
-                              seed=seed, groups=groups, summary=summary, progress=progress)
+                              seed=seed, groups=groups, summary=summary, progress=progress,
+                              score_source=score_source)
 
 
 def _prepare(y_true, y_score, *, schema, labels, from_logits):
@@ -153,7 +162,7 @@ def _prepare(y_true, y_score, *, schema, labels, from_logits):
 
 
 def _evaluate_prepared(yt, ys, schema, *, thresholds, tune, bootstrap, level, seed, groups, summary, progress,
-                       boot: Mapping[str, Any] | None = None) -> EvaluationResult:
+                       boot: Mapping[str, Any] | None = None, score_source: str | None = None) -> EvaluationResult:
     """:func:`evaluate` on checked inputs; ``boot``: a ``bootstrap_ci`` result computed already (same
     settings), used instead of bootstrapping again (``compare`` passes its paired resamples)."""
     from .. import metrics as M
@@ -166,14 +175,21 @@ def _evaluate_prepared(yt, ys, schema, *, thresholds, tune, bootstrap, level, se
     # ---- decisions
     if thresholds is not None and tune is not None:
         raise InputError("give either thresholds (from a validation set) or tune (on this data), not both")
-    if thresholds is not None:
-        where = "the thresholds"
-        if isinstance(thresholds, (str, Path)):
-            source = f"from {thresholds}"
-            where = f"{thresholds}"
-            thresholds = T.Thresholds.load(thresholds)
-        else:
-            source = "given"
+    policy, ys_raw, where = None, None, "the thresholds"
+    if thresholds is not None and isinstance(thresholds, (str, Path)):
+        from .decisions import load_decision
+
+        where = f"{thresholds}"
+        thresholds = load_decision(thresholds, schema)
+    if thresholds is not None and hasattr(thresholds, "decide"):  # a DecisionPolicy
+        from .decisions import apply_policy
+
+        policy = thresholds
+        ys_raw, ys, y_pred, thresholds = apply_policy(policy, ys, names, where)
+        source = (f"from {where}" if where != "the thresholds" else "given") + f" ({policy.describe()})"
+        notes.extend(policy.notes)
+    elif thresholds is not None:
+        source = "given" if where == "the thresholds" else f"from {where}"
         missing = [x for x in schema.independent if x not in list(thresholds.labels)]
         if missing:
             raise InputError(
@@ -195,7 +211,8 @@ def _evaluate_prepared(yt, ys, schema, *, thresholds, tune, bootstrap, level, se
         notes.append(OPTIMISM_NOTE)
     else:
         source = "default 0.5"
-    y_pred = np.asarray(T.decide(ys, schema, thresholds, default=0.5), dtype=np.uint8)
+    if policy is None:
+        y_pred = np.asarray(T.decide(ys, schema, thresholds, default=0.5), dtype=np.uint8)
 
     # ---- per-label metrics
     # zero_division=NaN (scikit-learn's np.nan): a label with no positives has no recall, one with no
@@ -221,6 +238,12 @@ def _evaluate_prepared(yt, ys, schema, *, thresholds, tune, bootstrap, level, se
             averages[f"precision_{kind}"] = _num(M.precision_score(yt, y_pred, average=kind, **zd))
             averages[f"recall_{kind}"] = _num(M.recall_score(yt, y_pred, average=kind, **zd))
         averages["specificity_macro"] = _num(M.specificity_score(yt, y_pred, average="macro", **zd))
+        ece = _arr(M.expected_calibration_error(yt, ys, average=None, labels=names))
+        brier = _arr(M.brier_score(yt, ys, average=None, labels=names))
+        averages["ece_classwise"] = _num(np.mean(ece))
+        averages["brier_macro"] = _num(np.mean(brier))
+        averages["labels_per_image_predicted"] = _num(y_pred.sum(axis=1).mean())
+        averages["labels_per_image_true"] = _num(yt.sum(axis=1).mean())
         averages["hamming_loss"] = _num(M.hamming_loss(yt, y_pred))
         averages["subset_accuracy"] = _num(M.subset_accuracy(yt, y_pred))
         report_text = M.classification_report(yt, y_pred, **zd)
@@ -266,6 +289,8 @@ def _evaluate_prepared(yt, ys, schema, *, thresholds, tune, bootstrap, level, se
             rule, thr = "derived", math.nan
         elif schema.group_of(label) is not None:
             rule, thr = "argmax", math.nan
+        elif policy is not None and not _thresholded(policy):
+            rule, thr = policy.rule, math.nan
         else:
             rule, thr = "threshold", thr_values.get(label, 0.5)
         row_notes = []
@@ -286,6 +311,7 @@ def _evaluate_prepared(yt, ys, schema, *, thresholds, tune, bootstrap, level, se
             ap=float(ap[j]), ap_low=float(ci["average_precision"][j, 0]), ap_high=float(ci["average_precision"][j, 1]),
             threshold=float(thr), rule=rule, predicted=int(predicted[j]), precision=float(prec[j]),
             recall=float(rec[j]), specificity=float(spec[j]), f1=float(f1[j]), notes=row_notes,
+            ece=float(ece[j]), brier=float(brier[j]),
         ))
 
     # ---- diagnostics (on the bootstrap interval when there is one)
@@ -295,6 +321,9 @@ def _evaluate_prepared(yt, ys, schema, *, thresholds, tune, bootstrap, level, se
     if any(f.code in ("collapse", "chance") for f in findings):
         notes.insert(0, COLLAPSE_NOTE)
 
+    decisions = decisions_info(policy, yt, ys, ys_raw, y_pred, score_source, names,
+                               rule=(thresholds.method if thresholds is not None else "default 0.5"))
+    notes.extend(decisions["warnings"])
     summ = {"n_images": n, "n_labels": len(names), "positives": {x: int(p) for x, p in zip(names, positives)},
             "labels_per_image": float(yt[:, : len(schema.independent)].sum(axis=1).mean()) if schema.independent else math.nan}
     summ.update(dict(summary or {}))
@@ -303,7 +332,13 @@ def _evaluate_prepared(yt, ys, schema, *, thresholds, tune, bootstrap, level, se
         threshold_source=source, classification_report=str(report_text),
         classification_report_dict=dict(report_dict), findings=findings, notes=notes, n_samples=n,
         bootstrap=boot_info, y_true=yt, y_score=ys, y_pred=y_pred, summary=summ,
+        decisions=decisions, y_score_uncalibrated=ys_raw, policy=policy,
     )
+
+
+def _thresholded(policy) -> bool:
+    """True when the policy's rule decides independent labels by a threshold (shown per label)."""
+    return policy.thresholds is not None or policy.parsed_rule.name in ("hamming", "subset")
 
 
 def _fingerprint_for(thresholds, yt: np.ndarray, ys: np.ndarray, names: Sequence[str]) -> str | None:

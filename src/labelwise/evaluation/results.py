@@ -46,6 +46,8 @@ class LabelRow:
     specificity: float
     f1: float
     notes: list[str] = field(default_factory=list)
+    ece: float = math.nan  # binary ECE of this label, 15 equal-width bins
+    brier: float = math.nan
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (NaN kept as float NaN; ``labelwise.io.write_json`` writes null)."""
@@ -72,6 +74,10 @@ class EvaluationResult:
     y_score: np.ndarray = field(repr=False)
     y_pred: np.ndarray = field(repr=False)
     summary: dict[str, Any] = field(default_factory=dict)
+    # The rule, labels per image, ECE before/after calibration, warnings (evaluation.decisions).
+    decisions: dict[str, Any] = field(default_factory=dict)
+    y_score_uncalibrated: np.ndarray | None = field(default=None, repr=False)
+    policy: Any = None  # the labelwise.decide.DecisionPolicy applied, if any
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -99,8 +105,10 @@ class EvaluationResult:
                 "source": self.threshold_source,
                 "values": {r.label: (r.threshold if r.rule == "threshold" else r.rule) for r in self.rows},
                 **({"method": self.thresholds.method, "params": dict(self.thresholds.params or {})}
-                   if self.thresholds is not None else {"method": "default"}),
+                   if self.thresholds is not None else
+                   {"method": self.policy.rule if self.policy is not None else "default"}),
             },
+            "decisions": dict(self.decisions),
             "bootstrap": self.bootstrap,
             "classification_report": self.classification_report_dict,
             "diagnostics": [f.to_dict() for f in self.findings],
@@ -142,6 +150,9 @@ class EvaluationResult:
         for k, name in (("f1_macro", "macro F1"), ("f1_micro", "micro F1"), ("precision_macro", "macro precision"),
                         ("recall_macro", "macro recall"), ("specificity_macro", "macro specificity"),
                         ("hamming_loss", "Hamming loss"), ("subset_accuracy", "subset accuracy"),
+                        ("ece_classwise", "ECE (classwise, 15 bins)"), ("brier_macro", "macro Brier"),
+                        ("labels_per_image_predicted", "labels/image decided"),
+                        ("labels_per_image_true", "labels/image true"),
                         ("lrap", "label ranking AP"), ("coverage_error", "coverage error"),
                         ("ranking_loss", "ranking loss")):
             if k in av:
@@ -188,6 +199,8 @@ class EvaluationResult:
         return files
 
     def _thresholds_dict(self) -> dict[str, Any]:
+        if self.policy is not None:  # a decision file: save it whole (calibration, rule, thresholds)
+            return self.policy.to_dict()
         if self.thresholds is not None and hasattr(self.thresholds, "to_dict"):
             return self.thresholds.to_dict()
         return {

@@ -128,6 +128,15 @@ def _read_csv(path: Path, ids, labels, outputs, id_column, sep, from_logits=Fals
     if len(set(cols)) != len(cols):
         dup = sorted({c for c in cols if cols.count(c) > 1})
         raise InputError(f"{path}: column(s) {dup} appear twice in the header")
+    prefixed = {c[2:]: c for c in cols if c.startswith("p_")}
+    if prefixed and (all(c in prefixed for c in labels) or all(c in prefixed for c in outputs)):
+        # A `labelwise predict` file: p_<label> are the scores; the columns named like the labels hold
+        # its 0/1 decisions and `labels` the decided names. Scoring the 0/1 columns would be silent garbage.
+        decisions = [c for c in cols if c in labels or c == "labels"]
+        df = df.drop(columns=decisions).rename(columns={v: k for k, v in prefixed.items()})
+        cols = list(df.columns)
+        warnings.warn(f"{path}: a labelwise predict file; its p_<label> columns are read as the scores "
+                      "(the 0/1 decision columns named like the labels are not)", stacklevel=3)
     if all(c in cols for c in labels):
         use = labels
     elif all(c in cols for c in outputs):

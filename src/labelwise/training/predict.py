@@ -86,7 +86,7 @@ def prediction_frame(ids: Sequence[Any], scores: np.ndarray, decisions: np.ndarr
     decisions = np.asarray(decisions)
     cols: dict[str, Any] = {"id": list(ids), "labels": ["|".join(r) for r in schema.decode(decisions)]}
     for j, label in enumerate(schema.labels):
-        cols[f"p_{label}"] = np.round(np.asarray(scores)[:, j], 6)
+        cols[f"p_{label}"] = np.asarray(scores, dtype=np.float64)[:, j]
     for j, label in enumerate(schema.labels):
         cols[label] = decisions[:, j].astype(np.uint8)
     return pd.DataFrame(cols)
@@ -94,10 +94,11 @@ def prediction_frame(ids: Sequence[Any], scores: np.ndarray, decisions: np.ndarr
 
 def write_predictions(path: str | os.PathLike, ids: Sequence[Any], scores: np.ndarray, decisions: np.ndarray,
                       schema: LabelSchema) -> Path:
-    """Write :func:`prediction_frame` as CSV, atomically."""
+    """Write :func:`prediction_frame` as CSV, atomically. Scores keep 9 significant digits (``%.9g``),
+    so a tiny probability (a derived none score of 1e-7) is written as such, never as 0, and ranks."""
     frame = prediction_frame(ids, scores, decisions, schema)
     with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False)
+        frame.to_csv(tmp, index=False, float_format="%.9g")
     return Path(path)
 
 

@@ -109,7 +109,7 @@ def render_report(result: "EvaluationResult", images: Mapping[str, bytes] | None
     stamp = _page_start(add, title)
     add(f'<p class="sub">{result.n_samples} images, {len(result.labels)} labels, generated {stamp} by labelwise</p>')
     add('<nav><a href="#summary">Data</a><a href="#labels">Per label</a><a href="#averages">Averages</a>'
-        '<a href="#report">Classification report</a><a href="#diagnostics">Diagnostics</a><a href="#plots">Plots</a></nav>')
+        '<a href="#decisions">Decisions</a><a href="#report">Classification report</a><a href="#diagnostics">Diagnostics</a><a href="#plots">Plots</a></nav>')
     if errors:
         add('<div class="finding error"><b>model health</b>' + _e(errors[0].message)
             + ' <a href="#diagnostics">See Diagnostics.</a></div>')
@@ -188,6 +188,11 @@ def render_report(result: "EvaluationResult", images: Mapping[str, bytes] | None
     else:
         add("<p>Threshold method: <b>default 0.5</b> for every label (no thresholds given or tuned).</p>")
 
+    from .decisions import DECISION_PLOTS, decisions_section
+
+    section = decisions_section(result, images)
+    if section:
+        add(section)
     add(f'<h2 id="report">Classification report</h2><pre>{_e(result.classification_report)}</pre>')
 
     # ---- diagnostics
@@ -210,6 +215,8 @@ def render_report(result: "EvaluationResult", images: Mapping[str, bytes] | None
     # ---- plots
     add('<h2 id="plots">Plots</h2>')
     for name, png in images.items():
+        if name in DECISION_PLOTS:  # shown in the Decisions section
+            continue
         data = base64.b64encode(png).decode("ascii")
         caption = _CAPTIONS.get(name, "")
         add(f'<figure id="plot-{_e(name)}"><img alt="{_e(PLOT_TITLES.get(name, name))}" '

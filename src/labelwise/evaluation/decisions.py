@@ -1,0 +1,103 @@
+"""Decisions in an evaluation: read a decision file, apply its policy, and summarise the decisions
+(rule, labels per image predicted vs true, calibration before/after, warnings) for the text, the
+JSON and the report's "Decisions" section.
+
+This module imports neither Keras nor TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import InputError
+
+__all__ = ["load_decision", "apply_policy", "decisions_info", "REWEIGHTING_LOSSES", "OVERDECIDE_FACTOR"]
+
+# Losses whose minimiser is not the class probability: their sigmoid outputs are inflated or flattened.
+REWEIGHTING_LOSSES = ("weighted", "balanced", "focal", "asymmetric")
+OVERDECIDE_FACTOR = 2.0
+
+
+def load_decision(path: str | Path, schema):
+    """A ``decision.json`` (format ``labelwise.decision``) as a :class:`~labelwise.decide.DecisionPolicy`,
+    or a plain thresholds file as :class:`~labelwise.decide.thresholds.Thresholds` (read as before)."""
+    from ..decide.thresholds import Thresholds
+
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return Thresholds.load(p)  # words the error (missing file, bad JSON)
+    if isinstance(data, dict) and data.get("format") == "labelwise.decision":
+        from ..decide.policy import DecisionPolicy
+
+        return DecisionPolicy.from_dict(data, source=str(p))
+    return Thresholds.load(p)
+
+
+def apply_policy(policy, ys: np.ndarray, names: Sequence[str], where: str):
+    """``(uncalibrated scores, calibrated probabilities, decisions, thresholds)`` of ``policy`` on
+    probabilities ``ys`` (n, n_labels) whose columns are ``names``; differing labels are named."""
+    from ..decide.rules import apply_rule
+
+    try:
+        policy.check_labels(names)
+    except InputError as e:
+        raise InputError(f"{where}: {e}") from None
+    probs = policy.probabilities(ys, from_logits=False)
+    y_pred = apply_rule(probs, policy.schema, policy.rule, policy.thresholds,
+                        min_labels=policy.min_labels, max_labels=policy.max_labels)
+    return ys, probs, y_pred.astype(np.uint8), policy.thresholds
+
+
+def decisions_info(policy, yt: np.ndarray, ys: np.ndarray, ys_raw: np.ndarray | None, y_pred: np.ndarray,
+                   score_source: str | None, names: Sequence[str], rule: str | None = None) -> dict[str, Any]:
+    """What the report's "Decisions" section shows; ``warnings`` also go to the result's notes.
+
+    Labels per image count every label column (group members and the none label included), the
+    same count for the decisions and for the truth.
+    """
+    from ..metrics import expected_calibration_error
+
+    pred_count = y_pred.sum(axis=1).astype(int)
+    true_count = yt.sum(axis=1).astype(int)
+    top = int(max(pred_count.max(initial=0), true_count.max(initial=0)))
+    info: dict[str, Any] = {
+        "rule": policy.rule if policy is not None else rule,
+        "calibration": (policy.calibration.method if policy is not None and policy.calibration is not None
+                        else None),
+        "min_labels": getattr(policy, "min_labels", None),
+        "max_labels": getattr(policy, "max_labels", None),
+        "labels_per_image_predicted": float(pred_count.mean()) if len(pred_count) else math.nan,
+        "labels_per_image_true": float(true_count.mean()) if len(true_count) else math.nan,
+        "histogram_predicted": np.bincount(pred_count, minlength=top + 1).tolist(),
+        "histogram_true": np.bincount(true_count, minlength=top + 1).tolist(),
+        "ece_bins": 15,
+        "ece_after": float(expected_calibration_error(yt, ys)),
+        "ece_before": (float(expected_calibration_error(yt, ys_raw))
+                       if ys_raw is not None and info_has_cal(policy) else None),
+        "score_source": score_source,
+        "warnings": [],
+    }
+    pred, true = info["labels_per_image_predicted"], info["labels_per_image_true"]
+    if math.isfinite(pred) and math.isfinite(true) and pred > OVERDECIDE_FACTOR * true:
+        info["warnings"].append(
+            f"the decisions give {pred:.2f} labels per image, more than {OVERDECIDE_FACTOR:g}x the truth's {true:.2f}: "
+            "the thresholds decide too much (per-label F1 thresholds on rare labels do this); compare the rules "
+            "with `labelwise thresholds --compare` and consider instance-f1, hamming or --max-labels")
+    if score_source and str(score_source).lower() in REWEIGHTING_LOSSES and info["calibration"] is None:
+        info["warnings"].append(
+            f"these scores come from a {score_source} loss and are not calibrated: they are not probabilities "
+            "(the loss reweights classes), so 0.5 and the set-level rules mis-decide; fit a calibration on "
+            "validation data (labelwise calibrate, or thresholds --calibration platt)")
+    return info
+
+
+def info_has_cal(policy) -> bool:
+    """True when the policy carries a fitted calibration (not the identity)."""
+    return policy is not None and policy.calibration is not None and policy.calibration.method != "none"
