@@ -84,7 +84,7 @@ def test_html_is_self_contained_and_complete(saved):
     text = (out / "report.html").read_text()
     parser = _Imgs()
     parser.feed(text)
-    assert len(parser.srcs) == 5
+    assert len(parser.srcs) == 6  # roc, pr, calibration, histograms, error co-occurrence, labels per image
     for src in parser.srcs:
         assert src.startswith("data:image/png;base64,")
         w, h = png_size(base64.b64decode(src.split(",", 1)[1]))
@@ -94,7 +94,8 @@ def test_html_is_self_contained_and_complete(saved):
     assert not re.search(r"(https?:)?//[a-z]", re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", text))
     for label in result.labels:
         assert f"<td>{label}</td>" in text
-    for section in ("Per label", "Averages", "Classification report", "Diagnostics", "Plots", "Threshold method"):
+    for section in ("Per label", "Averages", "Decisions", "Classification report", "Diagnostics", "Plots",
+                    "Threshold method"):
         assert section in text
     assert "optimistic" in text and "95% CI" in text
 
@@ -134,7 +135,7 @@ def test_report_renders_in_headless_chromium(saved, tmp_path):
     # The inline script ran after load and found every image decoded with a nonzero size.
     body = re.search(r"<body[^>]*>", dom).group(0)
     assert 'data-images-ok="true"' in body, body
-    assert 'data-image-count="5"' in body, body
+    assert 'data-image-count="6"' in body, body  # 5 plots + the Decisions section's labels-per-image
     for label in result.labels:
         assert f"<td>{label}</td>" in dom, label
     shot = tmp_path / "report.png"
