@@ -189,7 +189,9 @@ class EvaluationResult:
             with _plotting():
                 from .report import plots as P
 
-                images = P.all_plots(self)
+                from .report.decisions import decision_plots
+
+                images = {**P.all_plots(self), **decision_plots(self)}
             if plots:
                 files.update({f"{name}.png": png for name, png in images.items()})
             if html:

@@ -341,10 +341,8 @@ def comparison_plots(comparison: "ComparisonResult") -> dict[str, bytes]:
 
 
 def all_plots(result: "EvaluationResult") -> dict[str, bytes]:
-    """Every plot of an evaluation: ``{name: png_bytes}`` (names are the keys of ``PLOT_TITLES``,
-    plus the Decisions plots of :mod:`.decisions`)."""
-    from .decisions import decision_plots
-
+    """Every plot of an evaluation: ``{name: png_bytes}`` (names are the keys of ``PLOT_TITLES``;
+    the Decisions plots come from :func:`.decisions.decision_plots`)."""
     labels = list(result.labels)
     yt, ys, yp = result.y_true, result.y_score, result.y_pred
     auc = np.array([r.auc for r in result.rows])
@@ -359,5 +357,4 @@ def all_plots(result: "EvaluationResult") -> dict[str, bytes]:
         # The derived none label's errors mirror the others' (a false positive on a finding is a
         # false negative on "No Finding"), so it would only light up one column.
         "error_cooccurrence": error_cooccurrence_plot(yt[:, keep], yp[:, keep], [labels[j] for j in keep]),
-        **decision_plots(result),
     }
