@@ -195,7 +195,9 @@ def _fingerprint(Y: np.ndarray, S: np.ndarray) -> str:
 def _tune_columns(Y: np.ndarray, S: np.ndarray, method: str, beta: float, target: float | None):
     """Exact per-column optimum. Returns (thresholds, metric, undefined mask, unreachable mask)."""
     n, L = S.shape
-    order = np.argsort(-S, axis=0, kind="mergesort")
+    # Sorting contiguous rows of the transpose with quicksort is ~3x faster than a stable sort down the
+    # columns; the order within tied scores does not matter, since only block ends are cut points.
+    order = np.argsort(np.ascontiguousarray(-S.T), axis=1, kind="quicksort").T
     s = np.take_along_axis(S, order, axis=0)
     y = np.take_along_axis(Y, order, axis=0).astype(np.int64)
     tp = np.cumsum(y, axis=0)
