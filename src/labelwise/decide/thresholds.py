@@ -195,14 +195,16 @@ def _fingerprint(Y: np.ndarray, S: np.ndarray) -> str:
 def _tune_columns(Y: np.ndarray, S: np.ndarray, method: str, beta: float, target: float | None):
     """Exact per-column optimum. Returns (thresholds, metric, undefined mask, unreachable mask)."""
     n, L = S.shape
-    # Sorting contiguous rows of the transpose with quicksort is ~3x faster than a stable sort down the
-    # columns; the order within tied scores does not matter, since only block ends are cut points.
-    order = np.argsort(np.ascontiguousarray(-S.T), axis=1, kind="quicksort").T
-    s = np.take_along_axis(S, order, axis=0)
-    y = np.take_along_axis(Y, order, axis=0).astype(np.int64)
+    # Work on the transpose (one contiguous row per label; the (n, L) arrays below are views of it, so
+    # the column-wise cumsum/argmax run along memory) and sort with quicksort: ~3x faster than a stable
+    # sort down the columns, and the order within tied scores does not matter (only block ends count).
+    St = np.ascontiguousarray(S.T)
+    order = np.argsort(-St, axis=1, kind="quicksort")
+    s = np.take_along_axis(St, order, axis=1).T
+    y = np.take_along_axis(np.ascontiguousarray(Y.T), order, axis=1).astype(np.int64).T
     tp = np.cumsum(y, axis=0)
     fp = np.arange(1, n + 1)[:, None] - tp  # rule score >= s[k] predicts rows 0..k positive
-    is_end = np.ones((n, L), dtype=bool)
+    is_end = np.ones((n, L), dtype=bool, order="F")  # F order: the layout of s, y above
     is_end[:-1] = s[:-1] != s[1:]  # only block ends are realisable cut points
     P = tp[-1].astype(np.float64)
     N = n - P
