@@ -152,7 +152,7 @@ class DecisionPolicy:
         at = f"{source}: " if source else ""
         if not isinstance(data, Mapping):
             raise InputError(f"{at}a decision file must be a JSON object, got {type(data).__name__}")
-        # Thresholds files were written as "labelwise.thresholds" before the package layout moved them.
+        # "labelwise.decide.thresholds": files written while the layout briefly renamed the format.
         if data.get("format") in (THRESHOLDS_FORMAT, "labelwise.thresholds") or (
                 data.get("format") is None and "values" in data):
             th = Thresholds.from_dict(data, source=source)

@@ -45,7 +45,7 @@ __all__ = ["Thresholds", "tune_thresholds", "decide", "METHODS"]
 
 METHODS = ("f1", "fbeta", "youden", "sensitivity", "specificity", "precision")
 _TARGET_METHODS = ("sensitivity", "specificity", "precision")
-FORMAT = "labelwise.decide.thresholds"
+FORMAT = "labelwise.thresholds"  # the file format's name, kept when the module moved
 _MAX_THRESHOLD = float(np.nextafter(1.0, np.inf))
 
 
