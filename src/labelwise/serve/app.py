@@ -180,7 +180,7 @@ def create_app(served: ServedModel, *, max_batch: int = 32, max_delay_ms: float 
             raise RequestError(501, "Grad-CAM explanations are not wired into labelwise serve yet; "
                                "ask without ?explain=")
         ctype = request.headers.get("content-type", "")
-        if ctype.startswith("multipart/form-data"):
+        if ctype.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
             async with request.form(max_files=max_files, max_fields=max_files) as form:
                 items = []
                 for key, value in form.multi_items():
