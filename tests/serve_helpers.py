@@ -25,9 +25,9 @@ def make_artifact(folder: Path, *, seed: int = 0) -> Path:
     """An untrained small_cnn on 28x28x1 digits with stored thresholds, saved as folder/digits.keras."""
     import keras
 
-    from labelwise import artifact
-    from labelwise.models import build_model
-    from labelwise.thresholds import Thresholds
+    from labelwise.training import artifact
+    from labelwise.blocks.models import build_model
+    from labelwise.decide.thresholds import Thresholds
 
     s = schema()
     keras.utils.set_random_seed(seed)

@@ -18,7 +18,7 @@ keras = pytest.importorskip("keras")
 
 from serve_helpers import digit_pixels, make_artifact, running, schema, write_pngs  # noqa: E402
 
-from labelwise.predict import predict  # noqa: E402
+from labelwise.training.predict import predict  # noqa: E402
 from labelwise.serve.app import create_app  # noqa: E402
 from labelwise.serve.batching import Batcher  # noqa: E402
 from labelwise.serve.model import ServedModel  # noqa: E402
@@ -257,7 +257,7 @@ def test_cli_warns_off_loopback_and_checks_settings(setup, monkeypatch, capsys):
     folder, path, served, app, pixels, pngs, url = setup
     import uvicorn
 
-    from labelwise.cli import main
+    from labelwise.commands.cli import main
 
     started = []
     monkeypatch.setattr(uvicorn.Server, "run", lambda self: started.append(self.config.host))

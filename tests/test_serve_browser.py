@@ -36,7 +36,7 @@ def test_page_uploads_a_digit_and_shows_the_decisions(tmp_path):
     if chromium is None:
         pytest.skip("no chromium (apt-get install chromium)")
 
-    from labelwise.predict import predict
+    from labelwise.training.predict import predict
     from labelwise.serve.app import create_app
     from labelwise.serve.model import ServedModel
 

@@ -2,8 +2,8 @@
 
 :class:`ServedModel` holds the model, its schema, thresholds and preprocessing, and does for
 the server exactly what ``labelwise predict`` does for files, through the same functions
-(:func:`labelwise.predict.image_input`, :func:`~labelwise.predict.outputs_to_scores`,
-:func:`~labelwise.predict.decide_scores`): encoded bytes -> model input, model outputs ->
+(:func:`labelwise.training.predict.image_input`, :func:`~labelwise.training.predict.outputs_to_scores`,
+:func:`~labelwise.training.predict.decide_scores`): encoded bytes -> model input, model outputs ->
 scores with the derived ``none`` score -> schema-consistent decisions. It also checks what a
 client sends and words the refusal (:class:`RequestError`, with an HTTP status), and describes
 itself in Open Inference Protocol v2 terms (:meth:`ServedModel.metadata`).
@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import InputError
-from ..predict import decide_scores, image_input, model_inputs, outputs_to_scores
+from ..training.predict import decide_scores, image_input, model_inputs, outputs_to_scores
 
 __all__ = ["ServedModel", "RequestError", "READABLE_FORMATS"]
 
@@ -95,7 +95,7 @@ class ServedModel:
     def open(cls, path: str | os.PathLike, *, name: str | None = None) -> "ServedModel":
         """Load ``model.keras`` and check it can be served: a per-image model (not a case
         model) with preprocessing and thresholds stored; :class:`InputError` otherwise."""
-        from ..artifact import load
+        from ..training.artifact import load
 
         model, schema, thresholds, pre = load(path)
         if pre is None:
