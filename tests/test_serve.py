@@ -103,10 +103,9 @@ def test_served_scores_and_decisions_equal_predict(setup):
     np.testing.assert_allclose(np.reshape(f["outputs"][0]["data"], (len(pngs), -1)), raw_scores, atol=1e-6)
 
 
-def test_concurrent_requests_share_one_model_call(setup):
+def test_concurrent_requests_share_one_model_call(setup, monkeypatch):
     """Counted at the model itself: 8 concurrent infer requests -> one predict_on_batch call of 8."""
-    folder, path, served_main, app_main, pixels, pngs, url_main = setup
-    served = ServedModel.open(path)
+    folder, path, served, app_main, pixels, pngs, url_main = setup
     calls = []
     original = served.model.predict_on_batch
 
@@ -114,7 +113,7 @@ def test_concurrent_requests_share_one_model_call(setup):
         calls.append(len(x))
         return original(x)
 
-    served.model.predict_on_batch = counting
+    monkeypatch.setattr(served.model, "predict_on_batch", counting)
     # the delay is long so that every request surely arrives inside it; a full batch goes at once
     app = create_app(served, max_batch=8, max_delay_ms=3000, warm_up=False)
 
@@ -141,10 +140,11 @@ def test_concurrent_requests_share_one_model_call(setup):
 
 
 def test_batcher_routes_rows_and_survives_a_failing_call():
-    """Without HTTP: 5 concurrent submits -> one call; each gets its own row; a failure fails only its batch."""
+    """Without HTTP: 5 concurrent submits -> one call; each gets its own row; a bad input fails only itself."""
     seen = []
 
-    def run_model(x):
+    def run_model(items):
+        x = np.stack(items)
         seen.append(x.shape[0])
         if (x < 0).any():
             raise RuntimeError("boom")
@@ -159,11 +159,56 @@ def test_batcher_routes_rows_and_survives_a_failing_call():
         return outs, bad, after
 
     outs, bad, after = asyncio.run(main())
-    assert seen == [5, 2, 1]
+    assert seen == [5, 2, 1, 1, 1]  # the failed pair is run again one by one
     for i, o in enumerate(outs):
         np.testing.assert_array_equal(o, np.full(3, 2.0 * i))
-    assert all(isinstance(e, RuntimeError) for e in bad)
+    assert isinstance(bad[0], RuntimeError)
+    np.testing.assert_array_equal(bad[1], np.full(3, 14.0))  # its batch-mate's failure is not its own
     np.testing.assert_array_equal(after, np.full(3, 8.0))
+
+
+def _corrupt_deflate(png: bytes) -> bytes:
+    """The PNG with its compressed pixel data garbled but every chunk CRC correct: Pillow's
+    header check passes it, only the decode fails."""
+    import struct
+    import zlib
+
+    out, i = bytearray(png[:8]), 8
+    while i < len(png):
+        n, kind = struct.unpack(">I4s", png[i:i + 8])
+        data = png[i + 8:i + 8 + n]
+        if kind == b"IDAT":
+            data = data[:2] + bytes(b ^ 0x5A for b in data[2:])
+        out += struct.pack(">I4s", n, kind) + data + struct.pack(">I", zlib.crc32(kind + data))
+        i += 12 + n
+    return bytes(out)
+
+
+def test_an_undecodable_image_fails_only_its_own_request_in_a_shared_batch(setup, monkeypatch):
+    folder, path, served, app_main, pixels, pngs, url_main = setup
+    from labelwise.serve.model import check_image_bytes
+
+    bad = _corrupt_deflate(pngs[0].read_bytes())
+    check_image_bytes(bad)  # passes the cheap check: it reaches the batch
+    batches = []
+    original = served.inputs
+    monkeypatch.setattr(served, "inputs", lambda items: batches.append(len(items)) or original(items))
+    app = create_app(served, max_batch=3, max_delay_ms=3000, warm_up=False)
+
+    async def burst(url):
+        async with httpx.AsyncClient(base_url=url, timeout=60) as c:
+            return await asyncio.gather(
+                c.post("/predict", files=[("image", ("bad.png", bad, "image/png"))]),
+                *(c.post("/predict", files=_files([p])) for p in pngs[1:3]))
+
+    with running(app) as url:
+        r_bad, *r_good = asyncio.run(burst(url))
+    assert batches == [3, 1, 1, 1]  # together, then each alone to find the bad one
+    assert r_bad.status_code == 400 and "cannot be decoded" in r_bad.json()["error"]
+    ref = schema().complete_scores(served.model.predict(pixels[1:3, ..., None].astype("float32"), verbose=0))
+    for r, want in zip(r_good, ref):
+        assert r.status_code == 200
+        np.testing.assert_allclose(list(r.json()["predictions"][0]["probabilities"].values()), want, atol=1e-6)
 
 
 def _tiff_bytes(arr):

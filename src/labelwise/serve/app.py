@@ -11,11 +11,13 @@ serving):
   the raw body (``Content-Type: image/...``) -> per image: probability per label, decisions,
   decided labels, each exclusive group's winner, the none label's state. ``?explain=LABEL``
   answers 501 until ``labelwise.explain`` exists;
+* ``GET /stats``: model calls made so far, images in them, mean batch size;
 * ``GET /``: the page (``static/``: plain HTML, JS and CSS, nothing from elsewhere).
 
 Bodies over ``max_upload_mb`` are refused with 413 before they are read in full
-(:class:`BodyLimit`). Images are checked and decoded in threads; model calls go through one
-:class:`~labelwise.serve.batching.Batcher`, so concurrent requests share model calls.
+(:class:`BodyLimit`). Images are checked by Pillow as they arrive, then queued encoded: one
+:class:`~labelwise.serve.batching.Batcher` gathers concurrent requests, and each batch is
+decoded and run through the model in one go.
 
 Starlette rather than FastAPI: the app is ten routes whose inputs are raw bytes, multipart
 files and OIP JSON that we check ourselves to word the errors; FastAPI's value (pydantic
@@ -131,13 +133,17 @@ def create_app(served: ServedModel, *, max_batch: int = 32, max_delay_ms: float 
             raise RequestError(404, f"no model named {name!r}; this server serves {served.name!r} "
                                f"(GET /v2/models/{served.name})")
 
-    async def prepare_all(items: list[tuple[str, bytes]]) -> np.ndarray:
-        # checks and decodes run in threads, concurrently; the first refusal is the answer
-        arrays = await asyncio.gather(*(asyncio.to_thread(served.prepare, data, name=name) for name, data in items))
-        return np.stack(arrays)
+    async def check_all(items: list[tuple[str, bytes]]) -> list[bytes]:
+        # Pillow reads headers and PNG checksums; cheap for small files, so only big ones go to a thread
+        for name, data in items:
+            if len(data) > 2**18:
+                await asyncio.to_thread(served.check, data, name=name)
+            else:
+                served.check(data, name=name)
+        return [data for _, data in items]
 
-    async def model_outputs(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        rows = await batcher.submit_many(list(x))
+    async def model_outputs(items: list) -> tuple[np.ndarray, np.ndarray]:
+        rows = await batcher.submit_many(items)
         return served.finish(np.stack(rows))
 
     async def live(request: Request) -> Response:
@@ -152,6 +158,9 @@ def create_app(served: ServedModel, *, max_batch: int = 32, max_delay_ms: float 
         return JSONResponse({"name": "labelwise", "version": __version__, "extensions": [],
                              "models": [served.name]})
 
+    async def stats(request: Request) -> Response:
+        return JSONResponse(batcher.stats.to_dict())
+
     async def model_metadata(request: Request) -> Response:
         check_name(request)
         return JSONResponse(served.metadata())
@@ -164,8 +173,8 @@ def create_app(served: ServedModel, *, max_batch: int = 32, max_delay_ms: float 
         check_name(request)
         kind, payload, req = parse_infer_request(await request.body(), served)
         if kind == "BYTES":
-            payload = await prepare_all([(f"BYTES element {i}", b) for i, b in enumerate(payload)])
-        scores, decisions = await model_outputs(payload)
+            payload = await check_all([(f"BYTES element {i}", b) for i, b in enumerate(payload)])
+        scores, decisions = await model_outputs(list(payload))
         return JSONResponse(infer_response(served, scores, decisions, req))
 
     async def predict(request: Request) -> Response:
@@ -195,8 +204,7 @@ def create_app(served: ServedModel, *, max_batch: int = 32, max_delay_ms: float 
             raise RequestError(400, "send the images as multipart/form-data (curl -F image=@digit.png "
                                "http://HOST:PORT/predict), or one image as the body with Content-Type image/png; "
                                f"got Content-Type {ctype or 'none'!r}")
-        x = await prepare_all(items)
-        scores, decisions = await model_outputs(x)
+        scores, decisions = await model_outputs(await check_all(items))
         return JSONResponse({"model": served.name, "labels": list(served.schema.labels),
                              "predictions": served.image_results(scores, decisions, [n for n, _ in items])})
 
@@ -236,6 +244,7 @@ def create_app(served: ServedModel, *, max_batch: int = 32, max_delay_ms: float 
         Route("/v2/models/{name}/ready", model_ready, methods=["GET"]),
         Route("/v2/models/{name}/infer", infer, methods=["POST"]),
         Route("/predict", predict, methods=["POST"]),
+        Route("/stats", stats, methods=["GET"]),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={

@@ -2,14 +2,15 @@
 
 Each image a request sends is one queue item ``(x, future)``. One worker task takes the oldest
 item and waits until either ``max_batch`` items are queued or ``max_delay`` seconds have passed
-since that oldest item arrived, then stacks up to ``max_batch`` items into one array and runs
-``run_model(batch)`` in a single worker thread (model calls never overlap; the event loop keeps
-accepting requests meanwhile). Row ``i`` of the result resolves item ``i``'s future. While a
-call runs, new items queue up and go together in the next call, so under load batches grow
-by themselves and the delay is only paid by a lone request on an idle server.
+since that oldest item arrived, then runs ``run_model(items)`` on up to ``max_batch`` items in
+a single worker thread (model calls never overlap; the event loop keeps accepting requests
+meanwhile). Row ``i`` of the result resolves item ``i``'s future. While a call runs, new items
+queue up and go together in the next call, so under load batches grow by themselves and the
+delay is only paid by a lone request on an idle server.
 
-A failing model call fails every request in that batch with the same exception; the worker
-carries on with the next batch. Only numpy and asyncio here: the model is a callable.
+When a call on several items fails, each item is run again on its own, so one bad input
+fails only its own request; the worker then carries on. Only numpy and asyncio here: the model
+is a callable.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import collections
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -43,7 +44,7 @@ class BatchStats:
 
 @dataclass
 class _Item:
-    x: np.ndarray
+    x: Any
     future: asyncio.Future
     arrived: float
 
@@ -52,12 +53,13 @@ class Batcher:
     """Gather items into batches of at most ``max_batch`` within ``max_delay_ms`` of the oldest
     item's arrival; ``await batcher.submit(x)`` returns row ``x``'s model output.
 
-    ``run_model(batch: (b, ...) array) -> (b, ...) array`` runs in one dedicated thread. The
+    ``run_model(items: list) -> (len(items), ...) array`` runs in one dedicated thread (items
+    are whatever was submitted: arrays, encoded images). The
     worker task starts on the first :meth:`submit` (so the batcher works under any ASGI
     server or test client, with or without lifespan events) and stops with :meth:`close`.
     """
 
-    def __init__(self, run_model: Callable[[np.ndarray], np.ndarray], *, max_batch: int = 32,
+    def __init__(self, run_model: Callable[[Sequence[Any]], np.ndarray], *, max_batch: int = 32,
                  max_delay_ms: float = 5.0):
         if int(max_batch) < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
@@ -73,11 +75,11 @@ class Batcher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="labelwise-model")
 
-    async def submit(self, x: np.ndarray) -> np.ndarray:
+    async def submit(self, x: Any) -> np.ndarray:
         """Queue one input (no batch axis) and wait for its output row."""
         loop = asyncio.get_running_loop()
         self._ensure_worker(loop)
-        item = _Item(np.asarray(x), loop.create_future(), time.perf_counter())
+        item = _Item(x, loop.create_future(), time.perf_counter())
         self._pending.append(item)
         assert self._wakeup is not None
         self._wakeup.set()
@@ -133,20 +135,29 @@ class Batcher:
             items = [it for it in items if not it.future.done()]  # a client that went away
             if not items:
                 continue
-            try:
-                batch = np.stack([it.x for it in items])
-                out = await loop.run_in_executor(self._executor, self.run_model, batch)
-                out = np.asarray(out)
-                if out.shape[0] != len(items):
-                    raise RuntimeError(f"the model returned {out.shape[0]} rows for a batch of {len(items)}")
-            except Exception as e:  # every request of this batch gets the failure; the worker goes on
+            await self._call(loop, items, retry_alone=len(items) > 1)
+
+    async def _call(self, loop: asyncio.AbstractEventLoop, items: list[_Item], *, retry_alone: bool) -> None:
+        try:
+            out = await loop.run_in_executor(self._executor, self._checked, [it.x for it in items])
+        except Exception as e:
+            if retry_alone:  # find the bad input(s): each alone, so only they fail
                 for it in items:
-                    if not it.future.done():
-                        it.future.set_exception(e)
-                continue
-            self.stats.calls += 1
-            self.stats.images += len(items)
-            self.stats.sizes.append(len(items))
-            for i, it in enumerate(items):
+                    await self._call(loop, [it], retry_alone=False)
+                return
+            for it in items:
                 if not it.future.done():
-                    it.future.set_result(out[i])
+                    it.future.set_exception(e)
+            return
+        self.stats.calls += 1
+        self.stats.images += len(items)
+        self.stats.sizes.append(len(items))
+        for i, it in enumerate(items):
+            if not it.future.done():
+                it.future.set_result(out[i])
+
+    def _checked(self, xs: list) -> np.ndarray:
+        out = np.asarray(self.run_model(xs))
+        if out.shape[:1] != (len(xs),):
+            raise RuntimeError(f"the model returned shape {out.shape} for a batch of {len(xs)}")
+        return out

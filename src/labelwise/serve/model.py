@@ -2,9 +2,11 @@
 
 :class:`ServedModel` holds the model, its schema, thresholds and preprocessing, and does for
 the server exactly what ``labelwise predict`` does for files, through the same functions
-(:func:`labelwise.training.predict.image_input`, :func:`~labelwise.training.predict.outputs_to_scores`,
+(:func:`labelwise.training.predict.image_inputs`, :func:`~labelwise.training.predict.outputs_to_scores`,
 :func:`~labelwise.training.predict.decide_scores`): encoded bytes -> model input, model outputs ->
-scores with the derived ``none`` score -> schema-consistent decisions. It also checks what a
+scores with the derived ``none`` score -> schema-consistent decisions. Images are decoded in the
+model's batch, in one call, just before the model runs (decoding them one by one cost more
+than the model itself for small inputs). It also checks what a
 client sends and words the refusal (:class:`RequestError`, with an HTTP status), and describes
 itself in Open Inference Protocol v2 terms (:meth:`ServedModel.metadata`).
 """
@@ -21,7 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import InputError
-from ..training.predict import decide_scores, image_input, model_inputs, outputs_to_scores
+from ..training.predict import decide_scores, image_inputs, model_inputs, outputs_to_scores
 
 __all__ = ["ServedModel", "RequestError", "READABLE_FORMATS"]
 
@@ -116,18 +118,31 @@ class ServedModel:
         return cls(name, model, schema, thresholds, pre, (h, w, c), str(path))
 
     # ------------------------------------------------------------- the steps
-    def prepare(self, data: bytes, *, name: str = "the image") -> np.ndarray:
-        """Encoded image bytes -> one model input ``(h, w, c)`` float32, exactly as predict
-        reads a file; refusals are :class:`RequestError`."""
+    def check(self, data: bytes, *, name: str = "the image") -> None:
+        """Refuse bytes that are no readable image (:func:`check_image_bytes`), before they queue."""
         check_image_bytes(data, name=name)
-        try:
-            return image_input(data, image_size=self.input_shape[:2], channels=self.input_shape[2])
-        except InputError as e:
-            raise RequestError(400, f"{name}: {e}; send an undamaged {_FORMATS_TEXT} file") from None
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        """One model call on a batch ``(b, h, w, c)`` -> head outputs ``(b, n_outputs)``."""
-        return np.asarray(self.model.predict_on_batch(np.asarray(batch, dtype=np.float32)))
+    def inputs(self, items: Sequence[Any]) -> np.ndarray:
+        """Items -> model input ``(n, h, w, c)`` float32: encoded images (bytes) are decoded
+        together exactly as predict reads files; arrays ``(h, w, c)`` are taken as they are."""
+        x = np.zeros((len(items), *self.input_shape), dtype=np.float32)
+        encoded = [i for i, item in enumerate(items) if isinstance(item, (bytes, bytearray))]
+        if encoded:
+            try:
+                x[encoded] = image_inputs([bytes(items[i]) for i in encoded], image_size=self.input_shape[:2],
+                                          channels=self.input_shape[2])
+            except InputError as e:
+                which = "the image" if len(encoded) == 1 else "an image"
+                raise RequestError(400, f"{which} cannot be decoded: {e}; send an undamaged {_FORMATS_TEXT} "
+                                   "file") from None
+        for i, item in enumerate(items):
+            if not isinstance(item, (bytes, bytearray)):
+                x[i] = item
+        return x
+
+    def run(self, items: Sequence[Any]) -> np.ndarray:
+        """One model call on a batch of items (see :meth:`inputs`) -> head outputs ``(n, n_outputs)``."""
+        return np.asarray(self.model.predict_on_batch(self.inputs(items)))
 
     def finish(self, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Head outputs ``(n, n_outputs)`` -> ``(scores, decisions)``, both ``(n, n_labels)``."""
@@ -136,7 +151,14 @@ class ServedModel:
 
     def warm_up(self) -> None:
         """One call on a blank image, so the first request does not pay for tracing."""
-        self.finish(self.run(np.zeros((1, *self.input_shape), dtype=np.float32)))
+        self.finish(self.run([np.zeros(self.input_shape, dtype=np.float32)]))
+        import io as _io
+
+        from PIL import Image
+
+        buf = _io.BytesIO()
+        Image.new("L" if self.input_shape[2] == 1 else "RGB", self.input_shape[1::-1]).save(buf, format="PNG")
+        self.inputs([buf.getvalue()])  # traces the decoder too
 
     # ------------------------------------------------------------- descriptions
     def label_rules(self) -> list[dict[str, Any]]:

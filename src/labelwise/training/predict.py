@@ -32,7 +32,7 @@ from ..io import atomic_path
 from ..labels.schema import LabelSchema
 
 __all__ = ["predict", "predict_scores", "predict_case_scores", "Scores", "ModelInputs", "model_inputs",
-           "prepare_stack", "prediction_frame", "write_predictions", "read_inputs", "image_input", "outputs_to_scores",
+           "prepare_stack", "prediction_frame", "write_predictions", "read_inputs", "image_inputs", "outputs_to_scores",
            "decide_scores"]
 
 _PATH_COLUMNS = ("path", "image", "image_path", "file", "filename", "Image Index", "id")
@@ -427,12 +427,13 @@ def _has_image_files(folder: Path) -> bool:
 _DECODERS: dict[tuple[tuple[int, int], int], Any] = {}
 
 
-def image_input(data: bytes, *, image_size: Sequence[int], channels: int) -> np.ndarray:
-    """Encoded image bytes (PNG/JPEG/BMP/GIF) -> float32 model input ``(h, w, channels)``, 0-255.
+def image_inputs(images: Sequence[bytes], *, image_size: Sequence[int], channels: int) -> np.ndarray:
+    """Encoded images (PNG/JPEG/BMP/GIF bytes) -> float32 model input ``(n, h, w, channels)``, 0-255.
 
-    :func:`labelwise.data.pipeline.decode_image_bytes` -- the decode and resize the predict pipeline
-    maps over every file -- compiled once per (size, channels). Undecodable bytes raise
-    :class:`InputError` with TensorFlow's reason (check the bytes with Pillow first for a
+    :func:`labelwise.data.pipeline.decode_image_bytes` -- the decode and resize the predict
+    pipeline maps over every file -- mapped over the batch in one compiled call (one per
+    (size, channels); a call per image would cost more than the decode). Undecodable bytes
+    raise :class:`InputError` with TensorFlow's reason (check bytes with Pillow first for a
     friendlier message, as the server does).
     """
     import tensorflow as tf
@@ -443,11 +444,16 @@ def image_input(data: bytes, *, image_size: Sequence[int], channels: int) -> np.
     if fn is None:
         from ..data.pipeline import decode_image_bytes
 
-        fn = tf.function(lambda b: decode_image_bytes(b, image_size=size, channels=key[1]),
-                         input_signature=[tf.TensorSpec([], tf.string)])
+        def decode_all(data):
+            return tf.map_fn(lambda b: decode_image_bytes(b, image_size=size, channels=key[1]), data,
+                             fn_output_signature=tf.TensorSpec([size[0], size[1], key[1]], tf.float32))
+
+        fn = tf.function(decode_all, input_signature=[tf.TensorSpec([None], tf.string)])
         _DECODERS[key] = fn
+    if len(images) == 0:
+        return np.zeros((0, *size, key[1]), dtype=np.float32)
     try:
-        return fn(tf.constant(data)).numpy()
+        return fn(tf.constant(list(images), dtype=tf.string)).numpy()
     except (tf.errors.OpError, ValueError) as e:
         msg = getattr(e, "message", str(e)).strip().splitlines()
         raise InputError(f"TensorFlow cannot decode the image ({msg[-1] if msg else type(e).__name__})") from None
