@@ -6,7 +6,10 @@ concurrent clients, each sending one PNG per ``POST /predict`` and waiting for t
 the next (bounded: at most ``clients`` requests in flight), for ``--seconds`` per level.
 Levels: 1, 4, 16 and 64 clients. Reported per level: requests/s (= images/s), p50 / p95 / p99
 latency, errors (non-200 answers or failed requests; must be 0), the model calls the server made
-and their mean batch size, and the server's RSS at the start (after warm-up) and at the end.
+and their mean batch size (``GET /stats``), and the server's RSS at the start (after warm-up) and
+at the end. Also per level, the HTTP ceiling: ``GET /v2/health/live`` at the same concurrency for
+half as long -- no image, no model -- so a low ratio to raw predict can be told apart from a
+load generator that cannot send faster (a Python client on few cores often cannot).
 
 The reference, measured in this process on the same decoded images before the server starts:
 ``model.predict(x, batch_size=--max-batch)`` images/s (raw throughput), and one-image latency
@@ -125,7 +128,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-async def _level(url: str, pngs: list[bytes], clients: int, seconds: float) -> dict:
+async def _level(url: str, pngs: list[bytes], clients: int, seconds: float, *, ceiling: bool = False) -> dict:
     import httpx
 
     latencies: list[float] = []
@@ -141,7 +144,10 @@ async def _level(url: str, pngs: list[bytes], clients: int, seconds: float) -> d
                 i += clients
                 t = time.perf_counter()
                 try:
-                    r = await client.post("/predict", files={"image": ("digit.png", png, "image/png")})
+                    if ceiling:  # no image, no model: what this client and the HTTP stack manage at all
+                        r = await client.get("/v2/health/live")
+                    else:
+                        r = await client.post("/predict", files={"image": ("digit.png", png, "image/png")})
                     ok = r.status_code == 200
                 except httpx.HTTPError:
                     ok = False
@@ -174,6 +180,8 @@ def main() -> None:
     ap.add_argument("--max-batch", type=int, default=32)
     ap.add_argument("--max-delay-ms", type=float, default=5.0)
     ap.add_argument("--n-images", type=int, default=64)
+    ap.add_argument("--no-ceiling", dest="ceiling", action="store_false",
+                    help="skip the HTTP ceiling (GET /v2/health/live at the same concurrency, half as long)")
     args = ap.parse_args()
     seconds = 5.0 if args.quick else args.seconds
     levels = [int(v) for v in args.levels.split(",")]
@@ -216,6 +224,7 @@ def main() -> None:
             c0, i0 = _stats(url)
             row = asyncio.run(_level(url, pngs, clients, seconds))
             c1, i1 = _stats(url)
+            row["ceiling"] = asyncio.run(_level(url, pngs, clients, seconds / 2, ceiling=True))["rps"] if args.ceiling else 0
             row["calls"], row["mean_batch"] = c1 - c0, (i1 - i0) / max(1, c1 - c0)
             row["rss"] = _rss_mb(server.pid)
             rows.append(row)
@@ -226,11 +235,14 @@ def main() -> None:
 
     print()
     print(f"{'clients':>7} {'requests':>9} {'req/s':>8} {'x raw':>7} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
-          f"{'errors':>6} {'calls':>7} {'batch':>6} {'RSS MB':>7}")
+          f"{'errors':>6} {'calls':>7} {'batch':>6} {'RSS MB':>7} {'ceil/s':>7} {'x ceil':>7}")
     for r in rows:
+        ceil = f"{r['ceiling']:>7.1f} {r['rps'] / r['ceiling']:>7.2f}" if r["ceiling"] else f"{'-':>7} {'-':>7}"
         print(f"{r['clients']:>7} {r['requests']:>9} {r['rps']:>8.1f} {r['rps'] / raw['images_per_s']:>7.3f} "
               f"{r['p50']:>8.1f} {r['p95']:>8.1f} {r['p99']:>8.1f} {r['errors']:>6} {r['calls']:>7} "
-              f"{r['mean_batch']:>6.1f} {r['rss']:>7.0f}")
+              f"{r['mean_batch']:>6.1f} {r['rss']:>7.0f} {ceil}")
+    print("x raw: req/s over raw model.predict images/s; ceil/s: GET /v2/health/live req/s at the same concurrency "
+          "(the load generator and HTTP stack alone); x ceil: req/s over that")
     print(f"\nserver RSS: {rss0:.0f} MB after warm-up -> {rss1:.0f} MB at the end ({100 * (rss1 / rss0 - 1):+.1f} %; "
           "goal < +5 %)")
     by = {r["clients"]: r for r in rows}
