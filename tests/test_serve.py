@@ -238,6 +238,8 @@ def test_bad_inputs_get_4xx_json_and_the_server_keeps_serving(setup):
          415, "TIFF"),
         ("over the limit", "post", "/predict",
          dict(files=[("image", ("big.png", b"\x89PNG" + bytes(2 * 2**20), "image/png"))]), 413, "limit"),
+        ("over the limit, streamed without a length", "post", infer,
+         dict(content=(bytes(2**16) for _ in range(40)), headers={"content-type": "application/json"}), 413, "limit"),
         ("wrong shape", "post", infer, dict(json=tensor(shape=[1, 32, 32, 1], data=[0.0] * 1024)), 400, "[n, 28, 28, 1]"),
         ("wrong datatype", "post", infer, dict(json=tensor(datatype="INT32")), 400, "FP32"),
         ("data size", "post", infer, dict(json=tensor(data=[0.0] * 10)), 400, "784"),

@@ -53,8 +53,8 @@ __all__ = ["create_app", "BodyLimit", "STATIC"]
 STATIC = Path(__file__).resolve().parent / "static"
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(RequestError):
+    """Raised from inside the body read, so the app's RequestError handler answers 413."""
 
 
 class BodyLimit:
@@ -90,7 +90,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise _TooLarge()
+                    raise _TooLarge(413, self._message(f"more than {self.max_bytes / 2**20:g} MB"))
             return message
 
         async def tracking_send(message):
@@ -101,9 +101,9 @@ class BodyLimit:
 
         try:
             await self.app(scope, limited_receive, tracking_send)
-        except _TooLarge:
+        except _TooLarge as e:  # read outside the app's handlers (normally they answer it)
             if not started:
-                await _send_json(send, 413, {"error": self._message(f"more than {self.max_bytes / 2**20:g} MB")})
+                await _send_json(send, 413, {"error": str(e)})
 
 
 async def _send_json(send, status: int, payload: dict) -> None:
@@ -120,10 +120,10 @@ def _error(status: int, message: str) -> JSONResponse:
 def create_app(served: ServedModel, *, max_batch: int = 32, max_delay_ms: float = 5.0,
                max_upload_mb: float = 20.0, warm_up: bool = True) -> Any:
     """Build the ASGI app serving ``served``: a :class:`BodyLimit` around the Starlette app
-    (``.starlette``); ``.batcher.stats`` counts model calls. ``warm_up`` runs one blank image
-    through the model first."""
+    (``.starlette``); ``.batcher.stats`` counts model calls. ``warm_up`` runs a blank image and
+    a full batch through the model first (:meth:`ServedModel.warm_up`)."""
     if warm_up:
-        served.warm_up()
+        served.warm_up(max_batch)
     batcher = Batcher(served.run, max_batch=max_batch, max_delay_ms=max_delay_ms)
     max_files = 1000
 

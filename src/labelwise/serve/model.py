@@ -149,16 +149,16 @@ class ServedModel:
         scores = outputs_to_scores(outputs, self.schema)
         return scores, decide_scores(scores, self.schema, self.thresholds)
 
-    def warm_up(self) -> None:
-        """One call on a blank image, so the first request does not pay for tracing."""
-        self.finish(self.run([np.zeros(self.input_shape, dtype=np.float32)]))
-        import io as _io
-
+    def warm_up(self, max_batch: int = 1) -> None:
+        """Run a blank image, then a full batch of ``max_batch``, through decode and model, so
+        the first requests do not pay for tracing and the largest batch's memory is taken up
+        front (the RSS then stays level under load)."""
         from PIL import Image
 
-        buf = _io.BytesIO()
+        buf = io.BytesIO()
         Image.new("L" if self.input_shape[2] == 1 else "RGB", self.input_shape[1::-1]).save(buf, format="PNG")
-        self.inputs([buf.getvalue()])  # traces the decoder too
+        for n in sorted({1, max(1, int(max_batch))}):
+            self.finish(self.run([buf.getvalue()] * n))
 
     # ------------------------------------------------------------- descriptions
     def label_rules(self) -> list[dict[str, Any]]:
