@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
@@ -32,6 +33,8 @@ def serve(model: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 8080
     has no authentication). Settings are checked before the model is loaded.
     """
     check_stack()
+    if not Path(model).is_file():
+        raise InputError(f"model file {model} does not exist; give the model.keras that labelwise train or demo wrote")
     if int(max_batch) < 1:
         raise InputError(f"--max-batch must be at least 1, got {max_batch}")
     if float(max_delay_ms) < 0:
