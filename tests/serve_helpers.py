@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from conftest import MNIST_IDX
 
 DIGIT_GROUP = tuple(str(d) for d in range(10))
@@ -25,9 +24,9 @@ def make_artifact(folder: Path, *, seed: int = 0) -> Path:
     """An untrained small_cnn on 28x28x1 digits with stored thresholds, saved as folder/digits.keras."""
     import keras
 
-    from labelwise.training import artifact
     from labelwise.blocks.models import build_model
     from labelwise.decide.thresholds import Thresholds
+    from labelwise.training import artifact
 
     s = schema()
     keras.utils.set_random_seed(seed)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
-import json
-import threading
 
 import numpy as np
 import pytest
@@ -18,10 +16,10 @@ keras = pytest.importorskip("keras")
 
 from serve_helpers import digit_pixels, make_artifact, running, schema, write_pngs  # noqa: E402
 
-from labelwise.training.predict import predict  # noqa: E402
 from labelwise.serve.app import create_app  # noqa: E402
 from labelwise.serve.batching import Batcher  # noqa: E402
 from labelwise.serve.model import ServedModel  # noqa: E402
+from labelwise.training.predict import predict  # noqa: E402
 
 N_IMAGES = 6
 

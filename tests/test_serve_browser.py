@@ -36,9 +36,9 @@ def test_page_uploads_a_digit_and_shows_the_decisions(tmp_path):
     if chromium is None:
         pytest.skip("no chromium (apt-get install chromium)")
 
-    from labelwise.training.predict import predict
     from labelwise.serve.app import create_app
     from labelwise.serve.model import ServedModel
+    from labelwise.training.predict import predict
 
     path = make_artifact(tmp_path)
     png = write_pngs(tmp_path / "images", digit_pixels(1))[0]
