@@ -32,7 +32,8 @@ from ..io import atomic_path
 from ..labels.schema import LabelSchema
 
 __all__ = ["predict", "predict_scores", "predict_case_scores", "Scores", "ModelInputs", "model_inputs",
-           "prepare_stack", "prediction_frame", "write_predictions", "read_inputs"]
+           "prepare_stack", "prediction_frame", "write_predictions", "read_inputs", "image_inputs", "outputs_to_scores",
+           "decide_scores"]
 
 _PATH_COLUMNS = ("path", "image", "image_path", "file", "filename", "Image Index", "id")
 
@@ -73,9 +74,7 @@ def predict_scores(model: Any, x: Any, *, schema: LabelSchema, image_size: Seque
                 raise failure  # not a file problem: every file decodes on its own
             ds = make_dataset(src, check=False, **kwargs)
             probs = model.predict(ds, verbose=verbose)
-    if probs.ndim != 2 or probs.shape[1] != schema.n_outputs:
-        raise InputError(f"the model outputs shape {probs.shape}, but its schema has {schema.n_outputs} outputs")
-    return Scores(schema.complete_scores(probs), ds.labelwise_source.keep)
+    return Scores(outputs_to_scores(probs, schema), ds.labelwise_source.keep)
 
 
 def prediction_frame(ids: Sequence[Any], scores: np.ndarray, decisions: np.ndarray, schema: LabelSchema):
@@ -361,7 +360,6 @@ def predict(model: Any, source: Any, *, out: str | os.PathLike | None = None, im
     takes. ``out``: also write the frame as CSV (atomically).
     """
     from . import artifact
-    from ..decide.thresholds import decide
 
     model, schema, thresholds, pre = artifact.load(model) if isinstance(model, (str, os.PathLike)) else model
     if pre is None:
@@ -409,7 +407,7 @@ def predict(model: Any, source: Any, *, out: str | os.PathLike | None = None, im
                                 batch_size=64 if batch_size is None else batch_size,
                                 skip_unreadable=skip_unreadable, verbose=verbose)
         ids = [ids[i] for i in result.keep]
-    decisions = decide(result.scores, schema, thresholds)
+    decisions = decide_scores(result.scores, schema, thresholds)
     if out is not None:
         write_predictions(out, ids, result.scores, decisions, schema)
     frame = prediction_frame(ids, result.scores, decisions, schema)
@@ -421,3 +419,63 @@ def _has_image_files(folder: Path) -> bool:
     from ..data.pipeline import IMAGE_SUFFIXES
 
     return _has_files(folder, IMAGE_SUFFIXES)
+
+
+# ------------------------------------------------------------------ shared with labelwise serve
+# ``labelwise predict`` and ``labelwise serve`` go through these three steps, so a served image
+# gets the numbers and decisions predict writes for the same file.
+_DECODERS: dict[tuple[tuple[int, int], int], Any] = {}
+
+
+def image_inputs(images: Sequence[bytes], *, image_size: Sequence[int], channels: int) -> np.ndarray:
+    """Encoded images (PNG/JPEG/BMP/GIF bytes) -> float32 model input ``(n, h, w, channels)``, 0-255.
+
+    :func:`labelwise.data.pipeline.decode_image_bytes` -- the decode and resize the predict
+    pipeline maps over every file -- mapped over the batch in one compiled call (one per
+    (size, channels); a call per image would cost more than the decode). Undecodable bytes
+    raise :class:`InputError` with TensorFlow's reason (check bytes with Pillow first for a
+    friendlier message, as the server does).
+    """
+    import tensorflow as tf
+
+    size = (int(image_size[0]), int(image_size[1]))
+    key = (size, int(channels))
+    fn = _DECODERS.get(key)
+    if fn is None:
+        from ..data.pipeline import decode_image_bytes
+
+        def decode_all(data):
+            return tf.map_fn(lambda b: decode_image_bytes(b, image_size=size, channels=key[1]), data,
+                             fn_output_signature=tf.TensorSpec([size[0], size[1], key[1]], tf.float32))
+
+        fn = tf.function(decode_all, input_signature=[tf.TensorSpec([None], tf.string)])
+        _DECODERS[key] = fn
+    if len(images) == 0:
+        return np.zeros((0, *size, key[1]), dtype=np.float32)
+    try:
+        return fn(tf.constant(list(images), dtype=tf.string)).numpy()
+    except (tf.errors.OpError, ValueError) as e:
+        msg = getattr(e, "message", str(e)).strip().splitlines()
+        raise InputError(f"TensorFlow cannot decode the image ({msg[-1] if msg else type(e).__name__})") from None
+
+
+def outputs_to_scores(probs: np.ndarray, schema: LabelSchema) -> np.ndarray:
+    """Model outputs ``(n, n_outputs)`` -> scores ``(n, n_labels)``: the derived ``none`` score
+    ``prod(1 - p_independent)`` appended (:meth:`LabelSchema.complete_scores`)."""
+    probs = np.asarray(probs)
+    if probs.ndim != 2 or probs.shape[1] != schema.n_outputs:
+        raise InputError(f"the model outputs shape {probs.shape}, but its schema has {schema.n_outputs} outputs")
+    return schema.complete_scores(probs)
+
+
+def decide_scores(scores: np.ndarray, schema: LabelSchema, thresholds: Any) -> np.ndarray:
+    """Scores ``(n, n_labels)`` -> 0/1 decisions ``(n, n_labels)`` that obey the schema.
+
+    The one decision step of predict and serve: today the artifact's thresholds through
+    :func:`labelwise.decide.thresholds.decide` (``score >= threshold`` for independent labels, arg-max
+    per exclusive group, ``none`` when no independent label is on). When the artifact carries
+    a decision policy, this is the one place to apply it.
+    """
+    from ..decide.thresholds import decide
+
+    return decide(scores, schema, thresholds)

@@ -1,0 +1,270 @@
+"""Load test of ``labelwise serve``: real HTTP on loopback against raw ``model.predict``, same images, same run.
+
+The server runs as its own process (``python -m labelwise serve MODEL --port P``, as a user
+starts it); the load generator is an async httpx client in this process with a fixed number of
+concurrent clients, each sending one PNG per ``POST /predict`` and waiting for the answer before
+the next (bounded: at most ``clients`` requests in flight), for ``--seconds`` per level.
+Levels: 1, 4, 16 and 64 clients. Reported per level: requests/s (= images/s), p50 / p95 / p99
+latency, errors (non-200 answers or failed requests; must be 0), the model calls the server made
+and their mean batch size (``GET /stats``), and the server's RSS at the start (after warm-up) and
+at the end. Also per level, the HTTP ceiling: ``GET /v2/health/live`` at the same concurrency for
+half as long -- no image, no model -- so a low ratio to raw predict can be told apart from a
+load generator that cannot send faster (a Python client on few cores often cannot).
+
+The reference, measured in this process on the same decoded images before the server starts:
+``model.predict(x, batch_size=--max-batch)`` images/s (raw throughput), and one-image latency
+of ``model.predict`` and of ``model.predict_on_batch`` (the call the server makes). Goals from
+issue 18: at 16 clients >= 0.7x raw images/s; single-client p50 <= 2x a raw one-image predict
++ 5 ms.
+
+The model is ``--model PATH`` or, by default, an untrained small_cnn built here at
+``--image-size`` (28: MNIST digits; a bigger size makes the model, not HTTP, the cost). The
+machine is shared: client, server and other work compete for the same cores; read the ratios.
+
+Usage: python benchmarks/bench_serve.py [--quick] [--seconds 30] [--model M.keras] [--image-size 28]
+       [--levels 1,4,16,64] [--max-batch 32] [--max-delay-ms 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("LABELWISE_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+def _images(n: int, size: int, channels: int) -> list[bytes]:
+    """``n`` PNGs: MNIST test digits (resized when ``size`` != 28) if the shared data is there, else noise."""
+    import gzip
+
+    from PIL import Image
+
+    path = SHARED / "mnist_idx" / "t10k-images-idx3-ubyte.gz"
+    if path.exists():
+        with gzip.open(path, "rb") as f:
+            f.read(16)
+            pixels = np.frombuffer(f.read(784 * n), dtype=np.uint8).reshape(n, 28, 28)
+    else:
+        pixels = np.random.default_rng(0).integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+    out = []
+    for arr in pixels:
+        im = Image.fromarray(arr)
+        if size != 28:
+            im = im.resize((size, size), Image.BILINEAR)
+        if channels == 3:
+            im = im.convert("RGB")
+        buf = io.BytesIO()
+        im.save(buf, format="PNG")
+        out.append(buf.getvalue())
+    return out
+
+
+def _make_model(folder: Path, size: int) -> Path:
+    import keras
+
+    from labelwise import LabelSchema
+    from labelwise.blocks.models import build_model
+    from labelwise.decide.thresholds import Thresholds
+    from labelwise.training import artifact
+
+    schema = LabelSchema(independent=("greater_than_5", "even"), exclusive={"digit": tuple("0123456789")},
+                         none="neither")
+    keras.utils.set_random_seed(0)
+    model = build_model(schema, backbone="small_cnn", input_shape=(size, size, 1), weights=None)
+    thr = Thresholds(labels=schema.labels, values=[0.5, 0.5] + [np.nan] * 11, method="fixed")
+    return artifact.save(model, folder / "bench.keras", schema, thr, artifact.Preprocessing((size, size), 1))
+
+
+def _raw(model_path: Path, pngs: list[bytes], batch: int) -> dict:
+    """Raw model speed on the same images, decoded as the server decodes them."""
+    from labelwise.training import artifact
+    from labelwise.training.predict import image_inputs
+
+    model, schema, thr, pre = artifact.load(model_path)
+    x = image_inputs(pngs, image_size=pre.image_size, channels=pre.channels)
+    reps = max(1, 1024 // len(x))
+    xx = np.concatenate([x] * reps)
+    model.predict(xx[:batch], batch_size=batch, verbose=0)  # warm-up
+    t = time.perf_counter()
+    model.predict(xx, batch_size=batch, verbose=0)
+    rate = len(xx) / (time.perf_counter() - t)
+    one_predict, one_batch = [], []
+    for i in range(30):
+        t = time.perf_counter()
+        model.predict(x[i % len(x)][None], verbose=0)
+        one_predict.append(time.perf_counter() - t)
+    model.predict_on_batch(x[:1])
+    for i in range(100):
+        t = time.perf_counter()
+        model.predict_on_batch(x[i % len(x)][None])
+        one_batch.append(time.perf_counter() - t)
+    xb = np.concatenate([x] * (-(-batch // len(x))))[:batch]
+    model.predict_on_batch(xb)
+    t = time.perf_counter()
+    for _ in range(max(1, len(xx) // batch)):
+        model.predict_on_batch(xb)
+    on_batch_rate = max(1, len(xx) // batch) * batch / (time.perf_counter() - t)
+    return {"images_per_s": rate, "on_batch_per_s": on_batch_rate, "one_predict_ms": 1000 * float(np.median(one_predict)),
+            "one_on_batch_ms": 1000 * float(np.median(one_batch)), "shape": x.shape[1:]}
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def _level(url: str, pngs: list[bytes], clients: int, seconds: float, *, ceiling: bool = False) -> dict:
+    import httpx
+
+    latencies: list[float] = []
+    errors = 0
+    stop = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
+        async def one_client(k: int) -> None:
+            nonlocal errors
+            i = k
+            while time.perf_counter() < stop:
+                png = pngs[i % len(pngs)]
+                i += clients
+                t = time.perf_counter()
+                try:
+                    if ceiling:  # no image, no model: what this client and the HTTP stack manage at all
+                        r = await client.get("/v2/health/live")
+                    else:
+                        r = await client.post("/predict", files={"image": ("digit.png", png, "image/png")})
+                    ok = r.status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                latencies.append(time.perf_counter() - t)
+                errors += not ok
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(one_client(k) for k in range(clients)))
+        wall = time.perf_counter() - t0
+    lat = np.array(latencies) * 1000
+    return {"clients": clients, "requests": len(lat), "rps": len(lat) / wall, "errors": errors,
+            "p50": np.percentile(lat, 50), "p95": np.percentile(lat, 95), "p99": np.percentile(lat, 99)}
+
+
+def _stats(url: str) -> tuple[int, int]:
+    """Model calls and images so far, read from the server's own counter (GET /stats)."""
+    import httpx
+
+    s = httpx.get(url + "/stats", timeout=10).json()
+    return int(s["calls"]), int(s["images"])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", type=Path, default=None, help="a model.keras artifact (default: a small_cnn built here)")
+    ap.add_argument("--image-size", type=int, default=28, help="input size of the built model (default 28)")
+    ap.add_argument("--seconds", type=float, default=30.0, help="seconds per level (default 30)")
+    ap.add_argument("--quick", action="store_true", help="5 s per level")
+    ap.add_argument("--levels", default="1,4,16,64", help="concurrent clients per level (default 1,4,16,64)")
+    ap.add_argument("--max-batch", type=int, default=32)
+    ap.add_argument("--max-delay-ms", type=float, default=5.0)
+    ap.add_argument("--n-images", type=int, default=64)
+    ap.add_argument("--no-ceiling", dest="ceiling", action="store_false",
+                    help="skip the HTTP ceiling (GET /v2/health/live at the same concurrency, half as long)")
+    args = ap.parse_args()
+    seconds = 5.0 if args.quick else args.seconds
+    levels = [int(v) for v in args.levels.split(",")]
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_serve_"))
+    model_path = args.model or _make_model(tmp, args.image_size)
+    from labelwise.training import artifact
+
+    pre = artifact.load(model_path)[3]
+    pngs = _images(args.n_images, int(pre.image_size[0]), int(pre.channels))
+    raw = _raw(model_path, pngs, args.max_batch)
+    print(f"model {model_path.name}, input {raw['shape']}, {len(pngs)} PNGs of {np.mean([len(b) for b in pngs]):.0f} "
+          f"bytes; {seconds:g} s per level; max batch {args.max_batch}, max delay {args.max_delay_ms:g} ms")
+    print(f"raw model.predict (batch {args.max_batch}): {raw['images_per_s']:.0f} images/s "
+          f"(model.predict_on_batch of {args.max_batch}, the server's call: {raw['on_batch_per_s']:.0f} images/s); one image: "
+          f"model.predict {raw['one_predict_ms']:.2f} ms, model.predict_on_batch {raw['one_on_batch_ms']:.2f} ms")
+
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    server = subprocess.Popen([sys.executable, "-m", "labelwise", "serve", str(model_path), "--port", str(port),
+                               "--max-batch", str(args.max_batch), "--max-delay-ms", str(args.max_delay_ms),
+                               "--quiet"], env=env, stdout=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        import httpx
+
+        t0 = time.perf_counter()
+        while True:
+            try:
+                if httpx.get(url + "/v2/health/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if server.poll() is not None or time.perf_counter() - t0 > 180:
+                raise SystemExit("the server did not start")
+            time.sleep(0.3)
+        asyncio.run(_level(url, pngs, 4, 1.0))  # warm-up: connections, the batch shapes' traces
+        rss0 = _rss_mb(server.pid)
+        rows = []
+        for clients in levels:
+            c0, i0 = _stats(url)
+            row = asyncio.run(_level(url, pngs, clients, seconds))
+            c1, i1 = _stats(url)
+            row["ceiling"] = asyncio.run(_level(url, pngs, clients, seconds / 2, ceiling=True))["rps"] if args.ceiling else 0
+            row["calls"], row["mean_batch"] = c1 - c0, (i1 - i0) / max(1, c1 - c0)
+            row["rss"] = _rss_mb(server.pid)
+            rows.append(row)
+        rss1 = _rss_mb(server.pid)
+    finally:
+        server.terminate()
+        server.wait(30)
+
+    print()
+    print(f"{'clients':>7} {'requests':>9} {'req/s':>8} {'x raw':>7} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
+          f"{'errors':>6} {'calls':>7} {'batch':>6} {'RSS MB':>7} {'ceil/s':>7} {'x ceil':>7}")
+    for r in rows:
+        ceil = f"{r['ceiling']:>7.1f} {r['rps'] / r['ceiling']:>7.2f}" if r["ceiling"] else f"{'-':>7} {'-':>7}"
+        print(f"{r['clients']:>7} {r['requests']:>9} {r['rps']:>8.1f} {r['rps'] / raw['images_per_s']:>7.3f} "
+              f"{r['p50']:>8.1f} {r['p95']:>8.1f} {r['p99']:>8.1f} {r['errors']:>6} {r['calls']:>7} "
+              f"{r['mean_batch']:>6.1f} {r['rss']:>7.0f} {ceil}")
+    print("x raw: req/s over raw model.predict images/s; ceil/s: GET /v2/health/live req/s at the same concurrency "
+          "(the load generator and HTTP stack alone); x ceil: req/s over that")
+    print(f"\nserver RSS: {rss0:.0f} MB after warm-up -> {rss1:.0f} MB at the end ({100 * (rss1 / rss0 - 1):+.1f} %; "
+          "goal < +5 %)")
+    by = {r["clients"]: r for r in rows}
+    if 16 in by:
+        ratio = by[16]["rps"] / raw["images_per_s"]
+        print(f"16 clients: {by[16]['rps']:.0f} images/s = {ratio:.3f}x raw model.predict "
+              f"({raw['images_per_s']:.0f} images/s); goal >= 0.7x: {'met' if ratio >= 0.7 else 'NOT met'}; "
+              f"{by[16]['rps'] / raw['on_batch_per_s']:.3f}x raw predict_on_batch")
+    if 1 in by:
+        for name, ref in (("model.predict", raw["one_predict_ms"]), ("model.predict_on_batch", raw["one_on_batch_ms"])):
+            goal = 2 * ref + 5
+            print(f"1 client p50 {by[1]['p50']:.1f} ms vs 2 x one-image {name} ({ref:.2f} ms) + 5 ms = {goal:.1f} ms: "
+                  f"{'met' if by[1]['p50'] <= goal else 'NOT met'}")
+    print(f"errors in all levels: {sum(r['errors'] for r in rows)}")
+
+
+if __name__ == "__main__":
+    main()
