@@ -44,6 +44,12 @@ def add_common(p: argparse.ArgumentParser, *, compare: bool = False) -> None:
     p.add_argument("--id-column", metavar="C", help="id column of the scores CSV (default: the first non-label column)")
     p.add_argument("--from-logits", action="store_true",
                    help="the scores are head logits: apply sigmoid (independent) / softmax (exclusive groups)")
+    p.add_argument("--split", metavar="NAME",
+                   help="use only the truth rows of this split (e.g. test, val) of the table's split column; the "
+                        "scores may cover that split alone or the whole table")
+    p.add_argument("--split-column", metavar="C",
+                   help="the truth table's split column for --split (default: a column named split, subset, "
+                        "partition or fold)")
 
 
 def add_parser(subparsers: Any) -> None:
@@ -92,7 +98,8 @@ def load_inputs(args: argparse.Namespace):
 
     with _notes():
         return load(args.truth, args.scores, schema=args.schema, format=args.format, labels=args.labels,
-                    id_column=args.id_column, from_logits=args.from_logits)
+                    id_column=args.id_column, from_logits=args.from_logits, split=args.split,
+                    split_column=args.split_column)
 
 
 def load_strategies(args: argparse.Namespace):
@@ -101,7 +108,8 @@ def load_strategies(args: argparse.Namespace):
 
     with _notes():
         return load(args.truth, args.scores, schema=args.schema, format=args.format, labels=args.labels,
-                    id_column=args.id_column, from_logits=args.from_logits)
+                    id_column=args.id_column, from_logits=args.from_logits, split=args.split,
+                    split_column=args.split_column)
 
 
 class _notes(warnings.catch_warnings):
@@ -145,7 +153,8 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate(
         table.y, scores, schema=table.schema, thresholds=thresholds, tune=args.tune,
         bootstrap=args.bootstrap, level=args.level, seed=args.seed, groups=groups, progress=progress,
-        summary={"truth": str(args.truth), "scores": str(path), "format": table.format or args.format},
+        summary={"truth": str(args.truth), "scores": str(path), "format": table.format or args.format,
+                 **({"split": args.split} if args.split else {})},
         score_source=getattr(args, "score_source", None),
     )
     result.notes.extend(str(n) for n in (*table.schema.notes, *table.notes))
@@ -192,7 +201,8 @@ def run_compare(args: argparse.Namespace, table, strategies: dict) -> int:
         table.y, {name: scores for name, (_, scores) in strategies.items()}, schema=table.schema,
         thresholds=thresholds, tune=args.tune, bootstrap=args.bootstrap, level=args.level, seed=args.seed,
         groups=groups, progress=progress,
-        summary={"truth": str(args.truth), "format": table.format or args.format},
+        summary={"truth": str(args.truth), "format": table.format or args.format,
+                 **({"split": args.split} if args.split else {})},
     )
     result.summary["scores"] = {name: str(path) for name, (path, _) in strategies.items()}
     notes = [str(n) for n in (*table.schema.notes, *table.notes)]

@@ -166,7 +166,8 @@ def _run_plain(args: argparse.Namespace, kw: dict) -> int:
             continue
         v, m = values.get(label, math.nan), reached.get(label, math.nan)
         rows.append([label, str(int(table.y[:, j].sum())), _f(v), _f(m)])
-    print(f"{len(table)} images; thresholds by {args.method} on {args.truth}")
+    where = f"{args.truth}" + (f" (split {args.split})" if args.split else "")
+    print(f"{len(table)} images; thresholds by {args.method} on {where}")
     print("\n".join(_table(["label", "pos", "threshold", metric], rows, right=[1, 2, 3])))
     if schema.exclusive or schema.none:
         print("(exclusive groups are decided by argmax; the none label is derived from the others)")

@@ -37,6 +37,7 @@ def read_scores(
     schema: LabelSchema | None = None,
     id_column: str | None = None,
     from_logits: bool = False,
+    other_ids: Sequence[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(ids, scores)``: scores (n, len(labels)) float64 in the order of ``ids``.
 
@@ -49,7 +50,9 @@ def read_scores(
     and so is a CSV without an id column (its rows are matched to ``ids`` by position). Scores
     must lie in [0, 1] unless ``from_logits`` (head logits, converted by the caller); the error
     names the first cell outside and says whether the file looks like logits, percentages or a
-    few bad cells.
+    few bad cells. ``other_ids`` (with ``ids``): ids of the same truth table outside the rows
+    evaluated (e.g. its other splits); CSV score rows for them are left out with one
+    ``UserWarning`` that counts them, instead of being refused as unknown ids.
     """
     path = Path(path)
     if labels is None:
@@ -65,7 +68,7 @@ def read_scores(
         file_ids, matrix = _read_npy(path, ids, labels, outputs, from_logits)
     elif suffix in (".csv", ".tsv", ".txt"):
         file_ids, matrix = _read_csv(path, ids, labels, outputs, id_column, sep="\t" if suffix == ".tsv" else ",",
-                                     from_logits=from_logits)
+                                     from_logits=from_logits, other_ids=other_ids)
     else:
         raise InputError(f"{path}: unknown scores format {suffix!r}; give a .csv (id + one column per label) or a .npy array")
     if matrix.shape[1] != len(labels):
@@ -113,7 +116,7 @@ def _read_npy(path: Path, ids, labels, outputs, from_logits=False):
     return file_ids, m
 
 
-def _read_csv(path: Path, ids, labels, outputs, id_column, sep, from_logits=False):
+def _read_csv(path: Path, ids, labels, outputs, id_column, sep, from_logits=False, other_ids=None):
     import pandas as pd
 
     try:
@@ -216,6 +219,8 @@ def _read_csv(path: Path, ids, labels, outputs, id_column, sep, from_logits=Fals
         return np.asarray(file_ids, dtype=str), values
 
     ids = [str(i) for i in ids]
+    if other_ids is not None:
+        file_ids, values, seen = _drop_other_rows(path, ids, other_ids, file_ids, values)
     order = _match(ids, file_ids, seen)
     if order is None:
         # Ids given as paths on one side and names on the other: match on the file name.
@@ -238,6 +243,18 @@ def _read_csv(path: Path, ids, labels, outputs, id_column, sep, from_logits=Fals
             + ". Score exactly the images of the truth table (or pass --scores with the matching file)."
         )
     return np.asarray(ids, dtype=str), values[order]
+
+
+def _drop_other_rows(path: Path, ids: list[str], other_ids, file_ids: list[str], values: np.ndarray):
+    """Leave out the score rows of truth rows outside the selection (another split), said once."""
+    other = {str(i) for i in other_ids} - set(ids)
+    keep = [r for r, i in enumerate(file_ids) if i not in other]
+    if len(keep) < len(file_ids):
+        warnings.warn(f"{path}: {len(file_ids) - len(keep)} score row(s) belong to truth rows outside the selected "
+                      f"split and are left out; {len(keep)} row(s) kept", stacklevel=4)
+        file_ids = [file_ids[r] for r in keep]
+        values = values[keep]
+    return file_ids, values, {i: r for r, i in enumerate(file_ids)}
 
 
 def _match(ids: list[str], file_ids: list[str], index: dict[str, int]) -> np.ndarray | None:

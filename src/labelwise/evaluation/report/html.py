@@ -122,9 +122,9 @@ def render_report(result: "EvaluationResult", images: Mapping[str, bytes] | None
     # ---- data summary
     add('<h2 id="summary">Data</h2><table class="kv">')
     rows = [("images", result.n_samples), ("labels", len(result.labels))]
-    for key in ("truth", "scores", "format"):
+    for key in ("truth", "split", "scores", "format"):
         if key in s:
-            rows.append((f"{key} file" if key != "format" else "truth format", s[key]))
+            rows.append(({"split": "split evaluated", "format": "truth format"}.get(key, f"{key} file"), s[key]))
     if math.isfinite(s.get("labels_per_image", math.nan)):
         rows.append(("mean positive labels per image", f"{s['labels_per_image']:.2f}"))
     schema = result.schema
