@@ -8,8 +8,10 @@ file in the destination folder first and is renamed over the target only once co
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -144,8 +146,170 @@ def check_out_file(out: str | os.PathLike | None, *, option: str = "--out", exam
 def _check_ancestors(option: str, out: Any, path: Path) -> None:
     from .errors import InputError
 
-    for parent in path.parents:
+    # The folder that will receive the output (or its first part to be created) must be writable;
+    # the path itself when it is an existing folder. os.access also says no on a read-only mount.
+    candidates = ([path] if path.is_dir() else []) + list(path.parents)
+    for parent in candidates:
         if parent.exists():
             if not parent.is_dir():
                 raise InputError(f"{option} {out}: {parent} is a file, not a folder; choose another {option}")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise InputError(f"{option} {out}: cannot write into {parent} (permission denied or a read-only "
+                                 f"file system); choose another {option}")
             return
+
+
+# ------------------------------------------------------------------ whole folders
+def write_tree(path: str | os.PathLike, files: "dict[str, str | bytes]", *, owned: "tuple[str, ...] | list[str]" = ()
+               ) -> dict[str, Path]:
+    """Write a folder of files (``{relative path: text or bytes}``) so that ``path`` never mixes two runs.
+
+    The files are written into a new hidden folder beside ``path`` (``.NAME.<pid>.<random>.tmp``);
+    entries of the old folder that are neither written now nor ``owned`` (names of outputs an
+    earlier run may have left, which this run replaces or drops) are hard-linked (else copied) into
+    it, so the user's own files stay; then the new folder takes the old one's place: one atomic
+    ``renameat2(RENAME_EXCHANGE)`` on Linux, else two renames (for an instant ``path`` is absent,
+    never mixed). A kill at any moment leaves either the old folder or the new one at ``path``,
+    plus at most a hidden ``.tmp`` folder, removed by the next successful write. Where the folder
+    cannot be swapped (it is the working directory or holds it, or it is a symlink) the old
+    ``owned`` files are deleted first and the new ones written after, the first file of ``files``
+    (e.g. ``metrics.json``) last, so a reader finds either it and a complete set, or no it.
+    Returns ``{relative path: final path}``.
+    """
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise _cannot_write(target, "it is a file, not a folder")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _cannot_write(target, _reason(e, target)) from None
+    final = {rel: target / rel for rel in files}
+    if not _swappable(target):
+        _write_in_place(target, files, owned)
+        return final
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent))
+    except OSError as e:
+        raise _cannot_write(target, _reason(e, target)) from None
+    try:
+        for rel, content in files.items():
+            p = tmp / rel
+            p.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, bytes):
+                p.write_bytes(content)
+            else:
+                p.write_text(content, encoding="utf-8")
+        if target.is_dir():
+            tops = {Path(rel).parts[0] for rel in files}
+            for entry in target.iterdir():
+                if entry.name not in tops and entry.name not in owned:
+                    _link_copy(entry, tmp / entry.name)
+        _swap(tmp, target)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise _cannot_write(target, _reason(e, target)) from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _remove_stale(target)
+    return final
+
+
+def _swappable(target: Path) -> bool:
+    if target.is_symlink():
+        return False
+    if not target.exists():
+        return True
+    here, there = Path.cwd().resolve(), target.resolve()
+    return not (here == there or there in here.parents)
+
+
+def _write_in_place(target: Path, files, owned) -> None:
+    names = list(files)
+    first = names[:1]
+    target.mkdir(parents=True, exist_ok=True)
+    for rel in first + [n for n in owned if n not in first]:  # the marker file goes first
+        p = target / rel
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+    for rel in names[1:] + first:  # ... and comes back last
+        content = files[rel]
+        (target / rel).parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            write_bytes(target / rel, content)
+        else:
+            write_text(target / rel, content)
+
+
+def _link_copy(src: Path, dst: Path) -> None:
+    def link(a, b):
+        try:
+            os.link(a, b)
+        except OSError:
+            shutil.copy2(a, b)
+
+    if src.is_dir() and not src.is_symlink():
+        shutil.copytree(src, dst, symlinks=True, copy_function=link)
+    elif src.is_symlink():
+        os.symlink(os.readlink(src), dst)
+    else:
+        link(src, dst)
+
+
+def _swap(new: Path, target: Path) -> None:
+    """Put ``new`` at ``target``; the old ``target`` (if any) is removed."""
+    if not target.exists():
+        os.rename(new, target)
+        return
+    if _exchange(new, target):
+        shutil.rmtree(new, ignore_errors=True)  # now holds the old folder
+        return
+    aside = new.with_name(new.name[:-4] + ".old.tmp")
+    os.rename(target, aside)
+    os.rename(new, target)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically exchange two paths (Linux ``renameat2`` with ``RENAME_EXCHANGE``); False where unsupported."""
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, exchange = -100, 2
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    ok = fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), exchange) == 0
+    return ok  # on EINVAL/ENOSYS (file system without it) the two-rename fallback runs
+
+
+def _remove_stale(target: Path) -> None:
+    """Remove hidden ``.NAME.<pid>.*.tmp`` folders left beside ``target`` by killed writers (their pid is gone)."""
+    for entry in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+        parts = entry.name[len(target.name) + 2:].split(".")
+        if not parts or not parts[0].isdigit() or not entry.is_dir():
+            continue
+        pid = int(parts[0])
+        if pid == os.getpid() or not _alive(pid):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+

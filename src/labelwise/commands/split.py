@@ -70,7 +70,9 @@ def run(args) -> int:
     if args.check:
         return _run_check(args)
     from ..errors import InputError
-    from ..io import atomic_path
+    from ..io import atomic_path, check_out_file
+
+    check_out_file(args.out, example="splits.csv")  # before reading and splitting: a bad path costs nothing
     from ..labels.split import parse_fractions, split_report, split_table
 
     f = parse_fractions(args.fractions)

@@ -171,11 +171,13 @@ class EvaluationResult:
         """Write ``metrics.json``, ``thresholds.json``, PNG plots and ``report.html`` into ``out_dir``.
 
         Everything is rendered in memory first, so a failure (e.g. matplotlib missing) writes
-        nothing; then each file is written atomically, and report files of an earlier run that
-        this one does not produce (``report.html`` and PNGs after ``plots=False``) are deleted so
-        the folder never mixes two runs. Returns ``{name: path}``.
+        nothing; then the folder is written as a whole (:func:`labelwise.io.write_tree`: built
+        beside it and swapped in), so a kill at any moment leaves the old report or the new one,
+        never a mix; report files of an earlier run that this one does not produce (``report.html``
+        and PNGs after ``plots=False``) are gone, other files in the folder are kept. Returns
+        ``{name: path}``.
         """
-        return _write_files(Path(out_dir), self._render(plots=plots, html=html), REPORT_FILES)
+        return _write_files(Path(out_dir), self._render(plots=plots, html=html))
 
     def _render(self, *, plots: bool, html: bool) -> dict[str, str | bytes]:
         """Every output file's content, ``{file name: text or bytes}``."""
@@ -212,9 +214,6 @@ class EvaluationResult:
         }
 
 
-# The report files ``EvaluationResult.save`` may write besides the JSON; a later run that does not
-
-
 class _plotting:
     """Context: turn a missing matplotlib into an ``InputError`` that says how to do without it."""
 
@@ -229,19 +228,17 @@ class _plotting:
         return False
 
 
-def _write_files(out: Path, files: Mapping[str, str | bytes], known: Sequence[str]) -> dict[str, Path]:
-    """Write ``files`` (rendered already) into ``out``; delete the ``known`` ones not among them."""
-    from ..io import write_bytes, write_text
+# Every name an evaluation or a comparison writes at the top of its folder: an older run's copies
+# are replaced or dropped, never kept beside the new report.
+OWNED_FILES = tuple(dict.fromkeys(("metrics.json", "thresholds.json", *REPORT_FILES, *COMPARISON_FILES)))
 
-    out.mkdir(parents=True, exist_ok=True)
-    for name in known:
-        if name not in files:
-            (out / name).unlink(missing_ok=True)
-    written: dict[str, Path] = {}
-    for name, content in files.items():
-        path = out / name
-        written[name] = write_bytes(path, content) if isinstance(content, bytes) else write_text(path, content)
-    return written
+
+def _write_files(out: Path, files: Mapping[str, str | bytes], owned: Sequence[str] = ()) -> dict[str, Path]:
+    """Write ``files`` (rendered already; ``{relative path: content}``, the summary JSON first) as the
+    folder ``out``, never mixed with an older run (:func:`labelwise.io.write_tree`)."""
+    from ..io import write_tree
+
+    return write_tree(out, dict(files), owned=tuple(dict.fromkeys((*OWNED_FILES, *owned))))
 
 
 def _verdict(low: float, high: float) -> str:
@@ -450,7 +447,8 @@ class ComparisonResult:
         """Write each strategy's usual outputs to ``out_dir/<name>/`` (see :meth:`EvaluationResult.save`),
         plus ``comparison.json`` and, with ``html``, ``report.html`` (self-contained: the comparison tables,
         per-label ROC curves of every strategy overlaid, the per-label AUC differences) and its PNGs with
-        ``plots``. Every file is written atomically. Returns ``{relative name: path}``."""
+        ``plots``. The folder is written as a whole, never mixed with an older run (see
+        :meth:`EvaluationResult.save`). Returns ``{relative name: path}``."""
         from ..io import json_text
 
         out = Path(out_dir)
@@ -470,9 +468,7 @@ class ComparisonResult:
                 from .report.html import render_comparison_report
 
                 files["report.html"] = render_comparison_report(self, images)
-        written: dict[str, Path] = {}
+        tree = dict(files)  # comparison.json first: in the in-place fallback it is written last
         for name in self.names:
-            for key, path in _write_files(out / name, rendered[name], REPORT_FILES).items():
-                written[f"{name}/{key}"] = path
-        written.update(_write_files(out, files, COMPARISON_FILES))
-        return written
+            tree.update({f"{name}/{key}": content for key, content in rendered[name].items()})
+        return _write_files(out, tree, owned=self.names)
