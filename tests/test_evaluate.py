@@ -145,7 +145,10 @@ def test_evaluate_matches_sklearn(xray, result):
         assert r.positives == int(yt[:, j].sum())
         assert r.auc == pytest.approx(skm.roc_auc_score(yt[:, j], ys[:, j]), abs=1e-12)
         assert r.ap == pytest.approx(skm.average_precision_score(yt[:, j], ys[:, j]), abs=1e-12)
-        assert r.auc_low <= r.auc <= r.auc_high
+        if min(r.positives, len(yt) - r.positives) >= 10:
+            assert r.auc_low <= r.auc <= r.auc_high
+        else:  # Hernia: 4 positives, too few for an interval (issue 13, item 7)
+            assert np.isnan([r.auc_low, r.auc_high]).all()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             assert r.recall == pytest.approx(skm.recall_score(yt[:, j], yp[:, j]), abs=1e-12)
@@ -162,8 +165,8 @@ def test_evaluate_matches_sklearn(xray, result):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert av["f1_micro"] == pytest.approx(skm.f1_score(yt, yp, average="micro"), abs=1e-12)
-    low, high = result.averages_ci["auc_macro"]
-    assert low < av["auc_macro"] < high
+    low, high = result.averages_ci["auc_macro_ci_labels"]  # over the labels with >= 10 of each class
+    assert low < av["auc_macro_ci_labels"] < high
     # The per-label table: every label, aligned columns, CIs.
     table = result.format_table()
     for label in schema.labels:

@@ -67,6 +67,10 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--bootstrap", type=non_negative_int, default=1000, metavar="N",
                    help="bootstrap resamples for the confidence intervals (0: none; default 1000)")
     p.add_argument("--level", type=float, default=0.95, help="confidence level (default 0.95)")
+    p.add_argument("--min-class-count", "--min-positives", type=positive_int, default=10, metavar="N",
+                   help="no confidence interval (and no significance mark when comparing) for a label with fewer "
+                        "than N positives or N negatives in the evaluated data; the macro intervals average the "
+                        "other labels (default 10)")
     p.add_argument("--group-column", metavar="C",
                    help="resample groups (e.g. 'Patient ID') instead of images in the bootstrap")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
@@ -78,6 +82,14 @@ def add_parser(subparsers: Any) -> None:
                         "when scores from a reweighting loss are used without calibration")
     p.add_argument("--no-plots", action="store_true", help="with --out: skip the PNG plots and the HTML report")
     p.set_defaults(func=run)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    value = non_negative_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 def non_negative_int(text: str) -> int:
@@ -153,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate(
         table.y, scores, schema=table.schema, thresholds=thresholds, tune=args.tune,
         bootstrap=args.bootstrap, level=args.level, seed=args.seed, groups=groups, progress=progress,
+        min_class_count=args.min_class_count,
         summary={"truth": str(args.truth), "scores": str(path), "format": table.format or args.format,
                  **({"split": args.split} if args.split else {})},
         score_source=getattr(args, "score_source", None),
@@ -200,7 +213,7 @@ def run_compare(args: argparse.Namespace, table, strategies: dict) -> int:
     result = compare(
         table.y, {name: scores for name, (_, scores) in strategies.items()}, schema=table.schema,
         thresholds=thresholds, tune=args.tune, bootstrap=args.bootstrap, level=args.level, seed=args.seed,
-        groups=groups, progress=progress,
+        groups=groups, progress=progress, min_class_count=args.min_class_count,
         summary={"truth": str(args.truth), "format": table.format or args.format,
                  **({"split": args.split} if args.split else {})},
     )

@@ -34,6 +34,7 @@ def compare(
     from_logits: bool = False,
     summary: Mapping[str, Any] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    min_class_count: int = 10,
 ) -> ComparisonResult:
     """Evaluate several strategies' scores on the same truth, side by side, with paired bootstrap differences.
 
@@ -47,6 +48,9 @@ def compare(
     strategy's intervals equal those of ``evaluate`` with the same ``seed``, and the difference of
     macro AUC/AP and of each label's AUC/AP to the reference gets a percentile interval over the
     per-resample differences. ``summary`` is added to each strategy's summary and to the comparison.
+    A label with fewer than ``min_class_count`` positives or negatives gets no interval and no
+    verdict (no significance mark), and the macro differences average the other labels, the same
+    ones in every resample.
     """
     from ..metrics.bootstrap import paired_bootstrap
 
@@ -83,7 +87,7 @@ def compare(
             warnings.simplefilter("ignore")
             boot = paired_bootstrap(yt, prepared, reference=ref, metrics=("roc_auc", "average_precision"),
                                     n_resamples=int(bootstrap), level=level, seed=seed, groups=groups,
-                                    labels=list(schema.labels), progress=progress)
+                                    labels=list(schema.labels), progress=progress, min_class_count=min_class_count)
     results = {}
     for name in names:
         th = thresholds[name] if isinstance(thresholds, Mapping) else thresholds
@@ -91,7 +95,7 @@ def compare(
             results[name] = _evaluate_prepared(
                 yt, prepared[name], schema, thresholds=th, tune=tune, bootstrap=bootstrap, level=level, seed=seed,
                 groups=groups, summary={**dict(summary or {}), "strategy": name}, progress=None,
-                boot=boot.results[name] if boot is not None else None)
+                boot=boot.results[name] if boot is not None else None, min_class_count=min_class_count)
         except InputError as e:
             raise InputError(f"strategy {name!r}: {e}") from None
     return ComparisonResult(names=names, reference=ref, results=results, paired=boot, summary=dict(summary or {}))

@@ -104,6 +104,7 @@ def evaluate(
     summary: Mapping[str, Any] | None = None,
     progress: Callable[[int, int], None] | None = None,
     score_source: str | None = None,
+    min_class_count: int = 10,
 ) -> EvaluationResult:
     """Evaluate scores against the truth; see the module docstring.
 
@@ -114,7 +115,11 @@ def evaluate(
     Decisions: ``thresholds`` (a ``Thresholds`` or its JSON path), else thresholds tuned on
     this data by the rule ``tune`` (see :func:`parse_tune`; optimistic, and said so), else 0.5.
     ``bootstrap`` resamples (0 = no intervals), of images or of ``groups`` (e.g. patient ids);
-    ``progress(done, total)`` is called as the resamples are computed.
+    ``progress(done, total)`` is called as the resamples are computed. A label with fewer than
+    ``min_class_count`` positives or negatives in this data gets no interval (its notes and the
+    result's notes say so, naming it) and the macro intervals average the same other labels in
+    every resample (:func:`labelwise.metrics.bootstrap_ci`); when labels are left out, the macro
+    AUC/AP over the labels with intervals is ``averages["auc_macro_ci_labels"]`` with its interval.
     ``thresholds`` may also be a :class:`~labelwise.decide.DecisionPolicy` (or a ``decision.json``
     path): its calibration is applied to the scores first (every metric is then computed on the
     calibrated probabilities), then its rule decides. ``score_source`` names the training loss the
@@ -125,7 +130,7 @@ def evaluate(
     schema, yt, ys = _prepare(y_true, y_score, schema=schema, labels=labels, from_logits=from_logits)
     return _evaluate_prepared(yt, ys, schema, thresholds=thresholds, tune=tune, bootstrap=bootstrap, level=level,
                               seed=seed, groups=groups, summary=summary, progress=progress,
-                              score_source=score_source)
+                              score_source=score_source, min_class_count=min_class_count)
 
 
 def _prepare(y_true, y_score, *, schema, labels, from_logits):
@@ -162,7 +167,8 @@ def _prepare(y_true, y_score, *, schema, labels, from_logits):
 
 
 def _evaluate_prepared(yt, ys, schema, *, thresholds, tune, bootstrap, level, seed, groups, summary, progress,
-                       boot: Mapping[str, Any] | None = None, score_source: str | None = None) -> EvaluationResult:
+                       boot: Mapping[str, Any] | None = None, score_source: str | None = None,
+                       min_class_count: int = 10) -> EvaluationResult:
     """:func:`evaluate` on checked inputs; ``boot``: a ``bootstrap_ci`` result computed already (same
     settings), used instead of bootstrapping again (``compare`` passes its paired resamples)."""
     from .. import metrics as M
@@ -259,23 +265,32 @@ def _evaluate_prepared(yt, ys, schema, *, thresholds, tune, bootstrap, level, se
             warnings.simplefilter("ignore")
             res = boot if boot is not None else M.bootstrap_ci(
                 yt, ys, metrics=("roc_auc", "average_precision"), n_resamples=int(bootstrap), level=level,
-                seed=seed, groups=groups, labels=names, **({"progress": progress} if progress is not None else {}))
-        alpha = (1 - level) / 2
+                seed=seed, groups=groups, labels=names, min_class_count=min_class_count,
+                **({"progress": progress} if progress is not None else {}))
         for metric, key in (("roc_auc", "auc"), ("average_precision", "ap")):
             r = res[metric]
             ci[metric][:, 0] = _arr(r.low)
             ci[metric][:, 1] = _arr(r.high)
-            lo, hi = _num(getattr(r, "macro_low", math.nan)), _num(getattr(r, "macro_high", math.nan))
-            if not (math.isfinite(lo) and math.isfinite(hi)) and r.samples is not None:
-                samples = np.asarray(r.samples, dtype=np.float64)
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    macro = np.nanmean(samples, axis=1)  # macro average per resample
-                macro = macro[np.isfinite(macro)]
-                if macro.size:
-                    lo, hi = float(np.quantile(macro, alpha)), float(np.quantile(macro, 1 - alpha))
-            if math.isfinite(lo) and math.isfinite(hi):
+            lo, hi = _num(r.macro_low), _num(r.macro_high)
+            if not (math.isfinite(lo) and math.isfinite(hi)):
+                continue
+            defined = np.isfinite(_arr(r.point))
+            if np.array_equal(np.asarray(r.eligible, dtype=bool), defined):
                 averages_ci[f"{key}_macro"] = (lo, hi)
+            else:
+                # The macro over every defined label has no interval of its own; the one computed is of
+                # the mean over the labels with intervals, so it is shown beside that mean.
+                averages[f"{key}_macro_ci_labels"] = _num(r.macro_point)
+                averages_ci[f"{key}_macro_ci_labels"] = (lo, hi)
+        left_out = _ci_left_out(names, yt, res["roc_auc"].eligible, res["roc_auc"].point, min_class_count)
+        boot_info["min_class_count"] = int(min_class_count)
+        boot_info["ci_left_out"] = left_out
+        if left_out:
+            kept = len(names) - len(left_out) - int((~np.isfinite(_arr(res["roc_auc"].point))).sum())
+            notes.append(f"no confidence interval for {len(left_out)} label(s) with fewer than {min_class_count} "
+                         f"positives or negatives in this data (set by min_class_count / --min-class-count): "
+                         + ", ".join(f"{k} ({v})" for k, v in left_out.items())
+                         + f"; the macro intervals average the same {kept} other label(s) in every resample")
         if groups is not None:
             boot_info["n_groups"] = int(len(set(np.asarray(groups).tolist())))
 
@@ -305,6 +320,8 @@ def _evaluate_prepared(yt, ys, schema, *, thresholds, tune, bootstrap, level, se
             row_notes.append("only positives in this data: AUC/AP undefined; no negatives, so specificity undefined")
         if predicted[j] == 0:
             row_notes.append("no positive decisions: precision undefined")
+        if label in boot_info.get("ci_left_out", {}):
+            row_notes.append(f"{boot_info['ci_left_out'][label]} (< {min_class_count}): no confidence interval")
         rows.append(LabelRow(
             label=label, positives=pos, prevalence=pos / n if n else math.nan,
             auc=float(auc[j]), auc_low=float(ci["roc_auc"][j, 0]), auc_high=float(ci["roc_auc"][j, 1]),
@@ -350,6 +367,18 @@ def _fingerprint_for(thresholds, yt: np.ndarray, ys: np.ndarray, names: Sequence
     if len(cols) != len(thresholds.labels):
         return None
     return _fingerprint(yt[:, cols], ys[:, cols])
+
+
+def _ci_left_out(names, yt: np.ndarray, eligible, point, min_class_count: int) -> dict[str, str]:
+    """``{label: "3 positives"}`` for the labels with a defined metric but no interval (too few of a class)."""
+    out = {}
+    n = yt.shape[0]
+    for j, label in enumerate(names):
+        if eligible is not None and not eligible[j] and math.isfinite(float(point[j])):
+            pos = int(yt[:, j].sum())
+            few, what = (pos, "positive") if pos < min_class_count else (n - pos, "negative")
+            out[label] = f"{few} {what}{'s' if few != 1 else ''}"
+    return out
 
 
 def _left_out_notes(names, **per_label: np.ndarray) -> list[str]:

@@ -142,8 +142,12 @@ class EvaluationResult:
         av = self.averages
         avg_rows = []
         for key, name in (("auc", "AUC"), ("ap", "AP")):
-            for kind in ("macro", "micro", "weighted", "samples"):
+            for kind in ("macro", "macro_ci_labels", "micro", "weighted", "samples"):
                 k = f"{key}_{kind}"
+                if kind == "macro_ci_labels" and k in av:  # labels without a CI are left out (see Notes)
+                    low, high = self.averages_ci.get(k, (math.nan, math.nan))
+                    avg_rows.append([f"macro {name}, labels with CI", _fmt_ci(av[k], low, high, True)])
+                    continue
                 if k in av:
                     low, high = self.averages_ci.get(k, (math.nan, math.nan))
                     avg_rows.append([f"{kind} {name}", _fmt_ci(av[k], low, high, k in self.averages_ci)])
@@ -376,6 +380,12 @@ class ComparisonResult:
                            "expect some to exclude 0 by chance; judge by the macro difference first")
         else:
             out.append("no bootstrap (--bootstrap 0): differences without intervals; cannot tell noise from a real gap")
+        left_out = self.results[self.reference].bootstrap.get("ci_left_out") or {}
+        if self.paired is not None and left_out:
+            n_min = self.results[self.reference].bootstrap.get("min_class_count")
+            out.append(f"no interval and no verdict for {len(left_out)} label(s) with fewer than {n_min} positives or "
+                       "negatives: " + ", ".join(f"{k} ({v})" for k, v in left_out.items())
+                       + "; the macro differences average the other labels, the same ones in every resample")
         if any("optimistic" in self.results[n].threshold_source for n in self.names):
             out.append("thresholds were tuned on this data for each strategy: F1, subset accuracy and Hamming loss "
                        "are optimistic; AUC and AP do not depend on thresholds")

@@ -25,6 +25,12 @@ in which a label has one class gives NaN for that label; NaN resamples are left 
 quantiles (``n_valid`` says how many were used); a label with one class in the data is NaN
 throughout, with an :class:`UndefinedMetricWarning` naming it.
 
+A label with fewer than ``min_class_count`` (default 10) positives or negatives in the data gets
+no interval (``low``/``high`` NaN): a label with one positive is absent from about a third of the
+resamples, and the percentile interval of the rest is far too narrow. The macro average's
+interval is over ONE fixed set of labels (those with an interval) in every resample; a resample in
+which one of them has a single class is left out of the macro quantiles (``macro_n_valid``).
+
 :func:`paired_bootstrap` compares several score matrices (strategies, models) on the same
 truth: each is evaluated on the same resamples (the generator replayed from one state), and
 the interval of ``strategy - reference`` is taken over the per-resample differences.
@@ -54,7 +60,10 @@ class BootstrapResult:
 
     ``point``, ``low``, ``high``: (L,) arrays; ``samples``: (n_resamples, L) resampled values
     (NaN where the resample had one class), or None when not kept. ``macro_*`` are the same for
-    the mean over labels (labels NaN on the full data left out; per resample ``nanmean``).
+    the mean over the labels of ``eligible`` (the same labels in every resample): those with at
+    least ``min_class_count`` positives and negatives in the data, the only ones with an interval
+    (``low``/``high`` NaN for the others). ``macro_n_valid``: resamples in the macro quantiles
+    (those in which every eligible label had both classes).
     """
 
     point: np.ndarray
@@ -67,6 +76,9 @@ class BootstrapResult:
     macro_point: float = float("nan")
     macro_low: float = float("nan")
     macro_high: float = float("nan")
+    eligible: np.ndarray | None = None
+    min_class_count: int = 1
+    macro_n_valid: int = 0
 
     def to_dict(self) -> dict:
         """JSON-friendly form (NaN stays NaN; :func:`labelwise.io.write_json` writes it as null)."""
@@ -77,7 +89,10 @@ class BootstrapResult:
             "low": self.low.tolist(),
             "high": self.high.tolist(),
             "n_valid": None if self.n_valid is None else self.n_valid.tolist(),
-            "macro": {"point": self.macro_point, "low": self.macro_low, "high": self.macro_high},
+            "macro": {"point": self.macro_point, "low": self.macro_low, "high": self.macro_high,
+                      "n_valid": self.macro_n_valid},
+            "min_class_count": self.min_class_count,
+            "eligible": None if self.eligible is None else self.eligible.tolist(),
         }
 
 
@@ -229,6 +244,7 @@ def bootstrap_ci(
     keep_samples: bool = True,
     chunk_bytes: int = 6 * 2**20,
     progress: Callable[[int, int], None] | None = None,
+    min_class_count: int = 10,
 ) -> dict[str, BootstrapResult]:
     """Percentile bootstrap intervals of per-label metrics ("roc_auc", "average_precision").
 
@@ -236,16 +252,18 @@ def bootstrap_ci(
     :func:`average_precision_score` with ``average=None``. ``groups`` (length n) resamples
     whole groups. ``seed`` makes the draw reproducible (the chunks consume one random stream,
     so ``chunk_bytes`` changes memory use, not the resamples). ``progress(done, total)`` is called
-    after each chunk of resamples.
+    after each chunk of resamples. A label with fewer than ``min_class_count`` positives or
+    negatives gets no interval and stays out of the macro interval (see the module docstring).
     """
     metrics = _check_metrics(metrics)
     _check_settings(n_resamples, level)
+    min_class_count = _check_min_class_count(min_class_count)
     Y, S, names, _ = check_pair(y_true, y_score, labels, from_logits=from_logits, apply_sigmoid=False)
     group_index, n_groups = _group_index(groups, Y.shape[0])
     points = _points(Y, S, names, metrics)
     samples = _draw_samples(Y, S, metrics, n_resamples, np.random.default_rng(seed), group_index, n_groups,
                             chunk_bytes, progress)
-    return _summarise(points, samples, level, names, keep_samples)
+    return _summarise(points, samples, level, names, keep_samples, _eligible(Y, min_class_count), min_class_count)
 
 
 @dataclass(frozen=True)
@@ -298,6 +316,7 @@ def paired_bootstrap(
     keep_samples: bool = True,
     chunk_bytes: int = 6 * 2**20,
     progress: Callable[[int, int], None] | None = None,
+    min_class_count: int = 10,
 ) -> PairedBootstrapResult:
     """Paired bootstrap of several score matrices against one truth: the difference of each to a reference.
 
@@ -310,10 +329,14 @@ def paired_bootstrap(
     accounts for the correlation between strategies scored on the same images (an unpaired
     comparison of two separate intervals would not). Only one strategy's sorted indices are
     held at a time, so memory does not grow with the number of strategies.
-    ``progress(done, total)`` counts resamples over all strategies.
+    ``progress(done, total)`` counts resamples over all strategies. A label with fewer than
+    ``min_class_count`` positives or negatives gets no interval, for each strategy and for the
+    differences (so no significance can be read for it), and stays out of every macro average
+    (see :func:`bootstrap_ci`); the set depends on the truth only, so it is the same for all.
     """
     metrics = _check_metrics(metrics)
     _check_settings(n_resamples, level)
+    min_class_count = _check_min_class_count(min_class_count)
     if isinstance(y_scores, Mapping):
         named = [(str(k), v) for k, v in y_scores.items()]
     else:
@@ -334,6 +357,7 @@ def paired_bootstrap(
             raise InputError(f"strategy {name!r}: {e}") from None
         checked[name] = S
     group_index, n_groups = _group_index(groups, Y.shape[0])
+    eligible = _eligible(Y, min_class_count)
     rng = np.random.default_rng(seed)
     state = rng.bit_generator.state  # replayed for each strategy: the same resamples for all
     total = n_resamples * len(named)
@@ -345,7 +369,7 @@ def paired_bootstrap(
         points = _points(Y, checked[name], labels_, metrics)
         samples = _draw_samples(Y, checked[name], metrics, n_resamples, rng, group_index, n_groups, chunk_bytes, step)
         raw[name] = (points, samples)
-        results[name] = _summarise(points, samples, level, labels_, keep_samples)
+        results[name] = _summarise(points, samples, level, labels_, keep_samples, eligible, min_class_count)
     p_ref, s_ref = raw[ref]
     differences = {}
     for name in names_s:
@@ -353,7 +377,7 @@ def paired_bootstrap(
             continue
         p, s = raw[name]
         differences[name] = _summarise({m: p[m] - p_ref[m] for m in metrics}, {m: s[m] - s_ref[m] for m in metrics},
-                                       level, labels_, keep_samples)
+                                       level, labels_, keep_samples, eligible, min_class_count)
     return PairedBootstrapResult(
         names=tuple(names_s), reference=ref, results=results, differences=differences,
         n_resamples=int(n_resamples), level=level, seed=seed, unit="groups" if groups is not None else "images",
@@ -410,7 +434,20 @@ def _draw_samples(Y, S, metrics, n_resamples, rng, group_index, n_groups, chunk_
     return samples
 
 
-def _summarise(points, samples, level, names, keep_samples) -> dict[str, BootstrapResult]:
+def _check_min_class_count(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise InputError(f"min_class_count must be a whole number >= 1 (positives and negatives a label needs for a "
+                         f"confidence interval, e.g. 10); got {value!r}")
+    return int(value)
+
+
+def _eligible(Y: np.ndarray, min_class_count: int) -> np.ndarray:
+    """Labels with at least ``min_class_count`` positives and as many negatives in the data."""
+    pos = (np.asarray(Y) != 0).sum(axis=0)
+    return (pos >= min_class_count) & (Y.shape[0] - pos >= min_class_count)
+
+
+def _summarise(points, samples, level, names, keep_samples, eligible=None, min_class_count=1) -> dict[str, BootstrapResult]:
     alpha = (1.0 - level) / 2.0
     out = {}
     with warnings.catch_warnings():
@@ -419,8 +456,13 @@ def _summarise(points, samples, level, names, keep_samples) -> dict[str, Bootstr
             n_resamples = smp.shape[0]
             low, high = np.nanquantile(smp, [alpha, 1 - alpha], axis=0)
             ok = ~np.isnan(points[m])
-            macro_s = np.nanmean(smp[:, ok], axis=1) if ok.any() else np.full(n_resamples, np.nan)
-            m_low, m_high = np.nanquantile(macro_s, [alpha, 1 - alpha])
+            if eligible is not None:
+                ok = ok & eligible
+            # One fixed label set in every resample: a resample where one of them is undefined is dropped,
+            # never averaged over fewer labels.
+            macro_s = smp[:, ok].mean(axis=1) if ok.any() else np.full(n_resamples, np.nan)
+            macro_s = macro_s[np.isfinite(macro_s)]
+            m_low, m_high = np.quantile(macro_s, [alpha, 1 - alpha]) if macro_s.size else (np.nan, np.nan)
             out[m] = BootstrapResult(
                 point=points[m],
                 low=np.where(ok, low, np.nan),
@@ -432,5 +474,8 @@ def _summarise(points, samples, level, names, keep_samples) -> dict[str, Bootstr
                 macro_point=float(points[m][ok].mean()) if ok.any() else float("nan"),
                 macro_low=float(m_low),
                 macro_high=float(m_high),
+                eligible=ok,
+                min_class_count=int(min_class_count),
+                macro_n_valid=int(macro_s.size),
             )
     return out

@@ -164,12 +164,14 @@ def render_report(result: "EvaluationResult", images: Mapping[str, bytes] | None
     av, avci = result.averages, result.averages_ci
     names = {"auc": "AUC", "ap": "AP", "f1": "F1", "precision": "precision", "recall": "recall",
              "specificity": "specificity"}
-    order = ["auc_macro", "auc_micro", "auc_weighted", "auc_samples", "ap_macro", "ap_micro", "ap_weighted",
+    order = ["auc_macro", "auc_macro_ci_labels", "auc_micro", "auc_weighted", "auc_samples", "ap_macro",
+             "ap_macro_ci_labels", "ap_micro", "ap_weighted",
              "ap_samples", "f1_macro", "f1_micro", "precision_macro", "precision_micro", "recall_macro",
              "recall_micro", "specificity_macro", "hamming_loss", "subset_accuracy", "lrap", "coverage_error",
              "ranking_loss"]
     plain = {"hamming_loss": "Hamming loss", "subset_accuracy": "subset accuracy", "lrap": "label ranking AP",
-             "coverage_error": "coverage error", "ranking_loss": "ranking loss"}
+             "coverage_error": "coverage error", "ranking_loss": "ranking loss",
+             "auc_macro_ci_labels": "macro AUC, labels with a CI", "ap_macro_ci_labels": "macro AP, labels with a CI"}
     for key in sorted(av, key=lambda k: order.index(k) if k in order else len(order)):
         value = av[key]
         if key in plain or "_" not in key:
