@@ -9,10 +9,14 @@ Per label (at most one of the first three; a collapsed label's AUC is folded int
 * ``prevalence`` (error): scores ~ constant (std < 10% of the mean) at the label's prevalence,
   or chance ranking while the mean score matches the prevalence: the model predicts the base rate.
 * ``near_constant`` (error): std of the scores < ``std_tol`` (1e-3): the output ignores the input.
+  Scores that vary only by float rounding noise (spread below ``noise_tol`` = 1e-6, relative to the
+  scores' size) are always this, whatever AUC ranking the noise gives: it is an artefact.
 * ``narrow_band`` (error): every score inside ``band`` (0.45-0.55): a head stuck near 0.5.
 * ``compressed`` (warning): scores near-constant, in the narrow band or flat at the prevalence,
   but the AUC interval lies above 0.5: the ranking is informative, the scores are uncalibrated
-  (thresholds near 0.5 and probabilities cannot be read as such). Not a collapse.
+  (thresholds near 0.5 and probabilities cannot be read as such). Not a collapse. An interval
+  that contains 0.5, or a label without one (too few of a class for the bootstrap: the
+  Hanley-McNeil interval is used), never reads as ranking well.
 * ``auc_inverted`` (error): the whole AUC interval lies below 0.5: inverted or misaligned labels.
 * ``auc_chance`` (warning): the AUC's confidence interval contains 0.5: no evidence of ranking.
 * ``single_class`` (info): one class only in this data: AUC/AP undefined.
@@ -44,7 +48,7 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["Finding", "diagnose", "LIKELY_CAUSES", "format_findings"]
+__all__ = ["Finding", "diagnose", "LIKELY_CAUSES", "format_findings", "headline"]
 
 # The checklist a practitioner walks through when a model's outputs collapse.
 LIKELY_CAUSES: dict[str, str] = {
@@ -120,6 +124,7 @@ def diagnose(
     min_rows: int = 20,
     groups: Mapping[str, Sequence[str]] | None = None,
     group_excess: float = 0.3,
+    noise_tol: float = 1e-6,
 ) -> list[Finding]:
     """Look for a collapsed, chance-level or mis-wired model; return the findings (empty = healthy).
 
@@ -157,8 +162,14 @@ def diagnose(
         auc = _auc_per_label(yt, ys, labels)
     auc = np.asarray(auc, dtype=np.float64)
     ci = _ci_array(auc_ci, labels)
+    hm = _hanley_mcneil_ci(auc, yt.sum(axis=0), n - yt.sum(axis=0), level)
     if ci is None:
-        ci = _hanley_mcneil_ci(auc, yt.sum(axis=0), n - yt.sum(axis=0), level)
+        ci = hm
+    else:
+        # A label the bootstrap gave no interval (too few of a class) is judged on the wide normal
+        # approximation, never on the point AUC alone.
+        missing = ~np.isfinite(ci).all(axis=1)
+        ci = np.where(missing[:, None], hm, ci)
 
     findings: list[Finding] = []
     collapsed: list[str] = []
@@ -193,8 +204,18 @@ def diagnose(
         auc_text = f"AUC {a:.3f} (CI {lo:.3f}-{hi:.3f})" if not math.isnan(a) else "AUC n/a"
         # "Constant" relative to the mean: a good model of a rare label also has a small std.
         flat = std < max(std_tol, 0.1 * abs(mean))
+        # Float rounding noise (float32 eps ~1.2e-7 times the score): a ranking of it is an artefact.
+        noise = (smax - smin) <= noise_tol * max(1.0, abs(mean))
+        if noise:
+            ev["float_noise"] = 1.0
         collapse: Finding | None = None
-        if has_both and abs(mean - prev) <= prev_tol and (flat or chance_auc):
+        if noise:
+            collapse = Finding(
+                label, "near_constant", "error",
+                f"the scores vary only by float rounding noise (std {std:.2g}, all in {smin:.9g}-{smax:.9g}): the "
+                "output does not depend on the image, and any AUC computed from this noise means nothing", ev,
+                _COLLAPSE_CAUSES)
+        elif has_both and abs(mean - prev) <= prev_tol and (flat or chance_auc):
             collapse = Finding(
                 label, "prevalence", "error",
                 f"predicts the base rate only: mean score {mean:.3f} matches the prevalence {prev:.3f} "
@@ -210,7 +231,7 @@ def diagnose(
                 label, "narrow_band", "error",
                 f"every score lies in {smin:.3f}-{smax:.3f}, inside {lo_band:g}-{hi_band:g}: the head is stuck "
                 "near 0.5 (decisions at any threshold near 0.5 are noise)", ev, _COLLAPSE_CAUSES)
-        informative = has_both and not math.isnan(a) and lo > 0.5
+        informative = has_both and not noise and not math.isnan(a) and lo > 0.5 and not chance_auc
         if collapse is not None and informative:
             # Compressed but well-ranked (e.g. every score in 0.49-0.51, positives on top): the model
             # learned the task; its scores only need recalibration. Calling this collapse sends people
@@ -318,6 +339,29 @@ def _group_findings(yt, ys, labels, groups, excess):
                 {"picked_share": float(picked[top]), "true_share": true_share},
                 ("learning_rate", "batchnorm", "loss_weighting")))
     return out
+
+
+def headline(findings: Sequence[Finding], *, derived: Sequence[str] = ()) -> Finding | None:
+    """The error to lead a report with (its MODEL HEALTH banner), or None without errors.
+
+    A model-level error (``label`` None: collapse, chance) first; else the label error with the most
+    evidence: labels not in ``derived`` (the none label, computed from the others) before derived
+    ones, then the most cases of the rarer class (an error on a label with 2 positives is the
+    weakest finding on the page)."""
+    errors = [f for f in findings if f.severity == "error"]
+    if not errors:
+        return None
+    model = [f for f in errors if f.label is None]
+    if model:
+        return model[0]
+
+    def weight(f: Finding):
+        ev = f.evidence
+        pos = float(ev.get("positives", 0.0))
+        n = pos / ev["prevalence"] if ev.get("prevalence") else pos
+        return (f.label in derived, -min(pos, n - pos))
+
+    return sorted(errors, key=weight)[0]
 
 
 def format_findings(findings: Sequence[Finding], *, causes: bool = True) -> str:

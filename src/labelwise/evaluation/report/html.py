@@ -111,8 +111,13 @@ def render_report(result: "EvaluationResult", images: Mapping[str, bytes] | None
     add('<nav><a href="#summary">Data</a><a href="#labels">Per label</a><a href="#averages">Averages</a>'
         '<a href="#decisions">Decisions</a><a href="#report">Classification report</a><a href="#diagnostics">Diagnostics</a><a href="#plots">Plots</a></nav>')
     if errors:
-        add('<div class="finding error"><b>model health</b>' + _e(errors[0].message)
-            + ' <a href="#diagnostics">See Diagnostics.</a></div>')
+        from ..diagnostics import headline
+
+        lead = headline(result.findings, derived=[result.schema.none] if result.schema.none else [])
+        where = "" if lead.label is None else f"<strong>{_e(lead.label)}</strong>: "
+        more = len(errors) - 1
+        add('<div class="finding error"><b>model health</b>' + where + _e(lead.message)
+            + (f" ({more} more error(s))" if more else "") + ' <a href="#diagnostics">See Diagnostics.</a></div>')
     from ..text import COLLAPSE_NOTE
 
     for note in result.notes:
@@ -270,10 +275,14 @@ def render_comparison_report(comparison: "ComparisonResult", images: Mapping[str
         f"<b>{_e(c.reference)}</b>; generated {stamp} by labelwise</p>")
     add('<nav><a href="#summary">Summary</a><a href="#differences">Differences</a>'
         '<a href="#labels">AUC per label</a><a href="#plots">Plots</a><a href="#strategies">Strategies</a></nav>')
+    from ..diagnostics import headline
+
     for name in c.names:
-        errors = [f for f in c.results[name].findings if f.severity == "error"]
-        if errors:
-            add(f'<div class="finding error"><b>model health</b><strong>{_e(name)}</strong>: {_e(errors[0].message)} '
+        r = c.results[name]
+        lead = headline(r.findings, derived=[r.schema.none] if r.schema.none else [])
+        if lead is not None:
+            where = "" if lead.label is None else f" ({_e(lead.label)})"
+            add(f'<div class="finding error"><b>model health</b><strong>{_e(name)}</strong>{where}: {_e(lead.message)} '
                 f"(see {_e(name)}/report.html)</div>")
     for note in c.notes():
         add(f'<div class="note">{_e(note)}</div>')
