@@ -149,3 +149,57 @@ def test_report_renders_in_headless_chromium(saved, tmp_path):
 
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float64)
     assert pixels.std() > 10 and (pixels < 100).mean() > 0.005
+
+
+# ------------------------------------------------------------------ issue 13, item 11: 25 labels at 1,400 px
+GENRES = ["Action", "Adventure", "Animation", "Biography", "Comedy", "Crime", "Documentary", "Drama", "Family",
+          "Fantasy", "Film-Noir", "History", "Horror", "Music", "Musical", "Mystery", "News", "Reality-TV",
+          "Romance", "Sci-Fi", "Short", "Sport", "Thriller", "War", "Western"]
+
+# Measured by the test itself, not by the page: which blocks of <main> stick out of its content box,
+# the page's scroll width, and how much the heatmap is scaled down on the page.
+_MEASURE = """<script>window.addEventListener('load',function(){var m=document.querySelector('main'),
+r=m.getBoundingClientRect().right-parseFloat(getComputedStyle(m).paddingRight)+1,wide=[];
+for(var c=m.firstElementChild;c;c=c.nextElementSibling){if(c.getBoundingClientRect().right>r){wide.push(c.tagName+'#'+(c.id||''));}}
+var h=document.querySelector('#plot-error_cooccurrence img');
+document.body.setAttribute('data-test-overflow',wide.join(' ')||'none');
+document.body.setAttribute('data-test-scroll',String(document.documentElement.scrollWidth));
+document.body.setAttribute('data-test-heatmap-scale',(h.clientWidth/h.naturalWidth).toFixed(3));});</script>"""
+
+
+def test_error_heatmap_with_25_labels_fits_the_page_unscaled():
+    from labelwise.evaluation.report.plots import error_cooccurrence_plot
+
+    rng = np.random.default_rng(0)
+    y, p = rng.random((400, 25)) < 0.2, rng.random((400, 25)) < 0.25
+    w, h = png_size(error_cooccurrence_plot(y, p, GENRES))
+    # The report's content column is 1,124 px: a wider PNG is scaled down (the old one: 2,240 px, to half).
+    assert w <= 1124 and h < 2600
+
+
+@pytest.mark.browser
+def test_report_with_25_labels_fits_1400px_in_chromium(tmp_path):
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("no chromium on PATH (apt-get install chromium)")
+    rng = np.random.default_rng(0)
+    prev = np.linspace(0.3, 0.03, len(GENRES))
+    y = (rng.random((800, len(GENRES))) < prev).astype(np.uint8)
+    s = 1 / (1 + np.exp(-(-1.5 + 1.2 * y + rng.normal(0, 1, y.shape))))
+    res = evaluate(y, s, labels=GENRES, tune="f1", bootstrap=20,
+                   summary={"truth": "/home/user/data/movies/genres_table_with_a_long_name.csv",
+                            "scores": "/home/user/runs/2026-11-27/efficientnet_b0/test_scores.csv"})
+    out = tmp_path / "r"
+    res.save(out)
+    page = out / "measured.html"
+    page.write_text((out / "report.html").read_text().replace("</body>", _MEASURE + "</body>"))
+    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
+             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--hide-scrollbars",
+             "--window-size=1400,1000"]
+    proc = subprocess.run([*flags, "--dump-dom", page.resolve().as_uri()], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    body = re.search(r"<body[^>]*>", proc.stdout).group(0)
+    assert 'data-test-overflow="none"' in body, body  # the Data table used to stick out by ~200 px
+    assert int(re.search(r'data-test-scroll="(\d+)"', body).group(1)) <= 1400, body
+    assert float(re.search(r'data-test-heatmap-scale="([\d.]+)"', body).group(1)) >= 0.99, body

@@ -3,7 +3,8 @@
 Images are embedded as base64 ``data:`` URIs and the CSS is inline, so the file can be
 mailed, archived or opened offline; the page loads nothing from anywhere. A tiny inline
 script marks ``<body data-images-ok="true|false">`` once every image has decoded, which the
-headless-browser test reads.
+headless-browser test reads. Wide tables scroll inside the content column and the Data table's
+long values wrap, so the page never overflows (checked at 1,400 px with 25 labels).
 """
 
 from __future__ import annotations
@@ -25,12 +26,12 @@ body{font-family:-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-ser
 main{max-width:1180px;margin:0 auto;padding:24px 28px 60px;background:#fff}
 h1{font-size:1.6em;margin:0 0 4px}h2{font-size:1.2em;margin:32px 0 10px;border-bottom:1px solid #ddd;padding-bottom:4px}
 .sub{color:#666;margin:0 0 18px}
-table{border-collapse:collapse;font-size:13px;margin:6px 0}
+table{border-collapse:collapse;font-size:13px;margin:6px 0;display:block;max-width:100%;overflow-x:auto}
 th,td{padding:4px 9px;border-bottom:1px solid #e6e6e6;text-align:right;white-space:nowrap}
 th{background:#f0f2f5;font-weight:600}td:first-child,th:first-child{text-align:left}
 tr:hover td{background:#fafbfc}
 .ci{color:#777;font-size:11.5px}.na{color:#999;font-style:italic}
-.kv td{text-align:left}.kv td:first-child{color:#555;padding-right:18px}
+.kv td{text-align:left;white-space:normal;overflow-wrap:anywhere}.kv td:first-child{color:#555;padding-right:18px;white-space:nowrap}
 .finding{border-left:5px solid;padding:8px 12px;margin:8px 0;border-radius:3px}
 .error{border-color:#c0392b;background:#fdecea}.warning{border-color:#e67e22;background:#fff4e5}
 .info{border-color:#2c7fb8;background:#eaf3fb}.ok{border-color:#27ae60;background:#eafaf1}

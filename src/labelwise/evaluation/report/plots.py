@@ -237,32 +237,48 @@ def error_cooccurrence(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, np.n
     return out
 
 
+# The report's content column is ~1,120 px wide: a PNG at most this wide (at 100 dpi) is shown at its
+# own size, so its 8-pt labels stay ~11 px on the page instead of being scaled down by half.
+_PAGE_WIDTH_IN = 11.2
+
+
 def error_cooccurrence_plot(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str]) -> bytes:
-    """Two heatmaps (rows: a's false positives / false negatives; columns: errors on b)."""
+    """Two heatmaps (rows: a's false positives / false negatives; columns: errors on b).
+
+    Sized to be read embedded in the report: never wider than the page column (so never scaled
+    down), side by side for a few labels and one above the other beyond 8, cells of at least
+    ~0.25 in with the percentage written in each up to 32 labels."""
     co = error_cooccurrence(y_true, y_pred)
     k = len(labels)
-    size = max(3.0, 0.36 * k + 1.6)
-    fig = _figure(2 * size + 1.2, size + 0.4)
-    axes = fig.subplots(1, 2)
     short = [x if len(x) <= 16 else x[:14] + ".." for x in labels]
+    label_in = 0.2 + 0.075 * max((len(f"{s} ({n})") for s, n in zip(short, co["n_fp"])), default=4)
+    side = k <= 8
+    room = (_PAGE_WIDTH_IN - 1.0) / (2 if side else 1) - label_in  # cells' width per panel (1 in: colour bar)
+    cell = float(np.clip(room / max(k, 1), 0.12, 0.45))
+    panel_h = k * cell + 0.5 + 0.075 * max((len(x) for x in short), default=4) * 0.87 + 0.6  # cells, ticks, title
+    width = min(_PAGE_WIDTH_IN, (2 if side else 1) * (label_in + k * cell) + 1.0)
+    fig = _figure(max(width, 4.0), max(panel_h, 2.5) * (1 if side else 2))
+    axes = fig.subplots(1, 2) if side else fig.subplots(2, 1)
+    annotate = cell >= 0.24
+    num_size = float(np.clip(cell * 22, 6.0, 8.0))
     im = None
     for ax, key, title in ((axes[0], "fp", "false positives"), (axes[1], "fn", "false negatives")):
         c = co[key]
         im = ax.imshow(100 * np.nan_to_num(c, nan=0.0), vmin=0, vmax=100, cmap="Reds")
-        ax.set_xticks(range(k), short, rotation=60, ha="right", fontsize=7)
-        ax.set_yticks(range(k), [f"{s} ({n})" for s, n in zip(short, co[f"n_{key}"])], fontsize=7)
+        ax.set_xticks(range(k), short, rotation=60, ha="right", rotation_mode="anchor", fontsize=8)
+        ax.set_yticks(range(k), [f"{s} ({n})" for s, n in zip(short, co[f"n_{key}"])], fontsize=8)
         ax.set_title(f"rows a: images with {title} on a (count)\ncells: % of them with an error on b", fontsize=9)
-        ax.set_xlabel("b", fontsize=8)
-        if k <= 20:
+        ax.set_xlabel("b: label with an error on the same image", fontsize=8)
+        if annotate:
             for a in range(k):
                 for b in range(k):
                     v = c[a, b]
                     if np.isfinite(v):
-                        ax.text(b, a, f"{100 * v:.0f}", ha="center", va="center", fontsize=5.5,
+                        ax.text(b, a, f"{100 * v:.0f}", ha="center", va="center", fontsize=num_size,
                                 color="white" if v > 0.6 else "#333333")
-    cb = fig.colorbar(im, ax=axes, shrink=0.6, fraction=0.025, pad=0.01)
+    cb = fig.colorbar(im, ax=axes, shrink=0.6 if side else 0.4, fraction=0.03, pad=0.01)
     cb.set_label("P(error on b | error on a), %", fontsize=8)
-    cb.ax.tick_params(labelsize=7)
+    cb.ax.tick_params(labelsize=8)
     return _png(fig)
 
 
