@@ -82,6 +82,16 @@ def test_killed_save_never_mixes_two_reports(tmp_path, old_report, kill_after):
     assert [p.name for p in tmp_path.iterdir()] == ["report"]
 
 
+def test_new_report_folder_has_the_usual_permissions(tmp_path):
+    mask = os.umask(0o022)
+    try:
+        _result(0).save(tmp_path / "r", plots=False, html=False)
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "r").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "r" / "metrics.json").stat().st_mode & 0o777 == 0o644
+
+
 def test_no_plots_drops_the_old_plots_and_keeps_other_files(tmp_path, old_report):
     out = _copy(old_report, tmp_path / "r")
     (out / "keep.csv").write_text("x\n")

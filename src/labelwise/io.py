@@ -192,6 +192,8 @@ def write_tree(path: str | os.PathLike, files: "dict[str, str | bytes]", *, owne
     except OSError as e:
         raise _cannot_write(target, _reason(e, target)) from None
     try:
+        # mkdtemp makes the folder 0700; give it the mode the old folder had (or a plain mkdir's).
+        os.chmod(tmp, (target.stat().st_mode & 0o7777) if target.is_dir() else (0o777 & ~_umask()))
         for rel, content in files.items():
             p = tmp / rel
             p.parent.mkdir(parents=True, exist_ok=True)
