@@ -245,9 +245,10 @@ def test_cli_output_path_errors_are_one_line(tmp_path, capsys):
     table = _write(tmp_path / "t.csv", "id,labels,Patient ID\na,x,1\nb,y,2\nc,x,3\nd,y,4\n")
     (tmp_path / "outdir").mkdir()
     rc, _, err = _cli(capsys, "split", table, "--fractions", "0.5,0.5", "--out", tmp_path / "outdir")
-    assert rc == 2 and "cannot write" in err and "choose another path" in err and len(err.strip().splitlines()) == 1
+    # Refused before splitting (issue 13, item 22), in one line that says what to give instead.
+    assert rc == 2 and "this is a folder; give a file path" in err and len(err.strip().splitlines()) == 1
     rc, _, err = _cli(capsys, "split", table, "--fractions", "0.5,0.5", "--out", tmp_path / "t.csv" / "s.csv")
-    assert rc == 2 and "cannot write" in err
+    assert rc == 2 and "is a file, not a folder" in err and len(err.strip().splitlines()) == 1
     assert sorted(os.listdir(tmp_path)) == ["outdir", "t.csv"]
 
 
