@@ -110,6 +110,20 @@ def test_in_place_when_out_is_the_working_directory(tmp_path, monkeypatch):
     assert os.getcwd() == str(tmp_path)
 
 
+def test_in_place_when_the_parent_folder_is_not_writable(tmp_path, monkeypatch, old_report):
+    import tempfile
+
+    out = _copy(old_report, tmp_path / "r")
+
+    def refuse(*a, **k):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkdtemp", refuse)
+    _result(1).save(out, plots=False, html=False)
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "thresholds.json"]
+    assert '"n_samples": 200' in (out / "metrics.json").read_text()
+
+
 # ------------------------------------------------------------------ item 22: --out checked first
 def _cli(*argv):
     from labelwise.commands.cli import main

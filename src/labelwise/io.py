@@ -171,7 +171,8 @@ def write_tree(path: str | os.PathLike, files: "dict[str, str | bytes]", *, owne
     ``renameat2(RENAME_EXCHANGE)`` on Linux, else two renames (for an instant ``path`` is absent,
     never mixed). A kill at any moment leaves either the old folder or the new one at ``path``,
     plus at most a hidden ``.tmp`` folder, removed by the next successful write. Where the folder
-    cannot be swapped (it is the working directory or holds it, or it is a symlink) the old
+    cannot be swapped (it is the working directory or holds it, a symlink or a mount point, or its
+    parent is not writable) the old
     ``owned`` files are deleted first and the new ones written after, the first file of ``files``
     (e.g. ``metrics.json``) last, so a reader finds either it and a complete set, or no it.
     Returns ``{relative path: final path}``.
@@ -189,8 +190,10 @@ def write_tree(path: str | os.PathLike, files: "dict[str, str | bytes]", *, owne
         return final
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent))
-    except OSError as e:
-        raise _cannot_write(target, _reason(e, target)) from None
+    except OSError:
+        # The folder's parent is not ours to write (only the folder is): no sibling to swap in.
+        _write_in_place(target, files, owned)
+        return final
     try:
         # mkdtemp makes the folder 0700; give it the mode the old folder had (or a plain mkdir's).
         os.chmod(tmp, (target.stat().st_mode & 0o7777) if target.is_dir() else (0o777 & ~_umask()))
@@ -206,13 +209,19 @@ def write_tree(path: str | os.PathLike, files: "dict[str, str | bytes]", *, owne
             for entry in target.iterdir():
                 if entry.name not in tops and entry.name not in owned:
                     _link_copy(entry, tmp / entry.name)
-        _swap(tmp, target)
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
         raise _cannot_write(target, _reason(e, target)) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    try:
+        _swap(tmp, target)
+    except OSError:
+        # Cannot be renamed (a mount point, a folder held open on some systems): write in place.
+        shutil.rmtree(tmp, ignore_errors=True)
+        _write_in_place(target, files, owned)
+        return final
     _remove_stale(target)
     return final
 
@@ -271,7 +280,11 @@ def _swap(new: Path, target: Path) -> None:
         return
     aside = new.with_name(new.name[:-4] + ".old.tmp")
     os.rename(target, aside)
-    os.rename(new, target)
+    try:
+        os.rename(new, target)
+    except OSError:
+        os.rename(aside, target)  # put the old report back before giving up
+        raise
     shutil.rmtree(aside, ignore_errors=True)
 
 
