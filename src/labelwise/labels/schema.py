@@ -1,5 +1,5 @@
-"""The label schema: which labels are independent, which are mutually exclusive, and
-which one is the implied "none" label.
+"""The label schema: which labels are independent, which are mutually exclusive, which
+imply others, which are derived, which may be unknown, and which one is the implied "none".
 
 A schema is declared once and every later part obeys it: the model head (a sigmoid per
 independent label, a softmax per exclusive group), the loss, the decisions and the report.
@@ -8,20 +8,39 @@ Column layout
 -------------
 ``schema.labels`` is the order of the columns of every target or score matrix::
 
-    independent labels ... | group 1 members ... | group 2 members ... | none label
+    independent ... | exclusive group members ... | at-most-one group members ... | derived ... | none
 
-The first ``schema.n_outputs`` columns are what a model head outputs
-(``schema.output_labels``); the ``none`` column, when declared, is derived: it is 1
-exactly when no independent label is 1, and a model never predicts it freely.
+``schema.free_labels`` (independent, exclusive and at-most-one members) are the columns the
+head's Dense layer learns. ``schema.output_labels`` (the first ``schema.n_outputs`` columns)
+are what a model head outputs: the free columns followed by the derived labels, which the
+head computes from their sources (never free outputs). The ``none`` column, when declared, is
+derived after the head: 1 exactly when no independent label is 1. With no derived labels and
+no at-most-one groups this is the old layout, column for column.
 
 The TOML form::
 
     [labels]
-    independent = ["Atelectasis", "Effusion", ...]
+    independent = ["Pneumonia", "Viral", "Bacterial", "Effusion"]
     none = "No Finding"
 
-    [labels.exclusive]
+    [labels.exclusive]              # exactly one member per image (softmax)
     view = ["PA", "AP"]
+
+    [labels.implies]                # child = [parents]; no cycle
+    Viral = ["Pneumonia"]
+
+    [labels.derived]                # computed, never a free output
+    Infection = { any_of = ["Viral", "Bacterial"] }
+
+    [labels.at_most_one]            # softmax over members + an implicit "absent"
+    severity = ["mild", "moderate", "severe"]
+
+    [labels.unknown]                # cell values that mean "not known"
+    values = ["", "-1", "uncertain"]
+    policy = { default = "ignore", Effusion = "positive" }   # ignore | positive | negative
+
+The rules of implications, derived labels, at-most-one groups and unknown cells (and their
+numpy math) are in :mod:`labelwise.labels.structure`.
 
 This module imports neither Keras nor TensorFlow.
 """
@@ -37,23 +56,29 @@ import numpy as np
 
 from ..errors import SchemaError, SchemaViolation, where
 from ..io import write_text
+from .schema_rules import _sources, _twice_message
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-__all__ = ["LabelSchema", "HeadBlock", "load_schema"]
+__all__ = ["LabelSchema", "HeadBlock", "load_schema", "POLICIES"]
 
 DEFAULT_SEPARATOR = "|"
+#: What an unknown cell trains as: masked, 1, or 0.
+POLICIES = ("ignore", "positive", "negative")
+_KEYS = ("independent", "exclusive", "none", "implies", "derived", "at_most_one", "unknown")
 
 
 @dataclass(frozen=True)
 class HeadBlock:
     """A contiguous block of model-output columns with one activation.
 
-    ``kind`` is ``"sigmoid"`` (independent labels) or ``"softmax"`` (one exclusive group);
-    columns ``start:stop`` of the head output belong to it.
+    ``kind`` is ``"sigmoid"`` (independent labels), ``"softmax"`` (one exclusive group),
+    ``"at_most_one"`` (softmax over the members and an implicit "absent" whose logit is 0) or
+    ``"derived"`` (computed from other columns; a sigmoid of its logit); columns ``start:stop``
+    of the head output belong to it.
     """
 
     kind: str
@@ -72,12 +97,22 @@ class LabelSchema:
     independent: labels that each get their own sigmoid; any subset may be true.
     exclusive: group name -> members; exactly one member of each group is true per image.
     none: optional implied label, true exactly when no independent label is true.
+    implies: child -> parents (a child true makes every parent true).
+    derived: label -> ``{"any_of": [sources]}`` (or the list of sources).
+    at_most_one: group name -> members; at most one member is true per image.
+    unknown_values: table cell values that mean "not known".
+    unknown_policy: ``{"default": policy, label: policy}`` with a policy of :data:`POLICIES`.
     """
 
     independent: tuple[str, ...] = ()
     exclusive: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     none: str | None = None
     notes: tuple[str, ...] = field(default=(), compare=False)
+    implies: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    derived: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    at_most_one: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    unknown_values: tuple[str, ...] = ()
+    unknown_policy: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         independent = tuple(_label_name(x, "independent") for x in self.independent)
@@ -94,6 +129,15 @@ class LabelSchema:
                     "(a single label that is always true carries no information)"
                 )
             groups[str(name)] = members
+        at_most_one = {}
+        for name, members in dict(self.at_most_one).items():
+            if isinstance(members, str):
+                raise SchemaError(f"at-most-one group {name!r} must be a list of labels, not the string {members!r}")
+            members = tuple(_label_name(m, f"at-most-one group {name!r}") for m in members)
+            if len(members) < 1:
+                raise SchemaError(f"at-most-one group {name!r} has no members")
+            at_most_one[str(name)] = members
+        derived = {str(k): _sources(k, v) for k, v in dict(self.derived).items()}
         none = None if self.none in (None, "") else _label_name(self.none, "none")
         if none is not None and not independent:
             raise SchemaError(
@@ -104,10 +148,12 @@ class LabelSchema:
         for label, role in (
             [(x, "independent") for x in independent]
             + [(m, f"exclusive group {g!r}") for g, ms in groups.items() for m in ms]
+            + [(m, f"at-most-one group {g!r}") for g, ms in at_most_one.items() for m in ms]
+            + [(d, "derived") for d in derived]
             + ([(none, "none")] if none else [])
         ):
             if label in seen:
-                raise SchemaError(f"label {label!r} is declared twice ({seen[label]} and {role}); each label has one role")
+                raise SchemaError(_twice_message(label, seen[label], role))
             seen[label] = role
         if not seen:
             raise SchemaError("the schema declares no labels; give at least one independent label or exclusive group")
@@ -115,12 +161,49 @@ class LabelSchema:
         object.__setattr__(self, "exclusive", groups)
         object.__setattr__(self, "none", none)
         object.__setattr__(self, "notes", tuple(self.notes))
+        object.__setattr__(self, "at_most_one", at_most_one)
+        object.__setattr__(self, "derived", derived)
+        from .schema_rules import check_structure
+
+        implies, values, policy = check_structure(self, self.implies, self.unknown_values, self.unknown_policy)
+        object.__setattr__(self, "implies", implies)
+        object.__setattr__(self, "unknown_values", values)
+        object.__setattr__(self, "unknown_policy", policy)
 
     # ------------------------------------------------------------------ layout
     @property
+    def free_labels(self) -> tuple[str, ...]:
+        """Labels the head learns freely: independent, exclusive and at-most-one members."""
+        return (self.independent + tuple(m for ms in self.exclusive.values() for m in ms)
+                + tuple(m for ms in self.at_most_one.values() for m in ms))
+
+    @property
+    def n_free(self) -> int:
+        """Width of the head's Dense layer (``len(free_labels)``)."""
+        return len(self.free_labels)
+
+    @property
     def output_labels(self) -> tuple[str, ...]:
-        """Labels a model head outputs, in column order (everything but ``none``)."""
-        return self.independent + tuple(m for ms in self.exclusive.values() for m in ms)
+        """Labels a model head outputs, in column order (everything but ``none``): the free
+        labels, then the derived labels (computed by the head from their sources)."""
+        return self.free_labels + tuple(self.derived)
+
+    @property
+    def has_structure(self) -> bool:
+        """True when the schema declares implications, derived labels or at-most-one groups."""
+        return bool(self.implies or self.derived or self.at_most_one)
+
+    @property
+    def has_unknown(self) -> bool:
+        """True when table cells may be unknown (``[labels.unknown] values``)."""
+        return bool(self.unknown_values)
+
+    def policy(self, label: str) -> str:
+        """The unknown-cell policy of ``label``: its own, else the default (``ignore``).
+        Group members, derived labels and the none label are always ``ignore``."""
+        if label not in self.independent:
+            return "ignore"
+        return self.unknown_policy.get(label, self.unknown_policy.get("default", "ignore"))
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -152,12 +235,17 @@ class LabelSchema:
         for name, members in self.exclusive.items():
             blocks.append(HeadBlock("softmax", name, start, start + len(members), members))
             start += len(members)
+        for name, members in self.at_most_one.items():
+            blocks.append(HeadBlock("at_most_one", name, start, start + len(members), members))
+            start += len(members)
+        if self.derived:
+            blocks.append(HeadBlock("derived", "derived", start, start + len(self.derived), tuple(self.derived)))
         return tuple(blocks)
 
     @property
     def is_plain_multilabel(self) -> bool:
-        """True when every label is independent (no groups, no none label)."""
-        return not self.exclusive and self.none is None
+        """True when every label is independent (no groups, no none label, no structure)."""
+        return not self.exclusive and self.none is None and not self.has_structure
 
     def index(self, label: str) -> int:
         """Column of ``label`` in ``labels``; a clear error names the known labels otherwise."""
@@ -167,8 +255,8 @@ class LabelSchema:
             raise SchemaViolation(_unknown_label_message(label, self.labels)) from None
 
     def group_of(self, label: str) -> str | None:
-        """Name of the exclusive group ``label`` belongs to, or None."""
-        for name, members in self.exclusive.items():
+        """Name of the exclusive or at-most-one group ``label`` belongs to, or None."""
+        for name, members in {**self.exclusive, **self.at_most_one}.items():
             if label in members:
                 return name
         return None
@@ -195,6 +283,7 @@ class LabelSchema:
         out = np.zeros((len(rows), self.n_labels), dtype=np.uint8)
         none_col = self.none_index
         explicit_none = np.zeros(len(rows), dtype=bool)
+        n_free = self.n_free
         for r, row in enumerate(rows):
             name = row_names[r] if row_names is not None else r
             items = _split_cell(row, sep)
@@ -225,6 +314,21 @@ class LabelSchema:
                     + _more(clash.size)
                 )
             out[:, none_col] = ~any_ind
+        if self.derived:
+            from .structure import derive_decisions
+
+            given = out[:, n_free : self.n_outputs].copy()
+            computed = derive_decisions(out[:, :n_free], self)
+            clash = np.flatnonzero((given > computed).any(axis=1))
+            if clash.size:
+                r = int(clash[0])
+                name = row_names[r] if row_names is not None else r
+                d = list(self.derived)[int(np.flatnonzero(given[r] > computed[r])[0])]
+                raise SchemaViolation(
+                    f"{where(source, name)}derived label {d!r} is given but none of its sources "
+                    f"{list(self.derived[d])} is; {d!r} is computed as any of them, so add the source "
+                    f"label or remove {d!r}" + _more(clash.size))
+            out[:, n_free : self.n_outputs] = computed
         if validate:
             self.validate(out, row_names=row_names, source=source)
         return out
@@ -263,12 +367,17 @@ class LabelSchema:
         return [[self.labels[c] for c in np.flatnonzero(row)] for row in m]
 
     def complete(self, outputs: np.ndarray) -> np.ndarray:
-        """Append the derived ``none`` column to a binary (n, n_outputs) matrix.
+        """Complete a binary (n, n_free) or (n, n_outputs) matrix to (n, n_labels).
 
-        ``none = 1 - max(independent columns)``; with no ``none`` label the input is returned as is.
+        Derived labels are ``any_of`` their sources (recomputed when given); the ``none`` column
+        is ``1 - max(independent columns)``. A matrix already complete is returned as is.
         """
         out = np.asarray(outputs)
-        if self.none is None:
+        if self.derived and out.ndim == 2 and out.shape[1] in (self.n_free, self.n_outputs):
+            from .structure import derive_decisions
+
+            out = np.concatenate([out[:, : self.n_free], derive_decisions(out, self).astype(out.dtype)], axis=1)
+        if self.none is None or out.shape[1] == self.n_labels:
             return out
         any_ind = (out[:, : len(self.independent)] != 0).any(axis=1)
         return np.concatenate([out, (~any_ind).astype(out.dtype)[:, None]], axis=1)
@@ -277,10 +386,16 @@ class LabelSchema:
         """Append a ``none`` score to (n, n_outputs) probabilities: ``prod_i (1 - p_i)``.
 
         That is the probability that no independent label is true when the head's sigmoids are
-        read as independent events; it ranks images for the none label's AUC.
+        read as independent events; it ranks images for the none label's AUC. Scores over the
+        free labels only (n, n_free) get their derived columns first
+        (:func:`labelwise.labels.structure.derive_scores`).
         """
         s = np.asarray(scores, dtype=np.float64)
-        if self.none is None:
+        if self.derived and s.ndim == 2 and s.shape[1] == self.n_free:
+            from .structure import derive_scores
+
+            s = np.concatenate([s, derive_scores(s, self)], axis=1)
+        if self.none is None or s.shape[1] == self.n_labels:
             return s
         p_none = np.prod(1.0 - s[:, : len(self.independent)], axis=1)
         return np.concatenate([s, p_none[:, None]], axis=1)
@@ -292,87 +407,43 @@ class LabelSchema:
         *,
         row_names: Sequence[object] | None = None,
         source: str | None = None,
+        known: np.ndarray | None = None,
     ) -> None:
         """Check that every row of a full (n, n_labels) 0/1 matrix obeys the schema.
 
         Raises :class:`SchemaViolation` naming the first bad row (and how many more there are):
         values other than 0/1, the ``none`` label beside an independent label (or missing when no
-        independent label is true), zero or several members of one exclusive group.
+        independent label is true), zero or several members of one exclusive group, several
+        members of an at-most-one group, a child without its parent, a derived label that is not
+        ``any_of`` its sources. ``known`` (same shape, bool): unknown cells break no rule.
         """
-        m = np.asarray(matrix)
-        if m.ndim != 2 or m.shape[1] != self.n_labels:
-            raise SchemaViolation(
-                f"{where(source)}expected a matrix with {self.n_labels} columns {list(self.labels)}, got shape {m.shape}"
-            )
+        from .schema_rules import check_matrix
 
-        def name(r: int) -> object:
-            return row_names[r] if row_names is not None else r
-
-        bad = np.flatnonzero(~np.isin(m, (0, 1)).all(axis=1))
-        if bad.size:
-            r = int(bad[0])
-            cols = [self.labels[c] for c in np.flatnonzero(~np.isin(m[r], (0, 1)))]
-            raise SchemaViolation(
-                f"{where(source, name(r))}labels must be 0 or 1; got {m[r][~np.isin(m[r], (0, 1))].tolist()} "
-                f"for {cols}" + _more(bad.size)
-            )
-        n_ind = len(self.independent)
-        if self.none:
-            any_ind = m[:, :n_ind].any(axis=1)
-            none_col = m[:, self.none_index].astype(bool)
-            clash = np.flatnonzero(none_col & any_ind)
-            missing = np.flatnonzero(~none_col & ~any_ind)
-            if clash.size or missing.size:
-                # Name the first bad row; count only rows with the same fault as "like this".
-                if clash.size and (not missing.size or clash[0] < missing[0]):
-                    r, same, other = int(clash[0]), clash.size, missing.size
-                    found = [self.labels[c] for c in np.flatnonzero(m[r, :n_ind])]
-                    msg = (f"{self.none!r} is true together with {', '.join(map(repr, found))}; "
-                           f"{self.none!r} means no independent label is true")
-                    other_msg = f"{other} row(s) with no label true and {self.none!r} = 0"
-                else:
-                    r, same, other = int(missing[0]), missing.size, clash.size
-                    msg = (f"no independent label is true but {self.none!r} is 0; "
-                           f"a row with no finding must have {self.none!r} = 1")
-                    other_msg = f"{other} row(s) with {self.none!r} true beside another label"
-                raise SchemaViolation(f"{where(source, name(r))}{msg}" + _more(same)
-                                      + (f"; also {other_msg}" if other else ""))
-        start = n_ind
-        for group, members in self.exclusive.items():
-            counts = m[:, start : start + len(members)].sum(axis=1)
-            several, none_on = np.flatnonzero(counts > 1), np.flatnonzero(counts == 0)
-            if several.size or none_on.size:
-                if none_on.size and (not several.size or none_on[0] < several[0]):
-                    r, same, other = int(none_on[0]), none_on.size, several.size
-                    msg = (f"no member of exclusive group {group!r} is true; exactly one of "
-                           f"{list(members)} must be")
-                    other_msg = f"{other} row(s) with several members true"
-                else:
-                    r, same, other = int(several[0]), several.size, none_on.size
-                    on = [members[c] for c in np.flatnonzero(m[r, start : start + len(members)])]
-                    msg = (f"{len(on)} members of exclusive group {group!r} are true ({', '.join(on)}); "
-                           "exactly one may be")
-                    other_msg = f"{other} row(s) with no member true"
-                raise SchemaViolation(f"{where(source, name(r))}{msg}" + _more(same)
-                                      + (f"; also {other_msg}" if other else ""))
-            start += len(members)
+        check_matrix(self, matrix, known=known, row_names=row_names, source=source)
 
     # ----------------------------------------------------------- construction
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str | None = None) -> "LabelSchema":
-        """Build from ``{"independent": [...], "exclusive": {...}, "none": ...}``.
+        """Build from ``{"independent": [...], "exclusive": {...}, "none": ..., "implies": {...},
+        "derived": {...}, "at_most_one": {...}, "unknown": {"values": [...], "policy": {...}}}``.
 
-        A top-level ``{"labels": {...}}`` wrapper (the TOML layout) is accepted too.
+        A top-level ``{"labels": {...}}`` wrapper (the TOML layout) is accepted too; every key but
+        one of ``independent``/``exclusive``/``at_most_one`` may be left out (dicts written before
+        the structure keys existed load unchanged).
         """
         if not isinstance(data, Mapping):
             raise SchemaError(f"{where(source)}a schema must be a mapping, got {type(data).__name__}")
         if "labels" in data and isinstance(data["labels"], Mapping):
             data = data["labels"]
-        unknown = set(data) - {"independent", "exclusive", "none"}
+        unknown = set(data) - set(_KEYS)
         if unknown:
+            import difflib
+
+            hints = [f"{k!r} (did you mean {c[0]!r}?)" if (c := difflib.get_close_matches(k, _KEYS, n=1)) else repr(k)
+                     for k in sorted(unknown)]
             raise SchemaError(
-                f"{where(source)}unknown schema key(s) {sorted(unknown)}; the keys are "
-                "'independent', 'exclusive' and 'none'"
+                f"{where(source)}unknown schema key(s) {', '.join(hints)}; the keys are "
+                + ", ".join(repr(k) for k in _KEYS)
             )
         independent = data.get("independent", [])
         if isinstance(independent, str):
@@ -383,8 +454,11 @@ class LabelSchema:
                 f"{where(source)}'exclusive' must map each group name to its members, "
                 'e.g. exclusive = { view = ["PA", "AP"] }'
             )
+        from .schema_rules import sections_from_dict
+
+        sections = sections_from_dict(data, source)
         try:
-            return cls(tuple(independent), dict(exclusive), data.get("none"))
+            return cls(tuple(independent), dict(exclusive), data.get("none"), **sections)
         except SchemaError as e:
             if source:
                 raise SchemaError(f"{where(source)}{e}") from None
@@ -397,6 +471,9 @@ class LabelSchema:
             d["exclusive"] = {k: list(v) for k, v in self.exclusive.items()}
         if self.none:
             d["none"] = self.none
+        from .schema_rules import sections_to_dict
+
+        d.update(sections_to_dict(self))
         return d
 
     @classmethod
@@ -420,9 +497,12 @@ class LabelSchema:
         lines = ["[labels]", f"independent = {_toml_list(self.independent)}"]
         if self.none:
             lines.append(f"none = {_toml_str(self.none)}")
+        from .schema_rules import sections_to_toml
+
         if self.exclusive:
             lines += ["", "[labels.exclusive]"]
             lines += [f"{_toml_str(k)} = {_toml_list(v)}" for k, v in self.exclusive.items()]
+        lines += sections_to_toml(self)
         return "\n".join(lines) + "\n"
 
     def save(self, path: str | Path) -> Path:
@@ -439,35 +519,9 @@ class LabelSchema:
         several labels qualify, or when every row has exactly one label (a multi-class table,
         where every label qualifies; the notes suggest an exclusive group instead).
         """
-        m = np.asarray(matrix) != 0
-        names = [str(n) for n in names]
-        none = None
-        notes: list[str] = []
-        if propose_none and len(names) > 1 and m.shape[0]:
-            row_sum = m.sum(axis=1)
-            if (row_sum == 1).all():
-                # Every label then "never co-occurs and is true where no other is": that is a
-                # single-label (multi-class) table, not a table with a "none" label.
-                notes.append(
-                    "every row has exactly one label, so no 'none' label is proposed; if each image has "
-                    "exactly one of these labels, declare them as one exclusive group in a schema file "
-                    "([labels.exclusive] class = [...]) so the model gets a softmax"
-                )
-            else:
-                candidates = [
-                    label for j, label in enumerate(names)
-                    if m[:, j].any() and np.array_equal(m[:, j], (row_sum - m[:, j]) == 0)
-                ]
-                # Two or more candidates (each alone on its rows) are ambiguous: propose none.
-                if len(candidates) == 1:
-                    none = candidates[0]
-                    notes.append(
-                        f"{none!r} never co-occurs with another label and is true on every row without "
-                        f"one, so it is taken as the implied 'none' label (true exactly when no other label "
-                        f"is); declare none = {none!r} in a schema file to make this explicit"
-                    )
-        independent = tuple(n for n in names if n != none)
-        return cls(independent, {}, none, notes=tuple(notes))
+        from .schema_rules import infer_schema
+
+        return infer_schema(cls, matrix, names, propose_none=propose_none)
 
     def __repr__(self) -> str:
         parts = [f"independent={list(self.independent)}"]
@@ -475,10 +529,19 @@ class LabelSchema:
             parts.append(f"exclusive={ {k: list(v) for k, v in self.exclusive.items()} }")
         if self.none:
             parts.append(f"none={self.none!r}")
+        for key in ("implies", "derived", "at_most_one"):
+            if getattr(self, key):
+                parts.append(f"{key}={ {k: list(v) for k, v in getattr(self, key).items()} }")
+        if self.unknown_values:
+            parts.append(f"unknown_values={list(self.unknown_values)}")
+        if self.unknown_policy:
+            parts.append(f"unknown_policy={dict(self.unknown_policy)}")
         return f"LabelSchema({', '.join(parts)})"
 
     def __hash__(self) -> int:
-        return hash((self.independent, tuple(self.exclusive.items()), self.none))
+        return hash((self.independent, tuple(self.exclusive.items()), self.none, tuple(self.implies.items()),
+                     tuple(self.derived.items()), tuple(self.at_most_one.items()), self.unknown_values,
+                     tuple(sorted(self.unknown_policy.items()))))
 
 
 def load_schema(spec: "LabelSchema | Mapping[str, Any] | str | Path | None") -> LabelSchema | None:
