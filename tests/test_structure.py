@@ -195,8 +195,10 @@ def test_propagate_known_and_policy(issue_schema):
     # row 0: Viral known 1, Pneumonia unknown -> Pneumonia known 1; Infection -> 1
     y[0, L.index("Viral")] = 1
     k[0, L.index("Pneumonia")] = False
-    # row 1: Effusion unknown (policy positive), Bacterial unknown -> Infection unknown, none unknown
-    k[1, [L.index("Effusion"), L.index("Bacterial"), L.index("Infection"), L.index("No Finding")]] = False
+    # row 1: Pneumonia, Effusion (policy positive), Bacterial unknown -> Infection unknown, none unknown
+    # (a known-0 Pneumonia would have made Bacterial known 0)
+    k[1, [L.index("Pneumonia"), L.index("Effusion"), L.index("Bacterial"), L.index("Infection"),
+          L.index("No Finding")]] = False
     # row 2: mild 1 -> rest of severity known 0 even if marked unknown
     y[2, L.index("mild")] = 1
     k[2, L.index("severe")] = False
