@@ -26,25 +26,105 @@ from ..errors import InputError
 from ..labels.powerset import LabelPowerset
 from ..labels.schema import LabelSchema, load_schema
 
-__all__ = ["schema_activation", "SchemaHead", "powerset_label_scores", "PowersetHead", "build_powerset_head", "masked_max", "masked_mean", "gated_attention", "check_mask",
+__all__ = ["schema_activation", "structured_logits", "SchemaHead", "powerset_label_scores", "PowersetHead", "build_powerset_head", "masked_max", "masked_mean", "gated_attention", "check_mask",
            "GatedAttentionPooling", "MultiImagePooling", "POOLINGS"]
 
 _PACKAGE = "labelwise"
 POOLINGS = ("max", "mean", "attention")
 
 
-def schema_activation(logits, schema: LabelSchema):
-    """Apply the schema's activations to ``(..., n_outputs)`` logits.
+def _member_logit(x, block, j):
+    """The logit ``log p - log(1 - p)`` of member ``j`` of a softmax block (``p`` its softmax
+    probability; an at-most-one block has the implicit absent logit 0)."""
+    others = [x[..., block.start + i : block.start + i + 1] for i in range(block.stop - block.start) if i != j]
+    if block.kind == "at_most_one":
+        others.append(ops.zeros_like(x[..., :1]))
+    return x[..., block.start + j] - ops.logsumexp(ops.concatenate(others, axis=-1), axis=-1)
 
-    Columns of the independent block get ``sigmoid``; each exclusive group's columns get a
-    ``softmax`` over that group (so each group sums to 1). Column order is kept.
+
+def _noisy_or_logit(z):
+    """``logit(1 - prod(1 - sigmoid(z_i)))`` over the last axis, stably: with
+    ``S = sum softplus(z_i) = -log prod(1 - p_i)`` it is ``log(expm1(S))``."""
+    s = ops.sum(ops.softplus(z), axis=-1)
+    big = s + ops.log1p(-ops.exp(-ops.maximum(s, 1.0)))
+    small = ops.log(ops.expm1(ops.clip(s, 1e-30, 1.0)))
+    return ops.where(s > 1.0, big, small)
+
+
+def structured_logits(raw, schema: LabelSchema):
+    """``(..., n_free)`` Dense logits -> ``(..., n_outputs)`` head logits that obey the schema.
+
+    Max-constraint (C-HMCNN, Giunchiglia & Lukasiewicz 2020), in logit space since the sigmoid is
+    increasing: ``z'(parent) = max(z(parent), zc(d) for every descendant d)`` where ``zc`` is the
+    child's own logit (for a group member, ``log p - log(1 - p)`` of its softmax probability), so
+    ``P(child) <= P(parent)`` for every implication. Derived labels get the logit of their score:
+    ``logit(sum p)`` over members of one group (``logsumexp`` of the sources minus ``logsumexp`` of
+    the rest, with the absent 0 of an at-most-one group), the noisy-OR ``logit(1 - prod(1 - p))``
+    over independent sources (their constrained logits). Identity for a schema without structure.
+    """
+    from ..labels.structure import descendants
+
+    schema = load_schema(schema)
+    raw = ops.convert_to_tensor(raw)
+    if not schema.implies and not schema.derived:
+        return raw
+    blocks = {m: (b, i) for b in schema.layout if b.kind in ("softmax", "at_most_one") for i, m in enumerate(b.labels)}
+    own = {}  # label -> its own logit (before the constraint)
+
+    def own_logit(label):
+        if label not in own:
+            j = schema.labels.index(label)
+            own[label] = raw[..., j] if label in schema.independent else _member_logit(raw, *blocks[label])
+        return own[label]
+
+    cols = [raw[..., j] for j in range(len(schema.independent))]
+    for parent, kids in descendants(schema).items():
+        j = schema.labels.index(parent)
+        cols[j] = ops.max(ops.stack([raw[..., j]] + [own_logit(k) for k in kids], axis=-1), axis=-1)
+    parts = [ops.stack(cols, axis=-1)] if cols else []
+    if schema.n_free > len(schema.independent):
+        parts.append(raw[..., len(schema.independent) : schema.n_free])
+    derived = []
+    for srcs in schema.derived.values():
+        if srcs[0] in blocks:
+            block = blocks[srcs[0]][0]
+            x = raw[..., block.start : block.stop]
+            if block.kind == "at_most_one":
+                x = ops.concatenate([x, ops.zeros_like(x[..., :1])], axis=-1)
+            inside = [block.labels.index(m) for m in srcs]
+            outside = [i for i in range(x.shape[-1]) if i not in inside]
+            pick = lambda idx: ops.stack([x[..., i] for i in idx], axis=-1)  # noqa: E731
+            derived.append(ops.logsumexp(pick(inside), axis=-1) - ops.logsumexp(pick(outside), axis=-1))
+        else:
+            derived.append(_noisy_or_logit(ops.stack([cols[schema.labels.index(x)] for x in srcs], axis=-1)))
+    if derived:
+        parts.append(ops.stack(derived, axis=-1))
+    return parts[0] if len(parts) == 1 else ops.concatenate(parts, axis=-1)
+
+
+def schema_activation(logits, schema: LabelSchema):
+    """Apply the schema's activations to ``(..., n_outputs)`` head logits (or ``(..., n_free)``
+    Dense logits, which first go through :func:`structured_logits`).
+
+    Independent and derived columns get ``sigmoid``; each exclusive group's columns get a
+    ``softmax`` over that group (so each group sums to 1); an at-most-one group a softmax over
+    its members and an implicit "absent" of logit 0 (members sum to <= 1; the absent column is not
+    output). Column order is kept.
     """
     schema = load_schema(schema)
     logits = ops.convert_to_tensor(logits)
+    if logits.shape[-1] == schema.n_free:
+        logits = structured_logits(logits, schema)
     parts = []
     for block in schema.layout:
         x = logits[..., block.start : block.stop]
-        parts.append(ops.sigmoid(x) if block.kind == "sigmoid" else ops.softmax(x, axis=-1))
+        if block.kind in ("sigmoid", "derived"):
+            parts.append(ops.sigmoid(x))
+        elif block.kind == "softmax":
+            parts.append(ops.softmax(x, axis=-1))
+        else:
+            p = ops.softmax(ops.concatenate([x, ops.zeros_like(x[..., :1])], axis=-1), axis=-1)
+            parts.append(p[..., :-1])
     return parts[0] if len(parts) == 1 else ops.concatenate(parts, axis=-1)
 
 
@@ -67,7 +147,10 @@ def _dense_objects(config: dict[str, Any]) -> dict[str, Any]:
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class SchemaHead(keras.layers.Layer):
-    """Dense -> schema activations. ``output="logits"`` returns the raw logits instead
+    """Dense (``schema.n_free`` units) -> :func:`structured_logits` (max-constraint of the
+    implications, derived labels computed) -> schema activations; ``schema.n_outputs`` columns,
+    coherent by construction (``P(child) <= P(parent)``, derived = any_of its sources, at most one
+    member of an at-most-one group). ``output="logits"`` returns the structured logits instead
     (pair with a loss built with ``from_logits=True``: numerically stabler).
 
     The schema is kept in the layer config, so a loaded model knows its labels
@@ -84,7 +167,7 @@ class SchemaHead(keras.layers.Layer):
         self._schema = load_schema(schema)
         self.output_mode = output
         self.dense = keras.layers.Dense(
-            self._schema.n_outputs, kernel_initializer=kernel_initializer, bias_initializer=bias_initializer,
+            self._schema.n_free, kernel_initializer=kernel_initializer, bias_initializer=bias_initializer,
             kernel_regularizer=kernel_regularizer, dtype=self.dtype_policy, name="logits")
 
     @property
@@ -96,7 +179,7 @@ class SchemaHead(keras.layers.Layer):
         self.dense.build(input_shape)
 
     def call(self, inputs):
-        logits = ops.cast(self.dense(inputs), "float32")
+        logits = structured_logits(ops.cast(self.dense(inputs), "float32"), self._schema)
         if self.output_mode == "logits":
             return logits
         return schema_activation(logits, self._schema)

@@ -11,6 +11,16 @@ or probabilities. From logits the log terms use the log-sigmoid / log-softmax fo
 are exact where ``log(sigmoid(x))`` would underflow; from probabilities the predictions are
 clipped to ``[eps, 1 - eps]`` so that probabilities of exactly 0 or 1 give finite losses.
 
+Unknown labels: write an unknown target cell as ``-1`` (:data:`labelwise.labels.structure.UNKNOWN`;
+any negative value) and plain ``model.fit(x, y)`` works -- every loss here masks it (no
+gradient) and averages over the known entries: a per-sample value is
+``sum_j m_ij l_ij * n / sum_ij m_ij`` (``m`` the known mask, ``n`` the batch size), so the
+batch mean Keras takes is the mean over the batch's known entries, and with every entry known it
+is the usual per-sample mean over labels. ``unknown=`` (per loss, or per label) says what an
+unknown cell trains as instead: ``"ignore"`` (masked, default), ``"positive"`` (1) or
+``"negative"`` (0). :class:`SchemaLoss` takes the policy from the schema (``[labels.unknown]``);
+:meth:`labelwise.labels.tables.LabelTable.targets` writes the ``-1`` cells.
+
 Why not Keras' ``class_weight``: ``Model.fit(class_weight=...)`` turns a target row into one
 class by taking its arg-max, so for a multi-hot row every sample is weighted by its *first*
 true label only (and an all-zero row by class 0). That is silently wrong for multi-label
@@ -28,6 +38,7 @@ from keras import ops
 
 from ..errors import InputError
 from ..labels.schema import LabelSchema, load_schema
+from .loss_weights import balanced_weights, check_class_weight
 
 __all__ = [
     "EPSILON", "balanced_weights", "check_class_weight",
@@ -128,6 +139,46 @@ def _prepare(y_true, y_pred):
     return y_true, y_pred
 
 
+def _check_unknown(unknown: Any, width: int | None = None) -> str | list[str]:
+    """The unknown-cell policy: one of ignore/positive/negative, or one per label."""
+    from ..labels.schema import POLICIES
+
+    items = [unknown] if isinstance(unknown, str) else list(unknown) if unknown is not None else ["ignore"]
+    bad = [u for u in items if u not in POLICIES]
+    if bad:
+        raise InputError(f"unknown= must be one of {list(POLICIES)} (or one per label), got {bad[0]!r}")
+    if isinstance(unknown, str) or unknown is None:
+        return items[0]
+    if width is not None and len(items) != width:
+        raise InputError(f"unknown= has {len(items)} policies but the model has {width} outputs; give one per output "
+                         "or a single policy")
+    return items
+
+
+def _known(y_true, unknown="ignore"):
+    """``(targets, mask)``: cells < 0 are unknown; a positive/negative policy turns them into 1/0
+    (known), ignore masks them (mask 0, target 0). ``mask`` is None when nothing can be unknown."""
+    unknown_cells = ops.cast(y_true < 0, y_true.dtype)
+    if isinstance(unknown, str):
+        fill = {"ignore": 0.0, "positive": 1.0, "negative": 0.0}[unknown]
+        mask = 1.0 - unknown_cells if unknown == "ignore" else None
+    else:
+        fill = _vec([1.0 if u == "positive" else 0.0 for u in unknown], y_true.dtype)
+        mask = 1.0 - unknown_cells * _vec([1.0 if u == "ignore" else 0.0 for u in unknown], y_true.dtype)
+    y = y_true * (1.0 - unknown_cells) + unknown_cells * fill
+    return y, mask
+
+
+def _masked_mean(loss, mask):
+    """Per-sample values whose batch mean is the mean of ``loss`` over the known entries (see
+    the module docstring); the plain mean over labels when ``mask`` is None."""
+    if mask is None:
+        return ops.mean(loss, axis=-1)
+    n = ops.cast(ops.shape(loss)[0], loss.dtype)
+    total = ops.maximum(ops.sum(mask), 1.0)
+    return ops.sum(loss * mask, axis=-1) * n / total
+
+
 def _vec(w, dtype):
     return ops.convert_to_tensor(np.asarray(w, dtype=np.float64), dtype=dtype)
 
@@ -164,92 +215,22 @@ def _pow(base, gamma, dtype):
     return ops.power(ops.maximum(base, EPSILON), _vec(g, dtype))
 
 
-def balanced_weights(
-    y: Any, labels: Sequence[str] | None = None, *, schema: LabelSchema | Mapping[str, Any] | None = None,
-    on_missing: str = "raise"
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-label ``(pos_weight, neg_weight)`` that balance each label's two classes.
-
-    ``pos_weight = n / (2 n_pos)``, ``neg_weight = n / (2 n_neg)`` per column of the 0/1
-    matrix ``y`` (n rows); a balanced label gets 1 and 1. A label with no positive (or no
-    negative) example has no finite weight: ``on_missing="raise"`` (default) raises an
-    :class:`InputError` naming it (``labels`` gives the names), ``on_missing="clamp"`` counts
-    it as 1 example instead (weight ``n / 2``).
-
-    ``y`` may be a :class:`~labelwise.labels.tables.LabelTable`, or come with ``schema=``: then the
-    weights cover the model outputs only (``schema.n_outputs``; the derived ``none`` column of a
-    full target matrix is dropped, as it is not an output) and errors name the labels.
-    """
-    if hasattr(y, "schema") and hasattr(y, "y") and not isinstance(y, np.ndarray):  # a LabelTable
-        schema = y.schema if schema is None else schema
-        y = y.y
-    m = np.asarray(y)
-    if schema is not None:
-        schema = load_schema(schema)
-        if m.ndim != 2 or m.shape[1] not in (schema.n_outputs, schema.n_labels):
-            raise InputError(
-                f"balanced_weights: y has shape {m.shape} but the schema has {schema.n_outputs} outputs "
-                f"{list(schema.output_labels)}" + (f" ({schema.n_labels} labels with the none label)" if schema.none
-                                                   else "") + "; pass that schema's target matrix")
-        m = m[:, : schema.n_outputs]
-        labels = list(schema.output_labels) if labels is None else labels
-    if m.ndim != 2 or m.shape[0] == 0:
-        raise InputError(f"balanced_weights needs a non-empty (n, n_labels) 0/1 matrix, got shape {m.shape}")
-    if not np.isin(m, (0, 1)).all():
-        raise InputError("balanced_weights needs 0/1 targets; got other values")
-    if on_missing not in ("raise", "clamp"):
-        raise InputError(f"on_missing must be 'raise' or 'clamp', got {on_missing!r}")
-    n = m.shape[0]
-    pos = m.sum(axis=0).astype(np.float64)
-    neg = n - pos
-    names = list(labels) if labels is not None else [f"column {j}" for j in range(m.shape[1])]
-    if on_missing == "raise":
-        for counts, what in ((pos, "positive"), (neg, "negative")):
-            bad = np.flatnonzero(counts == 0)
-            if bad.size:
-                raise InputError(
-                    f"label {names[bad[0]]!r} has no {what} example among the {n} training rows"
-                    + (f" ({bad.size - 1} more label(s) like this)" if bad.size > 1 else "")
-                    + "; its balanced weight would be infinite. Drop the label from the schema, add examples, "
-                    "or pass on_missing='clamp' to count it as one example"
-                )
-    return n / (2.0 * np.maximum(pos, 1.0)), n / (2.0 * np.maximum(neg, 1.0))
-
-
-def check_class_weight(class_weight: Mapping[int, float] | None, y: np.ndarray) -> None:
-    """Refuse Keras' ``class_weight`` for multi-label targets (it weights by the arg-max label).
-
-    Raises :class:`InputError` when ``class_weight`` is given and some row of ``y`` has more than
-    one true label or none: use :class:`WeightedBinaryCrossentropy` instead.
-    """
-    if not class_weight:
-        return
-    m = np.asarray(y)
-    if m.ndim == 2:
-        k = (m != 0).sum(axis=1)
-        bad = np.flatnonzero(k != 1)
-        if bad.size:
-            raise InputError(
-                f"class_weight is wrong for multi-label targets: row {int(bad[0])} has {int(k[bad[0]])} true labels "
-                f"({bad.size} such rows), and Keras weights each row by its arg-max label only. Use "
-                "labelwise.blocks.losses.WeightedBinaryCrossentropy(weights='balanced' or pos_weight=..., neg_weight=...)"
-            )
-
-
 # ------------------------------------------------------------ weighted BCE
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 def weighted_binary_crossentropy(y_true, y_pred, pos_weight: Weight = 1.0, neg_weight: Weight = 1.0,
-                                 from_logits: bool = False):
-    """``mean_j -(w+_j y_j log p_j + w-_j (1 - y_j) log(1 - p_j))`` per sample.
+                                 from_logits: bool = False, unknown: str | Sequence[str] = "ignore"):
+    """``mean_j -(w+_j y_j log p_j + w-_j (1 - y_j) log(1 - p_j))`` per sample, over known entries.
 
     ``pos_weight`` / ``neg_weight`` are scalars or per-label vectors; 1 and 1 is plain BCE.
+    Targets < 0 are unknown (``unknown=``: see the module docstring).
     """
     y_true, y_pred = _prepare(y_true, y_pred)
     width = y_pred.shape[-1]
     pos_weight, neg_weight = _fit_width("pos_weight", pos_weight, width), _fit_width("neg_weight", neg_weight, width)
+    y_true, mask = _known(y_true, _check_unknown(unknown, width))
     log_p, log_q = _log_probs(y_pred, from_logits)
     wp, wn = _vec(pos_weight, y_pred.dtype), _vec(neg_weight, y_pred.dtype)
-    return -ops.mean(wp * y_true * log_p + wn * (1.0 - y_true) * log_q, axis=-1)
+    return _masked_mean(-(wp * y_true * log_p + wn * (1.0 - y_true) * log_q), mask)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -265,8 +246,9 @@ class WeightedBinaryCrossentropy(keras.losses.Loss):
 
     def __init__(self, pos_weight: Weight | None = None, neg_weight: Weight | None = None, *,
                  weights: str | None = None, y: Any = None, schema: LabelSchema | Mapping[str, Any] | None = None,
-                 from_logits: bool = False, reduction: str = "sum_over_batch_size",
-                 name: str = "weighted_binary_crossentropy", dtype: Any = None):
+                 from_logits: bool = False, unknown: str | Sequence[str] = "ignore",
+                 reduction: str = "sum_over_batch_size", name: str = "weighted_binary_crossentropy",
+                 dtype: Any = None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         if weights is not None:
             if weights != "balanced":
@@ -282,6 +264,7 @@ class WeightedBinaryCrossentropy(keras.losses.Loss):
         self.pos_weight = _as_weight(pos_weight, 1.0, "pos_weight")
         self.neg_weight = _as_weight(neg_weight, 1.0, "neg_weight")
         self.from_logits = bool(from_logits)
+        self.unknown = _check_unknown(unknown)
 
     @classmethod
     def from_labels(cls, y: Any, labels: Sequence[str] | None = None, *,
@@ -292,28 +275,31 @@ class WeightedBinaryCrossentropy(keras.losses.Loss):
         return cls(pos_weight=pos, neg_weight=neg, **kwargs)
 
     def call(self, y_true, y_pred):
-        return weighted_binary_crossentropy(y_true, y_pred, self.pos_weight, self.neg_weight, self.from_logits)
+        return weighted_binary_crossentropy(y_true, y_pred, self.pos_weight, self.neg_weight, self.from_logits,
+                                            self.unknown)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "pos_weight": self.pos_weight, "neg_weight": self.neg_weight,
-                "from_logits": self.from_logits}
+                "from_logits": self.from_logits, "unknown": self.unknown}
 
 
 # ------------------------------------------------------------------ focal
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 def binary_focal_loss(y_true, y_pred, alpha: Weight | None = None, gamma: Weight = 2.0, from_logits: bool = False,
-                      pos_weight: Weight = 1.0, neg_weight: Weight = 1.0):
+                      pos_weight: Weight = 1.0, neg_weight: Weight = 1.0, unknown: str | Sequence[str] = "ignore"):
     """Focal loss (Lin et al. 2017): ``mean_j a_t (1 - p_t)^gamma * BCE_j`` per sample.
 
     ``p_t = y p + (1 - y)(1 - p)``; ``a_t = y alpha + (1 - y)(1 - alpha)`` when ``alpha`` is
     given (scalar or per label; it is always applied -- no separate switch), 1 when None.
     ``gamma`` is a scalar or per label; ``gamma = 0`` and ``alpha = None`` is plain BCE.
     ``pos_weight`` / ``neg_weight`` (e.g. from :func:`balanced_weights`) multiply the positive
-    and negative terms as in :func:`weighted_binary_crossentropy`.
+    and negative terms as in :func:`weighted_binary_crossentropy`. Targets < 0 are unknown
+    (masked; ``unknown=``, see the module docstring).
     """
     y_true, y_pred = _prepare(y_true, y_pred)
     width = y_pred.shape[-1]
     pos_weight, neg_weight = _fit_width("pos_weight", pos_weight, width), _fit_width("neg_weight", neg_weight, width)
+    y_true, mask = _known(y_true, _check_unknown(unknown, width))
     gamma = _fit_width("gamma", gamma, width)
     alpha = None if alpha is None else _fit_width("alpha", alpha, width)
     log_p, log_q = _log_probs(y_pred, from_logits)
@@ -324,7 +310,7 @@ def binary_focal_loss(y_true, y_pred, alpha: Weight | None = None, gamma: Weight
     if alpha is not None:
         a = _vec(alpha, y_pred.dtype)
         loss = (y_true * a + (1.0 - y_true) * (1.0 - a)) * loss
-    return ops.mean(_class_weights(y_true, pos_weight, neg_weight) * loss, axis=-1)
+    return _masked_mean(_class_weights(y_true, pos_weight, neg_weight) * loss, mask)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -333,6 +319,7 @@ class BinaryFocalLoss(keras.losses.Loss):
 
     def __init__(self, alpha: Weight | None = None, gamma: Weight = 2.0, *, from_logits: bool = False,
                  pos_weight: Weight | None = None, neg_weight: Weight | None = None,
+                 unknown: str | Sequence[str] = "ignore",
                  reduction: str = "sum_over_batch_size", name: str = "binary_focal_loss", dtype: Any = None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.pos_weight = _as_weight(pos_weight, 1.0, "pos_weight")
@@ -340,32 +327,36 @@ class BinaryFocalLoss(keras.losses.Loss):
         self.alpha = None if alpha is None else _as_weight(alpha, 0.25, "alpha")
         self.gamma = _as_weight(gamma, 2.0, "gamma")
         self.from_logits = bool(from_logits)
+        self.unknown = _check_unknown(unknown)
 
     def call(self, y_true, y_pred):
         return binary_focal_loss(y_true, y_pred, self.alpha, self.gamma, self.from_logits, self.pos_weight,
-                                 self.neg_weight)
+                                 self.neg_weight, self.unknown)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "alpha": self.alpha, "gamma": self.gamma, "from_logits": self.from_logits,
-                "pos_weight": self.pos_weight, "neg_weight": self.neg_weight}
+                "pos_weight": self.pos_weight, "neg_weight": self.neg_weight, "unknown": self.unknown}
 
 
 # ------------------------------------------------------------- asymmetric
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 def asymmetric_loss(y_true, y_pred, gamma_pos: Weight = 0.0, gamma_neg: Weight = 4.0, clip: float = 0.05,
-                    from_logits: bool = False, pos_weight: Weight = 1.0, neg_weight: Weight = 1.0):
+                    from_logits: bool = False, pos_weight: Weight = 1.0, neg_weight: Weight = 1.0,
+                    unknown: str | Sequence[str] = "ignore"):
     """Asymmetric loss (Ridnik et al. 2021, ASL), mean over labels per sample.
 
     ``L = -y (1 - p)^gamma_pos log p - (1 - y) p_m^gamma_neg log(1 - p_m)`` with the shifted
     probability ``p_m = max(p - clip, 0)`` for negatives, so easy negatives (p < clip) are
     discarded. ``gamma_pos = gamma_neg = clip = 0`` is plain BCE. (The paper's reference code
     sums over labels; we average, like every Keras loss -- a constant factor.)
-    ``pos_weight`` / ``neg_weight`` multiply the two terms, as in weighted BCE.
+    ``pos_weight`` / ``neg_weight`` multiply the two terms, as in weighted BCE. Targets < 0 are
+    unknown (masked; ``unknown=``, see the module docstring).
     """
     y_true, y_pred = _prepare(y_true, y_pred)
     clip = _check_clip(clip)
     width = y_pred.shape[-1]
     pos_weight, neg_weight = _fit_width("pos_weight", pos_weight, width), _fit_width("neg_weight", neg_weight, width)
+    y_true, mask = _known(y_true, _check_unknown(unknown, width))
     gamma_pos, gamma_neg = _fit_width("gamma_pos", gamma_pos, width), _fit_width("gamma_neg", gamma_neg, width)
     log_p, log_q = _log_probs(y_pred, from_logits)
     p = _probs(y_pred, from_logits)
@@ -378,8 +369,8 @@ def asymmetric_loss(y_true, y_pred, gamma_pos: Weight = 0.0, gamma_neg: Weight =
         p_m = p
     pos = _pow(1.0 - p, gamma_pos, y_pred.dtype) * log_p
     neg = _pow(p_m, gamma_neg, y_pred.dtype) * log_q
-    return -ops.mean(_class_weights(y_true, pos_weight, neg_weight) * (y_true * pos + (1.0 - y_true) * neg),
-                     axis=-1)
+    return _masked_mean(-_class_weights(y_true, pos_weight, neg_weight) * (y_true * pos + (1.0 - y_true) * neg),
+                        mask)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -388,6 +379,7 @@ class AsymmetricLoss(keras.losses.Loss):
 
     def __init__(self, gamma_pos: Weight = 0.0, gamma_neg: Weight = 4.0, clip: float = 0.05, *,
                  from_logits: bool = False, pos_weight: Weight | None = None, neg_weight: Weight | None = None,
+                 unknown: str | Sequence[str] = "ignore",
                  reduction: str = "sum_over_batch_size", name: str = "asymmetric_loss", dtype: Any = None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.pos_weight = _as_weight(pos_weight, 1.0, "pos_weight")
@@ -396,15 +388,16 @@ class AsymmetricLoss(keras.losses.Loss):
         self.gamma_neg = _as_weight(gamma_neg, 4.0, "gamma_neg")
         self.clip = _check_clip(clip)
         self.from_logits = bool(from_logits)
+        self.unknown = _check_unknown(unknown)
 
     def call(self, y_true, y_pred):
         return asymmetric_loss(y_true, y_pred, self.gamma_pos, self.gamma_neg, self.clip, self.from_logits,
-                               self.pos_weight, self.neg_weight)
+                               self.pos_weight, self.neg_weight, self.unknown)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "gamma_pos": self.gamma_pos, "gamma_neg": self.gamma_neg,
                 "clip": self.clip, "from_logits": self.from_logits, "pos_weight": self.pos_weight,
-                "neg_weight": self.neg_weight}
+                "neg_weight": self.neg_weight, "unknown": self.unknown}
 
 
 # ------------------------------------------------------------- schema loss
@@ -443,14 +436,46 @@ def _drop_none(y_true, schema: LabelSchema):
     return y_true
 
 
+def _group_ce(y_true, y_pred, from_logits: bool, absent: bool):
+    """Per-sample categorical cross-entropy of one group block and its known-row mask (a row is
+    known when none of its member targets is < 0). ``absent``: an at-most-one group, whose
+    implicit "absent" member has logit 0 (target ``1 - sum(members)``)."""
+    known = ops.cast(ops.all(y_true >= 0, axis=-1), y_pred.dtype)
+    yt = ops.maximum(y_true, 0.0)
+    if absent:
+        yt = ops.concatenate([yt, 1.0 - ops.sum(yt, axis=-1, keepdims=True)], axis=-1)
+        if from_logits:
+            y_pred = ops.concatenate([y_pred, ops.zeros_like(y_pred[..., :1])], axis=-1)
+        else:
+            y_pred = ops.concatenate([y_pred, ops.maximum(1.0 - ops.sum(y_pred, axis=-1, keepdims=True), 0.0)],
+                                     axis=-1)
+    return _categorical_ce(yt, y_pred, from_logits), known
+
+
+def _fill_policy(y_true, schema: LabelSchema):
+    """Independent-label targets with unknown (< 0) cells set by each label's policy: 1, 0, or
+    left at -1 (ignore, masked by the binary loss)."""
+    policies = [schema.policy(x) for x in schema.independent]
+    if all(p == "ignore" for p in policies):
+        return y_true
+    fill = _vec([{"positive": 1.0, "negative": 0.0, "ignore": -1.0}[p] for p in policies], y_true.dtype)
+    return ops.where(y_true < 0, fill + 0.0 * y_true, y_true)
+
+
 def schema_loss(y_true, y_pred, schema: LabelSchema, binary=None, binary_weight: float = 1.0,
-                group_weights: Mapping[str, float] | None = None, from_logits: bool = False):
+                group_weights: Mapping[str, float] | None = None, from_logits: bool = False,
+                derived_weight: float = 1.0):
     """Per-sample loss that obeys the schema's head layout.
 
-    ``binary_weight * binary(y[:, ind], p[:, ind]) + sum_g w_g * CE_g`` where ``binary`` is a
-    per-sample binary loss function on the independent columns (default: BCE) and ``CE_g`` the
-    categorical cross-entropy of exclusive group ``g`` (softmax block). ``y_true`` may be the
-    (n, n_outputs) head targets or the full (n, n_labels) matrix (the none column is dropped).
+    ``binary_weight * binary(y[:, ind], p[:, ind]) + sum_g w_g * CE_g + derived_weight *
+    BCE(y[:, derived], p[:, derived])`` where ``binary`` is a per-sample binary loss function on
+    the independent columns (default: BCE), ``CE_g`` the categorical cross-entropy of exclusive
+    group ``g`` (softmax block) or of an at-most-one group with its implicit absent member, and the
+    derived columns (computed by the head, so their gradient reaches their sources) get BCE.
+    ``y_true`` may be the (n, n_outputs) head targets or the full (n, n_labels) matrix (the none
+    column is dropped). Unknown targets (< 0) of independent labels follow the schema's policy
+    (ignore: masked; positive/negative: trained as 1/0); a group row with an unknown member and a
+    derived label's unknown cell are masked. Every term averages over its known entries/rows.
     """
     schema = load_schema(schema)
     y_true = _drop_none(y_true, schema)
@@ -461,9 +486,15 @@ def schema_loss(y_true, y_pred, schema: LabelSchema, binary=None, binary_weight:
         yt, yp = y_true[..., block.start : block.stop], y_pred[..., block.start : block.stop]
         if block.kind == "sigmoid":
             fn = binary or (lambda a, b: weighted_binary_crossentropy(a, b, from_logits=from_logits))
-            term = binary_weight * fn(yt, yp)
+            term = binary_weight * fn(_fill_policy(yt, schema), yp)
+        elif block.kind == "derived":
+            if not derived_weight:
+                continue
+            term = derived_weight * weighted_binary_crossentropy(yt, yp, from_logits=from_logits)
         else:
-            term = float(group_weights.get(block.name, 1.0)) * _categorical_ce(yt, yp, from_logits)
+            ce, known = _group_ce(yt, yp, from_logits, absent=block.kind == "at_most_one")
+            n = ops.cast(ops.shape(ce)[0], ce.dtype)
+            term = float(group_weights.get(block.name, 1.0)) * ce * known * n / ops.maximum(ops.sum(known), 1.0)
         total = term if total is None else total + term
     return total
 
@@ -477,24 +508,29 @@ class SchemaLoss(keras.losses.Loss):
     binary loss (``pos_weight``/``neg_weight`` for all of them; ``alpha``/``gamma``;
     ``gamma_pos``/``gamma_neg``/``clip``) pass through; per-label vectors may cover the independent labels or all head
     outputs (then sliced). ``binary_weight`` scales the binary term, ``group_weights={group: w}``
-    each group's term (default 1). ``from_logits`` applies to every term. The schema is in the
+    each group's term (default 1), ``derived_weight`` the derived labels' BCE (default 1; 0 leaves
+    them out). ``from_logits`` applies to every term. Unknown targets (-1) are masked or filled
+    by the schema's ``[labels.unknown]`` policy (see :func:`schema_loss`). The schema is in the
     config, so a saved model's loss knows its labels.
     """
 
     def __init__(self, schema: LabelSchema | Mapping[str, Any], binary: str | keras.losses.Loss | Mapping = "bce", *,
                  binary_weight: float = 1.0, group_weights: Mapping[str, float] | None = None,
+                 derived_weight: float = 1.0,
                  from_logits: bool = False, reduction: str = "sum_over_batch_size", name: str = "schema_loss",
                  dtype: Any = None, **binary_kwargs: Any):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.schema = load_schema(schema)
         self.from_logits = bool(from_logits)
         self.binary_weight = _term_weight(binary_weight, "binary_weight")
+        self.derived_weight = _term_weight(derived_weight, "derived_weight")
         self.group_weights = {str(k): _term_weight(v, f"group_weights[{k!r}]")
                               for k, v in dict(group_weights or {}).items()}
-        unknown = set(self.group_weights) - set(self.schema.exclusive)
+        groups = [*self.schema.exclusive, *self.schema.at_most_one]
+        unknown = set(self.group_weights) - set(groups)
         if unknown:
-            raise InputError(f"group_weights names unknown group(s) {sorted(unknown)}; the schema's exclusive "
-                             f"groups are {list(self.schema.exclusive)}")
+            raise InputError(f"group_weights names unknown group(s) {sorted(unknown)}; the schema's "
+                             f"groups are {groups}")
         n_ind = len(self.schema.independent)
         if isinstance(binary, Mapping):  # a serialised loss, from get_config
             binary = keras.saving.deserialize_keras_object(binary)
@@ -517,12 +553,13 @@ class SchemaLoss(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         return schema_loss(y_true, y_pred, self.schema, self.binary.call, self.binary_weight, self.group_weights,
-                           self.from_logits)
+                           self.from_logits, self.derived_weight)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "schema": self.schema.to_dict(),
                 "binary": keras.saving.serialize_keras_object(self.binary), "binary_weight": self.binary_weight,
-                "group_weights": self.group_weights, "from_logits": self.from_logits}
+                "group_weights": self.group_weights, "from_logits": self.from_logits,
+                "derived_weight": self.derived_weight}
 
 
 def _term_weight(v: Any, name: str) -> float:
