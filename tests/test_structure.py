@@ -215,3 +215,30 @@ def test_propagate_known_and_policy(issue_schema):
     t = apply_policy(y2, k2, s)
     assert t[1, L.index("Effusion")] == 1.0 and t[1, L.index("Bacterial")] == -1.0
     assert t[1, L.index("Infection")] == -1.0 and (t[k2] == y2[k2]).all()
+
+
+def test_decide_obeys_every_structure_rule(issue_schema):
+    from labelwise.decide.thresholds import decide
+
+    s = issue_schema
+    L = s.labels
+    rng = np.random.default_rng(7)
+    p = rng.random((500, s.n_free))
+    p[:, 4:7] /= p[:, 4:7].sum(axis=1, keepdims=True) * rng.uniform(1.0, 2.0, (500, 1))  # a softmax with absent
+    thr = {"Pneumonia": 0.8, "Viral": 0.3, "Bacterial": 0.5, "Effusion": 0.6}
+    d = decide(p, s, thr)
+    assert d.shape == (500, s.n_labels)
+    assert not any(v.any() for v in violations(d, s).values())
+    # brute force, row by row, from the rules in the docstring
+    for r in range(500):
+        viral, bact = p[r, 1] >= 0.3, p[r, 2] >= 0.5
+        assert d[r, L.index("Viral")] == viral and d[r, L.index("Bacterial")] == bact
+        assert d[r, L.index("Pneumonia")] == (p[r, 0] >= 0.8 or viral or bact)
+        assert d[r, L.index("Infection")] == (viral or bact)
+        sev = list(p[r, 4:7]) + [1 - p[r, 4:7].sum()]
+        assert list(d[r, 4:7]) == [int(i == int(np.argmax(sev))) for i in range(3)]
+        assert d[r, L.index("No Finding")] == (not d[r, :4].any())
+    # head outputs (n_outputs, with derived scores) decide the same
+    np.testing.assert_array_equal(decide(s.complete_scores(p)[:, : s.n_outputs], s, thr), d)
+    # the schema's enforce is the same function that decide ends with
+    np.testing.assert_array_equal(s.enforce(d[:, : s.n_free]), d)

@@ -308,7 +308,8 @@ def tune_thresholds(
                            f"{[tuned_names[j] for j in np.flatnonzero(unreachable)]}; the threshold is NaN "
                            "(decide() uses its default)")
     label_methods = tuple(
-        method if t else ("derived" if schema is not None and x == schema.none else "argmax")
+        method if t else ("derived" if schema is not None and (x == schema.none or x in schema.derived)
+                          else "argmax")
         for x, t in zip(names, tuned)
     )
     params: dict[str, Any] = {"rule": "score >= threshold"}
@@ -353,12 +354,16 @@ def decide(
 ) -> np.ndarray:
     """Turn scores into 0/1 decisions that obey the schema; returns (n, schema.n_labels) uint8.
 
-    ``scores``: (n, schema.n_outputs) head outputs, or (n, schema.n_labels) (the ``none``
-    column is then ignored and re-derived). Independent labels: ``score >= threshold``
-    (``default`` where no threshold or NaN). Each exclusive group: its arg-max member is 1
-    (first member on ties; thresholds ignored). ``none``: 1 exactly when no independent label
-    is 1. With ``schema=None`` every column is independent. A :class:`Thresholds` without a
-    schema is applied by position when it has one value per column.
+    ``scores``: (n, schema.n_outputs) head outputs, (n, schema.n_free) (derived scores are then
+    computed) or (n, schema.n_labels) (the ``none`` column is then ignored and re-derived).
+    Independent labels: ``score >= threshold`` (``default`` where no threshold or NaN). Each
+    exclusive group: its arg-max member is 1 (first member on ties; thresholds ignored). Each
+    at-most-one group: the arg-max over its members and "absent" (score ``1 - sum``), as its
+    softmax decides; thresholds ignored. Then :func:`labelwise.labels.structure.enforce` imposes the
+    rest -- the single place structure is imposed, which decision rules call too: a child on turns
+    its parents on, derived labels are the OR of their sources, ``none`` is 1 exactly when no
+    independent label is 1. With ``schema=None`` every column is independent. A
+    :class:`Thresholds` without a schema is applied by position when it has one value per column.
     """
     S, _ = check_scores(scores, "scores", from_logits=from_logits)
     n, L = S.shape
@@ -373,12 +378,12 @@ def decide(
         else:
             thr = _threshold_vector(thresholds, [f"column {j}" for j in range(L)], default)
         return (S >= thr).astype(np.uint8)
-    if L not in (schema.n_outputs, schema.n_labels):
+    if L not in (schema.n_outputs, schema.n_labels, schema.n_free):
         raise InputError(
             f"scores has {L} column(s); expected {schema.n_outputs} head outputs {list(schema.output_labels)}"
             + (f" or {schema.n_labels} columns with {schema.none!r}" if schema.none else "")
         )
-    out = np.zeros((n, schema.n_outputs), dtype=np.uint8)
+    out = np.zeros((n, schema.n_free), dtype=np.uint8)
     n_ind = len(schema.independent)
     if n_ind:
         thr = _threshold_vector(thresholds, schema.independent, default)
@@ -387,4 +392,10 @@ def decide(
         if block.kind == "softmax":
             best = np.argmax(S[:, block.start : block.stop], axis=1)
             out[np.arange(n), block.start + best] = 1
-    return schema.complete(out).astype(np.uint8)
+        elif block.kind == "at_most_one":
+            members = S[:, block.start : block.stop]
+            with_absent = np.concatenate([members, 1.0 - members.sum(axis=1, keepdims=True)], axis=1)
+            best = np.argmax(with_absent, axis=1)
+            on = best < block.stop - block.start
+            out[np.flatnonzero(on), block.start + best[on]] = 1
+    return schema.enforce(out, S[:, : schema.n_free])

@@ -382,6 +382,13 @@ class LabelSchema:
         any_ind = (out[:, : len(self.independent)] != 0).any(axis=1)
         return np.concatenate([out, (~any_ind).astype(out.dtype)[:, None]], axis=1)
 
+    def enforce(self, decisions: np.ndarray, scores: np.ndarray | None = None) -> np.ndarray:
+        """Impose the structure on 0/1 decisions; (n, n_labels) uint8. See
+        :func:`labelwise.labels.structure.enforce` (at most one, parents on, derived, none)."""
+        from .structure import enforce
+
+        return enforce(decisions, self, scores)
+
     def complete_scores(self, scores: np.ndarray) -> np.ndarray:
         """Append a ``none`` score to (n, n_outputs) probabilities: ``prod_i (1 - p_i)``.
 
