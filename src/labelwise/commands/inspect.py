@@ -31,6 +31,9 @@ def _add_table_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label-column", help="column with the label names joined by --sep")
     p.add_argument("--sep", default="|", help="separator of labels in --label-column (default '|')")
     p.add_argument("--labels", help="comma-separated label names of a headerless 0/1 list (instead of --schema)")
+    p.add_argument("--repair-implications", action="store_true",
+                   help="add a missing parent label where a child is given without it (the schema's "
+                        "[labels.implies]) instead of refusing the row; the number added is reported")
 
 
 def read_args_table(args):
@@ -39,6 +42,7 @@ def read_args_table(args):
 
     return read_table(args.table, schema=args.schema, format=args.format, id_column=args.id_column,
                       label_column=args.label_column, sep=args.sep,
+                      repair_implications=getattr(args, "repair_implications", False),
                       labels=[x.strip() for x in args.labels.split(",")] if args.labels else None)
 
 

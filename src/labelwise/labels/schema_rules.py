@@ -347,13 +347,14 @@ def structure_fault(m: np.ndarray, known: np.ndarray, schema: "LabelSchema") -> 
                 names = [b.labels[i] for i in np.flatnonzero(on[rows[0], b.start : b.stop])]
                 return rows, f"{len(names)} members of at-most-one group {b.name!r} are true ({', '.join(names)}); at " \
                              "most one may be"
-    for child, parents in schema.implies.items():
-        c = schema.labels.index(child)
-        for p in parents:
-            rows = np.flatnonzero(on[:, c] & off[:, schema.labels.index(p)])
-            if rows.size:
-                return rows, (f"{child!r} is true but its parent {p!r} is not ({child!r} implies {p!r}); add {p!r}, "
-                              "or read the table with repair_implications=True (--repair-implications) to add it")
+    pairs = [(child, p) for child, parents in schema.implies.items() for p in parents]
+    if pairs:
+        broken = np.stack([on[:, schema.labels.index(c)] & off[:, schema.labels.index(p)] for c, p in pairs], axis=1)
+        rows = np.flatnonzero(broken.any(axis=1))
+        if rows.size:
+            child, p = pairs[int(np.argmax(broken[rows[0]]))]
+            return rows, (f"{child!r} is true but its parent {p!r} is not ({child!r} implies {p!r}); add {p!r}, "
+                          "or read the table with repair_implications=True (--repair-implications) to add it")
     for j, (d, srcs) in enumerate(schema.derived.items()):
         col = schema.n_free + j
         cols = _cols(schema, srcs)

@@ -36,20 +36,26 @@ def summarize(table, group_column: str | None = None, *, top_pairs: int = 10) ->
     neg_pos_ratio = negatives / positives), ``labels_per_image`` (histogram of the number of true
     labels per row, all columns), ``independent_per_image``, ``cooccurrence`` (counts and
     conditional P(column | row), full matrices), ``top_pairs``, ``groups``, ``none_label``,
-    ``all_negative_share``, ``warnings``, ``notes``.
+    ``all_negative_share``, ``warnings``, ``notes``, ``known`` (per label: known and unknown
+    rows; counts, percent and ratios are over the known rows), ``implications`` (child -> parents)
+    and ``implication_tree`` (text lines).
     """
     schema = table.schema
     y = np.asarray(table.y)
     n = int(y.shape[0])
     labels = list(schema.labels)
-    pos = y.sum(axis=0).astype(np.int64)
+    known = np.asarray(getattr(table, "known", None) if getattr(table, "known", None) is not None
+                       else np.ones(y.shape, dtype=bool))
+    pos = (y.astype(bool) & known).sum(axis=0).astype(np.int64)
+    n_known = known.sum(axis=0).astype(np.int64)
     prevalence = {}
     for j, name in enumerate(labels):
-        p = int(pos[j])
+        p, nk = int(pos[j]), int(n_known[j])
+        # Shares are over the rows where the label is known.
         prevalence[name] = {
             "count": p,
-            "percent": 100.0 * p / n if n else float("nan"),
-            "neg_pos_ratio": (n - p) / p if p else None,
+            "percent": 100.0 * p / nk if nk else float("nan"),
+            "neg_pos_ratio": (nk - p) / p if p else None,
         }
     per_row = y.sum(axis=1).astype(np.int64)
     hist = np.bincount(per_row)
@@ -118,6 +124,8 @@ def summarize(table, group_column: str | None = None, *, top_pairs: int = 10) ->
         groups["groups_per_label"] = {
             name: int(np.unique(inverse[y[:, j] == 1]).size) for j, name in enumerate(labels)
         }
+    from .structure import implication_tree
+
     return {
         "source": table.source,
         "format": getattr(table, "format", ""),
@@ -137,6 +145,9 @@ def summarize(table, group_column: str | None = None, *, top_pairs: int = 10) ->
         "all_negative_share": all_negative,
         "warnings": warnings,
         "notes": list(schema.notes) + list(getattr(table, "notes", ())),
+        "known": {name: {"known": int(n_known[j]), "unknown": int(n - n_known[j])} for j, name in enumerate(labels)},
+        "implications": {k: list(v) for k, v in schema.implies.items()},
+        "implication_tree": implication_tree(schema),
     }
 
 
@@ -150,17 +161,29 @@ def render_text(summary: dict[str, Any]) -> str:
     desc = [f"{len(sch.get('independent', []))} independent"]
     for gname, members in sch.get("exclusive", {}).items():
         desc.append(f"exclusive group {gname!r} ({len(members)})")
+    for gname, members in sch.get("at_most_one", {}).items():
+        desc.append(f"at-most-one group {gname!r} ({len(members)})")
+    if sch.get("derived"):
+        desc.append(f"{len(sch['derived'])} derived ({', '.join(sch['derived'])})")
     if sch.get("none"):
         desc.append(f"none label {sch['none']!r}")
     out.append("schema: " + ", ".join(desc))
     out.append("")
     width = max(len(x) for x in s["labels"] + ["label"])
-    out.append(f"{'label':<{width}}  {'positives':>9}  {'%':>6}  {'neg:pos':>8}")
+    known = s.get("known") or {}
+    show_known = any(v["unknown"] for v in known.values())
+    out.append(f"{'label':<{width}}  {'positives':>9}  {'%':>6}  {'neg:pos':>8}"
+               + ("  known rows (% and ratio over them)" if show_known else ""))
     rows = sorted(s["prevalence"].items(), key=lambda kv: -kv[1]["count"])
     for name, p in rows:
         ratio = "-" if p["neg_pos_ratio"] is None else f"{p['neg_pos_ratio']:.1f}"
         flag = "  <- rare" if 0 < p["count"] < RARE_POSITIVES else ("  <- none" if p["count"] == 0 else "")
-        out.append(f"{name:<{width}}  {p['count']:>9,}  {p['percent']:>6.2f}  {ratio:>8}{flag}")
+        k = f"  {known[name]['known']:,} known, {known[name]['unknown']:,} unknown" if show_known else ""
+        out.append(f"{name:<{width}}  {p['count']:>9,}  {p['percent']:>6.2f}  {ratio:>8}{k}{flag}")
+    if s.get("implication_tree"):
+        out.append("")
+        out.append("Implications (a child implies the label it is listed under):")
+        out.extend("  " + line for line in s["implication_tree"])
     out.append("")
     out.append("labels per image: " + "  ".join(f"{k}:{v:,}" for k, v in s["labels_per_image"].items()))
     if s["schema"].get("none"):

@@ -220,13 +220,15 @@ def propagate_known(y: np.ndarray, known: np.ndarray, schema: "LabelSchema") -> 
     """
     y = np.array(y, dtype=np.uint8, copy=True)
     k = np.array(known, dtype=bool, copy=True)
-    before = int(k.sum())
+    before = k.copy()
     for b in schema.layout:
         if b.kind in ("softmax", "at_most_one"):
             sub_on = (y[:, b.start : b.stop] == 1) & k[:, b.start : b.stop]
             decided = sub_on.any(axis=1)
             k[decided, b.start : b.stop] = True
             y[decided, b.start : b.stop] = sub_on[decided].astype(np.uint8)
+            # No member 1 and one unknown: which member (or absent) holds is not known at all.
+            k[~decided & ~k[:, b.start : b.stop].all(axis=1), b.start : b.stop] = False
     # implications, to a fixed point (depth of the forest)
     for _ in range(len(schema.implies) + 1):
         changed = False
@@ -262,7 +264,7 @@ def propagate_known(y: np.ndarray, known: np.ndarray, schema: "LabelSchema") -> 
         y[:, schema.none_index] = ~any_on & all_off
         k[:, schema.none_index] = any_on | all_off
     y[~k] = 0
-    return y, k, int(k.sum()) - before
+    return y, k, int((k & ~before).sum())
 
 
 def apply_policy(y: np.ndarray, known: np.ndarray, schema: "LabelSchema",
@@ -280,3 +282,41 @@ def apply_policy(y: np.ndarray, known: np.ndarray, schema: "LabelSchema",
         fill = {"ignore": UNKNOWN, "positive": 1.0, "negative": 0.0}[pol]
         out[~k[:, j], j] = fill
     return out
+
+
+def settle_table(y: np.ndarray, known: np.ndarray, schema: "LabelSchema", *, row_names: Any = None,
+                 source: str | None = None, repair: bool = False) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """What a table reader does with a freshly read (n, n_labels) matrix and its known mask.
+
+    ``repair``: a known-1 child with a known-0 parent gets the parent set to 1 (transitively;
+    counted in the returned notes) instead of being refused. Then every rule is checked
+    (:meth:`LabelSchema.validate`, unknown cells break none; the error names the row), and what the
+    structure implies about unknown cells is filled in (:func:`propagate_known`). Returns
+    ``(y, known, notes)``.
+    """
+    y = np.array(y, dtype=np.uint8, copy=True)
+    k = np.asarray(known, dtype=bool)
+    notes: list[str] = []
+    if repair and schema.implies:
+        fixed = np.zeros(y.shape, dtype=bool)
+        for _ in range(len(schema.implies) + 1):
+            changed = False
+            for child, parents in schema.implies.items():
+                c = schema.labels.index(child)
+                for p in parents:
+                    j = schema.labels.index(p)
+                    rows = (y[:, c] == 1) & k[:, c] & (y[:, j] == 0) & k[:, j]
+                    if rows.any():
+                        y[rows, j] = 1
+                        fixed[rows, j] = changed = True
+            if not changed:
+                break
+        if fixed.any():
+            notes.append(f"{int(fixed.sum())} missing parent label(s) added in {int(fixed.any(axis=1).sum())} row(s) "
+                         "where a child was given without its parent (repair_implications / --repair-implications)")
+    schema.validate(y, row_names=row_names, source=source, known=k)
+    y, k, filled = propagate_known(y, k, schema)
+    if schema.has_unknown:
+        notes.append(f"{int((~k).sum())} label cell(s) unknown ({', '.join(repr(v) for v in schema.unknown_values)}); "
+                     f"{filled} cell(s) filled from the structure (a group member 1, implications, derived labels)")
+    return y, k, tuple(notes)

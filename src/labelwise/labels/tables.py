@@ -47,6 +47,7 @@ import pandas as pd
 
 from ..errors import SchemaError, SchemaViolation, TableError
 from .schema import LabelSchema, load_schema
+from .structure import settle_table
 from .stats import DEFAULT_GROUP_COLUMNS
 
 __all__ = [
@@ -96,9 +97,23 @@ class LabelTable:
     id_column: str = "id"
     format: str = ""
     notes: tuple[str, ...] = field(default=())
+    known: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        # Every cell is known unless the schema's [labels.unknown] values said otherwise.
+        if self.known is None:
+            self.known = np.ones(np.shape(self.y), dtype=bool)
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def targets(self) -> np.ndarray:
+        """Training targets (float32, columns ``schema.labels``): ``y`` with each unknown cell set by
+        its label's policy -- 1, 0, or -1 (ignore), which every labelwise loss masks, so
+        ``model.fit(x, table.targets())`` works (:func:`labelwise.labels.structure.apply_policy`)."""
+        from .structure import apply_policy
+
+        return apply_policy(self.y, self.known, self.schema)
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -151,6 +166,7 @@ class LabelTable:
             id_column=self.id_column,
             format=self.format,
             notes=self.notes,
+            known=self.known[idx],
         )
 
     def to_frame(self) -> pd.DataFrame:
@@ -176,6 +192,7 @@ def read_table(
     sep: str = "|",
     tree_sep: str = TREE_SEPARATOR,
     on_missing: str = "error",
+    repair_implications: bool = False,
 ) -> LabelTable:
     """Read a label table (see the module docstring for the formats) and validate it against ``schema``.
 
@@ -183,7 +200,10 @@ def read_table(
     such as ChestX-ray14's "No Finding"); its notes are in ``table.schema.notes``.
     ``images=DIR`` sets ``table.paths = DIR/id`` and checks that the files exist:
     ``on_missing="error"`` (default) raises naming the missing files, ``"drop"`` drops those rows
-    (``table.notes`` says how many).
+    (``table.notes`` says how many). With a schema that declares ``[labels.unknown]`` values,
+    one-hot cells holding them are unknown (``table.known`` is False there; ``table.targets()``
+    gives the training targets); a row with a child but not its parent is refused naming the row,
+    or, with ``repair_implications=True``, gets the parent added (counted in ``table.notes``).
     """
     schema = load_schema(schema)
     p = Path(path)
@@ -194,23 +214,23 @@ def read_table(
     if format == "auto":
         format = _detect_format(p, label_column)
     if format == "tree":
-        table = _read_tree(p, schema, tree_sep)
+        table = _read_tree(p, schema, tree_sep, repair=repair_implications)
     elif format == "mnist":
         table = _read_mnist_path(p, schema)
     elif p.is_dir():
         raise TableError(f"{p} is a folder; format {format!r} reads a file (a folder is read with format='tree')")
     elif format == "onehot" and _looks_headerless(p):
-        table = _read_headerless_onehot(p, schema, labels)
+        table = _read_headerless_onehot(p, schema, labels, repair=repair_implications)
     else:
         frame = _read_csv(p)
         if format == "onehot":
-            table = _onehot_from_frame(frame, p, schema, labels, id_column)
+            table = _onehot_from_frame(frame, p, schema, labels, id_column, repair=repair_implications)
         else:
             if format == "nih":
                 id_column = id_column or NIH_ID
                 label_column = label_column or NIH_LABELS
             table = _labels_from_frame(frame, p, schema, id_column, label_column, sep,
-                                       none_hint=NIH_NONE if format == "nih" else None)
+                                       none_hint=NIH_NONE if format == "nih" else None, repair=repair_implications)
             if format == "nih":
                 table.format = "nih"
                 table.extra = table.extra.rename(columns=_NIH_RENAME)
@@ -405,7 +425,8 @@ class _RowNames:
 
 # ====================================================================== label-list CSV
 def _labels_from_frame(frame: pd.DataFrame, p: Path, schema: LabelSchema | None, id_column: str | None,
-                       label_column: str | None, sep: str, none_hint: str | None = None) -> LabelTable:
+                       label_column: str | None, sep: str, none_hint: str | None = None,
+                       repair: bool = False) -> LabelTable:
     """A table with one column of ``sep``-joined label names.
 
     With no schema, ``none_hint`` (ChestX-ray14's "No Finding" for format nih) is taken as the
@@ -462,23 +483,23 @@ def _labels_from_frame(frame: pd.DataFrame, p: Path, schema: LabelSchema | None,
             schema.encode([cells.iloc[r]], sep=sep, row_names=[names[r]], source=str(p), validate=False)
             raise  # pragma: no cover - the line above raises
         y = y_u[codes]
-    schema.validate(y, row_names=names, source=str(p))
+    y, known, notes = settle_table(y, np.ones(y.shape, dtype=bool), schema, row_names=names, source=str(p),
+                                   repair=repair)
     extra = frame.drop(columns=[id_col, label_col]).reset_index(drop=True)
     return LabelTable(ids=ids, y=np.ascontiguousarray(y, dtype=np.uint8), schema=schema, extra=extra,
-                      source=str(p), lines=lines, id_column=id_col, format="labels")
+                      source=str(p), lines=lines, id_column=id_col, format="labels", notes=notes, known=known)
 
 
 # ====================================================================== one-hot
 def _onehot_from_frame(frame: pd.DataFrame, p: Path, schema: LabelSchema | None, labels: Sequence[str] | None,
-                       id_column: str | None) -> LabelTable:
+                       id_column: str | None, repair: bool = False) -> LabelTable:
     frame, lines = _data_rows(frame, p, first_line=2)
     cols = list(frame.columns)
     id_col = _pick_column(frame, p, id_column, _ID_COLUMN_NAMES, "id", default_first=True)
     ids = _ids(frame, id_col, p, lines)
     if schema is not None:
-        wanted = list(schema.labels)
-        if schema.none and schema.none not in cols:
-            wanted = list(schema.output_labels)
+        # Derived labels and none may be left out: they are computed.
+        wanted = [x for x in schema.labels if x in schema.free_labels or x in cols]
     elif labels is not None:
         wanted = list(labels)
     else:
@@ -498,17 +519,25 @@ def _onehot_from_frame(frame: pd.DataFrame, p: Path, schema: LabelSchema | None,
     hint = None
     if schema is None and labels is None:
         hint = "fix the cell; if {col!r} is not a label, give a schema (--schema, schema=) that lists the labels"
-    y = _check_binary(values, p, ids, lines, wanted, hint=hint)
+    y, known = _check_binary(values, p, ids, lines, wanted, hint=hint,
+                             unknown=schema.unknown_values if schema is not None else ())
     names = _RowNames(ids, lines)
     if schema is None:
         schema = LabelSchema.infer(y, wanted) if labels is None else LabelSchema(independent=tuple(wanted))
-        y = y[:, [wanted.index(lbl) for lbl in schema.labels]]
-    elif len(wanted) == schema.n_outputs and schema.none:
-        y = schema.complete(y)
-    schema.validate(y, row_names=names, source=str(p))
+        y, known = y[:, [wanted.index(lbl) for lbl in schema.labels]], known[:, [wanted.index(lbl) for lbl in schema.labels]]
+    y, known = _place(y, known, wanted, schema)
+    y, known, notes = settle_table(y, known, schema, row_names=names, source=str(p), repair=repair)
     extra = frame.drop(columns=[id_col, *wanted]).reset_index(drop=True)
     return LabelTable(ids=ids, y=np.ascontiguousarray(y, dtype=np.uint8), schema=schema, extra=extra,
-                      source=str(p), lines=lines, id_column=id_col, format="onehot")
+                      source=str(p), lines=lines, id_column=id_col, format="onehot", notes=notes, known=known)
+
+
+def _place(y: np.ndarray, known: np.ndarray, given: Sequence[str], schema: LabelSchema):
+    """(n, n_labels) matrix and known mask from the ``given`` columns; absent (computed) columns unknown."""
+    cols = [schema.labels.index(x) for x in given]
+    full, k = np.zeros((len(y), schema.n_labels), dtype=np.uint8), np.zeros((len(y), schema.n_labels), dtype=bool)
+    full[:, cols], k[:, cols] = y, known
+    return full, k
 
 
 def _looks_like_label(column: pd.Series) -> bool:
@@ -532,10 +561,18 @@ def _looks_like_label(column: pd.Series) -> bool:
 
 
 def _check_binary(values: pd.DataFrame, p: Path, ids: np.ndarray, lines: np.ndarray, names: list[str],
-                  hint: str | None = None) -> np.ndarray:
+                  hint: str | None = None, unknown: Sequence[str] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """``(y, known)`` of 0/1 label cells; a cell holding one of ``unknown`` (an empty cell is
+    ``""``) is unknown (y 0, known False); any other value is an error naming the row."""
     raw = values.to_numpy(dtype=object)
     # "1.0" is how spreadsheets often save a 0/1 column.
     ok = np.isin(raw, [*_BINARY, 0, 1])
+    is_unknown = np.zeros(raw.shape, dtype=bool)
+    if len(unknown):
+        text = np.array([["" if v is None or (isinstance(v, float) and v != v) else str(v).strip() for v in row]
+                         for row in raw], dtype=object).reshape(raw.shape)
+        is_unknown = ~ok & np.isin(text, list(unknown))
+        ok |= is_unknown
     if not ok.all():
         r, c = (int(v[0]) for v in np.nonzero(~ok))
         val = raw[r, c]
@@ -543,11 +580,13 @@ def _check_binary(values: pd.DataFrame, p: Path, ids: np.ndarray, lines: np.ndar
         raise TableError(f"{p}, row {ids[r]} at line {lines[r]}: label {names[c]!r} has {what}; one-hot "
                          f"label columns hold 0 or 1" + (f" ({int((~ok).sum()) - 1} more bad cell(s))"
                                                          if (~ok).sum() > 1 else "")
-                         + (f"; {hint.format(col=names[c])}" if hint else ""))
-    return (raw == "1") | (raw == "1.0") | (raw == 1)
+                         + (f"; {hint.format(col=names[c])}" if hint else "")
+                         + (f" or an unknown value {list(unknown)}" if len(unknown) else ""))
+    return ((raw == "1") | (raw == "1.0") | (raw == 1)) & ~is_unknown, ~is_unknown
 
 
-def _read_headerless_onehot(p: Path, schema: LabelSchema | None, labels: Sequence[str] | None) -> LabelTable:
+def _read_headerless_onehot(p: Path, schema: LabelSchema | None, labels: Sequence[str] | None,
+                            repair: bool = False) -> LabelTable:
     if labels is not None:
         wanted = list(labels)
     elif schema is not None:
@@ -568,6 +607,8 @@ def _read_headerless_onehot(p: Path, schema: LabelSchema | None, labels: Sequenc
             wanted = list(schema.labels)
         elif n_val == schema.n_outputs:
             wanted = list(schema.output_labels)
+        elif n_val == schema.n_free:
+            wanted = list(schema.free_labels)
         else:
             raise TableError(f"{p}: rows have {n_val} label values but the schema has {schema.n_outputs} "
                              f"labels {list(schema.output_labels)}")
@@ -576,21 +617,19 @@ def _read_headerless_onehot(p: Path, schema: LabelSchema | None, labels: Sequenc
     frame.columns = ["id", *wanted]
     frame, lines = _data_rows(frame, p, first_line=1)
     ids = _ids(frame, "id", p, lines)
-    y = _check_binary(frame[wanted], p, ids, lines, wanted)
+    y, known = _check_binary(frame[wanted], p, ids, lines, wanted,
+                             unknown=schema.unknown_values if schema is not None else ())
     if schema is None:
         schema = LabelSchema(independent=tuple(wanted))
-    elif len(wanted) == schema.n_outputs and schema.none:
-        y = schema.complete(y)
-    else:
-        y = y[:, [wanted.index(lbl) for lbl in schema.labels]]
-    schema.validate(y, row_names=_RowNames(ids, lines), source=str(p))
+    y, known = _place(y, known, wanted, schema)
+    y, known, notes = settle_table(y, known, schema, row_names=_RowNames(ids, lines), source=str(p), repair=repair)
     return LabelTable(ids=ids, y=np.ascontiguousarray(y, dtype=np.uint8), schema=schema,
                       extra=pd.DataFrame(index=pd.RangeIndex(len(ids))), source=str(p), lines=lines,
-                      id_column="id", format="onehot")
+                      id_column="id", format="onehot", notes=notes, known=known)
 
 
 # ====================================================================== image tree
-def _read_tree(root: Path, schema: LabelSchema | None, tree_sep: str) -> LabelTable:
+def _read_tree(root: Path, schema: LabelSchema | None, tree_sep: str, repair: bool = False) -> LabelTable:
     if not root.is_dir():
         raise TableError(f"{root}: format 'tree' reads a folder with one sub-folder per label combination")
     folders, files, ids = [], [], []
@@ -628,10 +667,12 @@ def _read_tree(root: Path, schema: LabelSchema | None, tree_sep: str) -> LabelTa
         schema = LabelSchema.infer(y, found)
         y = y[:, [found.index(lbl) for lbl in schema.labels]]
     else:
-        y = schema.encode(rows, row_names=names, source=str(root))
+        y = schema.encode(rows, row_names=names, source=str(root), validate=False)
+    y, known, notes = settle_table(y, np.ones(y.shape, dtype=bool), schema, row_names=names, source=str(root),
+                                   repair=repair)
     extra = pd.DataFrame({"folder": folders})
     return LabelTable(ids=id_arr, y=y.astype(np.uint8), schema=schema, extra=extra, source=str(root),
-                      paths=np.asarray(files, dtype=object), format="tree")
+                      paths=np.asarray(files, dtype=object), format="tree", notes=notes, known=known)
 
 
 # ====================================================================== MNIST (IDX)
