@@ -15,9 +15,10 @@ from labelwise.training.demo import DEMO_SCHEMA, digit_targets, load_digit_image
 
 
 def test_demo_schema_and_targets():
-    assert DEMO_SCHEMA.labels == ("greater_than_5", "even", *map(str, range(10)))
+    assert DEMO_SCHEMA.labels == (*map(str, range(10)), "greater_than_5", "even")
+    assert DEMO_SCHEMA.derived["even"] == ("0", "2", "4", "6", "8")
     y = digit_targets(np.array([0, 5, 6, 7]))
-    assert DEMO_SCHEMA.decode(y) == [["even", "0"], ["5"], ["greater_than_5", "even", "6"], ["greater_than_5", "7"]]
+    assert DEMO_SCHEMA.decode(y) == [["0", "even"], ["5"], ["6", "greater_than_5", "even"], ["7", "greater_than_5"]]
 
 
 def test_fallback_to_scikit_learn_digits(monkeypatch):

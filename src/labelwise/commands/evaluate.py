@@ -169,6 +169,7 @@ def run(args: argparse.Namespace) -> int:
         summary={"truth": str(args.truth), "scores": str(path), "format": table.format or args.format,
                  **({"split": args.split} if args.split else {})},
         score_source=getattr(args, "score_source", None),
+        known=getattr(table, "known", None),
     )
     result.notes.extend(str(n) for n in (*table.schema.notes, *table.notes))
     return _save_and_print(args, result, lambda written: ', '.join(sorted(written)))

@@ -74,17 +74,20 @@ def parse_tune(spec: str) -> dict[str, Any]:
 
 
 def scores_from_logits(logits: np.ndarray, schema: LabelSchema) -> np.ndarray:
-    """Turn head logits (n, n_outputs) into probabilities: sigmoid for the independent block,
-    softmax within each exclusive group (the head's own activations)."""
+    """Turn head logits (n, n_outputs) into probabilities, the head's own activations: sigmoid for
+    the independent and derived blocks, softmax within each exclusive group, softmax over an
+    at-most-one group and its implicit absent member (logit 0; the absent column is dropped)."""
     z = np.asarray(logits, dtype=np.float64)
     out = np.empty_like(z)
     for block in schema.layout:
         zb = z[:, block.start:block.stop]
-        if block.kind == "sigmoid":
+        if block.kind in ("sigmoid", "derived"):
             out[:, block.start:block.stop] = 0.5 * (1.0 + np.tanh(0.5 * zb))  # overflow-free sigmoid
         else:
+            if block.kind == "at_most_one":
+                zb = np.concatenate([zb, np.zeros((len(zb), 1))], axis=1)
             e = np.exp(zb - zb.max(axis=1, keepdims=True))
-            out[:, block.start:block.stop] = e / e.sum(axis=1, keepdims=True)
+            out[:, block.start:block.stop] = (e / e.sum(axis=1, keepdims=True))[:, : block.stop - block.start]
     return out
 
 
@@ -105,6 +108,7 @@ def evaluate(
     progress: Callable[[int, int], None] | None = None,
     score_source: str | None = None,
     min_class_count: int = 10,
+    known: np.ndarray | None = None,
 ) -> EvaluationResult:
     """Evaluate scores against the truth; see the module docstring.
 
@@ -126,11 +130,25 @@ def evaluate(
     scores come from (``"weighted"``, ``"focal"``, ``"asymmetric"``, ``"bce"``...; the training code
     passes its config's ``binary`` setting): the report then warns when scores from a reweighting
     loss are used without calibration, since they are not probabilities.
+    Unknown truth cells: ``known`` (a bool mask like ``y_true``, e.g. ``table.known``) or -1 cells
+    in ``y_true``; every per-label number then uses that label's known rows (see
+    :mod:`labelwise.evaluation.known`). With a structured schema (implications, derived labels,
+    at-most-one groups) ``summary["structure_violations"]`` is the share of images whose naive
+    ``score >= 0.5`` decisions break the schema -- what ``decide`` (which breaks none) buys.
     """
-    schema, yt, ys = _prepare(y_true, y_score, schema=schema, labels=labels, from_logits=from_logits)
+    yt_in = np.asarray(y_true)
+    if known is None and yt_in.ndim == 2 and np.issubdtype(yt_in.dtype, np.number) and (yt_in < 0).any():
+        known = yt_in >= 0
+    if known is not None:
+        known = np.asarray(known, dtype=bool)
+        if known.shape != yt_in.shape:
+            raise InputError(f"known has shape {known.shape} but y_true has shape {yt_in.shape}")
+        yt_in = np.where(known, yt_in, 0)
+    schema, yt, ys = _prepare(yt_in, y_score, schema=schema, labels=labels, from_logits=from_logits)
     return _evaluate_prepared(yt, ys, schema, thresholds=thresholds, tune=tune, bootstrap=bootstrap, level=level,
                               seed=seed, groups=groups, summary=summary, progress=progress,
-                              score_source=score_source, min_class_count=min_class_count)
+                              score_source=score_source, min_class_count=min_class_count,
+                              known=None if known is None or known.all() else known)
 
 
 def _prepare(y_true, y_score, *, schema, labels, from_logits):
@@ -168,7 +186,7 @@ def _prepare(y_true, y_score, *, schema, labels, from_logits):
 
 def _evaluate_prepared(yt, ys, schema, *, thresholds, tune, bootstrap, level, seed, groups, summary, progress,
                        boot: Mapping[str, Any] | None = None, score_source: str | None = None,
-                       min_class_count: int = 10) -> EvaluationResult:
+                       min_class_count: int = 10, known: np.ndarray | None = None) -> EvaluationResult:
     """:func:`evaluate` on checked inputs; ``boot``: a ``bootstrap_ci`` result computed already (same
     settings), used instead of bootstrapping again (``compare`` passes its paired resamples)."""
     from .. import metrics as M
@@ -211,7 +229,12 @@ def _evaluate_prepared(yt, ys, schema, *, thresholds, tune, bootstrap, level, se
         kw = parse_tune(tune)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            thresholds = T.tune_thresholds(yt, ys, labels=names, schema=schema, **kw)
+            if known is None:
+                thresholds = T.tune_thresholds(yt, ys, labels=names, schema=schema, **kw)
+            else:
+                from .known import tune_known
+
+                thresholds = tune_known(yt, ys, known, names, schema, kw)
         notes.extend(str(w.message) for w in caught)
         source = f"tuned on this data ({tune}); optimistic"
         notes.append(OPTIMISM_NOTE)
@@ -221,39 +244,61 @@ def _evaluate_prepared(yt, ys, schema, *, thresholds, tune, bootstrap, level, se
         y_pred = np.asarray(T.decide(ys, schema, thresholds, default=0.5), dtype=np.uint8)
 
     # ---- per-label metrics
-    # zero_division=NaN (scikit-learn's np.nan): a label with no positives has no recall, one with no
-    # negatives no specificity; shown as n/a and left out of the averages, never a silent 0.000.
-    zd = {"labels": names, "zero_division": np.nan}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # undefined values become n/a with a note below
-        auc = _arr(M.roc_auc_score(yt, ys, average=None, labels=names))
-        ap = _arr(M.average_precision_score(yt, ys, average=None, labels=names))
-        prec = _arr(M.precision_score(yt, y_pred, average=None, **zd))
-        rec = _arr(M.recall_score(yt, y_pred, average=None, **zd))
-        spec = _arr(M.specificity_score(yt, y_pred, average=None, **zd))
-        f1 = _arr(M.f1_score(yt, y_pred, average=None, **zd))
-        averages: dict[str, float] = {}
-        for kind in ("macro", "micro", "weighted", "samples"):
-            averages[f"auc_{kind}"] = _num(M.roc_auc_score(yt, ys, average=kind, labels=names))
-            averages[f"ap_{kind}"] = _num(M.average_precision_score(yt, ys, average=kind, labels=names))
-        averages["lrap"] = _num(M.label_ranking_average_precision_score(yt, ys, labels=names))
-        averages["coverage_error"] = _num(M.coverage_error(yt, ys, labels=names))
-        averages["ranking_loss"] = _num(M.label_ranking_loss(yt, ys, labels=names))
-        for kind in ("macro", "micro"):
-            averages[f"f1_{kind}"] = _num(M.f1_score(yt, y_pred, average=kind, **zd))
-            averages[f"precision_{kind}"] = _num(M.precision_score(yt, y_pred, average=kind, **zd))
-            averages[f"recall_{kind}"] = _num(M.recall_score(yt, y_pred, average=kind, **zd))
-        averages["specificity_macro"] = _num(M.specificity_score(yt, y_pred, average="macro", **zd))
-        ece = _arr(M.expected_calibration_error(yt, ys, average=None, labels=names))
-        brier = _arr(M.brier_score(yt, ys, average=None, labels=names))
-        averages["ece_classwise"] = _num(np.mean(ece))
-        averages["brier_macro"] = _num(np.mean(brier))
-        averages["labels_per_image_predicted"] = _num(y_pred.sum(axis=1).mean())
-        averages["labels_per_image_true"] = _num(yt.sum(axis=1).mean())
-        averages["hamming_loss"] = _num(M.hamming_loss(yt, y_pred))
-        averages["subset_accuracy"] = _num(M.subset_accuracy(yt, y_pred))
-        report_text = M.classification_report(yt, y_pred, **zd)
-        report_dict = M.classification_report(yt, y_pred, output_dict=True, **zd)
+    if known is not None:
+        from .known import masked_metrics
+
+        per, averages, known_notes, full_rows = masked_metrics(yt, ys, y_pred, known, names)
+        auc, ap, prec, rec, spec, f1 = (per[k] for k in ("auc", "ap", "precision", "recall", "specificity", "f1"))
+        notes.extend(known_notes)
+        zd = {"labels": names, "zero_division": np.nan}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ece = np.array([_arr(M.expected_calibration_error(yt[known[:, j], j:j + 1], ys[known[:, j], j:j + 1],
+                                                              average=None))[0] if known[:, j].any() else np.nan
+                            for j in range(len(names))])
+            brier = np.array([_arr(M.brier_score(yt[known[:, j], j:j + 1], ys[known[:, j], j:j + 1],
+                                                 average=None))[0] if known[:, j].any() else np.nan
+                              for j in range(len(names))])
+            averages["ece_classwise"] = _num(np.nanmean(ece))
+            averages["brier_macro"] = _num(np.nanmean(brier))
+            averages["labels_per_image_predicted"] = _num(y_pred[full_rows].sum(axis=1).mean())
+            averages["labels_per_image_true"] = _num(yt[full_rows].sum(axis=1).mean())
+            report_text = M.classification_report(yt[full_rows], y_pred[full_rows], **zd)
+            report_dict = M.classification_report(yt[full_rows], y_pred[full_rows], output_dict=True, **zd)
+    else:
+        # zero_division=NaN (scikit-learn's np.nan): a label with no positives has no recall, one with no
+        # negatives no specificity; shown as n/a and left out of the averages, never a silent 0.000.
+        zd = {"labels": names, "zero_division": np.nan}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # undefined values become n/a with a note below
+            auc = _arr(M.roc_auc_score(yt, ys, average=None, labels=names))
+            ap = _arr(M.average_precision_score(yt, ys, average=None, labels=names))
+            prec = _arr(M.precision_score(yt, y_pred, average=None, **zd))
+            rec = _arr(M.recall_score(yt, y_pred, average=None, **zd))
+            spec = _arr(M.specificity_score(yt, y_pred, average=None, **zd))
+            f1 = _arr(M.f1_score(yt, y_pred, average=None, **zd))
+            averages: dict[str, float] = {}
+            for kind in ("macro", "micro", "weighted", "samples"):
+                averages[f"auc_{kind}"] = _num(M.roc_auc_score(yt, ys, average=kind, labels=names))
+                averages[f"ap_{kind}"] = _num(M.average_precision_score(yt, ys, average=kind, labels=names))
+            averages["lrap"] = _num(M.label_ranking_average_precision_score(yt, ys, labels=names))
+            averages["coverage_error"] = _num(M.coverage_error(yt, ys, labels=names))
+            averages["ranking_loss"] = _num(M.label_ranking_loss(yt, ys, labels=names))
+            for kind in ("macro", "micro"):
+                averages[f"f1_{kind}"] = _num(M.f1_score(yt, y_pred, average=kind, **zd))
+                averages[f"precision_{kind}"] = _num(M.precision_score(yt, y_pred, average=kind, **zd))
+                averages[f"recall_{kind}"] = _num(M.recall_score(yt, y_pred, average=kind, **zd))
+            averages["specificity_macro"] = _num(M.specificity_score(yt, y_pred, average="macro", **zd))
+            ece = _arr(M.expected_calibration_error(yt, ys, average=None, labels=names))
+            brier = _arr(M.brier_score(yt, ys, average=None, labels=names))
+            averages["ece_classwise"] = _num(np.mean(ece))
+            averages["brier_macro"] = _num(np.mean(brier))
+            averages["labels_per_image_predicted"] = _num(y_pred.sum(axis=1).mean())
+            averages["labels_per_image_true"] = _num(yt.sum(axis=1).mean())
+            averages["hamming_loss"] = _num(M.hamming_loss(yt, y_pred))
+            averages["subset_accuracy"] = _num(M.subset_accuracy(yt, y_pred))
+            report_text = M.classification_report(yt, y_pred, **zd)
+            report_dict = M.classification_report(yt, y_pred, output_dict=True, **zd)
     notes.extend(_left_out_notes(names, AUC=auc, AP=ap, precision=prec, recall=rec, specificity=spec, F1=f1))
 
     ci = {k: np.full((len(names), 2), np.nan) for k in ("roc_auc", "average_precision")}
@@ -263,6 +308,11 @@ def _evaluate_prepared(yt, ys, schema, *, thresholds, tune, bootstrap, level, se
     if bootstrap and bootstrap > 0:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            if boot is None and known is not None:
+                from .known import masked_bootstrap
+
+                boot = masked_bootstrap(yt, ys, known, names, n_resamples=int(bootstrap), level=level, seed=seed,
+                                        groups=groups, progress=progress)
             res = boot if boot is not None else M.bootstrap_ci(
                 yt, ys, metrics=("roc_auc", "average_precision"), n_resamples=int(bootstrap), level=level,
                 seed=seed, groups=groups, labels=names, min_class_count=min_class_count,
@@ -297,10 +347,12 @@ def _evaluate_prepared(yt, ys, schema, *, thresholds, tune, bootstrap, level, se
     # ---- rows
     rows = []
     thr_values = dict(zip(map(str, thresholds.labels), map(float, thresholds.values))) if thresholds is not None else {}
-    positives = yt.sum(axis=0).astype(int)
-    predicted = y_pred.sum(axis=0).astype(int)
+    kn = np.ones(yt.shape, dtype=bool) if known is None else known
+    positives = (yt.astype(bool) & kn).sum(axis=0).astype(int)
+    predicted = (y_pred.astype(bool) & kn).sum(axis=0).astype(int)
+    n_known = kn.sum(axis=0).astype(int)
     for j, label in enumerate(names):
-        if label == schema.none:
+        if label == schema.none or label in schema.derived:
             rule, thr = "derived", math.nan
         elif schema.group_of(label) is not None:
             rule, thr = "argmax", math.nan
@@ -312,7 +364,9 @@ def _evaluate_prepared(yt, ys, schema, *, thresholds, tune, bootstrap, level, se
         if rule == "threshold" and not math.isfinite(thr):
             row_notes.append("no threshold could be tuned here; decided at 0.5")
             thr = 0.5
-        pos = int(positives[j])
+        pos, n = int(positives[j]), int(n_known[j])
+        if n < yt.shape[0]:
+            row_notes.append(f"evaluated on its {n} known rows of {yt.shape[0]}")
         if pos == 0:
             row_notes.append("only negatives in this data: AUC/AP undefined; no positives, so recall"
                              + (" and F1" if not math.isfinite(f1[j]) else "") + " undefined")
@@ -333,16 +387,27 @@ def _evaluate_prepared(yt, ys, schema, *, thresholds, tune, bootstrap, level, se
 
     # ---- diagnostics (on the bootstrap interval when there is one)
     auc_ci = ci["roc_auc"] if bootstrap and bootstrap > 0 else None
-    findings = diagnose(yt, ys, labels=names, auc=auc, auc_ci=auc_ci, level=level,
-                        independent=list(schema.independent), groups=dict(schema.exclusive))
+    full = kn.all(axis=1)
+    findings = diagnose(yt[full], ys[full], labels=names, auc=auc, auc_ci=auc_ci, level=level,
+                        independent=list(schema.independent), groups=dict(schema.exclusive)) if full.any() else []
     if any(f.code in ("collapse", "chance") for f in findings):
         notes.insert(0, COLLAPSE_NOTE)
 
     decisions = decisions_info(policy, yt, ys, ys_raw, y_pred, score_source, names,
                                rule=(thresholds.method if thresholds is not None else "default 0.5"))
     notes.extend(decisions["warnings"])
+    n = yt.shape[0]
     summ = {"n_images": n, "n_labels": len(names), "positives": {x: int(p) for x, p in zip(names, positives)},
+            "known": {x: int(k) for x, k in zip(names, n_known)},
             "labels_per_image": float(yt[:, : len(schema.independent)].sum(axis=1).mean()) if schema.independent else math.nan}
+    if schema.has_structure:
+        from ..labels.structure import violation_rate
+
+        summ["structure_violations"] = violation_rate(ys, schema)
+        v = summ["structure_violations"]
+        notes.append(f"naive score >= 0.5 decisions break the schema on {100 * v['any']:.2f}% of images ("
+                     + ", ".join(f"{k} {100 * r:.2f}%" for k, r in v["by_rule"].items())
+                     + "); the decisions here obey it (decide imposes the structure)")
     summ.update(dict(summary or {}))
     return EvaluationResult(
         schema=schema, rows=rows, averages=averages, averages_ci=averages_ci, thresholds=thresholds,

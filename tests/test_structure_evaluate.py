@@ -1,0 +1,64 @@
+"""Issue 15 in evaluation and split: a truth table with unknown cells is evaluated on each label's
+known rows (equal to scikit-learn on those rows), the structure-violation rate of naive decisions
+is reported, and the split stratifies on known positives."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from labelwise import LabelSchema
+from labelwise.evaluation import evaluate
+
+sklearn_metrics = pytest.importorskip("sklearn.metrics")
+
+
+def _data(seed=0, n=300):
+    rng = np.random.default_rng(seed)
+    s = LabelSchema(independent=("a", "b", "c"), unknown_values=("-1",))
+    y = (rng.random((n, 3)) < [0.3, 0.5, 0.2]).astype(np.uint8)
+    scores = np.clip(0.35 * y + rng.random((n, 3)) * 0.65, 0, 1)
+    known = rng.random((n, 3)) > [0.1, 0.4, 0.7]
+    return s, y, scores, known
+
+
+def test_evaluation_with_unknown_cells_equals_sklearn_on_known_rows():
+    s, y, scores, known = _data()
+    res = evaluate(np.where(known, y.astype(int), -1), scores, schema=s, bootstrap=200)
+    thr = 0.5
+    for j, row in enumerate(res.rows):
+        r = known[:, j]
+        t, sc, d = y[r, j], scores[r, j], (scores[r, j] >= thr).astype(int)
+        assert row.auc == pytest.approx(sklearn_metrics.roc_auc_score(t, sc))
+        assert row.ap == pytest.approx(sklearn_metrics.average_precision_score(t, sc))
+        assert row.precision == pytest.approx(sklearn_metrics.precision_score(t, d))
+        assert row.recall == pytest.approx(sklearn_metrics.recall_score(t, d))
+        assert row.f1 == pytest.approx(sklearn_metrics.f1_score(t, d))
+        assert row.positives == int(t.sum())
+        assert f"evaluated on its {int(r.sum())} known rows of 300" in " ".join(row.notes)
+        assert row.auc_low <= row.auc <= row.auc_high
+    assert res.summary["known"] == {"a": int(known[:, 0].sum()), "b": int(known[:, 1].sum()),
+                                    "c": int(known[:, 2].sum())}
+    assert res.averages["auc_macro"] == pytest.approx(np.mean([r.auc for r in res.rows]))
+    pooled_t, pooled_s = y[known], scores[known]
+    assert res.averages["auc_micro"] == pytest.approx(sklearn_metrics.roc_auc_score(pooled_t, pooled_s))
+    full = known.all(axis=1)
+    d = (scores >= 0.5).astype(int)
+    assert res.averages["subset_accuracy"] == pytest.approx((d[full] == y[full]).all(axis=1).mean())
+    assert any("truth cell(s) are unknown" in n for n in res.notes)
+    # the known mask passed explicitly gives the same numbers
+    again = evaluate(y, scores, schema=s, bootstrap=0, known=known)
+    assert [r.auc for r in again.rows] == pytest.approx([r.auc for r in res.rows])
+
+
+def test_evaluation_reports_the_structure_violation_rate():
+    s = LabelSchema(independent=("lung", "pneumonia"), implies={"pneumonia": ["lung"]},
+                    derived={"any": {"any_of": ["lung", "pneumonia"]}})
+    y = s.complete(np.array([[1, 1], [1, 0], [0, 0], [1, 1]]))
+    scores = np.array([[0.2, 0.7, 0.7], [0.8, 0.1, 0.8], [0.1, 0.1, 0.6], [0.9, 0.9, 0.95]])
+    res = evaluate(y, scores, schema=s, bootstrap=0)
+    v = res.summary["structure_violations"]
+    # row 0: child without parent; row 2: derived on without sources
+    assert v["any"] == pytest.approx(0.5) and v["by_rule"]["implies"] == pytest.approx(0.25)
+    assert v["by_rule"]["derived"] == pytest.approx(0.25)
+    assert (res.y_pred[:, 0] >= res.y_pred[:, 1]).all()  # the decisions themselves obey the schema
