@@ -62,3 +62,23 @@ def test_evaluation_reports_the_structure_violation_rate():
     assert v["any"] == pytest.approx(0.5) and v["by_rule"]["implies"] == pytest.approx(0.25)
     assert v["by_rule"]["derived"] == pytest.approx(0.25)
     assert (res.y_pred[:, 0] >= res.y_pred[:, 1]).all()  # the decisions themselves obey the schema
+
+
+def test_split_stratifies_on_known_positives(tmp_path):
+    from labelwise.labels.split import split_table
+    from labelwise.labels.tables import read_table
+
+    rng = np.random.default_rng(0)
+    n = 400
+    y = (rng.random((n, 2)) < 0.3).astype(int)
+    cells = np.where(rng.random((n, 2)) < 0.5, "-1", y.astype(str))
+    # the unknown cells of 'a' hide positives more often than not: stratifying on raw values would skew
+    p = tmp_path / "t.csv"
+    p.write_text("id,a,b\n" + "".join(f"r{i},{c[0]},{c[1]}\n" for i, c in enumerate(cells)))
+    s = LabelSchema(independent=("a", "b"), unknown_values=("-1",))
+    t = read_table(p, schema=s)
+    parts = split_table(t, False, "0.5,0.5", seed=0, names=("train", "val"))
+    known_pos = (t.y == 1) & t.known
+    for j in range(2):
+        per_split = [int(known_pos[(parts["split"] == k).to_numpy(), j].sum()) for k in ("train", "val")]
+        assert abs(per_split[0] - per_split[1]) <= 2, per_split   # brute count: half of the known positives each

@@ -281,7 +281,9 @@ def split_table(table, group_column: str | None | bool, fractions: Sequence[floa
 
     ``group_column=None`` uses the patient column when the table has one (the first of
     ``labelwise.labels.stats.DEFAULT_GROUP_COLUMNS``, e.g. "Patient ID"), so the default never leaks;
-    a table without one, or ``group_column=False``, makes every row its own group.
+    a table without one, or ``group_column=False``, makes every row its own group. With unknown
+    cells (``table.known``) the split stratifies on the known positives: an unknown cell counts as
+    no positive, so each split gets its share of every label's known positives.
     """
     from .stats import DEFAULT_GROUP_COLUMNS
 
@@ -294,7 +296,9 @@ def split_table(table, group_column: str | None | bool, fractions: Sequence[floa
     if group_column is None:
         group_column = next((c for c in DEFAULT_GROUP_COLUMNS if c in table.extra.columns), False)
     groups = table.groups(group_column) if group_column is not False else np.asarray(table.ids)
-    assign = grouped_stratified_split(table.y, groups, f, seed=seed)
+    known = getattr(table, "known", None)
+    y = table.y if known is None else (np.asarray(table.y) != 0) & known
+    assign = grouped_stratified_split(y.astype(np.uint8), groups, f, seed=seed)
     return pd.DataFrame({"id": table.ids, "group": groups, "split": np.asarray(names, dtype=object)[assign]})
 
 
