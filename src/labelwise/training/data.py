@@ -21,7 +21,11 @@ __all__ = ['Part', 'TrainData', 'load_data']
 @dataclass
 class Part:
     """One split: ``x`` (image paths, or an image array (n, h, w[, c])), ``y`` (n, n_labels) 0/1
-    over ``schema.labels``, and ``ids`` (names used in outputs)."""
+    over ``schema.labels``, and ``ids`` (names used in outputs). With unknown cells in the table,
+    ``y`` holds the training targets of :meth:`LabelTable.targets` (int8; -1 = unknown and
+    ignored; in train the cells of a positive/negative policy are filled, in val and test every
+    unknown cell stays -1): the losses mask -1, validation AUC, threshold tuning and the test
+    evaluation use each label's known rows."""
 
     x: Any
     y: np.ndarray
@@ -92,14 +96,19 @@ def load_data(config: TrainConfig) -> TrainData:
         parts = split_table(table, config.group_column, config.split_fractions, seed=config.seed)
         masks = _split_masks(parts, table)
 
-    def part(mask: np.ndarray) -> Part:
+    # Unknown cells travel as -1 in y so model.fit masks them; in train the positive/negative policy
+    # fills its cells, while val and test keep every unknown cell -1 (they are judged on known truth only).
+    y_train = table.y if table.known.all() else table.targets().astype(np.int8)
+    y_eval = table.y if table.known.all() else np.where(table.known, table.y, -1).astype(np.int8)
+
+    def part(mask: np.ndarray, y_all: np.ndarray = y_eval) -> Part:
         xs = np.asarray(x, dtype=str) if table.paths is not None else np.asarray(x)
-        return Part(xs[mask], table.y[mask], np.asarray(table.ids)[mask])
+        return Part(xs[mask], y_all[mask], np.asarray(table.ids)[mask])
 
     for k in ("train", "val"):
         if not masks[k].any():
             raise InputError(f"{config.table}: the {k} split is empty; training needs a train and a val split")
-    return TrainData(schema, part(masks["train"]), part(masks["val"]),
+    return TrainData(schema, part(masks["train"], y_train), part(masks["val"]),
                      part(masks["test"]) if masks["test"].any() else None)
 
 

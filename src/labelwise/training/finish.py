@@ -41,7 +41,13 @@ def _finish(config, data, schema, model, state, val_ds, val_y, out, resumed_from
 
     say(f"tuning thresholds on {len(val_y)} validation images")
     val_scores = schema.complete_scores(model.predict(val_ds, verbose=min(config.verbose, 2))[: len(val_y)])
-    thresholds = tune_thresholds(val_y, val_scores, method=config.threshold_method, schema=schema)
+    if (np.asarray(val_y) < 0).any():  # unknown cells: each threshold tuned on its label's known rows
+        from ..evaluation.known import tune_known
+
+        thresholds = tune_known(np.maximum(val_y, 0), val_scores, np.asarray(val_y) >= 0, list(schema.labels),
+                                schema, {"method": config.threshold_method})
+    else:
+        thresholds = tune_thresholds(val_y, val_scores, method=config.threshold_method, schema=schema)
     evaluation = None
     if data.test is not None:
         from ..evaluation import evaluate

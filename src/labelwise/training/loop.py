@@ -79,7 +79,12 @@ def _epoch_callback(*, config: TrainConfig, schema: LabelSchema, state: _State, 
             scores = schema.complete_scores(probs)
             with warnings.catch_warnings():  # a label with one class in val is NaN, reported once below
                 warnings.simplefilter("ignore")
-                per_label = np.asarray(roc_auc_score(val_y, scores, average=None), dtype=float)
+                if (np.asarray(val_y) < 0).any():  # unknown cells: each label's AUC on its known rows
+                    per_label = np.array([roc_auc_score(val_y[val_y[:, j] >= 0, j:j + 1],
+                                                        scores[val_y[:, j] >= 0, j:j + 1], average="macro")
+                                          for j in range(val_y.shape[1])], dtype=float)
+                else:
+                    per_label = np.asarray(roc_auc_score(val_y, scores, average=None), dtype=float)
             auc = float(np.nanmean(per_label)) if np.isfinite(per_label).any() else float("nan")
             lr = _current_lr(model)
             n = epoch + 1
