@@ -82,3 +82,21 @@ def test_split_stratifies_on_known_positives(tmp_path):
     for j in range(2):
         per_split = [int(known_pos[(parts["split"] == k).to_numpy(), j].sum()) for k in ("train", "val")]
         assert abs(per_split[0] - per_split[1]) <= 2, per_split   # brute count: half of the known positives each
+
+
+def test_thresholds_tuned_on_known_rows_only():
+    from labelwise.decide.thresholds import tune_thresholds
+    from labelwise.evaluation.known import tune_known
+
+    s, y, scores, known = _data(seed=2)
+    th = tune_known(y, scores, known, list(s.labels), s, {"method": "f1"})
+    for j, label in enumerate(s.labels):
+        r = known[:, j]
+        ref = tune_thresholds(y[r, j:j + 1], scores[r, j:j + 1], labels=[label])
+        assert th[label] == ref.values[0]
+        assert th.tuned_on["positives"][label] == int(y[r, j].sum())
+    # tuning on every row (unknown read as 0) gives other thresholds here: the check can fail
+    naive = tune_thresholds(y * known, scores, labels=list(s.labels))
+    assert any(naive[x] != th[x] for x in s.labels)
+    res = evaluate(np.where(known, y.astype(int), -1), scores, schema=s, tune="f1", bootstrap=0)
+    assert [r.threshold for r in res.rows] == [th[x] for x in s.labels]

@@ -71,6 +71,7 @@ def _table(folder: Path, n=(96, 32, 32)) -> tuple[Path, np.ndarray]:
     return folder / "train.toml", digits
 
 
+@pytest.mark.slow
 def test_structured_schema_with_unknown_cells_train_predict_evaluate(tmp_path, monkeypatch, capsys):
     config, digits = _table(tmp_path)
     monkeypatch.chdir(tmp_path)

@@ -63,6 +63,7 @@ _LAZY: dict[str, str] = {
     # Keras building blocks (importing one of these loads Keras)
     "SchemaHead": "labelwise.blocks.layers",
     "schema_activation": "labelwise.blocks.layers",
+    "structured_logits": "labelwise.blocks.layers",
     "PowersetHead": "labelwise.blocks.layers",
     "powerset_label_scores": "labelwise.blocks.layers",
     "MultiImagePooling": "labelwise.blocks.layers",

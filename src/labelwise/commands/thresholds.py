@@ -152,7 +152,12 @@ def _run_plain(args: argparse.Namespace, kw: dict) -> int:
     schema = table.schema
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        th = tune_thresholds(table.y, scores, labels=list(schema.labels), schema=schema, **kw)
+        if table.known.all():
+            th = tune_thresholds(table.y, scores, labels=list(schema.labels), schema=schema, **kw)
+        else:  # unknown truth cells: each label tuned on its known rows
+            from ..evaluation.known import tune_known
+
+            th = tune_known(table.y, scores, table.known, list(schema.labels), schema, kw)
     metric = _metric_name(kw)
     values = dict(zip(map(str, th.labels), th.values))
     reached = dict(zip(map(str, th.labels), _as_list(th.metric_at_threshold, len(th.labels))))
