@@ -56,7 +56,7 @@ import numpy as np
 
 from ..errors import SchemaError, SchemaViolation, where
 from ..io import write_text
-from .schema_rules import _sources, _twice_message
+from .schema_rules import POLICIES, _label_name, _more, _sources, _toml_list, _toml_str, _twice_message
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -66,8 +66,6 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 __all__ = ["LabelSchema", "HeadBlock", "load_schema", "POLICIES"]
 
 DEFAULT_SEPARATOR = "|"
-#: What an unknown cell trains as: masked, 1, or 0.
-POLICIES = ("ignore", "positive", "negative")
 _KEYS = ("independent", "exclusive", "none", "implies", "derived", "at_most_one", "unknown")
 
 
@@ -561,17 +559,6 @@ def load_schema(spec: "LabelSchema | Mapping[str, Any] | str | Path | None") -> 
 
 
 # ---------------------------------------------------------------- helpers
-def _label_name(x: object, role: str) -> str:
-    if not isinstance(x, str):
-        raise SchemaError(f"labels must be strings; got {x!r} ({type(x).__name__}) in {role}")
-    s = x.strip()
-    if not s:
-        raise SchemaError(f"empty label name in {role}")
-    if s != x:
-        raise SchemaError(f"label {x!r} in {role} has leading or trailing spaces; write {s!r}")
-    return s
-
-
 def _split_cell(row: str | Sequence[str] | None, sep: str) -> list[str]:
     if row is None or (isinstance(row, float) and row != row):  # None or NaN from pandas
         return []
@@ -588,13 +575,3 @@ def _unknown_label_message(label: str, known: Sequence[str]) -> str:
     return f"unknown label {label!r}{hint} (the schema's labels are {list(known)})"
 
 
-def _more(n: int) -> str:
-    return f" ({n - 1} more row(s) like this)" if n > 1 else ""
-
-
-def _toml_str(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _toml_list(items: Iterable[str]) -> str:
-    return "[" + ", ".join(_toml_str(i) for i in items) + "]"

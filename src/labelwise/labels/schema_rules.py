@@ -9,7 +9,7 @@ described in :mod:`labelwise.labels.structure`. numpy only; no Keras.
 from __future__ import annotations
 
 import difflib
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -19,7 +19,10 @@ from .structure import _cols
 if TYPE_CHECKING:  # pragma: no cover
     from .schema import LabelSchema
 
-__all__ = ["check_structure", "check_matrix", "infer_schema", "structure_fault", "sections_from_dict", "sections_to_dict",
+#: What an unknown cell trains as: masked, 1, or 0.
+POLICIES = ("ignore", "positive", "negative")
+
+__all__ = ["POLICIES", "check_structure", "check_matrix", "infer_schema", "structure_fault", "sections_from_dict", "sections_to_dict",
            "sections_to_toml"]
 
 
@@ -140,8 +143,6 @@ def check_structure(schema: "LabelSchema", implies: Any, values: Any, policy: An
     if not isinstance(policy, Mapping):
         raise SchemaError(f"[labels.unknown] policy must be a table, got {policy!r}")
     pol: dict[str, str] = {}
-    from .schema import POLICIES
-
     for label, p in dict(policy).items():
         label = str(label)
         if p not in POLICIES:
@@ -164,8 +165,6 @@ def check_structure(schema: "LabelSchema", implies: Any, values: Any, policy: An
 
 def _sources(name: object, spec: object) -> tuple[str, ...]:
     """The sources of a derived label from ``{"any_of": [...]}`` (or a plain list)."""
-    from .schema import _label_name
-
     if isinstance(spec, Mapping):
         other = set(spec) - {"any_of"}
         if other:
@@ -197,8 +196,6 @@ def _twice_message(label: str, first: str, second: str) -> str:
 def sections_from_dict(data: Mapping[str, Any], source: str | None) -> dict[str, Any]:
     """The structure keyword arguments of :class:`LabelSchema` from its dict/TOML form
     (``implies``, ``derived``, ``at_most_one``, ``unknown``); missing sections are empty."""
-    from .schema import POLICIES
-
     tables = {}
     for key in ("implies", "derived", "at_most_one"):
         value = data.get(key, {})
@@ -242,8 +239,6 @@ def sections_to_dict(schema: "LabelSchema") -> dict[str, Any]:
 
 def sections_to_toml(schema: "LabelSchema") -> list[str]:
     """TOML lines of the structure sections (``[labels.implies]`` ... ``[labels.unknown]``)."""
-    from .schema import _toml_list, _toml_str
-
     lines: list[str] = []
     for key, table in (("implies", schema.implies), ("at_most_one", schema.at_most_one)):
         if table:
@@ -264,8 +259,6 @@ def check_matrix(schema: "LabelSchema", matrix: np.ndarray, *, known: np.ndarray
                  row_names: Sequence[object] | None = None, source: str | None = None) -> None:
     """The body of :meth:`LabelSchema.validate` (see there): raise :class:`SchemaViolation`
     naming the first row that breaks a rule of ``schema``."""
-    from .schema import _more
-
     m = np.asarray(matrix)
     if m.ndim != 2 or m.shape[1] != schema.n_labels:
         raise SchemaViolation(
@@ -405,3 +398,24 @@ def infer_schema(cls: type, matrix: np.ndarray, names: Sequence[str], *, propose
                 )
     independent = tuple(n for n in names if n != none)
     return cls(independent, {}, none, notes=tuple(notes))
+
+
+# ---------------------------------------------------------------- helpers (schema.py uses them too)
+def _label_name(x: object, role: str) -> str:
+    if not isinstance(x, str):
+        raise SchemaError(f"labels must be strings; got {x!r} ({type(x).__name__}) in {role}")
+    s = x.strip()
+    if not s:
+        raise SchemaError(f"empty label name in {role}")
+    if s != x:
+        raise SchemaError(f"label {x!r} in {role} has leading or trailing spaces; write {s!r}")
+    return s
+
+def _more(n: int) -> str:
+    return f" ({n - 1} more row(s) like this)" if n > 1 else ""
+
+def _toml_str(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+def _toml_list(items: Iterable[str]) -> str:
+    return "[" + ", ".join(_toml_str(i) for i in items) + "]"
