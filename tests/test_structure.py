@@ -242,3 +242,12 @@ def test_decide_obeys_every_structure_rule(issue_schema):
     np.testing.assert_array_equal(decide(s.complete_scores(p)[:, : s.n_outputs], s, thr), d)
     # the schema's enforce is the same function that decide ends with
     np.testing.assert_array_equal(s.enforce(d[:, : s.n_free]), d)
+
+
+def test_enforce_repairs_exclusive_groups_from_scores():
+    s = LabelSchema(independent=("a",), exclusive={"g": ("x", "y", "z")})
+    d = np.array([[1, 0, 0, 0], [0, 1, 1, 1], [0, 1, 0, 0]])
+    scores = np.array([[0.9, 0.2, 0.7, 0.1], [0.1, 0.2, 0.5, 0.3], [0.1, 0.6, 0.3, 0.1]])
+    got = enforce(d, s, scores)
+    np.testing.assert_array_equal(got, [[1, 0, 1, 0], [0, 0, 1, 0], [0, 1, 0, 0]])
+    assert not violations(got, s)["exclusive"].any()

@@ -127,10 +127,11 @@ def constrain_scores(p: np.ndarray, schema: "LabelSchema") -> np.ndarray:
 def enforce(decisions: np.ndarray, schema: "LabelSchema", scores: np.ndarray | None = None) -> np.ndarray:
     """Impose the schema's structure on 0/1 decisions; returns (n, n_labels) uint8.
 
-    ``decisions``: (n, n_free), (n, n_outputs) or (n, n_labels). At-most-one groups keep only
-    their highest-``scores`` member that is on (the first in column order without scores);
-    exclusive groups are left as given (their arg-max is the caller's); every parent of an
-    on child is turned on (transitively); derived labels and ``none`` are recomputed.
+    ``decisions``: (n, n_free), (n, n_outputs) or (n, n_labels). At-most-one and exclusive groups
+    keep only their highest-``scores`` member that is on (the first in column order without
+    scores); with scores, an exclusive group with no member on gets its arg-max member (without
+    scores such a row is left as given); every parent of an on child is turned on
+    (transitively); derived labels and ``none`` are recomputed.
     This is the one place structure is imposed: decision rules call it last.
     """
     d = np.asarray(decisions)
@@ -143,7 +144,14 @@ def enforce(decisions: np.ndarray, schema: "LabelSchema", scores: np.ndarray | N
     n = out.shape[0]
     s = None if scores is None else np.asarray(scores, dtype=np.float64)
     for block in schema.layout:
-        if block.kind != "at_most_one":
+        if block.kind == "softmax" and s is not None:
+            # Exactly one: a row with none on gets its arg-max member; several are cut below.
+            on = out[:, block.start : block.stop].astype(bool)
+            empty = ~on.any(axis=1)
+            if empty.any():
+                best = np.argmax(s[:, block.start : block.stop], axis=1)
+                out[np.flatnonzero(empty), block.start + best[empty]] = 1
+        if block.kind not in ("at_most_one", "softmax"):
             continue
         on = out[:, block.start : block.stop].astype(bool)
         several = on.sum(axis=1) > 1
