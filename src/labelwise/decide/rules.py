@@ -338,7 +338,9 @@ def apply_rule(
         if block.kind == "softmax":
             best = np.argmax(P[:, block.start:block.stop], axis=1)
             out[np.arange(n), block.start + best] = 1
-    return schema.complete(out).astype(np.uint8)
+    # The schema's structure (parents of decided children, at most one per at-most-one group,
+    # derived labels, none) is imposed in one place: schema.enforce (labelwise.labels.structure).
+    return schema.enforce(out, P[:, : schema.n_free])
 
 
 def _silence(func, *args, **kwargs):
