@@ -312,7 +312,7 @@ def _evaluate_prepared(yt, ys, schema, *, thresholds, tune, bootstrap, level, se
                 from .known import masked_bootstrap
 
                 boot = masked_bootstrap(yt, ys, known, names, n_resamples=int(bootstrap), level=level, seed=seed,
-                                        groups=groups, progress=progress)
+                                        groups=groups, progress=progress, min_class_count=min_class_count)
             res = boot if boot is not None else M.bootstrap_ci(
                 yt, ys, metrics=("roc_auc", "average_precision"), n_resamples=int(bootstrap), level=level,
                 seed=seed, groups=groups, labels=names, min_class_count=min_class_count,

@@ -102,11 +102,15 @@ class MaskedBootstrap:
     samples: np.ndarray
     macro_low: float
     macro_high: float
+    point: np.ndarray
+    eligible: np.ndarray
+    macro_point: float
 
 
 def masked_bootstrap(yt: np.ndarray, ys: np.ndarray, known: np.ndarray, names: Sequence[str], *,
                      n_resamples: int, level: float, seed: int, groups: Sequence[Any] | None = None,
-                     progress: Callable[[int, int], None] | None = None) -> dict[str, MaskedBootstrap]:
+                     progress: Callable[[int, int], None] | None = None,
+                     min_class_count: int = 10) -> dict[str, MaskedBootstrap]:
     """``{"roc_auc": ..., "average_precision": ...}``: each label bootstrapped over its known rows
     with :func:`labelwise.metrics.bootstrap_ci` (same seed and resamples); macro interval from the
     per-resample mean over labels."""
@@ -114,6 +118,8 @@ def masked_bootstrap(yt: np.ndarray, ys: np.ndarray, known: np.ndarray, names: S
 
     L = len(names)
     out = {m: np.full((n_resamples, L), np.nan) for m in ("roc_auc", "average_precision")}
+    points = {m: np.full(L, np.nan) for m in out}
+    eligible = {m: np.zeros(L, dtype=bool) for m in out}
     g = None if groups is None else np.asarray(groups)
     for j in range(L):
         r = known[:, j]
@@ -123,9 +129,12 @@ def masked_bootstrap(yt: np.ndarray, ys: np.ndarray, known: np.ndarray, names: S
             warnings.simplefilter("ignore")
             res = M.bootstrap_ci(yt[r, j : j + 1], ys[r, j : j + 1], metrics=("roc_auc", "average_precision"),
                                  n_resamples=n_resamples, level=level, seed=seed,
-                                 groups=None if g is None else g[r], labels=[names[j]])
+                                 groups=None if g is None else g[r], labels=[names[j]],
+                                 min_class_count=min_class_count)
         for m in out:
-            if res[m].samples is not None:
+            points[m][j] = float(np.asarray(res[m].point)[0])
+            eligible[m][j] = bool(np.asarray(res[m].eligible)[0]) if res[m].eligible is not None else True
+            if res[m].samples is not None and eligible[m][j]:
                 out[m][:, j] = np.asarray(res[m].samples, dtype=np.float64)[:, 0]
         if progress is not None:
             progress(j + 1, L)
@@ -135,11 +144,13 @@ def masked_bootstrap(yt: np.ndarray, ys: np.ndarray, known: np.ndarray, names: S
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             low, high = np.nanquantile(s, alpha, axis=0), np.nanquantile(s, 1 - alpha, axis=0)
-            macro = np.nanmean(s, axis=1)
+            macro = np.nanmean(s[:, eligible[m]], axis=1) if eligible[m].any() else np.full(len(s), np.nan)
         macro = macro[np.isfinite(macro)]
         lo, hi = ((float(np.quantile(macro, alpha)), float(np.quantile(macro, 1 - alpha))) if macro.size
                   else (math.nan, math.nan))
-        result[m] = MaskedBootstrap(low, high, s, lo, hi)
+        ok = eligible[m] & np.isfinite(points[m])
+        result[m] = MaskedBootstrap(low, high, s, lo, hi, points[m], eligible[m],
+                                    float(np.mean(points[m][ok])) if ok.any() else math.nan)
     return result
 
 
