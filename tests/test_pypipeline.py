@@ -23,10 +23,7 @@ PIXEL_TOL = 0.01  # of 255: PNG/BMP/GIF/arrays after resize, the module docstrin
 
 def _tf():
     tf = pytest.importorskip("tensorflow")
-    try:
-        from labelwise.data import pipeline as tp
-    except ImportError:  # TEMP before the layout move
-        from labelwise import pipeline as tp
+    from labelwise.data import pipeline as tp
 
     return tf, tp
 

@@ -22,6 +22,31 @@ from .labels.schema import LabelSchema, load_schema
 
 __version__ = "0.1.0"
 
+
+def _default_keras_backend() -> None:
+    """Where no Keras backend is chosen (no KERAS_BACKEND; keras.json absent or holding the
+    "tensorflow" Keras writes there itself) and TensorFlow is not installed, use JAX, else
+    PyTorch, instead of failing on the first Keras import."""
+    import json
+    import os
+
+    if os.environ.get("KERAS_BACKEND") or "keras" in sys.modules or importlib.util.find_spec("tensorflow"):
+        return
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    try:
+        with open(os.path.join(home, "keras.json"), encoding="utf-8") as f:
+            if json.load(f).get("backend", "tensorflow") != "tensorflow":
+                return  # a backend chosen there: Keras says so if it is missing
+    except (OSError, ValueError, AttributeError):
+        pass
+    for name in ("jax", "torch"):
+        if importlib.util.find_spec(name) is not None:
+            os.environ["KERAS_BACKEND"] = name
+            return
+
+
+_default_keras_backend()
+
 # Modules that define Keras objects registered for ``keras.saving``.
 _KERAS_MODULES = ("labelwise.blocks.layers", "labelwise.blocks.losses", "labelwise.blocks.models", "labelwise.training.artifact")
 

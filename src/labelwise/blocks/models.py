@@ -263,6 +263,12 @@ def build_backbone(backbone: str, input_shape: Sequence[int], *, weights: str | 
     return model
 
 
+def _head_dtype() -> str | None:
+    """float32 for the head under a mixed policy (its logits and probabilities need the range;
+    the features come in float16/bfloat16 and are cast up), else the global policy."""
+    return "float32" if keras.config.dtype_policy().name.startswith("mixed") else None
+
+
 def build_model(schema: LabelSchema | Any, backbone: str = "densenet121", *,
                 input_shape: Sequence[int] = (224, 224, 3), weights: str | None = "imagenet",
                 head_output: str = "probabilities", dropout: float = 0.0, pooling: str = "avg",
@@ -305,7 +311,7 @@ def build_model(schema: LabelSchema | Any, backbone: str = "densenet121", *,
                              "LabelPowerset(schema).fit(y_train) for this schema")
         x = build_powerset_head(powerset)(x)
     else:
-        x = SchemaHead(schema, output=head_output, name="schema_head")(x)
+        x = SchemaHead(schema, output=head_output, name="schema_head", dtype=_head_dtype())(x)
     return keras.Model(inputs, x, name=name or f"labelwise_{backbone}")
 
 
@@ -330,7 +336,7 @@ def build_case_model(schema: LabelSchema | Any, backbone: str = "densenet121", *
     x = MultiImagePooling(encoder, case_pooling, attention_units=attention_units, name="case_pooling")([images, mask])
     if dropout:
         x = keras.layers.Dropout(float(dropout), name="dropout")(x)
-    x = SchemaHead(schema, output=head_output, name="schema_head")(x)
+    x = SchemaHead(schema, output=head_output, name="schema_head", dtype=_head_dtype())(x)
     return keras.Model([images, mask], x, name=name or f"labelwise_case_{backbone}")
 
 

@@ -51,6 +51,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LabelwiseError as e:
         print(f"labelwise {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as e:
+        if (e.name or "").split(".")[0] not in ("tensorflow", "jax", "jaxlib", "torch"):
+            raise
+        # Keras' backend (KERAS_BACKEND) or a TensorFlow-only part asked for a framework that is not installed
+        print(f"labelwise {args.command}: error: {e.name} is not installed; install it, or set KERAS_BACKEND to an "
+              "installed backend (tensorflow, jax or torch)", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"labelwise {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -32,6 +32,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--skip-unreadable", action="store_true",
                    help="leave out unreadable images or stacks (listed in a warning)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--pipeline", choices=("auto", "tf", "python"), default="auto",
+                   help="input pipeline: auto (tf.data when TensorFlow is installed, else Python), tf or python")
     p.set_defaults(func=run)
 
 
@@ -62,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
 
     frame = predict(args.model, args.inputs, out=args.out, images=args.images, column=args.column,
                     batch_size=args.batch_size, skip_unreadable=args.skip_unreadable, max_slices=args.max_slices,
-                    verbose=0 if args.quiet else 1)
+                    verbose=0 if args.quiet else 1, pipeline=args.pipeline)
     print(f"labelwise predict: {len(frame)} {frame.attrs.get('kind', 'image')}(s) -> {args.out}")
     if not args.quiet:
         print(frame[["id", "labels"]].head(10).to_string(index=False))

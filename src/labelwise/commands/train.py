@@ -45,6 +45,9 @@ _HELP = {
     "devices": "with mirrored/dataparallel: use the first N devices (GPUs; JAX devices) instead of all",
     "lr_reference_batch": "batch size the learning rate was tuned for: scaled linearly to --batch-size",
     "train_shards": "folder of TFRecord shards (labelwise shard) to read the training images from",
+    "pipeline": "auto (tf.data when TensorFlow is installed, else Python), tf or python",
+    "precision": "float32, mixed_float16 (loss scaling; GPUs) or mixed_bfloat16",
+    "jit_compile": "auto (XLA on a GPU, always on JAX), true or false",
 }
 
 

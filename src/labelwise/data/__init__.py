@@ -1,2 +1,3 @@
-"""Data: input pipelines that feed images to a model (tf.data), TFRecord shards and
-multi-image stacks."""
+"""Data: input pipelines that feed images to a model (tf.data in ``pipeline``, the
+backend-neutral Python one in ``pypipeline``, what both read and check in ``sources``),
+TFRecord shards and multi-image stacks."""

@@ -22,7 +22,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ['TrainConfig', 'LR_SCHEDULES']
+__all__ = ['TrainConfig', 'LR_SCHEDULES', 'PIPELINES', 'PRECISIONS']
 
 
 LR_SCHEDULES = ("constant", "cosine", "plateau")
@@ -46,7 +46,9 @@ _FLOAT_RANGES = {"learning_rate": (0.0, True, math.inf, False, "at least 0"),
                  "plateau_factor": (0.0, False, 1.0, False, "in (0, 1)")}
 _BOOLS = ("cache", "skip_unreadable", "plots", "resume", "overwrite")
 _STRINGS = ("backbone", "weights", "loss", "binary", "loss_weights", "lr_schedule", "threshold_method",
-            "split_column", "group_column", "distribute")
+            "split_column", "group_column", "distribute", "pipeline", "precision")
+PIPELINES = ("auto", "tf", "python")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 _PATHS = ("table", "images", "out_dir", "train_shards")
 
 
@@ -121,7 +123,11 @@ class TrainConfig:
     None = all), ``fine_tune_lr`` (default learning_rate / 10), ``early_stopping_patience``
     (None = off), ``augment``, ``cache``, ``seed``. Output: ``out_dir``, ``threshold_method``,
     ``bootstrap`` (resamples for the report's confidence intervals), ``plots`` (PNG plots in
-    the report), ``verbose``; ``resume``
+    the report), ``verbose``. Speed: ``pipeline`` ("auto": tf.data when TensorFlow is
+    installed, else the Python pipeline; "tf"; "python"), ``precision`` ("float32",
+    "mixed_float16" with loss scaling, "mixed_bfloat16"; the head's outputs stay float32),
+    ``jit_compile`` ("auto": XLA on a GPU, and always on JAX, whose only compiler it is; true;
+    false); ``resume``
     continues the run in ``out_dir`` from its last checkpoint, ``overwrite`` discards it instead.
     """
 
@@ -165,6 +171,9 @@ class TrainConfig:
     devices: int | None = None
     lr_reference_batch: int | None = None
     train_shards: str | None = None
+    pipeline: str = "auto"
+    precision: str = "float32"
+    jit_compile: Any = "auto"
 
     def __post_init__(self) -> None:
         for name in ("weights", "loss_weights", "split_column", "group_column", "unfreeze_top", "fine_tune_lr",
@@ -172,6 +181,17 @@ class TrainConfig:
             if getattr(self, name) in ("none", "None", ""):
                 setattr(self, name, None)
         _check_types(self)
+        if self.pipeline not in PIPELINES:
+            raise InputError(f"pipeline must be one of {list(PIPELINES)}; got {self.pipeline!r}")
+        if self.precision not in PRECISIONS:
+            raise InputError(f"precision must be one of {list(PRECISIONS)}; got {self.precision!r}")
+        jit = {"auto": "auto", "true": True, "on": True, "false": False, "off": False}
+        if isinstance(self.jit_compile, (bool, np.bool_)):
+            self.jit_compile = bool(self.jit_compile)
+        elif isinstance(self.jit_compile, str) and self.jit_compile.lower() in jit:
+            self.jit_compile = jit[self.jit_compile.lower()]
+        else:
+            raise InputError(f"jit_compile must be auto, true or false; got {self.jit_compile!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise InputError(f"lr_schedule must be one of {list(LR_SCHEDULES)}; got {self.lr_schedule!r}")
         if self.devices is not None and str(self.distribute).lower() not in ("mirrored", "dataparallel"):

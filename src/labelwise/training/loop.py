@@ -159,11 +159,26 @@ def train(config: TrainConfig, data: TrainData | None = None, *, strategy: Any =
 
     ``data`` replaces reading ``config.table`` (e.g. in-memory arrays for the demo).
     ``strategy`` (a ``tf.distribute`` strategy) wraps model building and compiling in its
-    scope; ``config.batch_size`` is the global batch size.
+    scope; ``config.batch_size`` is the global batch size. ``config.pipeline`` picks the input
+    pipeline (config.json records the one used), ``config.precision`` is Keras' dtype policy
+    for the run (restored afterwards), ``config.jit_compile`` goes to ``model.compile``.
     """
-    import keras
+    from ..data.sources import pipeline_module, resolve_pipeline
+    from .runtime import import_keras, precision_policy
 
-    from ..data import pipeline
+    import_keras()  # a clear error when the backend's framework is missing
+    kind = resolve_pipeline(config.pipeline, shards=bool(config.train_shards))
+    if kind == "python" and (strategy is not None or config.distribute):
+        raise InputError("distribute needs the tf.data pipeline (its batches are split by tf.data); the Python "
+                         "pipeline is used here (pipeline = 'python', or TensorFlow is not installed): use "
+                         "pipeline = 'tf' with TensorFlow installed, or train on one device")
+    config = dataclasses.replace(config, pipeline=kind)  # config.json and checkpoints record what was used
+    with precision_policy(config.precision):
+        return _train(config, data, strategy, pipeline_module(kind))
+
+
+def _train(config: TrainConfig, data: TrainData | None, strategy: Any, pipeline: Any) -> TrainResult:
+    import keras
 
     say = _printer(config.verbose)
     if strategy is None and config.distribute:
@@ -214,15 +229,16 @@ def train(config: TrainConfig, data: TrainData | None = None, *, strategy: Any =
     # decoding or caching them would cost a full pass over images that may not even be here.
     train_src = pipeline.ImageSource.create(data.train.x, data.train.y[:, : schema.n_outputs],
                                             skip_unreadable=config.skip_unreadable, channels=config.channels,
-                                            verbose=config.verbose, check=not config.train_shards)
+                                            verbose=config.verbose, check=not config.train_shards,
+                                            decoder=config.pipeline)
     data = _check_test_images(config, data)  # now, not after hours of training
     if config.cache and train_src.arrays is None and not config.train_shards:
         train_src = pipeline.ImageSource(None, pipeline.load_images(train_src, image_size=config.image_size,
                                                                     channels=config.channels),
                                          train_src.y, train_src.keep, train_src.skipped)
     val_ds = pipeline.make_dataset(pipeline.ImageSource.create(  # checked here, with progress
-        data.val.x, skip_unreadable=config.skip_unreadable, channels=config.channels, verbose=config.verbose),
-        **ds_kwargs)
+        data.val.x, skip_unreadable=config.skip_unreadable, channels=config.channels, verbose=config.verbose,
+        decoder=config.pipeline), **ds_kwargs)
     val_keep = val_ds.labelwise_source.keep
     val_y = data.val.y[val_keep]
     if hasattr(strategy, "even_batches"):  # JAX DataParallel needs batches divisible by the devices

@@ -99,8 +99,11 @@ def build_and_compile(config: TrainConfig, schema: LabelSchema, *, y_train: np.n
         # unfreeze_top keeps BatchNormalization frozen; backbone.trainable = True would let BN
         # overwrite its pretrained statistics with those of small fine-tuning batches.
         unfreeze_top(model, None if config.unfreeze_top is None else int(config.unfreeze_top))
+    from .runtime import resolve_jit_compile
+
+    # under mixed_float16 compile wraps the optimizer in a LossScaleOptimizer (auto_scale_loss)
     model.compile(optimizer=_make_optimizer(config, phase, steps_per_epoch),
-                  loss=_make_loss(config, schema, y_train))
+                  loss=_make_loss(config, schema, y_train), jit_compile=resolve_jit_compile(config.jit_compile))
     return model
 
 

@@ -47,12 +47,17 @@ class Scores:
 
 
 def predict_scores(model: Any, x: Any, *, schema: LabelSchema, image_size: Sequence[int], channels: int,
-                   batch_size: int = 64, skip_unreadable: bool = False, verbose: int = 0) -> Scores:
+                   batch_size: int = 64, skip_unreadable: bool = False, verbose: int = 0,
+                   pipeline: str = "auto") -> Scores:
     """Run ``model`` on images ``x`` (paths, a folder, or an array) -> full scores (n, n_labels).
 
-    Exactly ``model.predict`` on the tf.data pipeline, plus ``schema.complete_scores``.
+    Exactly ``model.predict`` on the input pipeline ``pipeline`` ("auto": tf.data when
+    TensorFlow is installed, else the Python pipeline; "tf"; "python"), plus ``schema.complete_scores``.
     """
-    from ..data.pipeline import ImageSource, make_dataset
+    from ..data.sources import ImageSource, pipeline_module, resolve_pipeline
+
+    decoder = resolve_pipeline(pipeline)
+    make_dataset = pipeline_module(decoder).make_dataset
 
     kwargs = dict(image_size=image_size, channels=channels, batch_size=batch_size, skip_unreadable=skip_unreadable)
     if isinstance(x, np.ndarray) and x.dtype.kind in "uif":
@@ -65,11 +70,12 @@ def predict_scores(model: Any, x: Any, *, schema: LabelSchema, image_size: Seque
         ds = make_dataset(x, check=False, **kwargs)
         try:
             probs = model.predict(ds, verbose=verbose)
-        except Exception as failure:  # tf.errors.* surface as several types through Keras
+        except Exception as failure:  # tf.errors.* / Pillow's errors surface as several types through Keras
             if verbose:
                 print("a file could not be decoded; checking every file to find it", flush=True)
             # raises InputError naming the files, or leaves them out with a warning when asked
-            src = ImageSource.create(x, skip_unreadable=skip_unreadable, channels=channels, verbose=verbose)
+            src = ImageSource.create(x, skip_unreadable=skip_unreadable, channels=channels, verbose=verbose,
+                                     decoder=decoder)
             if len(src.skipped) == 0:
                 raise failure  # not a file problem: every file decodes on its own
             ds = make_dataset(src, check=False, **kwargs)
@@ -109,7 +115,7 @@ def read_inputs(source: str | os.PathLike | Sequence[str], *, images: str | os.P
     the column ``column`` (or the first of path/image/file/filename/"Image Index"/id present,
     else the first column), relative to ``images`` or to the table's folder. A list: paths.
     """
-    from ..data.pipeline import list_images
+    from ..data.sources import list_images
 
     if not isinstance(source, (str, os.PathLike)):
         paths = [str(p) for p in source]
@@ -203,7 +209,12 @@ def prepare_stack(stack: np.ndarray, *, image_size: Sequence[int], channels: int
     c = x.shape[-1]
     if c == channels and x.shape[1:3] == (h, w):
         return x
-    import tensorflow as tf
+    try:
+        import tensorflow as tf
+    except ImportError:  # no TensorFlow: the Python pipeline's numpy twin of the same math (within 0.01)
+        from ..data.pypipeline import prepare
+
+        return np.stack([prepare(s, (h, w), channels) for s in x]).astype(np.float32, copy=False)
 
     t = tf.convert_to_tensor(x)
     if c != channels:
@@ -251,7 +262,7 @@ def predict_case_scores(model: Any, cases: Any, *, schema: LabelSchema, image_si
     """
     import keras
 
-    from ..data.pipeline import _bad_files_message
+    from ..data.sources import _bad_files_message
     from ..data.stacks import StackSet, pad_stack, read_cases
 
     spec = model_inputs(model)
@@ -341,7 +352,7 @@ def _check_pre(spec: ModelInputs, pre: Any) -> None:
 
 def predict(model: Any, source: Any, *, out: str | os.PathLike | None = None, images: Any = None,
             column: str | None = None, batch_size: int | None = None, skip_unreadable: bool = False,
-            max_slices: int | None = None, verbose: int = 1):
+            max_slices: int | None = None, verbose: int = 1, pipeline: str = "auto"):
     """Predict scores and decisions for images, or for cases with a case model; returns the
     :func:`prediction_frame` (``frame.attrs["kind"]`` is "image" or "case").
 
@@ -357,7 +368,8 @@ def predict(model: Any, source: Any, *, out: str | os.PathLike | None = None, im
 
     ``batch_size`` defaults to 64 images or 8 cases. Inputs of the other kind (stacks for a
     per-image model, images for a case model) raise :class:`InputError` saying what the model
-    takes. ``out``: also write the frame as CSV (atomically).
+    takes. ``out``: also write the frame as CSV (atomically). ``pipeline``: the input pipeline
+    for images (see :func:`predict_scores`).
     """
     from . import artifact
 
@@ -371,7 +383,7 @@ def predict(model: Any, source: Any, *, out: str | os.PathLike | None = None, im
     given = Path(source) if isinstance(source, (str, os.PathLike)) else None
     listed = [] if given is not None or isinstance(source, np.ndarray) else [str(p) for p in source]
     if spec.kind == "case":
-        from ..data.pipeline import IMAGE_SUFFIXES
+        from ..data.sources import IMAGE_SUFFIXES
         from ..data.stacks import read_cases
 
         if isinstance(source, np.ndarray):
@@ -405,7 +417,7 @@ def predict(model: Any, source: Any, *, out: str | os.PathLike | None = None, im
                              "per image file: predict cases with a case model (labelwise.blocks.models.build_case_model)")
         result = predict_scores(model, paths, schema=schema, image_size=pre.image_size, channels=pre.channels,
                                 batch_size=64 if batch_size is None else batch_size,
-                                skip_unreadable=skip_unreadable, verbose=verbose)
+                                skip_unreadable=skip_unreadable, verbose=verbose, pipeline=pipeline)
         ids = [ids[i] for i in result.keep]
     decisions = decide_scores(result.scores, schema, thresholds)
     if out is not None:
@@ -416,7 +428,7 @@ def predict(model: Any, source: Any, *, out: str | os.PathLike | None = None, im
 
 
 def _has_image_files(folder: Path) -> bool:
-    from ..data.pipeline import IMAGE_SUFFIXES
+    from ..data.sources import IMAGE_SUFFIXES
 
     return _has_files(folder, IMAGE_SUFFIXES)
 

@@ -139,7 +139,7 @@ def _load_model_weights_only(model, path: Path) -> None:
 # not be the run its checkpoint belongs to (or would fail loading the weights). epochs may grow.
 _RESUME_KEYS = ("schema", "table", "images", "split_column", "split_fractions", "group_column", "backbone", "weights",
                 "image_size", "channels", "dropout", "bn_momentum", "loss", "binary", "loss_weights", "batch_size",
-                "freeze_epochs", "unfreeze_top", "augment", "seed", "train_shards")
+                "freeze_epochs", "unfreeze_top", "augment", "seed", "train_shards", "pipeline", "precision")
 
 
 def _check_resume_config(config: TrainConfig, saved: Mapping[str, Any] | None, where: Path) -> None:
