@@ -32,7 +32,12 @@ POOLINGS = ("max", "mean", "attention")
 
 def _slices(stack):
     """Independent preparation: the image pipeline's array -> image function, slice by slice."""
-    from labelwise.data.pipeline import _array_to_image
+    try:
+        from labelwise.data.pipeline import _array_to_image
+    except ImportError:  # no TensorFlow: the Python pipeline's twin, tied to it by tests/test_pypipeline.py
+        from labelwise.data.pypipeline import prepare
+
+        return np.stack([prepare(s[..., None], (SIZE, SIZE), 1) for s in stack]).astype("float32")
 
     return np.stack([_array_to_image(s[..., None], (SIZE, SIZE), 1).numpy() for s in stack]).astype("float32")
 
@@ -158,6 +163,7 @@ def test_fixed_length_case_model_and_stored_max_slices(data, tmp_path):
 
 
 def test_prepare_stack_matches_the_image_pipeline():
+    pytest.importorskip("tensorflow")
     from labelwise.data.pipeline import _array_to_image
 
     rng = np.random.default_rng(0)
