@@ -346,7 +346,8 @@ def masked_max(features, mask=None):
 def masked_mean(features, mask=None):
     """``sum_i m_i h_i / max(sum_i m_i, 1)`` over ``(batch, n, F)`` features."""
     m = _mask_like(features, mask)
-    return ops.sum(features * m, axis=1) / ops.maximum(ops.sum(m, axis=1), 1.0)
+    # ops.multiply, not *: a numpy array times a torch tensor fails on the torch backend
+    return ops.sum(ops.multiply(features, m), axis=1) / ops.maximum(ops.sum(m, axis=1), 1.0)
 
 
 def gated_attention(features, scores, mask=None):
