@@ -27,9 +27,11 @@ for backend in "${@:-jax torch}"; do
       echo "no-tensorflow ($b): TensorFlow got installed into the venv; this check needs it absent" >&2; exit 1
     fi
     export KERAS_BACKEND="$b"
-    # jax: the Python-pipeline tests (the main CI step runs every backend test on JAX);
-    # torch: every backend test, the only run of them on torch
-    if [ "$b" = jax ]; then tests=(tests/test_pypipeline.py tests/test_no_tensorflow.py); else tests=(tests); fi
+    # the Python pipeline and the no-TensorFlow paths; on torch also the Keras core (layers, losses),
+    # which the main CI step runs only on TensorFlow and JAX. (Every backend test passes on torch
+    # too -- 118 of them -- but takes minutes: run `.ci/no_tensorflow.sh torch` with tests=(tests) for that.)
+    tests=(tests/test_pypipeline.py tests/test_no_tensorflow.py)
+    if [ "$b" = torch ]; then tests+=(tests/test_layers.py tests/test_losses.py); fi
     "$venv/bin/python" -m pytest -q -p no:cacheprovider -m backend "${tests[@]}"
     if [ -d "$nih" ]; then
       run="$work/run-$b"
@@ -57,6 +59,11 @@ TOML
       test -s "$run/eval/metrics.json"
     else
       echo "no-tensorflow ($b): shared data not found at $nih; end-to-end run skipped"
+    fi
+    if [ "$b" = jax ]; then  # the GPU benchmark's --smoke: tiny shapes, CPU, whatever backend is here
+      OUT="$work/gpu" PYTHON="$venv/bin/python" benchmarks/gpu/run.sh --smoke >/dev/null
+      grep -q '"images_per_s"' "$work/gpu/gpu_results.json"
+      if grep -q '"failed' "$work/gpu/gpu_results.json"; then cat "$work/gpu/gpu_results.md"; exit 1; fi
     fi
     echo "no-tensorflow ($b): passed in $((SECONDS - t0)) s"
   done

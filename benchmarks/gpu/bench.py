@@ -33,7 +33,10 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-MODELS = {"densenet121": ("DenseNet121", "densenet121"), "resnet50": ("ResNet50", "resnet50")}
+# name: (keras.applications constructor, torchvision constructor); small_cnn (labelwise's own
+# tiny CNN, no twins: its keras leg fits the same labelwise-built model with a plain compile) is for --smoke
+MODELS = {"densenet121": ("DenseNet121", "densenet121"), "resnet50": ("ResNet50", "resnet50"),
+          "small_cnn": (None, None)}
 N_OUT = 14
 
 
@@ -115,7 +118,7 @@ def keras_legs(args, out: Path, deadline: Deadline) -> None:
             return self.steps
 
         def __getitem__(self, i):
-            return (self.x, self.y) if self.y is not None else self.x
+            return (self.x, self.y) if self.y is not None else (self.x,)
 
     rng = np.random.default_rng(0)
 
@@ -124,8 +127,13 @@ def keras_legs(args, out: Path, deadline: Deadline) -> None:
             config = TrainConfig(backbone=model_name, weights=None, image_size=(size, size), channels=3,
                                  precision=precision, jit_compile="auto", epochs=1, batch_size=1)
             return build_and_compile(config, schema)
-        app = getattr(keras.applications, MODELS[model_name][0])
-        model = app(weights=None, input_shape=(size, size, 3), classes=N_OUT, classifier_activation="sigmoid")
+        if MODELS[model_name][0] is None:
+            from labelwise.blocks.models import build_model
+
+            model = build_model(schema, model_name, input_shape=(size, size, 3), weights=None)
+        else:
+            app = getattr(keras.applications, MODELS[model_name][0])
+            model = app(weights=None, input_shape=(size, size, 3), classes=N_OUT, classifier_activation="sigmoid")
         model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy")
         return model
 
@@ -143,6 +151,7 @@ def keras_legs(args, out: Path, deadline: Deadline) -> None:
                 for phase, inp in (("train", "tensors"), ("train", "files"), ("predict", "tensors")):
                     _record(out, {**base, "phase": phase, "input": inp, "note": "skipped: time budget spent"})
                 continue
+            where = ("train", "tensors")
             try:
                 with precision_policy(precision):
                     keras.utils.set_random_seed(0)
@@ -156,6 +165,7 @@ def keras_legs(args, out: Path, deadline: Deadline) -> None:
                                 args.steps, batch)
                     _record(out, {**base, "phase": "train", "input": "tensors", "images_per_s": ips})
                     if deadline.left() > args.leg_seconds / 2:
+                        where = ("train", "files")
                         n = args.steps * batch
                         ds = pypipeline.make_epoch_dataset((files * (n // len(files) + 1))[:n],
                                                            y=np.zeros((n, N_OUT), "float32"), image_size=(size, size),
@@ -164,11 +174,12 @@ def keras_legs(args, out: Path, deadline: Deadline) -> None:
                         ips = timed(lambda: model.fit(ds, epochs=1, verbose=0, shuffle=False), args.steps, batch)
                         ds.close()
                         _record(out, {**base, "phase": "train", "input": "files", "images_per_s": ips})
+                    where = ("predict", "tensors")
                     model.predict(Fixed(xd, None, args.warmup), verbose=0)
                     ips = timed(lambda: model.predict(Fixed(xd, None, args.steps), verbose=0), args.steps, batch)
                     _record(out, {**base, "phase": "predict", "input": "tensors", "images_per_s": ips})
             except Exception as e:  # a leg that fails is recorded, the others still run
-                _record(out, {**base, "phase": "train", "input": "tensors", "note": f"failed: {type(e).__name__}: "
+                _record(out, {**base, "phase": where[0], "input": where[1], "note": f"failed: {type(e).__name__}: "
                               f"{str(e).splitlines()[0][:200] if str(e) else ''}"})
             keras.backend.clear_session()
 
@@ -182,10 +193,7 @@ def torch_legs(args, out: Path, deadline: Deadline) -> None:
     try:
         import torchvision
     except ImportError:
-        for model_name, batch, prec in _configs(args):
-            _record(out, {**base0, "model": model_name, "batch": batch, "precision": prec, "phase": "train",
-                          "input": "tensors", "note": "skipped: torchvision not installed"})
-        return
+        torchvision = None
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.backends.cudnn.benchmark = True
     size = args.size
@@ -199,11 +207,19 @@ def torch_legs(args, out: Path, deadline: Deadline) -> None:
     for model_name, batch, prec in _configs(args):
         precision = "float32" if prec == "float32" else "mixed_bfloat16"
         base = {**base0, "model": model_name, "batch": batch, "precision": precision, "device": device}
+        if MODELS[model_name][1] is not None and torchvision is None:
+            _record(out, {**base, "phase": "train", "input": "tensors", "note": "skipped: torchvision not installed"})
+            continue
         if deadline.left() < args.leg_seconds / 3:
             _record(out, {**base, "phase": "train", "input": "tensors", "note": "skipped: time budget spent"})
             continue
         torch.manual_seed(0)
-        model = getattr(torchvision.models, MODELS[model_name][1])(num_classes=N_OUT).to(device)
+        if MODELS[model_name][1] is None:  # --smoke: a tiny CNN exercises the loop without torchvision
+            nn = torch.nn
+            model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                  nn.Linear(8, N_OUT)).to(device)
+        else:
+            model = getattr(torchvision.models, MODELS[model_name][1])(num_classes=N_OUT).to(device)
         model = model.to(memory_format=torch.channels_last)
         opt = torch.optim.Adam(model.parameters(), 1e-3)
         lossf = torch.nn.BCEWithLogitsLoss()
@@ -246,7 +262,8 @@ def torch_legs(args, out: Path, deadline: Deadline) -> None:
                     return torch.from_numpy(decode(paths[i]).transpose(2, 0, 1).copy())
 
             loader = torch.utils.data.DataLoader(Files(), batch_size=batch, num_workers=args.workers,
-                                                 pin_memory=device == "cuda")
+                                                 pin_memory=device == "cuda", persistent_workers=args.workers > 0)
+            next(iter(loader))  # start the worker processes before timing (persistent: reused below)
 
             def run_files(_):
                 for xb in loader:

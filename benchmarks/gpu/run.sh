@@ -49,7 +49,8 @@ ls "$data"/*.png >/dev/null 2>&1 || { echo "run.sh: no NIH PNGs found (set LABEL
 # 3. One process per Keras backend (Keras fixes it per process), then the hand-written torch loop.
 #    Budgets (seconds) keep the whole run under 8 minutes; legs past a budget are recorded as skipped.
 if [ "$smoke" = 1 ]; then
-  args=(--smoke --models densenet121 --precisions bfloat16)
+  # labelwise's small CNN at 32x32: compiling DenseNet-121 on a CPU alone takes minutes
+  args=(--smoke --models small_cnn --precisions bfloat16)
   budgets=(600 600 600)
   export CUDA_VISIBLE_DEVICES="" JAX_PLATFORMS=cpu
 else
