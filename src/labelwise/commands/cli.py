@@ -55,8 +55,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if (e.name or "").split(".")[0] not in ("tensorflow", "jax", "jaxlib", "torch"):
             raise
         # Keras' backend (KERAS_BACKEND) or a TensorFlow-only part asked for a framework that is not installed
-        print(f"labelwise {args.command}: error: {e.name} is not installed; install it, or set KERAS_BACKEND to an "
-              "installed backend (tensorflow, jax or torch)", file=sys.stderr)
+        if e.name.split(".")[0] == "tensorflow":
+            why = ("tensorflow is not installed, and this needs it (TFRecord shards, tf.distribute, or "
+                   "KERAS_BACKEND=tensorflow): install tensorflow, or set KERAS_BACKEND=jax or torch and use the "
+                   "Python pipeline")
+        else:
+            why = (f"{e.name.split('.')[0]} is not installed; install it, or set KERAS_BACKEND to an installed "
+                   "backend (tensorflow, jax or torch)")
+        print(f"labelwise {args.command}: error: {why}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"labelwise {args.command}: interrupted", file=sys.stderr)
