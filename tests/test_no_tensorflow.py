@@ -23,7 +23,7 @@ keras = pytest.importorskip("keras")
 
 from labelwise import LabelSchema  # noqa: E402
 from labelwise.commands.cli import main  # noqa: E402
-from labelwise.data import sources  # noqa: E402
+from labelwise.data import choose as sources  # noqa: E402  (where the pipeline is chosen)
 from labelwise.errors import InputError  # noqa: E402
 from labelwise.training import TrainConfig  # noqa: E402
 

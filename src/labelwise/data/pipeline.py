@@ -35,8 +35,8 @@ import tensorflow as tf
 
 from ..errors import InputError
 # what both pipelines share lives in sources (no TensorFlow); names kept here for callers
-from .sources import (IMAGE_SUFFIXES, Augment, ImageSource, _bad_files_message, _check_one,  # noqa: F401
-                      _size, check_images, list_images)
+from . import sources
+from .sources import IMAGE_SUFFIXES, Augment, ImageSource, _bad_files_message, _check_one, _size, list_images  # noqa: F401
 
 __all__ = [
     "Augment", "ImageSource", "check_images", "load_images", "make_dataset", "make_epoch_dataset",
@@ -82,6 +82,14 @@ def _tf_failures(paths: Sequence[str], channels: int, verbose: int) -> dict[str,
             reason = f"TensorFlow cannot decode it ({msg[-1] if msg else type(e).__name__})"
         bad[paths[i]] = reason
     return bad
+
+
+decode_failures = _tf_failures  # the file check's decode, as every pipeline module names it
+
+
+def check_images(paths: Sequence[Any], *, channels: int = 3, decode: bool = True, verbose: int = 0) -> dict[str, str]:
+    """:func:`labelwise.data.sources.check_images` with TensorFlow's decode (what this pipeline reads with)."""
+    return sources.check_images(paths, channels=channels, decode=decode, verbose=verbose, failures=_tf_failures)
 
 
 # ------------------------------------------------------------------ decoding
@@ -228,7 +236,8 @@ def make_epoch_dataset(
     """
     size = _size(image_size)
     aug = Augment.from_any(augment)
-    src = ImageSource.create(source, y, skip_unreadable=skip_unreadable, check=check, channels=channels)
+    src = ImageSource.create(source, y, skip_unreadable=skip_unreadable, check=check, channels=channels,
+                             failures=_tf_failures)
     if cache and src.arrays is None:
         # decode once, keep the resized float32 pixels in memory: n * h * w * c * 4 bytes
         pixels = np.concatenate(list(make_dataset(src, image_size=size, channels=channels,

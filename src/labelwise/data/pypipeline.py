@@ -23,7 +23,7 @@ Used where TensorFlow is not installed (Keras on JAX or PyTorch), or asked for w
   the same seed orders differently in the two pipelines (a resumed run refuses a pipeline change).
   The geometric augmentation is TensorFlow's inverse-mapped bilinear transform with edge
   clamping (``ImageProjectiveTransformV3``, fill mode NEAREST), the same numbers for the same angle and shift.
-* **File checks**: the same (:func:`labelwise.data.sources.check_images`, decoding with Pillow):
+* **File checks**: the same (:func:`labelwise.data.sources.check_images` with :func:`python_failures`):
   unreadable files raise :class:`~labelwise.errors.InputError` listing them, or are skipped with a
   warning; TIFF, WebP and other formats TensorFlow does not read are refused here too.
 
@@ -46,7 +46,7 @@ from ..errors import InputError
 from .sources import Augment, ImageSource, _size
 
 __all__ = ["PyImageDataset", "make_dataset", "make_epoch_dataset", "load_images", "decode_file", "resize",
-           "transform", "augment_image", "epoch_order", "python_failures"]
+           "transform", "augment_image", "epoch_order", "python_failures", "decode_failures", "ImageSource"]
 
 _GRAY = np.array([0.2989, 0.5870, 0.1140], dtype=np.float32)  # tf.image.rgb_to_grayscale
 
@@ -259,6 +259,9 @@ def python_failures(paths: Sequence[str], channels: int, verbose: int) -> dict[s
     return bad
 
 
+decode_failures = python_failures  # the file check's decode, as every pipeline module names it
+
+
 def _default_workers() -> int:
     return max(1, min(32, os.cpu_count() or 2))
 
@@ -417,7 +420,7 @@ def make_epoch_dataset(source: Any, y: np.ndarray | None = None, *, image_size: 
     size = _size(image_size)
     aug = Augment.from_any(augment)
     src = ImageSource.create(source, y, skip_unreadable=skip_unreadable, check=check, channels=channels,
-                             decoder="python")
+                             failures=python_failures)
     if cache and src.arrays is None:
         pixels = load_images(src, image_size=size, channels=channels, workers=workers)
         src = ImageSource(None, pixels, src.y, src.keep, src.skipped)

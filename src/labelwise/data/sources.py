@@ -3,7 +3,8 @@
 Shared by the tf.data pipeline (:mod:`labelwise.data.pipeline`) and the backend-neutral
 Python pipeline (:mod:`labelwise.data.pypipeline`), so both take the same settings and run
 the same checks. ``check_images`` decodes every file with the decoder of the pipeline that
-will read it (``decoder="tf"`` or ``"python"``): a file that passes cannot stop an epoch.
+will read it (its ``decode_failures``, passed in: this module imports neither pipeline), so a
+file that passes cannot stop an epoch. Which pipeline reads: :mod:`labelwise.data.choose`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
+
+# a pipeline's decode check: (paths, channels, verbose) -> {path: reason}
+Failures = Callable[[Sequence[str], int, int], "dict[str, str]"]
 
 import numpy as np
 
@@ -99,28 +103,18 @@ def _check_one(path: str) -> str | None:
     return None
 
 
-def _decode_failures(decoder: str) -> Callable[[Sequence[str], int, int], dict[str, str]]:
-    if decoder == "tf":
-        from .pipeline import _tf_failures
-
-        return _tf_failures
-    if decoder == "python":
-        from .pypipeline import python_failures
-
-        return python_failures
-    raise InputError(f"decoder must be 'tf' or 'python'; got {decoder!r}")
-
-
 def check_images(paths: Sequence[str | os.PathLike], *, channels: int = 3, decode: bool = True,
-                 verbose: int = 0, decoder: str = "tf") -> dict[str, str]:
+                 verbose: int = 0, failures: Failures | None = None) -> dict[str, str]:
     """Return ``{path: reason}`` for every file that cannot be read as an image (empty if all are fine).
 
     First Pillow reads each header and checks PNG checksums (cheap, and its messages are
     specific: truncated file, CRC error, not an image), then, with ``decode``, the pipeline's
-    own decoder (``decoder``: "tf" for tf.data, "python" for Pillow) decodes each remaining file
-    to ``channels`` channels exactly as the pipeline will: anything that passes here cannot stop
-    an epoch. ``verbose`` shows a progress bar for the decode pass and a summary line.
+    own decoder (``failures``: the pipeline module's ``decode_failures``) decodes each remaining
+    file to ``channels`` channels exactly as the pipeline will: anything that passes here cannot
+    stop an epoch. ``verbose`` shows a progress bar for the decode pass and a summary line.
     """
+    if decode and failures is None:
+        raise TypeError("check_images(decode=True) needs failures=<a pipeline's decode_failures>")
     from concurrent.futures import ThreadPoolExecutor
 
     paths = [str(p) for p in paths]
@@ -131,7 +125,7 @@ def check_images(paths: Sequence[str | os.PathLike], *, channels: int = 3, decod
         reasons = list(pool.map(_check_one, paths, chunksize=64))
     bad = {p: r for p, r in zip(paths, reasons) if r is not None}
     if decode:
-        bad.update(_decode_failures(decoder)([p for p in paths if p not in bad], channels, verbose))
+        bad.update(failures([p for p in paths if p not in bad], channels, verbose))
         bad = {p: bad[p] for p in paths if p in bad}  # input order
     if verbose:
         print(f"checked {len(paths):,} image file(s) in {time.perf_counter() - t0:.1f} s: "
@@ -166,11 +160,13 @@ class ImageSource:
 
     @classmethod
     def create(cls, source: Any, y: np.ndarray | None = None, *, skip_unreadable: bool = False,
-               check: bool = True, channels: int = 3, verbose: int = 0, decoder: str = "tf") -> "ImageSource":
+               check: bool = True, channels: int = 3, verbose: int = 0,
+               failures: Failures | None = None) -> "ImageSource":
         """Build from a list of paths, a folder, or an array ``(n, h, w)`` / ``(n, h, w, c)``.
 
-        ``check`` runs :func:`check_images` on the files (decoding to ``channels`` with
-        ``decoder``; ``verbose`` shows its progress); bad files raise :class:`InputError` naming
+        ``check`` runs :func:`check_images` on the files (decoding each to ``channels`` with
+        ``failures``, the reading pipeline's ``decode_failures``; without it only the headers are
+        checked; ``verbose`` shows its progress); bad files raise :class:`InputError` naming
         them, or are left out with a warning when ``skip_unreadable``."""
         if isinstance(source, ImageSource):
             return source
@@ -188,7 +184,8 @@ class ImageSource:
         if not paths:
             raise InputError("no images given")
         _check_y(y, len(paths))
-        bad = check_images(paths, channels=channels, verbose=verbose, decoder=decoder) if check else {}
+        bad = check_images(paths, channels=channels, verbose=verbose, decode=failures is not None,
+                           failures=failures) if check else {}
         keep = np.arange(len(paths))
         if bad:
             if not skip_unreadable:
@@ -219,43 +216,3 @@ def _size(image_size: Sequence[int] | int) -> tuple[int, int]:
     if len(size) != 2 or min(size) < 1:
         raise InputError(f"image_size must be (height, width) with positive values; got {image_size!r}")
     return size  # type: ignore[return-value]
-
-
-# ------------------------------------------------------------------ which pipeline
-def tensorflow_installed() -> bool:
-    """True when TensorFlow can be imported (looked up without importing it)."""
-    import importlib.util
-
-    return importlib.util.find_spec("tensorflow") is not None
-
-
-def resolve_pipeline(name: str = "auto", *, shards: bool = False) -> str:
-    """``"tf"`` or ``"python"`` for the setting ``pipeline = name``.
-
-    "auto": tf.data when TensorFlow is installed (also under JAX or torch: it is what earlier
-    runs used), else the Python pipeline. "tf" without TensorFlow, and TFRecord ``shards``
-    without TensorFlow or with "python", raise :class:`InputError` saying what to do.
-    """
-    if name not in ("auto", "tf", "python"):
-        raise InputError(f"pipeline must be 'auto', 'tf' or 'python'; got {name!r}")
-    have_tf = tensorflow_installed()
-    if shards and not have_tf:
-        raise InputError("train_shards are TFRecord files, which only the tf.data pipeline reads, and TensorFlow "
-                         "is not installed: install tensorflow, or train from the table (leave train_shards unset)")
-    if shards and name == "python":
-        raise InputError("train_shards are TFRecord files, which only the tf.data pipeline reads: use "
-                         "pipeline = 'tf' or 'auto' with train_shards, or train from the table")
-    if name == "tf" and not have_tf:
-        raise InputError("pipeline = 'tf' needs TensorFlow, which is not installed: use pipeline = 'python' "
-                         "(or 'auto', which picks it) or install tensorflow")
-    if name == "auto":
-        return "tf" if have_tf else "python"
-    return name
-
-
-def pipeline_module(name: str = "auto"):
-    """The pipeline module (``make_dataset``, ``make_epoch_dataset``, ``load_images``) for ``name``."""
-    import importlib
-
-    resolved = resolve_pipeline(name)
-    return importlib.import_module("labelwise.data.pipeline" if resolved == "tf" else "labelwise.data.pypipeline")

@@ -146,12 +146,13 @@ def _check_test_images(config: TrainConfig, data: TrainData) -> TrainData:
     """Check the test split's image files before training (a bad one found only in
     :func:`_finish` lost the whole run's artifact); with ``skip_unreadable`` the unreadable
     rows are left out of ``data.test``, so the test prediction needs no second check."""
-    from ..data.sources import ImageSource, resolve_pipeline
+    from ..data.choose import pipeline_module
+    from ..data.sources import ImageSource
 
     if data.test is None:
         return data
     src = ImageSource.create(data.test.x, skip_unreadable=config.skip_unreadable, channels=config.channels,
-                             verbose=config.verbose, decoder=resolve_pipeline(config.pipeline))
+                             verbose=config.verbose, failures=pipeline_module(config.pipeline).decode_failures)
     if not src.skipped:
         return data
     keep = src.keep

@@ -163,7 +163,7 @@ def train(config: TrainConfig, data: TrainData | None = None, *, strategy: Any =
     pipeline (config.json records the one used), ``config.precision`` is Keras' dtype policy
     for the run (restored afterwards), ``config.jit_compile`` goes to ``model.compile``.
     """
-    from ..data.sources import pipeline_module, resolve_pipeline
+    from ..data.choose import pipeline_module, resolve_pipeline
     from .runtime import import_keras, precision_policy
 
     import_keras()  # a clear error when the backend's framework is missing
@@ -230,7 +230,7 @@ def _train(config: TrainConfig, data: TrainData | None, strategy: Any, pipeline:
     train_src = pipeline.ImageSource.create(data.train.x, data.train.y[:, : schema.n_outputs],
                                             skip_unreadable=config.skip_unreadable, channels=config.channels,
                                             verbose=config.verbose, check=not config.train_shards,
-                                            decoder=config.pipeline)
+                                            failures=pipeline.decode_failures)
     data = _check_test_images(config, data)  # now, not after hours of training
     if config.cache and train_src.arrays is None and not config.train_shards:
         train_src = pipeline.ImageSource(None, pipeline.load_images(train_src, image_size=config.image_size,
@@ -238,7 +238,7 @@ def _train(config: TrainConfig, data: TrainData | None, strategy: Any, pipeline:
                                          train_src.y, train_src.keep, train_src.skipped)
     val_ds = pipeline.make_dataset(pipeline.ImageSource.create(  # checked here, with progress
         data.val.x, skip_unreadable=config.skip_unreadable, channels=config.channels, verbose=config.verbose,
-        decoder=config.pipeline), **ds_kwargs)
+        failures=pipeline.decode_failures), **ds_kwargs)
     val_keep = val_ds.labelwise_source.keep
     val_y = data.val.y[val_keep]
     if hasattr(strategy, "even_batches"):  # JAX DataParallel needs batches divisible by the devices

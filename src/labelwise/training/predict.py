@@ -54,10 +54,11 @@ def predict_scores(model: Any, x: Any, *, schema: LabelSchema, image_size: Seque
     Exactly ``model.predict`` on the input pipeline ``pipeline`` ("auto": tf.data when
     TensorFlow is installed, else the Python pipeline; "tf"; "python"), plus ``schema.complete_scores``.
     """
-    from ..data.sources import ImageSource, pipeline_module, resolve_pipeline
+    from ..data.choose import pipeline_module
+    from ..data.sources import ImageSource
 
-    decoder = resolve_pipeline(pipeline)
-    make_dataset = pipeline_module(decoder).make_dataset
+    chosen = pipeline_module(pipeline)
+    make_dataset = chosen.make_dataset
 
     kwargs = dict(image_size=image_size, channels=channels, batch_size=batch_size, skip_unreadable=skip_unreadable)
     if isinstance(x, np.ndarray) and x.dtype.kind in "uif":
@@ -75,7 +76,7 @@ def predict_scores(model: Any, x: Any, *, schema: LabelSchema, image_size: Seque
                 print("a file could not be decoded; checking every file to find it", flush=True)
             # raises InputError naming the files, or leaves them out with a warning when asked
             src = ImageSource.create(x, skip_unreadable=skip_unreadable, channels=channels, verbose=verbose,
-                                     decoder=decoder)
+                                     failures=chosen.decode_failures)
             if len(src.skipped) == 0:
                 raise failure  # not a file problem: every file decodes on its own
             ds = make_dataset(src, check=False, **kwargs)
