@@ -269,3 +269,17 @@ def test_keras_fit_reads_the_dataset_epoch_by_epoch():
     model.compile("sgd", "binary_crossentropy")
     model.fit(ds, epochs=2, steps_per_epoch=math.ceil(n / b), verbose=0, shuffle=False)  # as train() calls it
     assert [k for k in seen if k >= 0][-2 * 3:] == list(range(6))
+
+
+def test_served_image_bytes_decode_the_same_without_tensorflow(tmp_path):
+    _tf()
+    from labelwise.training import predict as p
+
+    data = [open(_save(tmp_path, "a.png", _smooth()), "rb").read(),
+            open(_save(tmp_path, "b.png", _smooth(30, 20)[..., 0]), "rb").read()]
+    for channels in (1, 3):
+        want = p.image_inputs(data, image_size=(24, 16), channels=channels)
+        got = p._python_image_inputs(data, (24, 16), channels)  # what image_inputs runs without TensorFlow
+        assert got.shape == want.shape and np.abs(got - want).max() < PIXEL_TOL
+    with pytest.raises(InputError, match="cannot decode"):
+        p._python_image_inputs([b"not an image"], (8, 8), 3)

@@ -449,10 +449,12 @@ def image_inputs(images: Sequence[bytes], *, image_size: Sequence[int], channels
     raise :class:`InputError` with TensorFlow's reason (check bytes with Pillow first for a
     friendlier message, as the server does).
     """
-    import tensorflow as tf
-
     size = (int(image_size[0]), int(image_size[1]))
     key = (size, int(channels))
+    try:
+        import tensorflow as tf
+    except ImportError:  # no TensorFlow: the Python pipeline's decode (the same pixels; data.pypipeline)
+        return _python_image_inputs(images, size, key[1])
     fn = _DECODERS.get(key)
     if fn is None:
         from ..data.pipeline import decode_image_bytes
@@ -470,6 +472,22 @@ def image_inputs(images: Sequence[bytes], *, image_size: Sequence[int], channels
     except (tf.errors.OpError, ValueError) as e:
         msg = getattr(e, "message", str(e)).strip().splitlines()
         raise InputError(f"TensorFlow cannot decode the image ({msg[-1] if msg else type(e).__name__})") from None
+
+
+def _python_image_inputs(images: Sequence[bytes], size: tuple[int, int], channels: int) -> np.ndarray:
+    import io
+
+    from ..data.pypipeline import decode_file, prepare
+
+    out = np.zeros((len(images), *size, channels), dtype=np.float32)
+    for i, data in enumerate(images):
+        try:
+            out[i] = prepare(decode_file(io.BytesIO(data), channels), size, channels)
+        except InputError:
+            raise
+        except Exception as e:  # Pillow raises many types; its message says what is wrong
+            raise InputError(f"cannot decode the image ({type(e).__name__}: {e})") from None
+    return out
 
 
 def outputs_to_scores(probs: np.ndarray, schema: LabelSchema) -> np.ndarray:
