@@ -106,6 +106,23 @@ def test_one_backward_pass_equals_a_loop_over_labels_and_images():
     assert batched.min() >= 0 and batched.max() <= 1
 
 
+@pytest.mark.backend
+def test_a_layer_that_a_shortcut_bypasses_gives_the_same_maps_as_one_image_and_label_at_a_time():
+    keras.utils.set_random_seed(7)
+    inp = keras.Input((10, 10, 1))
+    r = keras.layers.Activation("relu", name="r")(keras.layers.Conv2D(4, 3, padding="same", name="c1")(inp))
+    b = keras.layers.Conv2D(4, 3, padding="same", name="inside")(r)
+    x = keras.layers.Activation("relu", name="out")(keras.layers.Add(name="add")([r, b]))
+    model = keras.Model(inp, SchemaHead(SCHEMA)(keras.layers.GlobalAveragePooling2D()(x)))
+    xs = np.random.default_rng(8).uniform(0, 1, (3, 10, 10, 1)).astype("float32")
+    for layer in ("inside", "r", "out"):
+        both = grad_cam(model, xs, labels=["a", "PA"], layer=layer)
+        for i in range(3):
+            for j, label in enumerate(["a", "PA"]):
+                np.testing.assert_allclose(both[i, j], grad_cam(model, xs[i:i + 1], labels=[label], layer=layer)[0, 0],
+                                           atol=1e-5, err_msg=layer)
+
+
 def test_default_layer_is_the_last_feature_map_of_backbones():
     small = build_model(SCHEMA, "small_cnn", input_shape=(16, 16, 1), weights=None)
     assert G.feature_map_candidates(small)[-1] == "relu3"

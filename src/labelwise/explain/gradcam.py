@@ -15,6 +15,11 @@ label combinations that contain ``j`` (the label's score, as labelwise decodes i
 All asked labels of one image are done in one backward pass: the image is repeated once per
 label in the batch and the sum of each row's own label logit is differentiated; rows do not
 interact (the model runs in inference mode), so each row's gradient is that label's gradient.
+The repetition is made at the feature map, not at the input, so the layers before it run once
+per image instead of once per label (the backward pass only ever crosses the layers after it).
+That is exact when every path from the input to the head goes through the feature map (true of
+the default layer of every backbone); where it is not (a layer inside a residual block, whose
+shortcut bypasses it), the batch shapes disagree, and the images are repeated at the input instead.
 """
 
 from __future__ import annotations
@@ -167,10 +172,10 @@ def _label_logits(head: Any, features):
     return ops.log(p) - ops.log1p(-p)
 
 
-def _forward(target: GradCamTarget) -> Callable:
+def _forward(target: GradCamTarget, repeat: int = 1) -> Callable:
     """``f(images, delta) -> (A, logits)``: the model in inference mode with ``delta`` added to the
     feature map ``A`` of ``target.layer`` (so d logits / d delta = d logits / d A) and the head's
-    activation skipped.
+    activation skipped. ``repeat``: each row of ``A`` is repeated that many times first.
 
     Why Functional._run_through_graph (Keras' own executor of a functional graph, what
     ``Model.call`` runs): it lets one layer's output be replaced and the head be cut before its
@@ -192,7 +197,10 @@ def _forward(target: GradCamTarget) -> Callable:
             return lambda x, *a, **k: _label_logits(op, x)
         if op is target.layer:
             def tapped(*args, **kwargs):
-                out = op(*args, **{**kwargs, "training": False}) + record[0]
+                out = op(*args, **{**kwargs, "training": False})
+                if repeat > 1:
+                    out = ops.repeat(out, repeat, axis=0)
+                out = out + record[0]
                 record.append(out)
                 return out
             return tapped
@@ -302,22 +310,40 @@ def grad_cam(model: Any, images: Any, labels: Sequence[str] | str | None = None,
     target = resolve_target(model, labels, layer)
     x = _check_images(model, images)
     k = len(target.columns)
-    n_out = target.schema.n_outputs
-    forward = _forward(target)
     grad = _gradients(keras.backend.backend())
-    fshape = tuple(target.layer.output.shape[1:])
     maps = np.zeros((x.shape[0], k, x.shape[1], x.shape[2]), dtype="float32")
     batch_size = max(1, int(batch_size))
+    at_map = k > 1  # repeat at the feature map; at the input after a shape clash (see module docstring)
     for start in range(0, x.shape[0], batch_size):
         chunk = x[start:start + batch_size]
-        rows = np.repeat(chunk, k, axis=0)  # image i's labels are rows i*k ... i*k + k - 1
-        weights = np.zeros((rows.shape[0], n_out), dtype="float32")
-        weights[np.arange(rows.shape[0]), np.tile(target.columns, chunk.shape[0])] = 1.0
-        shape = fshape if None not in fshape else tuple(
-            forward(ops.convert_to_tensor(rows[:1]), 0.0)[0].shape[1:])
-        delta = np.zeros((rows.shape[0], *shape), dtype="float32")
-        fmap, grads = grad(forward, ops.convert_to_tensor(rows), delta, ops.convert_to_tensor(weights))
-        cams = _cams(np.asarray(ops.convert_to_numpy(fmap), "float32"), np.asarray(ops.convert_to_numpy(grads), "float32"))
-        maps[start:start + chunk.shape[0]] = _normalise_resize(cams, x.shape[1:3]).reshape(
+        if at_map:
+            try:
+                fmap, grads = _chunk_gradients(target, grad, chunk, k, repeat_at_map=True)
+            except Exception:  # the backends raise different types for mismatched batch sizes
+                at_map = False
+        if not at_map:
+            fmap, grads = _chunk_gradients(target, grad, chunk, k, repeat_at_map=False)
+        maps[start:start + chunk.shape[0]] = _normalise_resize(_cams(fmap, grads), x.shape[1:3]).reshape(
             chunk.shape[0], k, x.shape[1], x.shape[2])
     return maps
+
+
+def _chunk_gradients(target: GradCamTarget, grad: Callable, chunk: np.ndarray, k: int, *, repeat_at_map: bool):
+    """Feature maps and gradients ``(n * k, h, w, c)`` for ``n`` images: row ``i * k + j`` is image
+    ``i`` and asked label ``j``."""
+    rows = chunk.shape[0] * k
+    inputs = chunk if repeat_at_map else np.repeat(chunk, k, axis=0)
+    forward = _forward(target, k if repeat_at_map else 1)
+    weights = np.zeros((rows, target.schema.n_outputs), dtype="float32")
+    weights[np.arange(rows), np.tile(target.columns, chunk.shape[0])] = 1.0
+    shape = tuple(target.layer.output.shape[1:])
+    if None in shape:
+        shape = tuple(_forward(target)(ops.convert_to_tensor(chunk[:1]), 0.0)[0].shape[1:])
+    delta = np.zeros((rows, *shape), dtype="float32")
+    fmap, grads = grad(forward, ops.convert_to_tensor(inputs), delta, ops.convert_to_tensor(weights))
+    fmap = np.asarray(ops.convert_to_numpy(fmap), "float32")
+    grads = np.asarray(ops.convert_to_numpy(grads), "float32")
+    if fmap.shape[0] != rows or grads.shape != fmap.shape:
+        raise InputError(f"layer {target.layer.name!r} gave {fmap.shape[0]} feature-map rows for {rows} "
+                         "image-label pairs; choose another --layer")
+    return fmap, grads
