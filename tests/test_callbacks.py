@@ -64,7 +64,7 @@ def test_logged_values_equal_sklearn_and_early_stopping_monitors_them():
 
 @pytest.mark.backend
 def test_schema_with_group_and_none_on_a_logits_head_and_a_dataset():
-    from labelwise.layers import SchemaHead
+    from labelwise.blocks.layers import SchemaHead
 
     schema = LabelSchema(["a", "b"], {"view": ["PA", "AP"]}, none="none")
     rng = np.random.default_rng(2)

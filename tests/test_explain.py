@@ -14,8 +14,8 @@ from labelwise import LabelSchema  # noqa: E402
 from labelwise.errors import InputError  # noqa: E402
 from labelwise.explain import grad_cam  # noqa: E402
 from labelwise.explain import gradcam as G  # noqa: E402
-from labelwise.layers import PowersetHead, SchemaHead  # noqa: E402
-from labelwise.models import build_model  # noqa: E402
+from labelwise.blocks.layers import PowersetHead, SchemaHead  # noqa: E402
+from labelwise.blocks.models import build_model  # noqa: E402
 
 SCHEMA = LabelSchema(["a", "b"], {"view": ["PA", "AP"]}, none="none")
 
@@ -134,7 +134,7 @@ def test_default_layer_is_the_last_feature_map_of_backbones():
 
 @pytest.mark.slow
 def test_every_keras_application_has_a_default_feature_map():
-    from labelwise.models import BACKBONES, build_backbone
+    from labelwise.blocks.models import BACKBONES, build_backbone
 
     for name, spec in BACKBONES.items():
         if name == "small_cnn":
@@ -177,7 +177,7 @@ def test_bad_input_is_named():
 
 
 def test_case_model_is_refused_clearly():
-    from labelwise.models import build_case_model
+    from labelwise.blocks.models import build_case_model
 
     case = build_case_model(SCHEMA, "small_cnn", n_images=2, image_shape=(8, 8, 1), weights=None)
     with pytest.raises(InputError, match="case model"):
@@ -198,7 +198,7 @@ def _quadrant_task(n, rng, images, digits, keep=(0, 1, 2)):
 
 @pytest.mark.backend
 def test_heatmap_mass_lands_in_the_digits_quadrant():
-    from labelwise.tables import read_mnist_idx
+    from labelwise.labels.tables import read_mnist_idx
 
     table = read_mnist_idx(require(MNIST_IDX) / "t10k-images-idx3-ubyte.gz", MNIST_IDX / "t10k-labels-idx1-ubyte.gz")
     images, digits = table.images.astype("float32"), table.extra["digit"].to_numpy()
@@ -221,10 +221,10 @@ def test_heatmap_mass_lands_in_the_digits_quadrant():
 def test_explain_command_on_a_saved_artifact(tmp_path, capsys):
     from PIL import Image
 
-    from labelwise import artifact
-    from labelwise.cli import main as cli_main
-    from labelwise.predict import predict
-    from labelwise.thresholds import Thresholds
+    from labelwise.training import artifact
+    from labelwise.commands.cli import main as cli_main
+    from labelwise.training.predict import predict
+    from labelwise.decide import Thresholds
 
     keras.utils.set_random_seed(5)
     model = build_model(SCHEMA, "small_cnn", input_shape=(12, 12, 1), weights=None)

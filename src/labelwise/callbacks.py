@@ -65,7 +65,7 @@ class ExactMetrics(keras.callbacks.Callback):
                  prefix: str = "val_", batch_size: int = 64, from_logits: bool | None = None, every: int = 1,
                  verbose: int = 0):
         super().__init__()
-        from .schema import LabelSchema, load_schema
+        from .labels.schema import LabelSchema, load_schema
 
         self.schema = load_schema(schema) if schema is not None else None
         if self.schema is None and labels is not None:
@@ -100,7 +100,7 @@ class ExactMetrics(keras.callbacks.Callback):
         return np.concatenate(ys), np.concatenate(ps)
 
     def _schema_for(self, width: int):
-        from .schema import LabelSchema
+        from .labels.schema import LabelSchema
 
         if self.schema is None:
             self.schema = LabelSchema(independent=tuple(f"label_{j}" for j in range(width)))
@@ -112,7 +112,7 @@ class ExactMetrics(keras.callbacks.Callback):
     def _logits(self) -> bool:
         if self.from_logits is not None:
             return bool(self.from_logits)
-        from .layers import SchemaHead
+        from .blocks.layers import SchemaHead
 
         heads = [l for l in self.model.layers if isinstance(l, SchemaHead)]
         return bool(heads) and heads[0].output_mode == "logits"

@@ -67,7 +67,7 @@ def model_head(model: Any):
     """The model's :class:`~labelwise.layers.SchemaHead` or :class:`~labelwise.layers.PowersetHead`.
 
     Raises :class:`InputError` for case models and models without a labelwise head."""
-    from ..layers import MultiImagePooling, PowersetHead, SchemaHead
+    from ..blocks.layers import MultiImagePooling, PowersetHead, SchemaHead
 
     layers = list(_walk(model))
     if any(isinstance(l, MultiImagePooling) for l in layers):
@@ -161,7 +161,7 @@ def resolve_target(model: Any, labels: Sequence[str] | str | None = None, layer:
 # ------------------------------------------------------------------ the forward pass
 def _label_logits(head: Any, features):
     """Per-label pre-activation logits ``(rows, n_outputs)`` from the head's input features."""
-    from ..layers import PowersetHead
+    from ..blocks.layers import PowersetHead
 
     z = ops.cast(head.dense(features), "float32")
     if not isinstance(head, PowersetHead):
@@ -181,7 +181,7 @@ def _forward(target: GradCamTarget, repeat: int = 1) -> Callable:
     ``Model.call`` runs): it lets one layer's output be replaced and the head be cut before its
     activation without rebuilding the model, for any nesting and on every backend.
     """
-    from ..layers import PowersetHead, SchemaHead
+    from ..blocks.layers import PowersetHead, SchemaHead
 
     record: list = []
 

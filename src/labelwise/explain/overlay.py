@@ -44,8 +44,8 @@ class Explanation:
 
 
 def _read_images(source: Any, image_size: Sequence[int], channels: int) -> tuple[list[str], np.ndarray]:
-    from ..pipeline import make_dataset
-    from ..predict import read_inputs
+    from ..data.pipeline import make_dataset
+    from ..training.predict import read_inputs
 
     if isinstance(source, np.ndarray):
         return [str(i) for i in range(len(source))], source
@@ -66,8 +66,8 @@ def explain_images(model: Any, images: Any, labels: Sequence[str] | str | None =
     ``model``: a path to a ``labelwise train`` artifact, the tuple ``artifact.load`` returns, or a
     Keras model built by ``build_model`` (then images must be an array and decisions use 0.5).
     """
-    from ..artifact import load as load_artifact
-    from ..thresholds import decide
+    from ..training.artifact import load as load_artifact
+    from ..decide import decide
     from .gradcam import grad_cam, resolve_target
 
     thresholds = pre = None
@@ -91,7 +91,7 @@ def explain_images(model: Any, images: Any, labels: Sequence[str] | str | None =
     maps = grad_cam(model, x, target.labels, target.layer.name, batch_size=batch_size)
     raw = np.asarray(model.predict(x, verbose=0, batch_size=64))
     if raw.shape[-1] != schema.n_outputs:  # a powerset head: combinations -> label scores
-        from ..powerset import powerset_scores_to_label_scores
+        from ..labels.powerset import powerset_scores_to_label_scores
 
         scores = powerset_scores_to_label_scores(raw, target.head.classes, schema)
     else:
