@@ -41,7 +41,7 @@ def main() -> None:
 
     from labelwise import LabelSchema
     from labelwise.explain import grad_cam
-    from labelwise.models import build_model
+    from labelwise.blocks.models import build_model
 
     print(f"backend {keras.backend.backend()}, {args.images} images, best of {args.repeats}")
     print(f"{'model':<22}{'labels':>7}{'one pass s':>12}{'loop s':>10}{'loop/one':>10}{'max diff':>10}")

@@ -45,6 +45,8 @@ _HELP = {
     "devices": "with mirrored/dataparallel: use the first N devices (GPUs; JAX devices) instead of all",
     "lr_reference_batch": "batch size the learning rate was tuned for: scaled linearly to --batch-size",
     "train_shards": "folder of TFRecord shards (labelwise shard) to read the training images from",
+    "tensorboard": "folder for TensorBoard event files: loss, learning rate, val macro AUC and each label's AUC "
+                   "per epoch (tensorboard --logdir DIR)",
 }
 
 

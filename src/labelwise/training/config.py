@@ -37,7 +37,7 @@ _INT_RANGES = {"epochs": 1, "batch_size": 1, "plateau_patience": 1, "freeze_epoc
                "verbose": 0, "unfreeze_top": 0, "early_stopping_patience": 1, "devices": 1, "lr_reference_batch": 1}
 _OPTIONAL = {"unfreeze_top", "early_stopping_patience", "devices", "lr_reference_batch", "bn_momentum",
              "fine_tune_lr", "weights", "loss_weights", "split_column", "group_column", "distribute", "table",
-             "images", "train_shards"}
+             "images", "train_shards", "tensorboard"}
 # name: (low, low inclusive, high, high inclusive, what to say)
 _FLOAT_RANGES = {"learning_rate": (0.0, True, math.inf, False, "at least 0"),
                  "fine_tune_lr": (0.0, True, math.inf, False, "at least 0"),
@@ -47,7 +47,7 @@ _FLOAT_RANGES = {"learning_rate": (0.0, True, math.inf, False, "at least 0"),
 _BOOLS = ("cache", "skip_unreadable", "plots", "resume", "overwrite")
 _STRINGS = ("backbone", "weights", "loss", "binary", "loss_weights", "lr_schedule", "threshold_method",
             "split_column", "group_column", "distribute")
-_PATHS = ("table", "images", "out_dir", "train_shards")
+_PATHS = ("table", "images", "out_dir", "train_shards", "tensorboard")
 
 
 def _check_types(c: "TrainConfig") -> None:
@@ -121,7 +121,8 @@ class TrainConfig:
     None = all), ``fine_tune_lr`` (default learning_rate / 10), ``early_stopping_patience``
     (None = off), ``augment``, ``cache``, ``seed``. Output: ``out_dir``, ``threshold_method``,
     ``bootstrap`` (resamples for the report's confidence intervals), ``plots`` (PNG plots in
-    the report), ``verbose``; ``resume``
+    the report), ``verbose``, ``tensorboard`` (a folder for TensorBoard event files: loss, learning
+    rate, validation macro AUC and each label's AUC per epoch); ``resume``
     continues the run in ``out_dir`` from its last checkpoint, ``overwrite`` discards it instead.
     """
 
@@ -165,10 +166,11 @@ class TrainConfig:
     devices: int | None = None
     lr_reference_batch: int | None = None
     train_shards: str | None = None
+    tensorboard: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("weights", "loss_weights", "split_column", "group_column", "unfreeze_top", "fine_tune_lr",
-                     "early_stopping_patience", "augment", "bn_momentum", "distribute", "devices", "lr_reference_batch", "train_shards"):
+                     "early_stopping_patience", "augment", "bn_momentum", "distribute", "devices", "lr_reference_batch", "train_shards", "tensorboard"):
             if getattr(self, name) in ("none", "None", ""):
                 setattr(self, name, None)
         _check_types(self)
@@ -218,8 +220,8 @@ class TrainConfig:
                                  if difflib.get_close_matches(u, known, 1) else "") for u in unknown]
             raise InputError(f"{path}: unknown setting(s) {', '.join(hints)}; the settings are {sorted(known)}")
         base = path.parent
-        for key in ("table", "images", "out_dir", "train_shards"):
-            if isinstance(data.get(key), str):
+        for key in ("table", "images", "out_dir", "train_shards", "tensorboard"):
+            if isinstance(data.get(key), str) and data[key] not in ("none", "None", ""):
                 data[key] = str(base / data[key])
         if isinstance(data.get("schema"), str):
             data["schema"] = str(base / data["schema"])
