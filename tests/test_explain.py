@@ -258,3 +258,52 @@ def test_explain_command_on_a_saved_artifact(tmp_path, capsys):
     assert len(err) == 1 and "'zz' is not in the model's schema" in err[0]
     assert cli_main(["explain", str(path), str(folder), "--layer", "avg_pool", "--out", str(out)]) == 2
     assert "relu3" in capsys.readouterr().err
+
+
+@pytest.mark.backend
+def test_case_explanation_ranks_slices_by_what_the_model_says_of_each_alone():
+    from labelwise.blocks.models import build_case_model
+    from labelwise.explain.cases import explain_case
+
+    keras.utils.set_random_seed(9)
+    schema = LabelSchema(["a", "b"])
+    case = build_case_model(schema, "small_cnn", image_shape=(12, 12, 1), weights=None, case_pooling="max")
+    stack = np.random.default_rng(10).uniform(0, 255, (5, 12, 12, 1)).astype("float32")
+    stack[3] *= 0.1  # slices differ, so their scores do
+    result = explain_case(case, stack, labels=["b", "a"], top_k=2)
+    # reference: the case model itself on one-slice cases
+    alone = np.stack([case.predict([stack[i:i + 1][None], np.ones((1, 1), "float32")], verbose=0)[0]
+                      for i in range(5)])
+    np.testing.assert_allclose(result.slice_scores, alone[:, [1, 0]], atol=1e-5)
+    for j in range(2):
+        assert list(result.top[j]) == list(np.argsort(-alone[:, [1, 0][j]])[:2])
+    whole = case.predict([stack[None], np.ones((1, 5), "float32")], verbose=0)[0]
+    np.testing.assert_allclose(result.case_scores, whole[[1, 0]], atol=1e-6)
+    assert result.maps.shape == (2, 2, 12, 12) and 0 <= result.maps.min() and result.maps.max() <= 1
+    assert "slices" in result.describe().splitlines()[0]
+
+
+def test_explain_command_on_a_case_artifact_names_the_slices(tmp_path):
+    from labelwise.blocks.models import build_case_model
+    from labelwise.commands.cli import main as cli_main
+    from labelwise.decide import Thresholds
+    from labelwise.explain.cases import explain_case
+    from labelwise.training import artifact
+
+    keras.utils.set_random_seed(11)
+    schema = LabelSchema(["a", "b"])
+    case = build_case_model(schema, "small_cnn", image_shape=(12, 12, 1), weights=None)
+    thr = Thresholds(labels=schema.labels, values=[0.5, 0.5], method="fixed")
+    path = artifact.save(case, tmp_path / "case.keras", schema, thr, artifact.Preprocessing((12, 12), 1))
+    stacks = tmp_path / "stacks"
+    stacks.mkdir()
+    rng = np.random.default_rng(12)
+    for name in ("exam1", "exam2"):
+        np.save(stacks / f"{name}.npy", rng.integers(0, 255, (4, 12, 12)).astype("uint8"))
+    out = tmp_path / "out"
+    assert cli_main(["explain", str(path), str(stacks), "--labels", "b", "--top-slices", "2", "--out", str(out)]) == 0
+    assert len(list(out.glob("*.png"))) == 4  # 2 cases x 1 label x 2 slices
+    page = (out / "index.html").read_text()
+    loaded = artifact.load(path)[0]
+    e = explain_case(loaded, np.load(stacks / "exam1.npy")[..., None].astype("float32"), ["b"], top_k=2)
+    assert f"<td>{int(e.top[0][0])} ({e.slice_scores[e.top[0][0], 0]:.3f})</td>" in page

@@ -72,7 +72,8 @@ def model_head(model: Any):
     layers = list(_walk(model))
     if any(isinstance(l, MultiImagePooling) for l in layers):
         raise InputError(f"model {model.name!r} is a case model (several images pooled into one prediction); "
-                         "grad_cam explains per-image models (labelwise.build_model): run it on the case's encoder")
+                         "grad_cam explains per-image models; labelwise.explain.cases.explain_case(model, stack) names the slices "
+                         "that drove each label and maps them")
     heads = [l for l in layers if isinstance(l, (SchemaHead, PowersetHead))]
     if len(heads) != 1:
         raise InputError(f"model {model.name!r} has {'no' if not heads else len(heads)} labelwise head(s) "
