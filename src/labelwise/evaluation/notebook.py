@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..errors import InputError
+
 if TYPE_CHECKING:
     from .results import ComparisonResult, EvaluationResult
 
@@ -61,18 +63,20 @@ def comparison_frame(comparison: "ComparisonResult"):
 
 def plot(result: "EvaluationResult", kind: str):
     """``kind`` "roc", "pr" or "calibration" of an evaluation as a matplotlib Figure."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as e:
+        raise InputError(f"the plots need matplotlib, which cannot be imported ({e}); pip install matplotlib") from None
     from .report import plots as P
-    from .results import _plotting
 
     labels = list(result.labels)
-    with _plotting():
-        if kind == "roc":
-            return P.roc_grid(result.y_true, result.y_score, labels, auc=[r.auc for r in result.rows], as_figure=True)
-        if kind == "pr":
-            return P.pr_grid(result.y_true, result.y_score, labels, ap=[r.ap for r in result.rows], as_figure=True)
-        if kind == "calibration":
-            return P.calibration_plot(result.y_true, result.y_score, labels, as_figure=True)
-    raise ValueError(f"unknown plot {kind!r}; one of 'roc', 'pr', 'calibration'")
+    if kind == "roc":
+        return P.roc_grid(result.y_true, result.y_score, labels, auc=[r.auc for r in result.rows], as_figure=True)
+    if kind == "pr":
+        return P.pr_grid(result.y_true, result.y_score, labels, ap=[r.ap for r in result.rows], as_figure=True)
+    if kind == "calibration":
+        return P.calibration_plot(result.y_true, result.y_score, labels, as_figure=True)
+    raise InputError(f"unknown plot {kind!r}; one of 'roc', 'pr', 'calibration'")
 
 
 def _img(fig, alt: str) -> str:
