@@ -3,9 +3,10 @@
 Writes, per image and label, an overlay PNG (the image beside the image under the label's
 Grad-CAM heatmap; the title gives the label's probability and decision) and DIR/index.html
 showing them all. IMAGES is a folder of images, a table (CSV) with an image path column, or
-one image file; for a case model, a folder of .npy stacks (then per case and label the
-slices that drove it, each slice's own score, and their heatmaps). The maps are of each label's logit at the model's last convolutional feature
-map unless --layer names another (a wrong name lists the candidates).
+one image file; for a case model, a folder of .npy stacks (then, per case and label, the
+slices that drove it with each slice's own score, and their heatmaps). The maps are of each
+label's logit at the model's last convolutional feature map unless --layer names another
+(a wrong name lists the candidates).
 """
 
 from __future__ import annotations
