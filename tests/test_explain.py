@@ -143,8 +143,8 @@ def test_every_keras_application_has_a_default_feature_map():
         net = build_backbone(name, (size, size, 3), weights=None)
         names = G.feature_map_candidates(net)
         assert names, name
-        # the default is the map the global pooling reads
-        pool = next(l for l in net.layers if isinstance(l, keras.layers.GlobalAveragePooling2D))
+        # the default is the map the final global pooling reads (squeeze-excite blocks pool inside)
+        pool = [l for l in G._walk(net) if isinstance(l, keras.layers.GlobalAveragePooling2D)][-1]
         assert pool.input.shape == G._find_layer(net, names[-1]).output.shape, name
         keras.backend.clear_session()
 
