@@ -17,7 +17,8 @@ from .. import __version__
 from ..errors import LabelwiseError
 
 # Order shown in --help: the pipeline, then serving and scale-out.
-COMMANDS = ("inspect", "split", "calibrate", "thresholds", "evaluate", "train", "predict", "serve", "demo", "shard")
+COMMANDS = ("inspect", "split", "calibrate", "thresholds", "evaluate", "train", "predict", "explain", "serve", "demo",
+            "shard")
 
 
 def build_parser() -> argparse.ArgumentParser:

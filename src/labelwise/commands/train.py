@@ -48,6 +48,8 @@ _HELP = {
     "pipeline": "auto (tf.data when TensorFlow is installed, else Python), tf or python",
     "precision": "float32, mixed_float16 (loss scaling; GPUs) or mixed_bfloat16",
     "jit_compile": "auto (XLA on a GPU, always on JAX), true or false",
+    "tensorboard": "folder for TensorBoard event files: loss, learning rate, val macro AUC and each label's AUC "
+                   "per epoch (tensorboard --logdir DIR)",
 }
 
 

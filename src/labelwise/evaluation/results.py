@@ -170,6 +170,36 @@ class EvaluationResult:
             lines += ["", "Diagnostics:", _indent(format_findings(self.findings))]
         return "\n".join(lines) + "\n"
 
+    # ------------------------------------------------------------------ notebook
+    def to_frame(self):
+        """pandas DataFrame, one row per label (see :func:`labelwise.evaluation.notebook.evaluation_frame`)."""
+        from .notebook import evaluation_frame
+
+        return evaluation_frame(self)
+
+    def plot_roc(self):
+        """ROC curve per label: a matplotlib Figure."""
+        from .notebook import plot
+
+        return plot(self, "roc")
+
+    def plot_pr(self):
+        """Precision-recall curve per label: a matplotlib Figure."""
+        from .notebook import plot
+
+        return plot(self, "pr")
+
+    def plot_calibration(self):
+        """Reliability diagram (pooled and per label) with bin counts: a matplotlib Figure."""
+        from .notebook import plot
+
+        return plot(self, "calibration")
+
+    def _repr_html_(self) -> str:
+        from .notebook import evaluation_html
+
+        return evaluation_html(self)
+
     # ------------------------------------------------------------------ files
     def save(self, out_dir: str | Path, *, plots: bool = True, html: bool = True) -> dict[str, Path]:
         """Write ``metrics.json``, ``thresholds.json``, PNG plots and ``report.html`` into ``out_dir``.
@@ -340,6 +370,28 @@ class ComparisonResult:
                 row["difference"][name] = {"point": point, "low": lo, "high": hi, "verdict": _verdict(lo, hi)}
             out.append(row)
         return out
+
+    def to_frame(self):
+        """pandas DataFrame, one row per label: each strategy's AUC with CI and its difference to the
+        reference (see :func:`labelwise.evaluation.notebook.comparison_frame`)."""
+        from .notebook import comparison_frame
+
+        return comparison_frame(self)
+
+    def plot_roc(self):
+        """Every strategy's ROC curve overlaid, one panel per label: a matplotlib Figure."""
+        from .report import plots as P
+
+        with _plotting():
+            ref = self.results[self.reference]
+            return P.roc_overlay_grid(ref.y_true, {n: self.results[n].y_score for n in self.names}, list(self.labels),
+                                      auc={n: [r.auc for r in self.results[n].rows] for n in self.names},
+                                      as_figure=True)
+
+    def _repr_html_(self) -> str:
+        from .notebook import comparison_html
+
+        return comparison_html(self)
 
     def comparison_dict(self) -> dict[str, Any]:
         """The comparison section alone (what ``comparison.json`` holds)."""

@@ -37,7 +37,7 @@ _INT_RANGES = {"epochs": 1, "batch_size": 1, "plateau_patience": 1, "freeze_epoc
                "verbose": 0, "unfreeze_top": 0, "early_stopping_patience": 1, "devices": 1, "lr_reference_batch": 1}
 _OPTIONAL = {"unfreeze_top", "early_stopping_patience", "devices", "lr_reference_batch", "bn_momentum",
              "fine_tune_lr", "weights", "loss_weights", "split_column", "group_column", "distribute", "table",
-             "images", "train_shards"}
+             "images", "train_shards", "tensorboard"}
 # name: (low, low inclusive, high, high inclusive, what to say)
 _FLOAT_RANGES = {"learning_rate": (0.0, True, math.inf, False, "at least 0"),
                  "fine_tune_lr": (0.0, True, math.inf, False, "at least 0"),
@@ -49,7 +49,7 @@ _STRINGS = ("backbone", "weights", "loss", "binary", "loss_weights", "lr_schedul
             "split_column", "group_column", "distribute", "pipeline", "precision")
 PIPELINES = ("auto", "tf", "python")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
-_PATHS = ("table", "images", "out_dir", "train_shards")
+_PATHS = ("table", "images", "out_dir", "train_shards", "tensorboard")
 
 
 def _check_types(c: "TrainConfig") -> None:
@@ -127,7 +127,8 @@ class TrainConfig:
     installed, else the Python pipeline; "tf"; "python"), ``precision`` ("float32",
     "mixed_float16" with loss scaling, "mixed_bfloat16"; the head's outputs stay float32),
     ``jit_compile`` ("auto": XLA on a GPU, and always on JAX, whose only compiler it is; true;
-    false); ``resume``
+    false); ``tensorboard`` (a folder for TensorBoard event files: loss, learning
+    rate, validation macro AUC and each label's AUC per epoch); ``resume``
     continues the run in ``out_dir`` from its last checkpoint, ``overwrite`` discards it instead.
     """
 
@@ -174,10 +175,11 @@ class TrainConfig:
     pipeline: str = "auto"
     precision: str = "float32"
     jit_compile: Any = "auto"
+    tensorboard: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("weights", "loss_weights", "split_column", "group_column", "unfreeze_top", "fine_tune_lr",
-                     "early_stopping_patience", "augment", "bn_momentum", "distribute", "devices", "lr_reference_batch", "train_shards"):
+                     "early_stopping_patience", "augment", "bn_momentum", "distribute", "devices", "lr_reference_batch", "train_shards", "tensorboard"):
             if getattr(self, name) in ("none", "None", ""):
                 setattr(self, name, None)
         _check_types(self)
@@ -238,8 +240,8 @@ class TrainConfig:
                                  if difflib.get_close_matches(u, known, 1) else "") for u in unknown]
             raise InputError(f"{path}: unknown setting(s) {', '.join(hints)}; the settings are {sorted(known)}")
         base = path.parent
-        for key in ("table", "images", "out_dir", "train_shards"):
-            if isinstance(data.get(key), str):
+        for key in ("table", "images", "out_dir", "train_shards", "tensorboard"):
+            if isinstance(data.get(key), str) and data[key] not in ("none", "None", ""):
                 data[key] = str(base / data[key])
         if isinstance(data.get("schema"), str):
             data["schema"] = str(base / data["schema"])

@@ -54,7 +54,7 @@ __all__ = ["train", "TrainResult", "TrainConfig", "TrainData", "Part", "build_an
 
 # ------------------------------------------------------------------ the epoch callback
 def _epoch_callback(*, config: TrainConfig, schema: LabelSchema, state: _State, phase: Phase, val_ds,
-                    val_y: np.ndarray, loss_fn, out: Path, ckdir: Path, printer, predicting=None):
+                    val_y: np.ndarray, loss_fn, out: Path, ckdir: Path, printer, predicting=None, events=None):
     import keras
 
     from ..metrics import roc_auc_score
@@ -94,6 +94,8 @@ def _epoch_callback(*, config: TrainConfig, schema: LabelSchema, state: _State, 
                    "seconds": round(time.perf_counter() - self._t0, 3), "best": improved,
                    "val_auc": {lab: float(a) for lab, a in zip(schema.labels, per_label)}}
             state.log.append(row)
+            if events is not None:
+                events.write(row)
             state.epoch = n
             old_best = state.best_file
             if improved:
@@ -258,6 +260,11 @@ def _train(config: TrainConfig, data: TrainData | None, strategy: Any, pipeline:
     steps = math.ceil(n_train / config.batch_size)
     y_train_out = train_src.y
 
+    events = None
+    if config.tensorboard:
+        from .tensorboard import EventLog
+
+        events = EventLog(config.tensorboard)
     for phase in phases(lr_config):
         if state.stopped_early or state.epoch >= phase.stop:
             continue
@@ -289,7 +296,7 @@ def _train(config: TrainConfig, data: TrainData | None, strategy: Any, pipeline:
             train_ds = strategy.local_batches(train_ds)  # JAX: devices divide every batch; this process's part
         callback = _epoch_callback(config=config, schema=schema, state=state, phase=phase, val_ds=val_ds,
                                    val_y=val_y, loss_fn=model.loss, out=out, ckdir=ckdir, printer=say,
-                                   predicting=getattr(strategy, "predicting", None))
+                                   predicting=getattr(strategy, "predicting", None), events=events)
         if phase.frozen:
             say(f"phase {phase.index + 1}: epochs {phase.start + 1}-{phase.stop}, backbone frozen, lr {phase.learning_rate:g}")
         elif config.freeze_epochs:
@@ -299,6 +306,8 @@ def _train(config: TrainConfig, data: TrainData | None, strategy: Any, pipeline:
         with scope:  # JAX DataParallel reads the distribution while fitting, not only while building
             model.fit(train_ds, epochs=phase.stop, initial_epoch=state.epoch, steps_per_epoch=steps,
                       callbacks=[callback], verbose=config.verbose, shuffle=False)
+    if events is not None:
+        events.close()
     if model is None:  # the checkpoint already covered every epoch
         with scope:
             model = build_and_compile(config, schema, y_train=y_train_out, phase=phases(lr_config)[-1],

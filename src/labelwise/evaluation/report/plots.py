@@ -45,9 +45,8 @@ _POS, _NEG, _LINE = "#c0392b", "#2c7fb8", "#333333"
 
 
 def _figure(width: float, height: float):
-    import matplotlib
-
-    matplotlib.use("Agg")
+    # A bare Figure renders without pyplot, so no backend is chosen here: matplotlib.use("Agg")
+    # would also switch a notebook's inline backend off for the user's own plots.
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height), dpi=100, layout="constrained")
@@ -82,24 +81,26 @@ def _title(ax, label: str):
     ax.set_title(label if len(label) <= 22 else label[:20] + "...", fontsize=9)
 
 
-def _finish_unit_grid(fig, axes, xlabel: str, ylabel: str) -> bytes:
-    """Unit axes on every panel of a curve grid, one shared pair of axis titles; PNG bytes."""
+def _finish_unit_grid(fig, axes, xlabel: str, ylabel: str, as_figure: bool = False):
+    """Unit axes on every panel of a curve grid, one shared pair of axis titles; PNG bytes (or the Figure)."""
     for ax in axes:
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.02)
         ax.tick_params(labelsize=7)
     fig.supxlabel(xlabel, fontsize=9)
     fig.supylabel(ylabel, fontsize=9)
-    return _png(fig)
+    return fig if as_figure else _png(fig)
 
 
-def _finish_roc(fig, axes) -> bytes:
-    """The ROC axis titles on a grid of ROC plots (single and overlaid); PNG bytes."""
-    return _finish_unit_grid(fig, axes, "false positive rate (1 - specificity)", "true positive rate (sensitivity)")
+def _finish_roc(fig, axes, as_figure: bool = False):
+    """The ROC axis titles on a grid of ROC plots (single and overlaid); PNG bytes (or the Figure)."""
+    return _finish_unit_grid(fig, axes, "false positive rate (1 - specificity)", "true positive rate (sensitivity)",
+                             as_figure)
 
 
-def roc_grid(y_true: np.ndarray, y_score: np.ndarray, labels: Sequence[str], *, auc: Sequence[float] | None = None) -> bytes:
-    """ROC curve per label in a grid (AUC in each panel's legend); PNG bytes."""
+def roc_grid(y_true: np.ndarray, y_score: np.ndarray, labels: Sequence[str], *, auc: Sequence[float] | None = None,
+             as_figure: bool = False):
+    """ROC curve per label in a grid (AUC in each panel's legend); PNG bytes, or the Figure with ``as_figure``."""
     from ...metrics import roc_auc_score, roc_curve
 
     y_true, y_score = np.asarray(y_true), np.asarray(y_score, dtype=np.float64)
@@ -117,11 +118,13 @@ def roc_grid(y_true: np.ndarray, y_score: np.ndarray, labels: Sequence[str], *, 
             fpr, tpr, _ = roc_curve(y_true[:, j], y_score[:, j])
             ax.plot(fpr, tpr, color=_NEG, lw=1.4, label=f"AUC {auc[j]:.3f}")
             ax.legend(loc="lower right", fontsize=8, frameon=False, handlelength=1)
-    return _finish_roc(fig, axes)
+    return _finish_roc(fig, axes, as_figure)
 
 
-def pr_grid(y_true: np.ndarray, y_score: np.ndarray, labels: Sequence[str], *, ap: Sequence[float] | None = None) -> bytes:
-    """Precision-recall curve per label (AP in the legend, dashed prevalence baseline); PNG bytes."""
+def pr_grid(y_true: np.ndarray, y_score: np.ndarray, labels: Sequence[str], *, ap: Sequence[float] | None = None,
+            as_figure: bool = False):
+    """Precision-recall curve per label (AP in the legend, dashed prevalence baseline); PNG bytes, or the
+    Figure with ``as_figure``."""
     from ...metrics import average_precision_score, precision_recall_curve
 
     y_true, y_score = np.asarray(y_true), np.asarray(y_score, dtype=np.float64)
@@ -140,7 +143,7 @@ def pr_grid(y_true: np.ndarray, y_score: np.ndarray, labels: Sequence[str], *, a
             ax.step(recall, precision, where="post", color=_POS, lw=1.4, label=f"AP {ap[j]:.3f}")
             ax.axhline(prev, ls="--", color="#999999", lw=0.8, label=f"prev. {prev:.3f}")
             ax.legend(loc="upper right", fontsize=7, frameon=False, handlelength=1)
-    return _finish_unit_grid(fig, axes, "recall (sensitivity)", "precision")
+    return _finish_unit_grid(fig, axes, "recall (sensitivity)", "precision", as_figure)
 
 
 def _reliability(y: np.ndarray, s: np.ndarray, bins: int):
@@ -153,8 +156,10 @@ def _reliability(y: np.ndarray, s: np.ndarray, bins: int):
     return edges, count, mean_s, frac
 
 
-def calibration_plot(y_true: np.ndarray, y_score: np.ndarray, labels: Sequence[str], *, bins: int = 10) -> bytes:
-    """Reliability diagram pooled over all labels, per-label curves faint behind, bin counts below."""
+def calibration_plot(y_true: np.ndarray, y_score: np.ndarray, labels: Sequence[str], *, bins: int = 10,
+                     as_figure: bool = False):
+    """Reliability diagram pooled over all labels, per-label curves faint behind, bin counts below;
+    PNG bytes, or the Figure with ``as_figure``."""
     y_true = np.asarray(y_true, dtype=np.float64)
     s = np.clip(np.asarray(y_score, dtype=np.float64), 0, 1)
     fig = _figure(9.5, 4.4)
@@ -189,7 +194,7 @@ def calibration_plot(y_true: np.ndarray, y_score: np.ndarray, labels: Sequence[s
     axc.set_title("bin counts", fontsize=9)
     for a in (ax, axc):
         a.tick_params(labelsize=8)
-    return _png(fig)
+    return fig if as_figure else _png(fig)
 
 
 def histogram_grid(y_true: np.ndarray, y_score: np.ndarray, labels: Sequence[str], *,
@@ -286,7 +291,7 @@ _STRATEGY_COLORS = ("#2c7fb8", "#c0392b", "#27ae60", "#8e44ad", "#e67e22", "#16a
 
 
 def roc_overlay_grid(y_true: np.ndarray, scores: "Mapping[str, np.ndarray]", labels: Sequence[str], *,
-                     auc: "Mapping[str, Sequence[float]] | None" = None) -> bytes:
+                     auc: "Mapping[str, Sequence[float]] | None" = None, as_figure: bool = False):
     """ROC curves of several strategies overlaid, one panel per label (each strategy's AUC in the
     panel's legend, one colour per strategy throughout); PNG bytes."""
     from ...metrics import roc_auc_score, roc_curve
@@ -310,7 +315,7 @@ def roc_overlay_grid(y_true: np.ndarray, scores: "Mapping[str, np.ndarray]", lab
                 short = k if len(k) <= 10 else k[:9] + "."
                 ax.plot(fpr, tpr, color=colors[k], lw=1.1, alpha=0.9, label=f"{short} {aucs[k][j]:.3f}")
             ax.legend(loc="lower right", fontsize=6.5, frameon=False, handlelength=1)
-    return _finish_roc(fig, axes)
+    return _finish_roc(fig, axes, as_figure)
 
 
 def auc_difference_plot(labels: Sequence[str], differences: "Mapping[str, tuple]", reference: str, *,
