@@ -161,6 +161,10 @@ def train(config: TrainConfig, data: TrainData | None = None, *, strategy: Any =
     ``strategy`` (a ``tf.distribute`` strategy) wraps model building and compiling in its
     scope; ``config.batch_size`` is the global batch size.
     """
+    if config.unit == "case":  # exams of many images; the epoch callback is shared, passed in (no import circle)
+        from .cases import train_cases
+
+        return train_cases(config, data, epoch_callback=_epoch_callback, strategy=strategy)
     import keras
 
     from ..data import pipeline
