@@ -154,6 +154,8 @@ class CaseDataset(keras.utils.PyDataset):
         import tensorflow as tf
 
         ds = tf.data.Dataset.from_generator(lambda: self.epochs(start, stop), output_signature=self._signature())
+        # a known length: Keras otherwise warns "ran out of data" at the end of the stream
+        ds = ds.apply(tf.data.experimental.assert_cardinality(len(self) * (int(stop) - int(start))))
         return ds.prefetch(2)  # the next batches are read while the model runs on this one
 
     def for_predict(self):
@@ -166,4 +168,4 @@ class CaseDataset(keras.utils.PyDataset):
 
         ds = tf.data.Dataset.from_generator(lambda: (self.batch(0, i) for i in range(len(self))),
                                             output_signature=self._signature())
-        return ds.prefetch(2)
+        return ds.apply(tf.data.experimental.assert_cardinality(len(self))).prefetch(2)
