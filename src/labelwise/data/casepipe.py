@@ -32,10 +32,12 @@ from .cases import CaseSet, load_case, select_slices
 __all__ = ["CaseDataset", "pad_cases"]
 
 
-def pad_cases(stacks: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Stacks ``(s_i, h, w, c)`` -> ``(images (b, max s_i, h, w, c), mask (b, max s_i))``;
-    padding slot ``j >= s_i`` holds slice ``j mod s_i`` of its own case, with mask 0."""
+def pad_cases(stacks: Sequence[np.ndarray], *, multiple: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Stacks ``(s_i, h, w, c)`` -> ``(images (b, n, h, w, c), mask (b, n))`` with ``n`` the
+    longest ``s_i`` rounded up to a ``multiple``; padding slot ``j >= s_i`` holds slice
+    ``j mod s_i`` of its own case, with mask 0."""
     n = max(len(s) for s in stacks)
+    n = -(-n // int(multiple)) * int(multiple)
     images = np.empty((len(stacks), n, *stacks[0].shape[1:]), dtype=np.float32)
     mask = np.zeros((len(stacks), n), dtype=np.float32)
     for i, s in enumerate(stacks):
@@ -119,7 +121,9 @@ class CaseDataset(keras.utils.PyDataset):
                                          dtype=np.float32))
             else:
                 stacks.append(_as_model_input(raw, self.image_size, self.channels))
-        images, mask = pad_cases(stacks)
+        # JAX/PyTorch compile one program per batch shape: slice counts rounded up to a multiple of
+        # 8 bound the programs to max_slices / 8; tf.data leaves the dimension open (one program)
+        images, mask = pad_cases(stacks, multiple=1 if keras.backend.backend() == "tensorflow" else 8)
         x = {"images": images, "mask": mask}
         if self.y_columns is None:
             return x
