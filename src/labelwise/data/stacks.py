@@ -51,7 +51,8 @@ class StackSet:
         return len(self.case_ids)
 
     def load(self, i: int, *, mmap: bool = False) -> np.ndarray:
-        """The array of case ``i``, shape ``slices x H x W`` or ``slices x H x W x C``.
+        """The array of case ``i``, shape ``slices x H x W`` or ``slices x H x W x C`` (a folder of
+        slice images is read by :func:`labelwise.data.cases.load_case`).
 
         Raises :class:`InputError` naming the file when it cannot be read as a ``.npy`` array
         (missing, empty, truncated, not NumPy's format, Python objects inside) or has another
@@ -59,6 +60,10 @@ class StackSet:
         the header is read, which is enough to know the shape).
         """
         path = self.paths[i]
+        if Path(path).is_dir():  # a case stored as one image file per slice (labelwise.data.cases)
+            from .cases import load_case
+
+            return load_case(path, self.case_ids[i])
         try:
             arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
         except (OSError, ValueError, EOFError) as e:
@@ -307,7 +312,9 @@ def read_cases(source: str | Path | Sequence[str | Path], stacks_dir: str | Path
         if not cid:
             raise TableError(f"{source}, row {r + first_row}: the case id (column {id_column!r}) is empty")
         p = _stack_path(base, cid)
-        if p is not None and p.suffix.lower() != ".npy":
+        if p is None and (base / cid).is_dir():  # one image file per slice (labelwise.data.cases)
+            p = base / cid
+        if p is not None and p.suffix.lower() != ".npy" and not p.is_dir():
             raise InputError(f"{source}, row {r + first_row}: {p} is not a .npy stack; a case is one "
                              "slices x H x W array saved with numpy.save")
         if p is None:

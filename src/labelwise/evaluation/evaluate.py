@@ -304,7 +304,7 @@ def _evaluate_prepared(yt, ys, schema, *, thresholds, tune, bootstrap, level, se
     ci = {k: np.full((len(names), 2), np.nan) for k in ("roc_auc", "average_precision")}
     averages_ci: dict[str, tuple[float, float]] = {}
     boot_info: dict[str, Any] = {"n_resamples": int(bootstrap), "level": level, "seed": seed,
-                                 "unit": "groups" if groups is not None else "images"}
+                                 "unit": "groups" if groups is not None else str((summary or {}).get("unit", "images"))}
     if bootstrap and bootstrap > 0:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -132,7 +132,11 @@ class EvaluationResult:
             body.append([r.label + mark, str(r.positives), _fmt_ci(r.auc, r.auc_low, r.auc_high, has_ci),
                          _fmt_ci(r.ap, r.ap_low, r.ap_high, has_ci), thr, _fmt(r.precision), _fmt(r.recall),
                          _fmt(r.specificity), _fmt(r.f1)])
-        lines = [f"{self.n_samples} images, {len(self.labels)} labels; thresholds: {self.threshold_source}"]
+        lines = [f"{self.n_samples} {self.summary.get('unit', 'images')}, {len(self.labels)} labels; "
+                 f"thresholds: {self.threshold_source}"]
+        if "slices_per_case" in self.summary:
+            d = self.summary["slices_per_case"]
+            lines.append(f"slices per case: min {d['min']}, median {d['median']:g}, max {d['max']} ({d['total']} in all)")
         lines += [f"!! {f.message}" for f in self.findings if f.label is None and f.severity == "error"]
         lines.append("")
         lines += _table(head, body, right=range(1, len(head)))

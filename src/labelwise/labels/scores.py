@@ -2,7 +2,8 @@
 
 Two formats:
 
-* CSV (``.csv``, ``.tsv``): an id column plus one column per label. Rows are matched to the
+* CSV (``.csv``, ``.tsv``): an id column plus one column per label; a ``labelwise predict`` file
+  (``p_<label>`` scores beside 0/1 ``<label>`` decisions) is read by its ``p_`` columns. Rows are matched to the
   truth ids by id (any order; an id given as a path matches by its file name). Columns are
   the schema's labels, or only its head outputs (the derived ``none`` score is then
   computed as ``prod(1 - p_i)``, see :meth:`LabelSchema.complete_scores`).

@@ -104,6 +104,27 @@ def _check_types(c: "TrainConfig") -> None:
     c.split_fractions = tuple(float(f) for f in fr)
 
 
+UNITS = ("image", "case")
+POOLINGS = ("max", "mean", "attention")  # labelwise.blocks.layers.POOLINGS, without importing Keras here
+
+
+def _check_case_keys(c: "TrainConfig") -> None:
+    """``unit``, ``pooling`` and ``max_slices``: types, values, and no case key on an image run."""
+    if c.unit not in UNITS:
+        raise InputError(f"unit must be 'image' (one table row per image) or 'case' (one row per case of many "
+                         f"images); got {c.unit!r}")
+    if c.pooling is not None and c.pooling not in POOLINGS:
+        raise InputError(f"pooling must be one of {list(POOLINGS)} (how a case's slices are pooled); got {c.pooling!r}")
+    m = c.max_slices
+    if m is not None and (isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 1):
+        raise InputError(f"max_slices must be a whole number >= 1 (the most slices of one case a batch holds), or "
+                         f"none to keep every slice; got {m!r}")
+    c.max_slices = None if m is None else int(m)
+    if c.unit == "image" and (c.pooling is not None or c.max_slices is not None):
+        raise InputError("pooling and max_slices are settings of case models; set unit = 'case' (one table row per "
+                         "case, its slices in images/<id>.npy or images/<id>/) or remove them")
+
+
 @dataclass
 class TrainConfig:
     """Every setting of a training run (the TOML file's keys; each is also a CLI flag).
@@ -130,6 +151,10 @@ class TrainConfig:
     false); ``tensorboard`` (a folder for TensorBoard event files: loss, learning
     rate, validation macro AUC and each label's AUC per epoch); ``resume``
     continues the run in ``out_dir`` from its last checkpoint, ``overwrite`` discards it instead.
+    Cases (exams of many images, :mod:`labelwise.training.cases`): ``unit`` ("image", or "case":
+    one table row per case, its slices ``images/ID.npy`` or the files of ``images/ID/``),
+    ``pooling`` (case models: "max" (default), "mean", "attention") and ``max_slices`` (at most
+    this many slices per case: a random subset per epoch in training, evenly spaced otherwise).
     """
 
     schema: Any = None
@@ -138,6 +163,9 @@ class TrainConfig:
     split_column: str | None = None
     split_fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)
     group_column: str | None = None
+    unit: str = "image"
+    pooling: str | None = None
+    max_slices: int | None = None
     backbone: str = "small_cnn"
     weights: str | None = None
     image_size: tuple[int, int] = (224, 224)
@@ -178,6 +206,9 @@ class TrainConfig:
     tensorboard: str | None = None
 
     def __post_init__(self) -> None:
+        for name in ("pooling", "max_slices"):
+            if getattr(self, name) in ("none", "None", ""):
+                setattr(self, name, None)
         for name in ("weights", "loss_weights", "split_column", "group_column", "unfreeze_top", "fine_tune_lr",
                      "early_stopping_patience", "augment", "bn_momentum", "distribute", "devices", "lr_reference_batch", "train_shards", "tensorboard"):
             if getattr(self, name) in ("none", "None", ""):
@@ -194,6 +225,7 @@ class TrainConfig:
             self.jit_compile = jit[self.jit_compile.lower()]
         else:
             raise InputError(f"jit_compile must be auto, true or false; got {self.jit_compile!r}")
+        _check_case_keys(self)
         if self.lr_schedule not in LR_SCHEDULES:
             raise InputError(f"lr_schedule must be one of {list(LR_SCHEDULES)}; got {self.lr_schedule!r}")
         if self.devices is not None and str(self.distribute).lower() not in ("mirrored", "dataparallel"):

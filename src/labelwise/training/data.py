@@ -75,6 +75,28 @@ def load_data(config: TrainConfig) -> TrainData:
     x = table.paths if table.paths is not None else table.images
     if x is None:
         raise InputError(f"{config.table}: no image paths; set `images` to the folder holding the images")
+    masks = split_masks(config, table)
+
+    # Unknown cells travel as -1 in y so model.fit masks them; in train the positive/negative policy
+    # fills its cells, while val and test keep every unknown cell -1 (they are judged on known truth only).
+    y_train = table.y if table.known.all() else table.targets().astype(np.int8)
+    y_eval = table.y if table.known.all() else np.where(table.known, table.y, -1).astype(np.int8)
+
+    def part(mask: np.ndarray, y_all: np.ndarray = y_eval) -> Part:
+        xs = np.asarray(x, dtype=str) if table.paths is not None else np.asarray(x)
+        return Part(xs[mask], y_all[mask], np.asarray(table.ids)[mask])
+
+    for k in ("train", "val"):
+        if not masks[k].any():
+            raise InputError(f"{config.table}: the {k} split is empty; training needs a train and a val split")
+    return TrainData(schema, part(masks["train"], y_train), part(masks["val"]),
+                     part(masks["test"]) if masks["test"].any() else None)
+
+
+def split_masks(config: TrainConfig, table: Any) -> dict[str, np.ndarray]:
+    """Boolean masks ``{"train", "val", "test"}`` over ``table``'s rows: from ``config.split_column``
+    (values train/val/test), else :func:`labelwise.labels.split.split_table` with
+    ``config.split_fractions`` and ``config.group_column`` (rows of one group share a split)."""
     if config.split_column:
         if config.split_column not in table.extra.columns:
             raise InputError(f"{config.table}: no column {config.split_column!r} to split by; columns are "
@@ -95,21 +117,7 @@ def load_data(config: TrainConfig) -> TrainData:
                              "use a split column (split_column) with only train and val values")
         parts = split_table(table, config.group_column, config.split_fractions, seed=config.seed)
         masks = _split_masks(parts, table)
-
-    # Unknown cells travel as -1 in y so model.fit masks them; in train the positive/negative policy
-    # fills its cells, while val and test keep every unknown cell -1 (they are judged on known truth only).
-    y_train = table.y if table.known.all() else table.targets().astype(np.int8)
-    y_eval = table.y if table.known.all() else np.where(table.known, table.y, -1).astype(np.int8)
-
-    def part(mask: np.ndarray, y_all: np.ndarray = y_eval) -> Part:
-        xs = np.asarray(x, dtype=str) if table.paths is not None else np.asarray(x)
-        return Part(xs[mask], y_all[mask], np.asarray(table.ids)[mask])
-
-    for k in ("train", "val"):
-        if not masks[k].any():
-            raise InputError(f"{config.table}: the {k} split is empty; training needs a train and a val split")
-    return TrainData(schema, part(masks["train"], y_train), part(masks["val"]),
-                     part(masks["test"]) if masks["test"].any() else None)
+    return masks
 
 
 def _split_masks(parts: Any, table: Any) -> dict[str, np.ndarray]:

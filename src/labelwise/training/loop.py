@@ -168,6 +168,12 @@ def train(config: TrainConfig, data: TrainData | None = None, *, strategy: Any =
     from ..data.choose import pipeline_module, resolve_pipeline
     from .runtime import import_keras, precision_policy
 
+    if config.unit == "case":  # exams of many images; the epoch callback is shared, passed in (no import circle)
+        from .cases import train_cases
+
+        import_keras()
+        return train_cases(config, data, epoch_callback=_epoch_callback, strategy=strategy)
+
     import_keras()  # a clear error when the backend's framework is missing
     kind = resolve_pipeline(config.pipeline, shards=bool(config.train_shards))
     if kind == "python" and (strategy is not None or config.distribute):

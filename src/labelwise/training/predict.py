@@ -248,7 +248,7 @@ def _central(stack: np.ndarray, n: int | None) -> np.ndarray:
 def predict_case_scores(model: Any, cases: Any, *, schema: LabelSchema, image_size: Sequence[int], channels: int,
                         batch_size: int = 8, max_slices: int | None = None,
                         pixel_range: Sequence[float] = (0.0, 255.0), skip_unreadable: bool = False,
-                        verbose: int = 0) -> Scores:
+                        verbose: int = 0, slice_sampling: str = "center") -> Scores:
     """Run a case model on stacks -> full scores (n_cases, n_labels), one row per kept case.
 
     ``cases``: a :class:`labelwise.data.stacks.StackSet` (or what :func:`labelwise.data.stacks.read_cases`
@@ -259,7 +259,9 @@ def predict_case_scores(model: Any, cases: Any, *, schema: LabelSchema, image_si
     fixed case length, if it has one), prepared by :func:`prepare_stack`, sorted by length and
     run ``batch_size`` cases at a time, each batch padded to its longest case with a mask.
     Stacks with values outside ``pixel_range`` give one warning naming them. ``verbose=1``
-    shows a progress bar over cases.
+    shows a progress bar over cases. ``slice_sampling="even"`` takes ``max_slices`` evenly spaced
+    slices instead of the central ones (:func:`labelwise.data.cases.even_slices`; what
+    ``labelwise train`` with ``unit = "case"`` records in its artifact).
     """
     import keras
 
@@ -314,7 +316,12 @@ def predict_case_scores(model: Any, cases: Any, *, schema: LabelSchema, image_si
         idx = order[start : start + int(batch_size)]
         stacks = []
         for i in idx:
-            raw = _central(cases.load(int(i)), cut)
+            raw = cases.load(int(i))
+            if slice_sampling == "even" and cut is not None:
+                from ..data.cases import even_slices
+
+                raw = raw[even_slices(raw.shape[0], cut)]
+            raw = _central(raw, cut)
             vmin, vmax = float(np.min(raw)), float(np.max(raw))
             if vmin < lo or vmax > hi:
                 out_of_range[str(cases.paths[i])] = f"values {vmin:g} to {vmax:g}"
@@ -402,7 +409,8 @@ def predict(model: Any, source: Any, *, out: str | os.PathLike | None = None, im
             model, cases, schema=schema, image_size=pre.image_size, channels=pre.channels,
             batch_size=8 if batch_size is None else batch_size,
             max_slices=max_slices if max_slices is not None else pre.max_slices,
-            pixel_range=pre.pixel_range, skip_unreadable=skip_unreadable, verbose=verbose)
+            pixel_range=pre.pixel_range, skip_unreadable=skip_unreadable, verbose=verbose,
+            slice_sampling=str(pre.extra.get("slice_sampling", "center")))
         ids = [cases.case_ids[i] for i in result.keep]
     else:
         stacks_given = (given is not None and given.suffix.lower() == ".npy") or any(

@@ -141,6 +141,8 @@ _RESUME_KEYS = ("schema", "table", "images", "split_column", "split_fractions", 
                 "image_size", "channels", "dropout", "bn_momentum", "loss", "binary", "loss_weights", "batch_size",
                 "freeze_epochs", "unfreeze_top", "augment", "seed", "train_shards", "pipeline", "precision")
 
+_RESUME_KEYS += ("unit", "pooling", "max_slices")  # case runs (labelwise.training.cases)
+
 
 def _check_resume_config(config: TrainConfig, saved: Mapping[str, Any] | None, where: Path) -> None:
     """Raise InputError listing the model/data keys whose value differs from the checkpoint's."""

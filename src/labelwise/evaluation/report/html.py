@@ -108,7 +108,8 @@ def render_report(result: "EvaluationResult", images: Mapping[str, bytes] | None
     parts: list[str] = []
     add = parts.append
     stamp = _page_start(add, title)
-    add(f'<p class="sub">{result.n_samples} images, {len(result.labels)} labels, generated {stamp} by labelwise</p>')
+    unit_name = str(s.get("unit", "images"))  # "cases" for case models (labelwise.training.cases)
+    add(f'<p class="sub">{result.n_samples} {_e(unit_name)}, {len(result.labels)} labels, generated {stamp} by labelwise</p>')
     add('<nav><a href="#summary">Data</a><a href="#labels">Per label</a><a href="#averages">Averages</a>'
         '<a href="#decisions">Decisions</a><a href="#report">Classification report</a><a href="#diagnostics">Diagnostics</a><a href="#plots">Plots</a></nav>')
     if errors:
@@ -127,7 +128,15 @@ def render_report(result: "EvaluationResult", images: Mapping[str, bytes] | None
 
     # ---- data summary
     add('<h2 id="summary">Data</h2><table class="kv">')
-    rows = [("images", result.n_samples), ("labels", len(result.labels))]
+    rows = [(unit_name, result.n_samples), ("labels", len(result.labels))]
+    if "slices_per_case" in s:  # {min, median, mean, max, total, histogram}: what a case model pooled
+        d = s["slices_per_case"]
+        rows.append(("slices per case", f"min {d['min']}, median {d['median']:g}, mean {d['mean']:.1f}, max {d['max']}; "
+                                        f"{d['total']} slices in all"))
+        if d.get("histogram"):
+            rows.append(("slice count distribution", "; ".join(f"{k}: {v} cases" for k, v in d["histogram"].items())))
+        if d.get("max_slices") is not None:
+            rows.append(("max_slices", f"{d['max_slices']} (longer cases: {d['max_slices']} evenly spaced slices)"))
     for key in ("truth", "split", "scores", "format"):
         if key in s:
             rows.append(({"split": "split evaluated", "format": "truth format"}.get(key, f"{key} file"), s[key]))
