@@ -42,7 +42,7 @@ from ..errors import InputError
 
 __all__ = [
     "Augment", "ImageSource", "check_images", "load_images", "make_dataset", "make_epoch_dataset",
-    "list_images", "IMAGE_SUFFIXES",
+    "list_images", "IMAGE_SUFFIXES", "exif_orientation", "apply_orientation",
 ]
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -295,10 +295,82 @@ def _decode_pixels(data: tf.Tensor, channels: int) -> tf.Tensor:
     return img
 
 
+def exif_orientation(data: bytes) -> int:
+    """The EXIF Orientation tag (1-8) of JPEG bytes; 1 (as stored) when absent or unreadable.
+
+    Walks the JPEG markers up to the start of scan, finds the APP1 ``Exif`` segment and reads
+    tag 0x0112 from its first TIFF directory (either byte order). Only the header is read.
+    """
+    import struct
+
+    data = bytes(data)
+    if data[:2] != b"\xff\xd8":
+        return 1
+    i = 2
+    try:
+        while i + 4 <= len(data):
+            if data[i] != 0xFF:
+                return 1
+            marker = data[i + 1]
+            if marker == 0xFF:  # fill byte
+                i += 1
+                continue
+            if marker in (0xDA, 0xD9):  # start of scan / end of image: no EXIF before the pixels
+                return 1
+            length = struct.unpack(">H", data[i + 2 : i + 4])[0]
+            if marker == 0xE1 and data[i + 4 : i + 10] == b"Exif\x00\x00":
+                tiff = data[i + 10 : i + 2 + length]
+                order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
+                if order is None:
+                    return 1
+                ifd = struct.unpack(order + "I", tiff[4:8])[0]
+                count = struct.unpack(order + "H", tiff[ifd : ifd + 2])[0]
+                for k in range(count):
+                    entry = tiff[ifd + 2 + 12 * k : ifd + 14 + 12 * k]
+                    if struct.unpack(order + "H", entry[:2])[0] == 0x0112:
+                        value = struct.unpack(order + "H", entry[8:10])[0]
+                        return value if 1 <= value <= 8 else 1
+                return 1
+            i += 2 + length
+    except struct.error:  # a cut-short header reads as "no orientation"; the decode check judges the file
+        return 1
+    return 1
+
+
+def _orientation_of(data: tf.Tensor) -> tf.Tensor:
+    """EXIF orientation of encoded bytes as an int32 scalar (1 for anything but JPEG)."""
+    # The EXIF segment sits in the first 64 KiB segments of the header; copy no more than that.
+    head = tf.strings.substr(data, 0, 1 << 17)
+    return tf.cond(tf.io.is_jpeg(data),
+                   lambda: tf.reshape(tf.numpy_function(lambda b: np.int32(exif_orientation(b)), [head], tf.int32,
+                                                        stateful=False), []),
+                   lambda: tf.constant(1, tf.int32))
+
+
+def apply_orientation(img: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:
+    """Turn a decoded ``(h, w, c)`` image upright for EXIF ``orientation`` 1-8, as a viewer shows it
+    (the transforms of Pillow's ``ImageOps.exif_transpose``: 6 = rotate 90 degrees clockwise, ...)."""
+    branches = [
+        lambda: img,                                                  # 1 as stored
+        lambda: tf.image.flip_left_right(img),                        # 2 mirrored
+        lambda: tf.image.rot90(img, 2),                               # 3 upside down
+        lambda: tf.image.flip_up_down(img),                           # 4 mirrored vertically
+        lambda: tf.image.transpose(img),                              # 5 transposed
+        lambda: tf.image.rot90(img, 3),                               # 6 stored 90 degrees anticlockwise
+        lambda: tf.image.rot90(tf.image.transpose(img), 2),           # 7 transverse
+        lambda: tf.image.rot90(img, 1),                               # 8 stored 90 degrees clockwise
+    ]
+    out = tf.switch_case(tf.clip_by_value(tf.cast(orientation, tf.int32) - 1, 0, 7), branches)
+    out.set_shape([None, None, img.shape[-1]])
+    return out
+
+
 def decode_image_bytes(data: tf.Tensor, *, image_size: Sequence[int] | int, channels: int) -> tf.Tensor:
     """Encoded image bytes (PNG/JPEG/BMP/GIF) -> float32 pixels in 0-255, shape (h, w, channels),
-    resized as :func:`_resize`. The one decode shared by loose files and TFRecord shards."""
-    return _resize(_decode_pixels(data, channels) * 255.0, _size(image_size))
+    upright by the JPEG's EXIF orientation (:func:`apply_orientation`), then resized as
+    :func:`_resize`. The one decode shared by loose files and TFRecord shards."""
+    img = apply_orientation(_decode_pixels(data, channels), _orientation_of(data))
+    return _resize(img * 255.0, _size(image_size))
 
 
 def _decode_file(path: tf.Tensor, image_size: tuple[int, int], channels: int) -> tf.Tensor:
@@ -409,9 +481,8 @@ def make_epoch_dataset(
     src = ImageSource.create(source, y, skip_unreadable=skip_unreadable, check=check, channels=channels)
     if cache and src.arrays is None:
         # decode once, keep the resized float32 pixels in memory: n * h * w * c * 4 bytes
-        pixels = np.concatenate(list(make_dataset(src, image_size=size, channels=channels,
-                                                  batch_size=256).as_numpy_iterator()))
-        src = ImageSource(None, pixels, src.y, src.keep, src.skipped)
+        src = ImageSource(None, load_images(src, image_size=size, channels=channels, batch_size=256),
+                          src.y, src.keep, src.skipped)
     n = len(src)
     load = _loader(src, size, channels)
     targets = None if src.y is None else tf.constant(src.y, dtype=tf.float32)
@@ -498,9 +569,17 @@ def make_dataset(
 
 
 def load_images(source: Any, *, image_size: Sequence[int], channels: int, batch_size: int = 64) -> np.ndarray:
-    """Decode and resize images to one float32 array (0-255), in input order."""
-    return np.concatenate(list(make_dataset(source, image_size=image_size, channels=channels,
-                                            batch_size=batch_size).as_numpy_iterator()))
+    """Decode and resize images to one float32 array ``(n, h, w, channels)`` (0-255), in input order.
+
+    ``source`` is anything :meth:`ImageSource.create` takes; an :class:`ImageSource` that carries
+    targets gives its pixels only (files of any size come out at ``image_size``).
+    """
+    if isinstance(source, ImageSource) and source.y is not None:
+        # With targets the dataset yields (pixels, y) pairs, which do not stack into one array.
+        source = ImageSource(source.paths, source.arrays, None, source.keep, source.skipped)
+    batches = list(make_dataset(source, image_size=image_size, channels=channels,
+                                batch_size=batch_size).as_numpy_iterator())
+    return np.concatenate(batches) if batches else np.zeros((0, *_size(image_size), channels), np.float32)
 
 
 def _size(image_size: Sequence[int] | int) -> tuple[int, int]:
