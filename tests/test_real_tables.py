@@ -98,3 +98,20 @@ def test_item6_broken_list_cell_is_refused_naming_it_and_odd_names_warn(tmp_path
         warnings.simplefilter("always")
         read_table(tmp_path / "u.csv")
     assert [w for w in caught if "brackets or quotes" in str(w.message) and "\"'Comedy'\"" in str(w.message)]
+
+
+def test_item21_schema_none_means_infer_not_a_file_name(tmp_path, capsys, monkeypatch):
+    from labelwise.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t.csv").write_text("id,labels\na,x|y\nb,x\nc,y\n")
+    inferred = read_table(tmp_path / "t.csv")
+    for word in ("none", "None", "auto"):
+        t = read_table(tmp_path / "t.csv", schema=word)
+        assert t.schema.labels == inferred.schema.labels
+        np.testing.assert_array_equal(t.y, inferred.y)
+    assert main(["inspect", "t.csv", "--schema", "none"]) == 0
+    assert "no such file" not in capsys.readouterr().err.lower()
+    # a real file called "none" is still read as the schema it holds
+    (tmp_path / "none").write_text('[labels]\nindependent = ["x", "y", "z"]\n')
+    assert read_table(tmp_path / "t.csv", schema="none").schema.labels == ("x", "y", "z")
