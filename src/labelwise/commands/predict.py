@@ -58,6 +58,7 @@ def check_out(out: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..training.predict import predict
+    from .noise import interactive
 
     check_out(args.out)  # before loading the model: a bad path should cost nothing
 
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     inputs = args.inputs[0] if len(args.inputs) == 1 else args.inputs
     frame = predict(args.model, inputs, out=args.out, images=args.images, column=args.column,
                     batch_size=args.batch_size, skip_unreadable=args.skip_unreadable, max_slices=args.max_slices,
-                    verbose=0 if args.quiet else 1)
+                    verbose=0 if args.quiet else 1 if interactive() else 2)
     print(f"labelwise predict: {len(frame)} {frame.attrs.get('kind', 'image')}(s) -> {args.out}")
     if not args.quiet:
         print(frame[["id", "labels"]].head(10).to_string(index=False))

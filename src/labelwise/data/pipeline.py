@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -139,7 +140,10 @@ def _tf_failures(paths: Sequence[str], channels: int, verbose: int) -> dict[str,
     ds = ds.map(lambda i, p: (i, tf.shape(_decode_pixels(tf.io.read_file(p), channels))),
                 num_parallel_calls=AUTOTUNE, deterministic=False)
     ds = ds.ignore_errors(log_warning=False).batch(256).prefetch(AUTOTUNE)
-    bar = keras.utils.Progbar(len(paths), unit_name="file") if verbose else None
+    # Not a terminal (a log file): Keras' bar would write a line of escape codes per update;
+    # verbose 2 prints one summary line when done.
+    interactive = bool(getattr(sys.stdout, "isatty", lambda: False)())
+    bar = keras.utils.Progbar(len(paths), unit_name="file", verbose=1 if interactive else 2) if verbose else None
     ok = np.zeros(len(paths), dtype=bool)
     done = 0
     for idx, _ in ds.as_numpy_iterator():

@@ -331,7 +331,7 @@ def predict_case_scores(model: Any, cases: Any, *, schema: LabelSchema, image_si
     lo, hi = float(pixel_range[0]), float(pixel_range[1])
     out_of_range: dict[str, str] = {}
     probs: np.ndarray | None = None
-    bar = keras.utils.Progbar(len(order), unit_name="case") if verbose else None
+    bar = keras.utils.Progbar(len(order), unit_name="case", verbose=1 if verbose == 1 else 2) if verbose else None
     for start in range(0, len(order), int(batch_size)):
         idx = order[start : start + int(batch_size)]
         stacks = []
