@@ -8,7 +8,7 @@ from PIL import Image, ImageOps
 
 tf = pytest.importorskip("tensorflow")
 
-from labelwise.pipeline import (  # noqa: E402
+from labelwise.data.pipeline import (  # noqa: E402
     ImageSource, exif_orientation, load_images, make_dataset,
 )
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from labelwise.errors import TableError
-from labelwise.tables import read_table
+from labelwise.labels.tables import read_table
 
 
 def _images(folder, names):
@@ -101,7 +101,7 @@ def test_item6_broken_list_cell_is_refused_naming_it_and_odd_names_warn(tmp_path
 
 
 def test_item21_schema_none_means_infer_not_a_file_name(tmp_path, capsys, monkeypatch):
-    from labelwise.cli import main
+    from labelwise.commands.cli import main
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "t.csv").write_text("id,labels\na,x|y\nb,x\nc,y\n")

@@ -47,6 +47,8 @@ import pandas as pd
 
 from ..errors import SchemaError, SchemaViolation, TableError
 from .schema import LabelSchema, load_schema
+from .cells import list_literals, merge_duplicates, warn_odd_names
+from .paths import IMAGE_EXTENSIONS, attach_paths
 from .stats import DEFAULT_GROUP_COLUMNS
 
 __all__ = [
@@ -56,7 +58,6 @@ __all__ = [
 
 FORMATS = ("auto", "nih", "labels", "onehot", "tree", "mnist")
 TREE_SEPARATOR = "+"
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 NIH_ID, NIH_LABELS = "Image Index", "Finding Labels"
 # The NIH header writes "OriginalImage[Width,Height]" unquoted, so it splits into two columns.
 _NIH_RENAME = {
@@ -215,7 +216,7 @@ def read_table(
                 table.format = "nih"
                 table.extra = table.extra.rename(columns=_NIH_RENAME)
     if images is not None:
-        table = _attach_paths(table, Path(images), on_missing)
+        table = attach_paths(table, Path(images), on_missing)
     return table
 
 
@@ -379,37 +380,6 @@ def _ids(frame: pd.DataFrame, id_col: str, p: Path, lines: np.ndarray) -> np.nda
     return np.asarray(col.astype(str).str.strip().to_numpy(), dtype=object)
 
 
-def _merge_duplicates(ids: np.ndarray, y: np.ndarray, extra: pd.DataFrame, lines: np.ndarray, p: Path,
-                      labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray, pd.DataFrame, np.ndarray]:
-    """Rows whose id repeats: identical labels are one image listed twice, so they are merged into
-    the first row (the other columns of the first row are kept) with one warning that counts them;
-    different labels are an error naming both lines and both label sets."""
-    dup = pd.Series(ids).duplicated(keep=False).to_numpy()
-    if not dup.any():
-        return ids, y, extra, lines
-    first_of = pd.Series(np.arange(len(ids))).groupby(pd.Series(ids)).transform("first").to_numpy()
-    later = np.flatnonzero(np.arange(len(ids)) != first_of)
-    differ = later[(y[later] != y[first_of[later]]).any(axis=1)]
-    if differ.size:
-        i, j = int(first_of[differ[0]]), int(differ[0])
-
-        def names(r: int) -> str:
-            return "|".join(lbl for lbl, v in zip(labels, y[r]) if v) or "no label"
-
-        n_bad = int(pd.Series(ids[differ]).nunique())
-        raise TableError(
-            f"{p}: duplicate id {ids[i]!r} with different labels: line {lines[i]} says {names(i)!r}, line "
-            f"{lines[j]} says {names(j)!r}; each image must appear once (merge its labels into one row)"
-            + (f" ({n_bad - 1} more id(s) like this)" if n_bad > 1 else ""))
-    keep = np.setdiff1d(np.arange(len(ids)), later)
-    example = ids[later[0]]
-    at = ", ".join(str(lines[r]) for r in np.flatnonzero(ids == example))
-    warnings.warn(f"{p}: {later.size} duplicate row(s) of {pd.Series(ids[later]).nunique()} id(s) have the same "
-                  f"labels as an earlier row and were merged into it (e.g. {example!r} at lines {at}); "
-                  f"{len(keep)} rows remain", stacklevel=4)
-    return ids[keep], y[keep], extra.iloc[keep].reset_index(drop=True), lines[keep]
-
-
 class _RowNames:
     """Lazy ``"<id> at line <n>"`` names for schema error messages (built only for a bad row)."""
 
@@ -452,10 +422,10 @@ def _labels_from_frame(frame: pd.DataFrame, p: Path, schema: LabelSchema | None,
     # Encode each distinct label string once (ChestX-ray14 has ~800 combinations for 112k rows).
     codes, uniques = pd.factorize(cells.astype(str), sort=False)
     uniques = [str(u) for u in uniques]
-    uniques, sep = _list_literals(uniques, codes, p, label_col, names, sep)
+    uniques, sep = list_literals(uniques, codes, p, label_col, names, sep)
     if schema is None:
         found = sorted({x.strip() for u in uniques for x in u.split(sep) if x.strip()})
-        _warn_odd_names(found, p, label_col)
+        warn_odd_names(found, p, label_col)
         if none_hint in found and len(found) > 1:
             schema = LabelSchema(
                 independent=tuple(x for x in found if x != none_hint), none=none_hint,
@@ -488,61 +458,9 @@ def _labels_from_frame(frame: pd.DataFrame, p: Path, schema: LabelSchema | None,
         y = y_u[codes]
     schema.validate(y, row_names=names, source=str(p))
     extra = frame.drop(columns=[id_col, label_col]).reset_index(drop=True)
-    ids, y, extra, lines = _merge_duplicates(ids, y, extra, lines, p, schema.labels)
+    ids, y, extra, lines = merge_duplicates(ids, y, extra, lines, p, schema.labels)
     return LabelTable(ids=ids, y=np.ascontiguousarray(y, dtype=np.uint8), schema=schema, extra=extra,
                       source=str(p), lines=lines, id_column=id_col, format="labels")
-
-
-_LIST_SEP = "\x1f"  # joins the items of a list literal: a character no label name holds
-
-
-def _list_literals(uniques: list[str], codes: np.ndarray, p: Path, label_col: str, names: "_RowNames",
-                   sep: str) -> tuple[list[str], str]:
-    """Read label cells written as JSON or Python list literals (``["Comedy", "Drama"]``,
-    ``['Comedy', 'Drama']``) as lists of labels, said once in a warning.
-
-    Returns the cells re-joined by an internal separator and that separator (``sep`` unchanged
-    when no cell is a list). A cell that starts with ``[`` but is not a list of strings is an
-    error naming its row. Plain cells beside list cells are split by ``sep`` as before.
-    """
-    import ast
-    import json
-
-    looks = [u.strip().startswith("[") for u in uniques]
-    if not any(looks):
-        return uniques, sep
-    out = []
-    for k, (u, is_list) in enumerate(zip(uniques, looks)):
-        if not is_list:
-            out.append(_LIST_SEP.join(x.strip() for x in u.split(sep)))
-            continue
-        try:
-            items = json.loads(u)
-        except ValueError:
-            try:
-                items = ast.literal_eval(u.strip())
-            except (ValueError, SyntaxError, MemoryError, RecursionError):
-                items = None
-        if not isinstance(items, (list, tuple)) or not all(isinstance(x, str) for x in items):
-            r = int(np.argmax(codes == k))
-            raise TableError(f"{p}, row {names[r]}: label cell {u!r} in {label_col!r} starts like a list but is "
-                             f"not a list of quoted names; write it as ['a', 'b'] or [\"a\", \"b\"], or as names "
-                             f"joined by one separator (a|b)")
-        out.append(_LIST_SEP.join(x.strip() for x in items))
-    example = uniques[looks.index(True)]
-    warnings.warn(f"{p}: column {label_col!r} holds list literals such as {example!r}; each is read as a list "
-                  f"of labels ({sum(looks)} distinct list cell(s))", stacklevel=5)
-    return out, _LIST_SEP
-
-
-def _warn_odd_names(found: Sequence[str], p: Path, label_col: str) -> None:
-    """Warn once about label names holding brackets or quotes: usually a list cell split by the
-    wrong separator (``['Comedy'``)."""
-    odd = [x for x in found if any(c in x for c in "[]'\"")]
-    if odd:
-        warnings.warn(f"{p}: {len(odd)} label name(s) in {label_col!r} hold brackets or quotes, e.g. "
-                      f"{', '.join(repr(x) for x in odd[:3])}; if the cells are lists, write them as ['a', 'b'] "
-                      f"(read as lists) or choose the separator (--sep) that joins the names", stacklevel=5)
 
 
 # ====================================================================== one-hot
@@ -584,7 +502,7 @@ def _onehot_from_frame(frame: pd.DataFrame, p: Path, schema: LabelSchema | None,
         y = schema.complete(y)
     schema.validate(y, row_names=names, source=str(p))
     extra = frame.drop(columns=[id_col, *wanted]).reset_index(drop=True)
-    ids, y, extra, lines = _merge_duplicates(ids, y, extra, lines, p, schema.labels)
+    ids, y, extra, lines = merge_duplicates(ids, y, extra, lines, p, schema.labels)
     return LabelTable(ids=ids, y=np.ascontiguousarray(y, dtype=np.uint8), schema=schema, extra=extra,
                       source=str(p), lines=lines, id_column=id_col, format="onehot")
 
@@ -662,7 +580,7 @@ def _read_headerless_onehot(p: Path, schema: LabelSchema | None, labels: Sequenc
     else:
         y = y[:, [wanted.index(lbl) for lbl in schema.labels]]
     schema.validate(y, row_names=_RowNames(ids, lines), source=str(p))
-    ids, y, extra, lines = _merge_duplicates(ids, y, pd.DataFrame(index=pd.RangeIndex(len(ids))), lines, p,
+    ids, y, extra, lines = merge_duplicates(ids, y, pd.DataFrame(index=pd.RangeIndex(len(ids))), lines, p,
                                              schema.labels)
     return LabelTable(ids=ids, y=np.ascontiguousarray(y, dtype=np.uint8), schema=schema,
                       extra=extra, source=str(p), lines=lines,
@@ -798,74 +716,3 @@ def _read_mnist_path(p: Path, schema: LabelSchema | None) -> LabelTable:
         raise TableError(f"{labels}: no such labels file (needed beside {p})")
     return read_mnist_idx(images if images.exists() and images != labels else None, labels, schema=schema)
 
-
-# ====================================================================== image paths
-def _attach_paths(table: LabelTable, folder: Path, on_missing: str) -> LabelTable:
-    """Set ``table.paths = folder/id``, checking the files exist.
-
-    An id without its file name extension (``tt0086425`` for ``tt0086425.jpg``) is matched to
-    the one image file with that stem, said once in a warning; an id with several such files
-    (``x.jpg`` and ``x.png``) stays missing and the error names the candidates.
-    """
-    if on_missing not in ("error", "drop"):
-        raise TableError(f"on_missing must be 'error' or 'drop', not {on_missing!r}")
-    if not folder.is_dir():
-        raise TableError(f"image folder {folder} does not exist")
-    base = os.path.abspath(folder)
-    paths = np.asarray([os.path.join(base, str(i)) for i in table.ids], dtype=object)
-    present = set(os.listdir(base))
-    exists = np.fromiter((str(i) in present or os.path.exists(pth) for i, pth in zip(table.ids, paths)),
-                         dtype=bool, count=len(paths))
-    by_stem: dict[str, list[str]] = {}
-    if not exists.all():
-        for name in present:
-            stem, ext = os.path.splitext(name)
-            if ext.lower() in IMAGE_EXTENSIONS:
-                by_stem.setdefault(stem, []).append(name)
-        matched = []
-        for i in np.flatnonzero(~exists):
-            found = by_stem.get(str(table.ids[i]), [])
-            if len(found) == 1:
-                paths[i] = os.path.join(base, found[0])
-                exists[i] = True
-                matched.append(int(i))
-        if matched:
-            ex = table.ids[matched[0]]
-            warnings.warn(f"{table.source}: {len(matched)} id(s) have no file extension; each was matched to the one "
-                          f"image file with that name in {folder} (e.g. {ex!r} -> "
-                          f"{os.path.basename(paths[matched[0]])!r})", stacklevel=3)
-    missing = np.flatnonzero(~exists)
-    if missing.size and on_missing == "error":
-        show = ", ".join(table.row_name(int(i)) for i in missing[:3])
-        near = _near_miss(str(table.ids[missing[0]]), present, by_stem)
-        hint = f"; the folder has {near} for {str(table.ids[missing[0]])!r}" if near else ""
-        if missing.size * 2 > len(table):
-            # Dropping most of the table is never the fix: the folder or the id column is wrong.
-            # (Worded without "not found in": train offers --skip-unreadable only for that wording.)
-            raise TableError(f"{table.source}: {missing.size} of {len(table)} images have no file in {folder} "
-                             f"(e.g. {show}){hint}; check that the image folder is the right one and that "
-                             f"{table.id_column!r} holds the image file names")
-        raise TableError(f"{table.source}: {missing.size} of {len(table)} images not found in {folder} "
-                         f"(e.g. {show}){hint}; fix the folder, or drop those rows (on_missing='drop')")
-    table.paths = paths
-    if missing.size:
-        table = table.subset(exists)
-        table.notes = table.notes + (f"{missing.size} row(s) dropped: image not found in {folder}",)
-    return table
-
-
-def _near_miss(name: str, present: set[str], by_stem: dict[str, list[str]]) -> str:
-    """A file name close to ``name``, said as ``"'x.jpg'"`` or ``"'x.jpg' and 'x.png'"`` (or "")."""
-    import difflib
-
-    stem = os.path.splitext(name)[0]
-    cands = sorted(by_stem.get(name, [])) or sorted(by_stem.get(stem, []))
-    if not cands:
-        lower = name.lower()
-        cands = [n for n in present if n.lower() == lower or os.path.splitext(n)[0].lower() == lower]
-    if not cands and len(present) <= 50_000:
-        cands = difflib.get_close_matches(name, list(present), n=1, cutoff=0.8)
-    if not cands:
-        return ""
-    shown = " and ".join(repr(c) for c in sorted(cands)[:3])
-    return shown + (" (several files with that name: give the extension in the id)" if len(cands) > 1 else "")
