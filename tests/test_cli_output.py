@@ -37,12 +37,16 @@ def test_item10_noise_lines_are_recognised_and_messages_are_not():
     assert not is_noise("F0000 00:00:1.0 1 check.cc:1] Check failed: fatal")  # fatal errors stay
 
 
-def test_item10_warnings_are_printed_as_the_message_alone(tmp_path, capsys):
+def test_item10_warnings_are_printed_as_the_message_alone(tmp_path):
     (tmp_path / "t.csv").write_text("id,labels\na,x\nb,y\na,x\n")
-    assert main(["inspect", str(tmp_path / "t.csv")]) == 0
-    err = capsys.readouterr().err
-    assert "labelwise inspect: warning: " in err and "duplicate row(s)" in err
-    assert ".py:" not in err and "args.func" not in err and "UserWarning" not in err
+    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    run = subprocess.run([sys.executable, "-m", "labelwise", "inspect", str(tmp_path / "t.csv")],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert run.returncode == 0, run.stderr
+    warned = [ln for ln in run.stderr.splitlines() if ln.strip()]
+    assert len(warned) == 1 and warned[0].startswith("labelwise inspect: warning: "), run.stderr
+    assert "duplicate row(s)" in warned[0]
+    assert ".py:" not in run.stderr and "args.func" not in run.stderr and "UserWarning" not in run.stderr
 
 
 @pytest.mark.slow

@@ -94,14 +94,17 @@ def _imports() -> None:
 
 @contextlib.contextmanager
 def plain_warnings(command: str) -> Iterator[None]:
-    """Print Python warnings as ``labelwise COMMAND: warning: MESSAGE`` (no file, line or source)."""
-    def show(message, category, filename, lineno, file=None, line=None):
-        text = str(message).rstrip()
-        print(f"labelwise {command}: warning: {text}", file=file or sys.stderr, flush=True)
+    """Print Python warnings as ``labelwise COMMAND: warning: MESSAGE`` (no file, line or source).
 
-    old = warnings.showwarning
-    warnings.showwarning = show
+    Replaces ``warnings.formatwarning`` only, so whoever records warnings (``catch_warnings``,
+    pytest) still receives them; the filters (each warning once per place) stay as they are.
+    """
+    def fmt(message, category, filename, lineno, line=None):
+        return f"labelwise {command}: warning: {str(message).rstrip()}\n"
+
+    old = warnings.formatwarning
+    warnings.formatwarning = fmt
     try:
         yield
     finally:
-        warnings.showwarning = old
+        warnings.formatwarning = old

@@ -36,10 +36,11 @@ _SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "v
 _INT_RANGES = {"epochs": 1, "batch_size": 1, "plateau_patience": 1, "freeze_epochs": 0, "seed": 0, "bootstrap": 0,
                "verbose": 0, "unfreeze_top": 0, "early_stopping_patience": 1, "devices": 1, "lr_reference_batch": 1}
 _OPTIONAL = {"unfreeze_top", "early_stopping_patience", "devices", "lr_reference_batch", "bn_momentum",
-             "fine_tune_lr", "weights", "loss_weights", "split_column", "group_column", "distribute", "table",
+             "fine_tune_lr", "weights", "loss_weights", "split_column", "splits", "group_column", "distribute", "table",
              "images", "train_shards"}
 # name: (low, low inclusive, high, high inclusive, what to say)
-_FLOAT_RANGES = {"learning_rate": (0.0, True, math.inf, False, "at least 0"),
+# learning_rate 0 would run every epoch and change nothing: refused, not trained silently.
+_FLOAT_RANGES = {"learning_rate": (0.0, False, math.inf, False, "more than 0 (0 trains nothing)"),
                  "fine_tune_lr": (0.0, True, math.inf, False, "at least 0"),
                  "dropout": (0.0, True, 1.0, False, "in [0, 1)"),
                  "bn_momentum": (0.0, True, 1.0, True, "in [0, 1] (1: statistics frozen)"),
@@ -47,7 +48,7 @@ _FLOAT_RANGES = {"learning_rate": (0.0, True, math.inf, False, "at least 0"),
 _BOOLS = ("cache", "skip_unreadable", "plots", "resume", "overwrite")
 _STRINGS = ("backbone", "weights", "loss", "binary", "loss_weights", "lr_schedule", "threshold_method",
             "split_column", "group_column", "distribute")
-_PATHS = ("table", "images", "out_dir", "train_shards")
+_PATHS = ("table", "images", "out_dir", "train_shards", "splits")
 
 
 def _check_types(c: "TrainConfig") -> None:
@@ -108,7 +109,8 @@ class TrainConfig:
 
     Data: ``schema`` (TOML path or inline table; None: inferred from the table), ``table``,
     ``images`` (folder the table's paths are relative to), ``split_column`` (values
-    train/val/test) or ``split_fractions`` + ``group_column`` (e.g. the patient id).
+    train/val/test), or ``splits`` (the CSV ``labelwise split --out`` writes: ``id,group,split``,
+    joined to the table by id), or ``split_fractions`` + ``group_column`` (e.g. the patient id).
     Model: ``backbone`` ("small_cnn", "densenet121", ...), ``weights`` ("imagenet" or None),
     ``image_size`` (h, w), ``channels``, ``dropout``, ``bn_momentum`` (set on every
     BatchNormalization layer; 0.9 lets the moving statistics settle in a short run, where
@@ -129,6 +131,7 @@ class TrainConfig:
     table: str | None = None
     images: str | None = None
     split_column: str | None = None
+    splits: str | None = None
     split_fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)
     group_column: str | None = None
     backbone: str = "small_cnn"
@@ -167,7 +170,7 @@ class TrainConfig:
     train_shards: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("weights", "loss_weights", "split_column", "group_column", "unfreeze_top", "fine_tune_lr",
+        for name in ("weights", "loss_weights", "split_column", "splits", "group_column", "unfreeze_top", "fine_tune_lr",
                      "early_stopping_patience", "augment", "bn_momentum", "distribute", "devices", "lr_reference_batch", "train_shards"):
             if getattr(self, name) in ("none", "None", ""):
                 setattr(self, name, None)
@@ -186,6 +189,12 @@ class TrainConfig:
                 raise InputError(f"{name} must be at least 1; got {getattr(self, name)!r}")
         if not 0 <= self.freeze_epochs <= self.epochs:
             raise InputError(f"freeze_epochs must be between 0 and epochs ({self.epochs}); got {self.freeze_epochs}")
+        if self.fine_tune_lr == 0 and self.freeze_epochs and self.epochs > self.freeze_epochs:
+            import warnings
+
+            warnings.warn(f"fine_tune_lr = 0: epochs {self.freeze_epochs + 1}-{self.epochs} (after the frozen ones) "
+                          "will change nothing; leave fine_tune_lr unset (learning_rate / 10) or give a rate above 0",
+                          stacklevel=2)
         if len(self.image_size) != 2:
             raise InputError(f"image_size must be [height, width]; got {self.image_size!r}")
 
@@ -218,7 +227,7 @@ class TrainConfig:
                                  if difflib.get_close_matches(u, known, 1) else "") for u in unknown]
             raise InputError(f"{path}: unknown setting(s) {', '.join(hints)}; the settings are {sorted(known)}")
         base = path.parent
-        for key in ("table", "images", "out_dir", "train_shards"):
+        for key in ("table", "images", "out_dir", "train_shards", "splits"):
             if isinstance(data.get(key), str):
                 data[key] = str(base / data[key])
         if isinstance(data.get("schema"), str):

@@ -5,6 +5,7 @@ the test split into ``report/`` and write the one artifact ``model.keras``.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import numpy as np
 from ..io import write_json
 from ..labels.schema import LabelSchema
 
-__all__ = ["TrainResult"]
+__all__ = ["TrainResult", "interactive", "keras_verbose"]
 
 
 @dataclass
@@ -33,6 +34,17 @@ class TrainResult:
     resumed_from: int = 0
 
 
+def interactive() -> bool:
+    """Whether stdout is a terminal: Keras' progress bars there, one line per stage elsewhere."""
+    return bool(getattr(sys.stdout, "isatty", lambda: False)())
+
+
+def keras_verbose(verbose: int) -> int:
+    """Keras' ``verbose`` for ``verbose``: a bar (1) only on a terminal; into a file or pipe one
+    line per epoch or prediction (2), since a bar there is a stream of escape codes."""
+    return 0 if not verbose else 1 if verbose == 1 and interactive() else 2
+
+
 def _finish(config, data, schema, model, state, val_ds, val_y, out, resumed_from, say, *, plan=None) -> TrainResult:
     from . import artifact
     from .artifact import Preprocessing
@@ -40,7 +52,7 @@ def _finish(config, data, schema, model, state, val_ds, val_y, out, resumed_from
     from ..decide.thresholds import decide, tune_thresholds
 
     say(f"tuning thresholds on {len(val_y)} validation images")
-    val_scores = schema.complete_scores(model.predict(val_ds, verbose=min(config.verbose, 2))[: len(val_y)])
+    val_scores = schema.complete_scores(model.predict(val_ds, verbose=keras_verbose(config.verbose))[: len(val_y)])
     thresholds = tune_thresholds(val_y, val_scores, method=config.threshold_method, schema=schema)
     evaluation = None
     if data.test is not None:
@@ -48,7 +60,7 @@ def _finish(config, data, schema, model, state, val_ds, val_y, out, resumed_from
 
         test = predict_scores(model, data.test.x, schema=schema, image_size=config.image_size,
                               channels=config.channels, batch_size=config.batch_size,
-                              skip_unreadable=config.skip_unreadable, verbose=min(config.verbose, 2))
+                              skip_unreadable=config.skip_unreadable, verbose=keras_verbose(config.verbose))
         test_y = data.test.y[test.keep]
         evaluation = evaluate(test_y, test.scores, schema=schema, thresholds=thresholds,
                               bootstrap=config.bootstrap)
