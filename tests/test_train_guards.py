@@ -69,6 +69,38 @@ def test_item13_disk_full_while_checkpointing_is_one_error_and_resume_continues(
     assert main(["train", str(config), "--epochs", "3", "--resume"]) == 0
     assert pd.read_csv(folder / "run" / "log.csv")["epoch"].tolist() == [1, 2, 3]
     assert (folder / "run" / "model.keras").exists()
+    # item 9: the report says how the model was trained
+    page = (folder / "run" / "report" / "report.html").read_text()
+    assert '<h2 id="training">Training</h2>' in page and "small_cnn" in page
+    assert "<th>epochs run / asked</th><td>3 / 3</td>" in page and "<th>resumed from epoch</th><td>1</td>" in page
+    for split, n in SMALL.items():
+        assert f"<tr><td>{split}</td><td>{n}</td></tr>" in page
+    assert 'id="plot-learning_curves"' in page and page.count("data:image/png;base64,") >= 2
+
+
+def test_item9_learning_curves_png_and_training_section(tmp_path):
+    from PIL import Image
+
+    from labelwise import LabelSchema
+    from labelwise.evaluation import evaluate
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, size=(40, 2)).astype(np.uint8)
+    scores = np.clip(y * 0.6 + rng.random((40, 2)) * 0.5, 0, 1)
+    result = evaluate(y, scores, schema=LabelSchema(independent=("a", "b")), bootstrap=0)
+    log = [{"epoch": e, "loss": 1.0 / e, "val_loss": 1.2 / e, "val_macro_auc": 0.6 + 0.1 * e} for e in (1, 2, 3)]
+    result.training = {"settings": {"backbone": "small_cnn", "learning rate": 0.003}, "best_epoch": 3,
+                       "data": {"train": 64, "val": 32, "test": 40}, "log": log}
+    result.save(tmp_path / "with")
+    png = Image.open(tmp_path / "with" / "learning_curves.png")
+    assert png.size == (800, 300)
+    page = (tmp_path / "with" / "report.html").read_text()
+    assert "<th>learning rate</th><td>0.003</td>" in page and "<tr><td>train</td><td>64</td></tr>" in page
+    assert page.count('id="plot-learning_curves"') == 1
+    result.training = None  # an evaluate run: no Training section, and its old curves are not left behind
+    result.save(tmp_path / "with")
+    assert "Training</h2>" not in (tmp_path / "with" / "report.html").read_text()
+    assert not (tmp_path / "with" / "learning_curves.png").exists()
 
 
 def test_item14_15_resume_refuses_changed_data_or_rates_and_one_run_per_out_dir(small, capsys):

@@ -15,7 +15,7 @@ import numpy as np
 from ..io import write_json
 from ..labels.schema import LabelSchema
 
-__all__ = ["TrainResult", "interactive", "keras_verbose"]
+__all__ = ["TrainResult", "interactive", "keras_verbose", "training_summary"]
 
 
 @dataclass
@@ -45,6 +45,33 @@ def keras_verbose(verbose: int) -> int:
     return 0 if not verbose else 1 if verbose == 1 and interactive() else 2
 
 
+def training_summary(config, data, state, resumed_from: int = 0, *, n_test: int | None = None,
+                     n_val: int | None = None) -> dict[str, Any]:
+    """What the report's Training section shows: the run's settings, images per split, the
+    epoch log (for the learning curves) and the best epoch."""
+    best = state.best_auc if math.isfinite(state.best_auc) else None
+    settings = {
+        "backbone": config.backbone, "weights": config.weights, "image size": list(config.image_size),
+        "channels": config.channels,
+        "loss": config.loss + (f" ({config.binary})" if config.loss == "schema" else "")
+        + (f", {config.loss_weights} weights" if config.loss_weights else ""),
+        "epochs run / asked": f"{state.epoch} / {config.epochs}" + (" (stopped early)" if state.stopped_early else ""),
+        "best epoch": f"{state.best_epoch} (val macro AUC {best:.4f})" if best is not None else "none",
+        "batch size": config.batch_size, "learning rate": config.learning_rate, "lr schedule": config.lr_schedule,
+        "augment": config.augment if config.augment else "none", "seed": config.seed,
+    }
+    if config.freeze_epochs:
+        settings["frozen epochs"] = config.freeze_epochs
+        settings["fine-tune learning rate"] = (config.fine_tune_lr if config.fine_tune_lr is not None
+                                               else config.learning_rate / 10)
+    if resumed_from:
+        settings["resumed from epoch"] = resumed_from
+    test = data.test
+    sizes = {"train": len(data.train), "val": n_val if n_val is not None else len(data.val),
+             "test": n_test if n_test is not None else (None if test is None else len(test))}
+    return {"settings": settings, "data": sizes, "log": list(state.log), "best_epoch": state.best_epoch}
+
+
 def _finish(config, data, schema, model, state, val_ds, val_y, out, resumed_from, say, *, plan=None) -> TrainResult:
     from . import artifact
     from .artifact import Preprocessing
@@ -64,6 +91,8 @@ def _finish(config, data, schema, model, state, val_ds, val_y, out, resumed_from
         test_y = data.test.y[test.keep]
         evaluation = evaluate(test_y, test.scores, schema=schema, thresholds=thresholds,
                               bootstrap=config.bootstrap)
+        evaluation.training = training_summary(config, data, state, resumed_from, n_test=len(test_y),
+                                                n_val=len(val_y))
         evaluation.save(out / "report", plots=config.plots)
         decisions = decide(test.scores, schema, thresholds)
         write_predictions(out / "test_predictions.csv", np.asarray(data.test.ids)[test.keep], test.scores,
