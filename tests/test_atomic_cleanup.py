@@ -26,11 +26,19 @@ def _killed_writer(folder: Path, name: str) -> int:
     return proc.pid
 
 
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
 def test_item17_leftovers_of_a_killed_writer_are_removed_on_the_next_write(tmp_path):
     for name in ("model.keras", "log.json", "t.csv"):
         _killed_writer(tmp_path, name)
     left = sorted(p.name for p in tmp_path.iterdir())
     assert len(left) == 3 and all(".tmp." in n for n in left), left
+    # a checkpoint's weights, written under the name that keeps Keras' ".weights.h5" ending
+    (tmp_path / f".tmp-{_dead_pid()}-epoch-003.weights.h5").write_bytes(b"half")
     assert not (tmp_path / "model.keras").exists()  # the kill never produced a half file
     write_json(tmp_path / "other.json", {"a": 1})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other.json"]

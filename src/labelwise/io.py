@@ -60,6 +60,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 # mkstemp's random part: 8 characters of [a-z0-9_].
 _TEMP_NAME = re.compile(r"^\..*\.(?:(\d+)-)?[a-z0-9_]{8}\.tmp(?:\.[^.]*)?$")
+# The checkpoint writer's name, which keeps Keras' whole ".weights.h5" ending: ".tmp-<pid>-<name>".
+_CHECKPOINT_TEMP = re.compile(r"^\.tmp-(\d+)-.+$")
 #: A leftover temporary file without a writer's pid (written before pids were in the name)
 #: is removed once it is this old (seconds): no live write leaves a file untouched that long.
 LEGACY_TEMP_AGE = 3600.0
@@ -68,8 +70,8 @@ LEGACY_TEMP_AGE = 3600.0
 def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
     """Delete the temporary files :func:`atomic_path` left in ``folder`` when its writer was killed.
 
-    Ours are named ``.<stem>.<pid>-<random>.tmp<suffix>`` (e.g. ``.model.4242-x1y2z3w4.tmp.keras``);
-    one is stale when process ``<pid>`` is gone (on this host). Names without a pid, from older
+    Ours are named ``.<stem>.<pid>-<random>.tmp<suffix>`` (e.g. ``.model.4242-x1y2z3w4.tmp.keras``),
+    or ``.tmp-<pid>-<name>`` for checkpoint weights (``.tmp-4242-epoch-003.weights.h5``); one is stale when process ``<pid>`` is gone (on this host). Names without a pid, from older
     versions, are stale after :data:`LEGACY_TEMP_AGE` seconds. Called after every successful
     atomic write, so a killed run's debris goes on the next write into that folder. Returns the
     removed paths; a file that cannot be removed is left alone.
@@ -81,7 +83,7 @@ def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
         return removed
     now = time.time()
     for entry in entries:
-        m = _TEMP_NAME.match(entry.name)
+        m = _TEMP_NAME.match(entry.name) or _CHECKPOINT_TEMP.match(entry.name)
         if m is None:
             continue
         try:
