@@ -39,6 +39,7 @@ def _dead_pid() -> int:
     return proc.pid
 
 
+@pytest.mark.slow
 def test_item13_disk_full_while_checkpointing_is_one_error_and_resume_continues(small, capsys, monkeypatch):
     import keras
 
@@ -103,6 +104,7 @@ def test_item9_learning_curves_png_and_training_section(tmp_path):
     assert not (tmp_path / "with" / "learning_curves.png").exists()
 
 
+@pytest.mark.slow
 def test_item14_15_resume_refuses_changed_data_or_rates_and_one_run_per_out_dir(small, capsys):
     folder, config = small
     run = folder / "run"
