@@ -81,3 +81,16 @@ def test_item12_orientation_reader_ignores_non_jpeg_and_cut_headers(tmp_path):
     assert exif_orientation(data[:30]) == 1  # truncated inside the EXIF segment
     Image.fromarray(_quadrants()).save(tmp_path / "c.jpg")
     assert exif_orientation((tmp_path / "c.jpg").read_bytes()) == 1
+
+
+def test_item12_served_bytes_are_turned_upright_too(tmp_path):
+    from labelwise.training.predict import image_inputs
+
+    path = tmp_path / "six.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(_quadrants()).save(path, quality=100, exif=exif.tobytes())
+    with Image.open(path) as im:
+        upright = np.asarray(ImageOps.exif_transpose(im).convert("RGB"), dtype=np.float32)
+    got = image_inputs([path.read_bytes()], image_size=upright.shape[:2], channels=3)[0]
+    assert np.abs(got - upright).mean() < 4.0
