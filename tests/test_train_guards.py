@@ -147,12 +147,15 @@ def test_item14_15_resume_refuses_changed_data_or_rates_and_one_run_per_out_dir(
     assert pd.read_csv(run / "log.csv")["epoch"].tolist() == [1]
 
 
-def test_item21_learning_rate_zero_is_refused(small, capsys):
+def test_item21_learning_rate_zero_is_said(small):
     _, config = small
-    assert main(["train", str(config), "--learning-rate", "0"]) == 2
-    assert "learning_rate must be a number more than 0 (0 trains nothing)" in capsys.readouterr().err
+    with pytest.warns(UserWarning, match="learning_rate = 0: the weights will not change"):
+        TrainConfig.from_toml(config, learning_rate=0.0)
     with pytest.warns(UserWarning, match="fine_tune_lr = 0"):
         TrainConfig(table="x.csv", freeze_epochs=1, epochs=3, fine_tune_lr=0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        TrainConfig.from_toml(config)  # the usual rate: no word
 
 
 def test_item3_train_takes_the_split_file_joined_by_id(small, capsys):

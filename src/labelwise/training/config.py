@@ -39,8 +39,7 @@ _OPTIONAL = {"unfreeze_top", "early_stopping_patience", "devices", "lr_reference
              "fine_tune_lr", "weights", "loss_weights", "split_column", "splits", "group_column", "distribute", "table",
              "images", "train_shards"}
 # name: (low, low inclusive, high, high inclusive, what to say)
-# learning_rate 0 would run every epoch and change nothing: refused, not trained silently.
-_FLOAT_RANGES = {"learning_rate": (0.0, False, math.inf, False, "more than 0 (0 trains nothing)"),
+_FLOAT_RANGES = {"learning_rate": (0.0, True, math.inf, False, "at least 0"),
                  "fine_tune_lr": (0.0, True, math.inf, False, "at least 0"),
                  "dropout": (0.0, True, 1.0, False, "in [0, 1)"),
                  "bn_momentum": (0.0, True, 1.0, True, "in [0, 1] (1: statistics frozen)"),
@@ -189,9 +188,14 @@ class TrainConfig:
                 raise InputError(f"{name} must be at least 1; got {getattr(self, name)!r}")
         if not 0 <= self.freeze_epochs <= self.epochs:
             raise InputError(f"freeze_epochs must be between 0 and epochs ({self.epochs}); got {self.freeze_epochs}")
-        if self.fine_tune_lr == 0 and self.freeze_epochs and self.epochs > self.freeze_epochs:
-            import warnings
+        import warnings
 
+        if self.learning_rate == 0:
+            # Allowed (a fixed-weights baseline, a test of the pipeline), but never silently.
+            warnings.warn("learning_rate = 0: the weights will not change, every epoch repeats the first and the "
+                          "model stays at its initial weights; give a rate above 0 (e.g. 0.001) to train",
+                          stacklevel=2)
+        if self.fine_tune_lr == 0 and self.freeze_epochs and self.epochs > self.freeze_epochs:
             warnings.warn(f"fine_tune_lr = 0: epochs {self.freeze_epochs + 1}-{self.epochs} (after the frozen ones) "
                           "will change nothing; leave fine_tune_lr unset (learning_rate / 10) or give a rate above 0",
                           stacklevel=2)
