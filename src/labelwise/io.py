@@ -11,8 +11,10 @@ import contextlib
 import glob
 import json
 import os
+import re
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -26,6 +28,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     An ``OSError`` while writing (the folder cannot be made, no permission, disk full, the target
     is a folder) is raised as a :class:`~labelwise.errors.LabelwiseError`
     ``"cannot write PATH: reason; choose another path"``, so the CLI prints one line, not a traceback.
+    After a successful write, temporary files that killed writers left in the folder are removed
+    (:func:`remove_stale_temps`).
     """
     target = Path(path)
     if target.is_dir():
@@ -33,7 +37,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise _cannot_write(target, "it is a folder")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=target.parent)
+        # The pid in the name lets a later write tell a dead writer's leftover from a live one's.
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.{os.getpid()}-", suffix=f".tmp{target.suffix}",
+                                   dir=target.parent)
     except OSError as e:
         raise _cannot_write(target, _reason(e, target)) from None
     os.close(fd)
@@ -51,6 +57,64 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             tmp_path.unlink()
         raise
+    remove_stale_temps(target.parent)
+
+
+# mkstemp's random part: 8 characters of [a-z0-9_].
+_TEMP_NAME = re.compile(r"^\..*\.(?:(\d+)-)?[a-z0-9_]{8}\.tmp(?:\.[^.]*)?$")
+# The checkpoint writer's name, which keeps Keras' whole ".weights.h5" ending: ".tmp-<pid>-<name>".
+_CHECKPOINT_TEMP = re.compile(r"^\.tmp-(\d+)-.+$")
+#: A leftover temporary file without a writer's pid (written before pids were in the name)
+#: is removed once it is this old (seconds): no live write leaves a file untouched that long.
+LEGACY_TEMP_AGE = 3600.0
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files :func:`atomic_path` left in ``folder`` when its writer was killed.
+
+    Ours are named ``.<stem>.<pid>-<random>.tmp<suffix>`` (e.g. ``.model.4242-x1y2z3w4.tmp.keras``),
+    or ``.tmp-<pid>-<name>`` for checkpoint weights (``.tmp-4242-epoch-003.weights.h5``); one is stale when process ``<pid>`` is gone (on this host). Names without a pid, from older
+    versions, are stale after :data:`LEGACY_TEMP_AGE` seconds. Called after every successful
+    atomic write, so a killed run's debris goes on the next write into that folder. Returns the
+    removed paths; a file that cannot be removed is left alone.
+    """
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        m = _TEMP_NAME.match(entry.name) or _CHECKPOINT_TEMP.match(entry.name)
+        if m is None:
+            continue
+        try:
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            if m.group(1) is not None:
+                pid = int(m.group(1))
+                if pid == os.getpid() or _alive(pid):
+                    continue
+            elif now - entry.stat(follow_symlinks=False).st_mtime < LEGACY_TEMP_AGE:
+                continue
+            os.unlink(entry.path)
+            removed.append(Path(entry.path))
+        except OSError:
+            continue
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (a process we may not signal counts as alive)."""
+    if os.name == "nt":  # os.kill would terminate it there; keep the file
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
 
 
 def _reason(e: OSError, target: Path) -> str:

@@ -47,8 +47,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from .noise import plain_warnings, quiet_native_logs
+
+    verbose = getattr(args, "verbose", None)
     try:
-        return int(args.func(args) or 0)
+        with quiet_native_logs(None if verbose is None else _int_or_none(verbose), args.command), \
+                plain_warnings(args.command):
+            return int(args.func(args) or 0)
     except LabelwiseError as e:
         print(f"labelwise {args.command}: error: {e}", file=sys.stderr)
         return 2
@@ -81,6 +86,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"labelwise {args.command}: error: {place}{e.strerror or e}; check the path "
               "(for an output, choose another one)", file=sys.stderr)
         return 2
+
+
+def _int_or_none(v) -> int | None:
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -19,8 +19,9 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser("predict", help="score images with a model.keras; write a CSV of probabilities and decisions",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="model.keras written by labelwise train / demo")
-    p.add_argument("inputs", help="a folder of images, or a table (CSV) with an image path column; for a case model "
-                   "a folder of .npy stacks, or a table of case ids")
+    p.add_argument("inputs", nargs="+", help="one image, several images, a glob pattern ('photos/*.jpg'), a folder of "
+                   "images, or a table (CSV) with an image path column; for a case model a folder of .npy stacks, "
+                   "or a table of case ids")
     p.add_argument("--out", default="predictions.csv", help="output CSV (default predictions.csv)")
     p.add_argument("--images", default=None, metavar="DIR",
                    help="folder the table's image paths or case stacks are in (default: the table's folder)")
@@ -59,12 +60,15 @@ def check_out(out: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..training.predict import predict
+    from .noise import interactive
 
     check_out(args.out)  # before loading the model: a bad path should cost nothing
 
-    frame = predict(args.model, args.inputs, out=args.out, images=args.images, column=args.column,
+    # One argument stays a path (folder, table, image or pattern); several are a list of them.
+    inputs = args.inputs[0] if len(args.inputs) == 1 else args.inputs
+    frame = predict(args.model, inputs, out=args.out, images=args.images, column=args.column,
                     batch_size=args.batch_size, skip_unreadable=args.skip_unreadable, max_slices=args.max_slices,
-                    verbose=0 if args.quiet else 1, pipeline=args.pipeline)
+                    verbose=0 if args.quiet else 1 if interactive() else 2, pipeline=args.pipeline)
     print(f"labelwise predict: {len(frame)} {frame.attrs.get('kind', 'image')}(s) -> {args.out}")
     if not args.quiet:
         print(frame[["id", "labels"]].head(10).to_string(index=False))

@@ -20,6 +20,7 @@ _HELP = {
     "table": "label table (CSV) with image ids and labels",
     "images": "folder the table's image paths are relative to",
     "split_column": "column with train/val/test per row",
+    "splits": "split file from 'labelwise split --out' (id,group,split), joined to the table by id",
     "split_fractions": "train val test fractions when there is no split column",
     "group_column": "rows sharing this column's value stay in one split (e.g. the patient id)",
     "unit": "image (one table row per image) or case (one row per case; slices in IMAGES/ID.npy or IMAGES/ID/)",

@@ -28,19 +28,30 @@ This module imports TensorFlow at the top: import it only where tf.data is wante
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from ..errors import InputError
+
 # what both pipelines share lives in sources (no TensorFlow); names kept here for callers
 from . import sources
-from .sources import IMAGE_SUFFIXES, Augment, ImageSource, _bad_files_message, _check_one, _size, list_images  # noqa: F401
+from .orientation import apply_orientation, exif_orientation, orientation_of
+from .sources import (  # noqa: F401
+    IMAGE_SUFFIXES,
+    Augment,
+    ImageSource,
+    _bad_files_message,
+    _check_one,
+    _size,
+    list_images,
+)
 
 __all__ = [
     "Augment", "ImageSource", "check_images", "load_images", "make_dataset", "make_epoch_dataset",
-    "list_images", "IMAGE_SUFFIXES",
+    "list_images", "IMAGE_SUFFIXES", "exif_orientation", "apply_orientation",
 ]
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -62,7 +73,10 @@ def _tf_failures(paths: Sequence[str], channels: int, verbose: int) -> dict[str,
     ds = ds.map(lambda i, p: (i, tf.shape(_decode_pixels(tf.io.read_file(p), channels))),
                 num_parallel_calls=AUTOTUNE, deterministic=False)
     ds = ds.ignore_errors(log_warning=False).batch(256).prefetch(AUTOTUNE)
-    bar = keras.utils.Progbar(len(paths), unit_name="file") if verbose else None
+    # Not a terminal (a log file): Keras' bar would write a line of escape codes per update;
+    # verbose 2 prints one summary line when done.
+    interactive = bool(getattr(sys.stdout, "isatty", lambda: False)())
+    bar = keras.utils.Progbar(len(paths), unit_name="file", verbose=1 if interactive else 2) if verbose else None
     ok = np.zeros(len(paths), dtype=bool)
     done = 0
     for idx, _ in ds.as_numpy_iterator():
@@ -127,8 +141,21 @@ def _decode_pixels(data: tf.Tensor, channels: int) -> tf.Tensor:
 
 def decode_image_bytes(data: tf.Tensor, *, image_size: Sequence[int] | int, channels: int) -> tf.Tensor:
     """Encoded image bytes (PNG/JPEG/BMP/GIF) -> float32 pixels in 0-255, shape (h, w, channels),
-    resized as :func:`_resize`. The one decode shared by loose files and TFRecord shards."""
-    return _resize(_decode_pixels(data, channels) * 255.0, _size(image_size))
+    resized as :func:`_resize` and upright by the JPEG's EXIF orientation (:func:`apply_orientation`).
+    The one decode shared by loose files and TFRecord shards."""
+    h, w = _size(image_size)
+    img = _decode_pixels(data, channels) * 255.0
+    orientation = orientation_of(data)
+    # Resize first, then turn the small image: resizing commutes with flips and transposes, and
+    # turning a 224 px image costs a fraction of turning the decoded photo. Orientations 5-8
+    # swap height and width, so those are resized to (w, h).
+    if h == w:
+        small = _resize(img, (h, w))
+    else:
+        small = tf.cond(orientation >= 5, lambda: _resize(img, (w, h)), lambda: _resize(img, (h, w)))
+    out = apply_orientation(small, orientation)
+    out.set_shape([None, None, channels])
+    return out
 
 
 def _decode_file(path: tf.Tensor, image_size: tuple[int, int], channels: int) -> tf.Tensor:
@@ -240,9 +267,8 @@ def make_epoch_dataset(
                              failures=_tf_failures)
     if cache and src.arrays is None:
         # decode once, keep the resized float32 pixels in memory: n * h * w * c * 4 bytes
-        pixels = np.concatenate(list(make_dataset(src, image_size=size, channels=channels,
-                                                  batch_size=256).as_numpy_iterator()))
-        src = ImageSource(None, pixels, src.y, src.keep, src.skipped)
+        src = ImageSource(None, load_images(src, image_size=size, channels=channels, batch_size=256),
+                          src.y, src.keep, src.skipped)
     n = len(src)
     load = _loader(src, size, channels)
     targets = None if src.y is None else tf.constant(src.y, dtype=tf.float32)
@@ -329,6 +355,15 @@ def make_dataset(
 
 
 def load_images(source: Any, *, image_size: Sequence[int], channels: int, batch_size: int = 64) -> np.ndarray:
-    """Decode and resize images to one float32 array (0-255), in input order."""
-    return np.concatenate(list(make_dataset(source, image_size=image_size, channels=channels,
-                                            batch_size=batch_size).as_numpy_iterator()))
+    """Decode and resize images to one float32 array ``(n, h, w, channels)`` (0-255), in input order.
+
+    ``source`` is anything :meth:`ImageSource.create` takes; an :class:`ImageSource` that carries
+    targets gives its pixels only (files of any size come out at ``image_size``).
+    """
+    if isinstance(source, ImageSource) and source.y is not None:
+        # With targets the dataset yields (pixels, y) pairs, which do not stack into one array.
+        source = ImageSource(source.paths, source.arrays, None, source.keep, source.skipped)
+    batches = list(make_dataset(source, image_size=image_size, channels=channels,
+                                batch_size=batch_size).as_numpy_iterator())
+    return np.concatenate(batches) if batches else np.zeros((0, *_size(image_size), channels), np.float32)
+

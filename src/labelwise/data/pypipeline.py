@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import lru_cache
@@ -248,7 +249,9 @@ def python_failures(paths: Sequence[str], channels: int, verbose: int) -> dict[s
     if verbose:
         import keras
 
-        bar = keras.utils.Progbar(len(paths), unit_name="file")
+        # not a terminal (a log file): one summary line instead of a line of escape codes per update
+        interactive = bool(getattr(sys.stdout, "isatty", lambda: False)())
+        bar = keras.utils.Progbar(len(paths), unit_name="file", verbose=1 if interactive else 2)
     bad = {}
     with ThreadPoolExecutor(max_workers=_default_workers()) as pool:
         for k, (p, r) in enumerate(zip(paths, pool.map(one, paths))):

@@ -78,6 +78,8 @@ class EvaluationResult:
     decisions: dict[str, Any] = field(default_factory=dict)
     y_score_uncalibrated: np.ndarray | None = field(default=None, repr=False)
     policy: Any = None  # the labelwise.decide.DecisionPolicy applied, if any
+    #: set by a train run (its settings, split sizes, epoch log): the report gets a Training section
+    training: dict[str, Any] | None = None
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -234,6 +236,14 @@ class EvaluationResult:
                 images = {**P.all_plots(self), **decision_plots(self)}
             if plots:
                 files.update({f"{name}.png": png for name, png in images.items()})
+            if self.training and self.training.get("log"):
+                with _plotting():
+                    from .report.training import LEARNING_CURVES, learning_curves_png
+
+                    curves = learning_curves_png(self.training["log"], self.training.get("best_epoch"))
+                if plots:
+                    files[f"{LEARNING_CURVES}.png"] = curves
+                images = {**images, LEARNING_CURVES: curves}
             if html:
                 from .report.html import render_report
 

@@ -28,7 +28,7 @@ COLLAPSE_NOTE = ("the diagnostics found a collapsed or chance-level model: do no
 # The report files ``EvaluationResult.save`` may write besides the JSON; a later run that does not
 # produce one of them deletes it, so a report never describes an older run than metrics.json.
 REPORT_FILES = ("report.html", "roc.png", "pr.png", "calibration.png", "histograms.png", "error_cooccurrence.png",
-                "labels_per_image.png", "reliability_before_after.png")
+                "labels_per_image.png", "reliability_before_after.png", "learning_curves.png")
 
 COMPARISON_FILES = ("comparison.json", "report.html", "roc_comparison.png", "auc_difference.png")
 

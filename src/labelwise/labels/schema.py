@@ -549,12 +549,22 @@ class LabelSchema:
                      tuple(sorted(self.unknown_policy.items()))))
 
 
+#: Words that mean "no schema file: infer it from the table" (``--schema none``, ``schema = "auto"``).
+NO_SCHEMA_WORDS = ("none", "auto", "infer", "")
+
+
 def load_schema(spec: "LabelSchema | Mapping[str, Any] | str | Path | None") -> LabelSchema | None:
-    """Accept a schema object, a dict, a TOML path, or None (returned as None)."""
+    """Accept a schema object, a dict, a TOML path, or None (returned as None).
+
+    A string ``"none"``, ``"auto"``, ``"infer"`` or ``""`` (any case) that is not an existing file
+    also gives None: the schema is then inferred from the table, as with no ``--schema`` at all.
+    """
     if spec is None or isinstance(spec, LabelSchema):
         return spec
     if isinstance(spec, Mapping):
         return LabelSchema.from_dict(spec)
+    if isinstance(spec, str) and spec.strip().lower() in NO_SCHEMA_WORDS and not Path(spec).is_file():
+        return None
     return LabelSchema.from_toml(spec)
 
 

@@ -48,6 +48,8 @@ import pandas as pd
 from ..errors import SchemaError, SchemaViolation, TableError
 from .schema import LabelSchema, load_schema
 from .structure import settle_table
+from .cells import list_literals, merge_duplicates, warn_odd_names
+from .paths import IMAGE_EXTENSIONS, attach_paths
 from .stats import DEFAULT_GROUP_COLUMNS
 
 __all__ = [
@@ -57,7 +59,6 @@ __all__ = [
 
 FORMATS = ("auto", "nih", "labels", "onehot", "tree", "mnist")
 TREE_SEPARATOR = "+"
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 NIH_ID, NIH_LABELS = "Image Index", "Finding Labels"
 # The NIH header writes "OriginalImage[Width,Height]" unquoted, so it splits into two columns.
 _NIH_RENAME = {
@@ -235,7 +236,7 @@ def read_table(
                 table.format = "nih"
                 table.extra = table.extra.rename(columns=_NIH_RENAME)
     if images is not None:
-        table = _attach_paths(table, Path(images), on_missing)
+        table = attach_paths(table, Path(images), on_missing)
     return table
 
 
@@ -390,22 +391,13 @@ def _pick_column(frame: pd.DataFrame, p: Path, given: str | None, candidates: Se
 
 
 def _ids(frame: pd.DataFrame, id_col: str, p: Path, lines: np.ndarray) -> np.ndarray:
+    """The stripped ids; duplicates are kept here and judged by :func:`_merge_duplicates` once
+    the labels are known."""
     col = frame[id_col]
     empty = np.flatnonzero(col.isna().to_numpy())
     if empty.size:
         raise TableError(f"{p}, row at line {lines[empty[0]]}: empty {id_col!r}; every row needs an id")
-    ids = np.asarray(col.astype(str).str.strip().to_numpy(), dtype=object)
-    dup = pd.Series(ids).duplicated(keep=False).to_numpy()
-    if dup.any():
-        first = int(np.flatnonzero(dup)[0])
-        same = np.flatnonzero(ids == ids[first])
-        n_dup = int(pd.Series(ids[dup]).nunique())
-        raise TableError(
-            f"{p}: duplicate id {ids[first]!r} at lines {', '.join(str(lines[i]) for i in same)}; each image "
-            f"must appear once (merge its labels into one row)"
-            + (f" ({n_dup - 1} more duplicated id(s))" if n_dup > 1 else "")
-        )
-    return ids
+    return np.asarray(col.astype(str).str.strip().to_numpy(), dtype=object)
 
 
 class _RowNames:
@@ -451,8 +443,10 @@ def _labels_from_frame(frame: pd.DataFrame, p: Path, schema: LabelSchema | None,
     # Encode each distinct label string once (ChestX-ray14 has ~800 combinations for 112k rows).
     codes, uniques = pd.factorize(cells.astype(str), sort=False)
     uniques = [str(u) for u in uniques]
+    uniques, sep = list_literals(uniques, codes, p, label_col, names, sep)
     if schema is None:
         found = sorted({x.strip() for u in uniques for x in u.split(sep) if x.strip()})
+        warn_odd_names(found, p, label_col)
         if none_hint in found and len(found) > 1:
             schema = LabelSchema(
                 independent=tuple(x for x in found if x != none_hint), none=none_hint,
@@ -480,12 +474,13 @@ def _labels_from_frame(frame: pd.DataFrame, p: Path, schema: LabelSchema | None,
                 except SchemaViolation:
                     first_bad[k] = int(np.argmax(codes == k))
             r = min(first_bad.values())
-            schema.encode([cells.iloc[r]], sep=sep, row_names=[names[r]], source=str(p), validate=False)
+            schema.encode([uniques[int(codes[r])]], sep=sep, row_names=[names[r]], source=str(p), validate=False)
             raise  # pragma: no cover - the line above raises
         y = y_u[codes]
     y, known, notes = settle_table(y, np.ones(y.shape, dtype=bool), schema, row_names=names, source=str(p),
                                    repair=repair)
     extra = frame.drop(columns=[id_col, label_col]).reset_index(drop=True)
+    ids, y, extra, lines, known = merge_duplicates(ids, y, extra, lines, p, schema.labels, known)
     return LabelTable(ids=ids, y=np.ascontiguousarray(y, dtype=np.uint8), schema=schema, extra=extra,
                       source=str(p), lines=lines, id_column=id_col, format="labels", notes=notes, known=known)
 
@@ -528,6 +523,7 @@ def _onehot_from_frame(frame: pd.DataFrame, p: Path, schema: LabelSchema | None,
     y, known = _place(y, known, wanted, schema)
     y, known, notes = settle_table(y, known, schema, row_names=names, source=str(p), repair=repair)
     extra = frame.drop(columns=[id_col, *wanted]).reset_index(drop=True)
+    ids, y, extra, lines, known = merge_duplicates(ids, y, extra, lines, p, schema.labels, known)
     return LabelTable(ids=ids, y=np.ascontiguousarray(y, dtype=np.uint8), schema=schema, extra=extra,
                       source=str(p), lines=lines, id_column=id_col, format="onehot", notes=notes, known=known)
 
@@ -623,8 +619,10 @@ def _read_headerless_onehot(p: Path, schema: LabelSchema | None, labels: Sequenc
         schema = LabelSchema(independent=tuple(wanted))
     y, known = _place(y, known, wanted, schema)
     y, known, notes = settle_table(y, known, schema, row_names=_RowNames(ids, lines), source=str(p), repair=repair)
+    ids, y, extra, lines, known = merge_duplicates(ids, y, pd.DataFrame(index=pd.RangeIndex(len(ids))), lines, p,
+                                                   schema.labels, known)
     return LabelTable(ids=ids, y=np.ascontiguousarray(y, dtype=np.uint8), schema=schema,
-                      extra=pd.DataFrame(index=pd.RangeIndex(len(ids))), source=str(p), lines=lines,
+                      extra=extra, source=str(p), lines=lines,
                       id_column="id", format="onehot", notes=notes, known=known)
 
 
@@ -759,25 +757,3 @@ def _read_mnist_path(p: Path, schema: LabelSchema | None) -> LabelTable:
         raise TableError(f"{labels}: no such labels file (needed beside {p})")
     return read_mnist_idx(images if images.exists() and images != labels else None, labels, schema=schema)
 
-
-# ====================================================================== image paths
-def _attach_paths(table: LabelTable, folder: Path, on_missing: str) -> LabelTable:
-    if on_missing not in ("error", "drop"):
-        raise TableError(f"on_missing must be 'error' or 'drop', not {on_missing!r}")
-    if not folder.is_dir():
-        raise TableError(f"image folder {folder} does not exist")
-    base = os.path.abspath(folder)
-    paths = np.asarray([os.path.join(base, str(i)) for i in table.ids], dtype=object)
-    present = set(os.listdir(base))
-    exists = np.fromiter((str(i) in present or os.path.exists(pth) for i, pth in zip(table.ids, paths)),
-                         dtype=bool, count=len(paths))
-    missing = np.flatnonzero(~exists)
-    if missing.size and on_missing == "error":
-        show = ", ".join(table.row_name(int(i)) for i in missing[:3])
-        raise TableError(f"{table.source}: {missing.size} of {len(table)} images not found in {folder} "
-                         f"(e.g. {show}); fix the folder, or drop those rows (on_missing='drop')")
-    table.paths = paths
-    if missing.size:
-        table = table.subset(exists)
-        table.notes = table.notes + (f"{missing.size} row(s) dropped: image not found in {folder}",)
-    return table

@@ -157,6 +157,7 @@ def save(model: keras.Model, path: str | os.PathLike, schema: LabelSchema, thres
     path = Path(path)
     if path.suffix != ".keras":
         raise InputError(f"a labelwise model file must end in .keras; got {path}")
+    check_outputs(model, schema)
     full = attach_metadata(model, schema, thresholds, preprocessing, info)
     with atomic_path(path) as tmp:
         if include_optimizer:
@@ -164,6 +165,18 @@ def save(model: keras.Model, path: str | os.PathLike, schema: LabelSchema, thres
         else:
             _save_no_optimizer(full, tmp)
     return path
+
+
+def check_outputs(model: keras.Model, schema: LabelSchema) -> None:
+    """Refuse a schema that does not fit the model: its one output must give ``schema.n_outputs``
+    scores per item (the derived none label not among them)."""
+    outputs = getattr(model, "outputs", None) or []
+    if len(outputs) != 1:
+        return  # attach_metadata names this case
+    width = tuple(outputs[0].shape)[-1]
+    if width is not None and int(width) != schema.n_outputs:
+        raise InputError(f"the model outputs {int(width)} scores per image, but the schema has {schema.n_outputs} "
+                         f"outputs {list(schema.output_labels)}; save it with the schema it was trained for")
 
 
 def _save_no_optimizer(model: keras.Model, path: Path) -> None:
@@ -176,6 +189,27 @@ def _save_no_optimizer(model: keras.Model, path: Path) -> None:
     twin.save(path)
 
 
+def _check_keras_file(path: Path) -> None:
+    """A ``.keras`` file is a zip archive holding ``config.json``: say so plainly when it is not
+    (Keras would report "File not found" for a truncated file that exists)."""
+    import zipfile
+
+    size = path.stat().st_size
+    if size == 0:
+        raise InputError(f"{path} is not a valid .keras file: it is empty (0 bytes); save or copy the model again")
+    if path.suffix != ".keras":
+        return  # other formats (.h5) are Keras's to judge
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = set(z.namelist())
+    except (zipfile.BadZipFile, OSError) as e:
+        raise InputError(f"{path} is not a valid .keras file: it is truncated or not a zip archive ({size:,} bytes; "
+                         f"{e}); save or copy the model again") from None
+    if "config.json" not in names:
+        raise InputError(f"{path} is not a valid .keras file: the zip archive has no config.json; "
+                         "save the model with labelwise (or keras.Model.save) again")
+
+
 def load(path: str | os.PathLike, *, compile: bool = False):
     """Open an artifact: returns ``(model, schema, thresholds, preprocessing)``.
 
@@ -186,6 +220,9 @@ def load(path: str | os.PathLike, *, compile: bool = False):
     path = Path(path)
     if not path.exists():
         raise InputError(f"model file {path} does not exist")
+    if path.is_dir():
+        raise InputError(f"{path} is a folder; give the model's .keras file")
+    _check_keras_file(path)
     try:
         model = keras.saving.load_model(path, compile=compile)
     except Exception as e:

@@ -36,7 +36,7 @@ _SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "v
 _INT_RANGES = {"epochs": 1, "batch_size": 1, "plateau_patience": 1, "freeze_epochs": 0, "seed": 0, "bootstrap": 0,
                "verbose": 0, "unfreeze_top": 0, "early_stopping_patience": 1, "devices": 1, "lr_reference_batch": 1}
 _OPTIONAL = {"unfreeze_top", "early_stopping_patience", "devices", "lr_reference_batch", "bn_momentum",
-             "fine_tune_lr", "weights", "loss_weights", "split_column", "group_column", "distribute", "table",
+             "fine_tune_lr", "weights", "loss_weights", "split_column", "splits", "group_column", "distribute", "table",
              "images", "train_shards", "tensorboard"}
 # name: (low, low inclusive, high, high inclusive, what to say)
 _FLOAT_RANGES = {"learning_rate": (0.0, True, math.inf, False, "at least 0"),
@@ -49,7 +49,7 @@ _STRINGS = ("backbone", "weights", "loss", "binary", "loss_weights", "lr_schedul
             "split_column", "group_column", "distribute", "pipeline", "precision")
 PIPELINES = ("auto", "tf", "python")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
-_PATHS = ("table", "images", "out_dir", "train_shards", "tensorboard")
+_PATHS = ("table", "images", "out_dir", "train_shards", "tensorboard", "splits")
 
 
 def _check_types(c: "TrainConfig") -> None:
@@ -131,7 +131,8 @@ class TrainConfig:
 
     Data: ``schema`` (TOML path or inline table; None: inferred from the table), ``table``,
     ``images`` (folder the table's paths are relative to), ``split_column`` (values
-    train/val/test) or ``split_fractions`` + ``group_column`` (e.g. the patient id).
+    train/val/test), or ``splits`` (the CSV ``labelwise split --out`` writes: ``id,group,split``,
+    joined to the table by id), or ``split_fractions`` + ``group_column`` (e.g. the patient id).
     Model: ``backbone`` ("small_cnn", "densenet121", ...), ``weights`` ("imagenet" or None),
     ``image_size`` (h, w), ``channels``, ``dropout``, ``bn_momentum`` (set on every
     BatchNormalization layer; 0.9 lets the moving statistics settle in a short run, where
@@ -161,6 +162,7 @@ class TrainConfig:
     table: str | None = None
     images: str | None = None
     split_column: str | None = None
+    splits: str | None = None
     split_fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)
     group_column: str | None = None
     unit: str = "image"
@@ -209,7 +211,7 @@ class TrainConfig:
         for name in ("pooling", "max_slices"):
             if getattr(self, name) in ("none", "None", ""):
                 setattr(self, name, None)
-        for name in ("weights", "loss_weights", "split_column", "group_column", "unfreeze_top", "fine_tune_lr",
+        for name in ("weights", "loss_weights", "split_column", "splits", "group_column", "unfreeze_top", "fine_tune_lr",
                      "early_stopping_patience", "augment", "bn_momentum", "distribute", "devices", "lr_reference_batch", "train_shards", "tensorboard"):
             if getattr(self, name) in ("none", "None", ""):
                 setattr(self, name, None)
@@ -240,6 +242,17 @@ class TrainConfig:
                 raise InputError(f"{name} must be at least 1; got {getattr(self, name)!r}")
         if not 0 <= self.freeze_epochs <= self.epochs:
             raise InputError(f"freeze_epochs must be between 0 and epochs ({self.epochs}); got {self.freeze_epochs}")
+        import warnings
+
+        if self.learning_rate == 0:
+            # Allowed (a fixed-weights baseline, a test of the pipeline), but never silently.
+            warnings.warn("learning_rate = 0: the weights will not change, every epoch repeats the first and the "
+                          "model stays at its initial weights; give a rate above 0 (e.g. 0.001) to train",
+                          stacklevel=2)
+        if self.fine_tune_lr == 0 and self.freeze_epochs and self.epochs > self.freeze_epochs:
+            warnings.warn(f"fine_tune_lr = 0: epochs {self.freeze_epochs + 1}-{self.epochs} (after the frozen ones) "
+                          "will change nothing; leave fine_tune_lr unset (learning_rate / 10) or give a rate above 0",
+                          stacklevel=2)
         if len(self.image_size) != 2:
             raise InputError(f"image_size must be [height, width]; got {self.image_size!r}")
 
@@ -272,7 +285,7 @@ class TrainConfig:
                                  if difflib.get_close_matches(u, known, 1) else "") for u in unknown]
             raise InputError(f"{path}: unknown setting(s) {', '.join(hints)}; the settings are {sorted(known)}")
         base = path.parent
-        for key in ("table", "images", "out_dir", "train_shards", "tensorboard"):
+        for key in ("table", "images", "out_dir", "train_shards", "tensorboard", "splits"):
             if isinstance(data.get(key), str) and data[key] not in ("none", "None", ""):
                 data[key] = str(base / data[key])
         if isinstance(data.get("schema"), str):

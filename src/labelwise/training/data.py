@@ -94,10 +94,15 @@ def load_data(config: TrainConfig) -> TrainData:
 
 
 def split_masks(config: TrainConfig, table: Any) -> dict[str, np.ndarray]:
-    """Boolean masks ``{"train", "val", "test"}`` over ``table``'s rows: from ``config.split_column``
-    (values train/val/test), else :func:`labelwise.labels.split.split_table` with
+    """Boolean masks ``{"train", "val", "test"}`` over ``table``'s rows: from ``config.splits`` (the
+    file ``labelwise split --out`` writes, joined by id), or ``config.split_column`` (values
+    train/val/test), else :func:`labelwise.labels.split.split_table` with
     ``config.split_fractions`` and ``config.group_column`` (rows of one group share a split)."""
-    if config.split_column:
+    if config.splits and config.split_column:
+        raise InputError(f"give either splits ({config.splits}) or split_column ({config.split_column!r}), not both")
+    if config.splits:
+        masks = _masks_from_splits_file(config.splits, table, config.table)
+    elif config.split_column:
         if config.split_column not in table.extra.columns:
             raise InputError(f"{config.table}: no column {config.split_column!r} to split by; columns are "
                              f"{list(table.extra.columns)}")
@@ -118,6 +123,50 @@ def split_masks(config: TrainConfig, table: Any) -> dict[str, np.ndarray]:
         parts = split_table(table, config.group_column, config.split_fractions, seed=config.seed)
         masks = _split_masks(parts, table)
     return masks
+
+
+def _masks_from_splits_file(path: str, table: Any, table_path: Any) -> dict[str, np.ndarray]:
+    """Masks over ``table`` rows from a split file (``labelwise split --out``: ``id,group,split``),
+    joined by id. Every table row needs a split; file rows for ids the table no longer has (e.g.
+    rows left out by skip_unreadable) are ignored with one warning."""
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise InputError(f"splits file {path} does not exist (write it with: labelwise split TABLE --out {path})") \
+            from None
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as e:
+        raise InputError(f"{path}: not a readable CSV split file ({str(e).splitlines()[0]})") from None
+    cols = [str(c).strip() for c in frame.columns]
+    frame.columns = cols
+    id_col = next((c for c in ("id", getattr(table, "id_column", "id")) if c in cols), None)
+    if id_col is None or "split" not in cols:
+        raise InputError(f"{path}: a split file needs an 'id' and a 'split' column (as labelwise split --out writes); "
+                         f"the columns are {cols}")
+    ids = frame[id_col].str.strip()
+    dup = ids[ids.duplicated()]
+    if len(dup):
+        raise InputError(f"{path}: id {dup.iloc[0]!r} appears more than once; each id belongs to one split")
+    raw = frame["split"].str.strip().str.lower()
+    names = raw.map(_SPLIT_NAMES)
+    if names.isna().any():
+        bad = sorted(set(raw[names.isna()]))
+        line = int(np.flatnonzero(names.isna().to_numpy())[0]) + 2
+        raise InputError(f"{path}, line {line}: split value(s) {bad[:5]}; use train, val or test")
+    by_id = dict(zip(ids, names))
+    table_ids = [str(i) for i in table.ids]
+    assigned = pd.Series([by_id.get(i) for i in table_ids], dtype=object)
+    missing = np.flatnonzero(assigned.isna().to_numpy())
+    if missing.size:
+        raise InputError(f"{table_path}: {missing.size} of {len(table_ids)} row(s) have no split in {path} (e.g. "
+                         f"{table.row_name(int(missing[0]))}); the split file must come from this table: run "
+                         f"labelwise split {table_path} --out {path} again")
+    extra = len(set(by_id) - set(table_ids))
+    if extra:
+        warnings.warn(f"{path}: {extra} id(s) are not rows of {table_path} (left out of the table, e.g. by "
+                      "skip_unreadable); ignored", stacklevel=3)
+    return {k: (assigned == k).to_numpy() for k in ("train", "val", "test")}
 
 
 def _split_masks(parts: Any, table: Any) -> dict[str, np.ndarray]:

@@ -38,12 +38,13 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, LabelwiseError
 from ..io import atomic_path, write_json
 from ..labels.schema import LabelSchema
 from .config import LR_SCHEDULES, TrainConfig
 from .data import Part, TrainData, _check_test_images, load_data
-from .finish import TrainResult, _finish
+from .finish import TrainResult, _finish, interactive, keras_verbose
+from .guards import RunLock, check_fingerprint, checkpoint_failure, data_fingerprint
 from .phases import Phase, build_and_compile, phases
 from .state import (_atomic_keras_path, _check_resume_config, _current_lr, _latest,
                     _load_model_weights_only, _reset_rng, _State, _write_logs)
@@ -54,7 +55,8 @@ __all__ = ["train", "TrainResult", "TrainConfig", "TrainData", "Part", "build_an
 
 # ------------------------------------------------------------------ the epoch callback
 def _epoch_callback(*, config: TrainConfig, schema: LabelSchema, state: _State, phase: Phase, val_ds,
-                    val_y: np.ndarray, loss_fn, out: Path, ckdir: Path, printer, predicting=None, events=None):
+                    val_y: np.ndarray, loss_fn, out: Path, ckdir: Path, printer, predicting=None, events=None,
+                    fingerprint: dict[str, Any] | None = None):
     import keras
 
     from ..metrics import roc_auc_score
@@ -70,9 +72,9 @@ def _epoch_callback(*, config: TrainConfig, schema: LabelSchema, state: _State, 
             logs = logs if logs is not None else {}
             model = self.model
             if config.verbose == 1:  # Keras' epoch bar is still open on this line: start a new one
-                print(f"\nvalidation: {len(val_y)} images", flush=True)
+                print(("\n" if interactive() else "") + f"validation: {len(val_y)} images", flush=True)
             with (predicting or contextlib.nullcontext)(model) as predictor:  # multi-process JAX: a local twin
-                probs = predictor.predict(val_ds, verbose=min(config.verbose, 2))[: len(val_y)]  # even_batches may pad
+                probs = predictor.predict(val_ds, verbose=keras_verbose(config.verbose))[: len(val_y)]  # even_batches may pad
             val_loss = float(keras.ops.convert_to_numpy(
                 loss_fn(keras.ops.convert_to_tensor(val_y[:, : schema.n_outputs], "float32"),
                         keras.ops.convert_to_tensor(probs, "float32"))))
@@ -101,9 +103,10 @@ def _epoch_callback(*, config: TrainConfig, schema: LabelSchema, state: _State, 
             if improved:
                 state.best_auc, state.best_epoch, state.wait = auc, n, 0
                 state.best_file = f"best-epoch-{n:03d}.npz"
-                with atomic_path(ckdir / state.best_file) as tmp:
-                    with open(tmp, "wb") as f:
-                        np.savez(f, **{f"w{i}": w for i, w in enumerate(model.get_weights())})
+                with self._writing(n):
+                    with atomic_path(ckdir / state.best_file) as tmp:
+                        with open(tmp, "wb") as f:
+                            np.savez(f, **{f"w{i}": w for i, w in enumerate(model.get_weights())})
             else:
                 state.wait += 1
             if config.lr_schedule == "plateau":
@@ -119,13 +122,23 @@ def _epoch_callback(*, config: TrainConfig, schema: LabelSchema, state: _State, 
             if config.early_stopping_patience is not None and state.wait >= config.early_stopping_patience:
                 state.stopped_early = True
                 model.stop_training = True
-            _write_logs(out, state.log)
-            self._checkpoint(model, n, old_best)
+            with self._writing(n):
+                _write_logs(out, state.log)
+                self._checkpoint(model, n, old_best)
             # Keras' progress bar runs after this callback and prints what is in `logs`
             logs.update(val_loss=val_loss, val_macro_auc=auc)
             if state.stopped_early:
                 printer(f"early stopping: no better val macro AUC for {state.wait} epochs; "
                         f"best {state.best_auc:.4f} at epoch {state.best_epoch}")
+
+        @contextlib.contextmanager
+        def _writing(self, n: int):
+            """Disk full (or any write failure) while saving epoch ``n``: one clear error; the
+            pointer still names the previous complete checkpoint, so --resume continues from it."""
+            try:
+                yield
+            except (OSError, RuntimeError, LabelwiseError) as e:
+                raise checkpoint_failure(e, n, ckdir, _latest(ckdir)) from None
 
         def _checkpoint(self, model, n: int, old_best: str | None) -> None:
             weights = f"epoch-{n:03d}.weights.h5"
@@ -133,7 +146,7 @@ def _epoch_callback(*, config: TrainConfig, schema: LabelSchema, state: _State, 
             with _atomic_keras_path(ckdir / weights) as tmp:
                 model.save_weights(tmp)  # model + optimizer variables
             write_json(ckdir / state_file, {"state": state.to_dict(), "phase": phase.index, "seed": config.seed,
-                                            "config": config.to_dict()})
+                                            "config": config.to_dict(), "data": fingerprint})
             previous = _latest(ckdir)
             write_json(ckdir / "latest.json", {"epoch": n, "weights": weights, "state": state_file})
             # only now, with the pointer moved on, is the previous checkpoint garbage
@@ -186,15 +199,13 @@ def train(config: TrainConfig, data: TrainData | None = None, *, strategy: Any =
 
 
 def _train(config: TrainConfig, data: TrainData | None, strategy: Any, pipeline: Any) -> TrainResult:
-    import keras
-
+    """The run with its pipeline module chosen: the strategy, the data, then the locked run."""
     say = _printer(config.verbose)
     if strategy is None and config.distribute:
         from .distribute import strategy_for
 
         strategy = strategy_for(config.distribute, devices=config.devices)  # first: multiworker must start before any TF op
     data = data or load_data(config)
-    schema = data.schema
     out = Path(config.out_dir)
     plan, lr_config = None, config  # lr_config: the scaled rates; config keeps the base ones (config.json)
     if hasattr(strategy, "plan"):  # a labelwise.training.distribute.Distribution
@@ -205,6 +216,19 @@ def _train(config: TrainConfig, data: TrainData | None, strategy: Any, pipeline:
             lr_config = dataclasses.replace(config, learning_rate=plan.learning_rate, fine_tune_lr=(
                 None if config.fine_tune_lr is None else config.fine_tune_lr * factor))
         out = strategy.worker_path(out)  # non-chief workers write to their own folder
+    # One run per out dir: a second one would overwrite this one's checkpoints epoch by epoch.
+    with RunLock(out):
+        return _train_locked(config, data, strategy, out, plan, lr_config, say, pipeline)
+
+
+def _train_locked(config: TrainConfig, data: TrainData, strategy: Any, out: Path, plan: Any, lr_config: TrainConfig,
+                  say, pipeline: Any) -> TrainResult:
+    """The run itself, once :func:`train` holds the out dir's lock; ``pipeline`` is the input
+    pipeline's module (:mod:`labelwise.data.pipeline` or :mod:`labelwise.data.pypipeline`)."""
+    import keras
+
+    schema = data.schema
+    fingerprint = data_fingerprint(data)
     ckdir = out / "checkpoints"
     ckdir.mkdir(parents=True, exist_ok=True)
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
@@ -226,6 +250,7 @@ def _train(config: TrainConfig, data: TrainData | None, strategy: Any, pipeline:
     if pointer is not None:
         saved = json.loads((ckdir / pointer["state"]).read_text())
         _check_resume_config(config, saved.get("config"), ckdir / pointer["state"])
+        check_fingerprint(saved.get("data"), fingerprint, ckdir / pointer["state"])
         state = _State.from_dict(saved["state"])
         resumed_from = state.epoch
         say(f"resuming from epoch {state.epoch} ({ckdir / pointer['weights']})")
@@ -302,7 +327,8 @@ def _train(config: TrainConfig, data: TrainData | None, strategy: Any, pipeline:
             train_ds = strategy.local_batches(train_ds)  # JAX: devices divide every batch; this process's part
         callback = _epoch_callback(config=config, schema=schema, state=state, phase=phase, val_ds=val_ds,
                                    val_y=val_y, loss_fn=model.loss, out=out, ckdir=ckdir, printer=say,
-                                   predicting=getattr(strategy, "predicting", None), events=events)
+                                   predicting=getattr(strategy, "predicting", None), events=events,
+                                   fingerprint=fingerprint)
         if phase.frozen:
             say(f"phase {phase.index + 1}: epochs {phase.start + 1}-{phase.stop}, backbone frozen, lr {phase.learning_rate:g}")
         elif config.freeze_epochs:
@@ -311,7 +337,7 @@ def _train(config: TrainConfig, data: TrainData | None, strategy: Any, pipeline:
                 f"lr {phase.learning_rate:g}")
         with scope:  # JAX DataParallel reads the distribution while fitting, not only while building
             model.fit(train_ds, epochs=phase.stop, initial_epoch=state.epoch, steps_per_epoch=steps,
-                      callbacks=[callback], verbose=config.verbose, shuffle=False)
+                      callbacks=[callback], verbose=keras_verbose(config.verbose), shuffle=False)
     if events is not None:
         events.close()
     if model is None:  # the checkpoint already covered every epoch

@@ -108,20 +108,54 @@ def write_predictions(path: str | os.PathLike, ids: Sequence[Any], scores: np.nd
     return Path(path)
 
 
+def _per_item(shape: Sequence[Any]) -> str:
+    """A batch shape said per item: ``(64, 3)`` -> ``"3 scores"``, ``(64, 2, 3)`` -> ``"(2, 3) scores"``."""
+    rest = tuple(int(d) if d is not None else None for d in tuple(shape)[1:])
+    return f"{rest[0]} scores" if len(rest) == 1 else f"{rest} scores"
+
+
+_GLOB_CHARS = set("*?[")
+
+
 def read_inputs(source: str | os.PathLike | Sequence[str], *, images: str | os.PathLike | None = None,
                 column: str | None = None) -> tuple[list[str], list[str]]:
     """Resolve what to predict on -> (ids, paths).
 
-    A folder: every image in it (ids are paths relative to the folder). A table (CSV/TSV):
-    the column ``column`` (or the first of path/image/file/filename/"Image Index"/id present,
-    else the first column), relative to ``images`` or to the table's folder. A list: paths.
+    A folder: every image in it (ids are paths relative to the folder). One image file: that
+    image (id = the path as given). A glob pattern (``"photos/*.jpg"``, for a shell that did not
+    expand it): the matching files, sorted. A table (CSV/TSV): the column ``column`` (or the first
+    of path/image/file/filename/"Image Index"/id present, else the first column), relative to
+    ``images`` or to the table's folder. A list: paths (folders and patterns in it expanded).
     """
-    from ..data.sources import list_images
+    import glob
+
+    from ..data.sources import IMAGE_SUFFIXES, list_images
 
     if not isinstance(source, (str, os.PathLike)):
-        paths = [str(p) for p in source]
-        return paths, paths
+        ids: list[str] = []
+        paths: list[str] = []
+        for item in source:
+            item = str(item)
+            if Path(item).is_dir() or (_GLOB_CHARS & set(item) and not Path(item).exists()):
+                more_ids, more = read_inputs(item, images=images, column=column)
+                ids += more if Path(item).is_dir() else more_ids
+                paths += more
+            else:
+                ids.append(item)
+                paths.append(item)
+        if not paths:
+            raise InputError("no images given")
+        return ids, paths
+    if _GLOB_CHARS & set(str(source)) and not Path(source).exists():
+        found = sorted(p for p in glob.glob(str(source), recursive=True)
+                       if Path(p).is_file() and Path(p).suffix.lower() in IMAGE_SUFFIXES)
+        if not found:
+            raise InputError(f"{source}: the pattern matches no image file ({', '.join(IMAGE_SUFFIXES)})")
+        return found, found
     source = Path(source)
+    if source.is_file() and source.suffix.lower() in (*IMAGE_SUFFIXES, ".tif", ".tiff", ".webp"):
+        # one image, not a table: reading it as CSV would fail on its bytes
+        return [str(source)], [str(source)]
     if source.is_dir():
         files = list_images(source)
         return [str(p.relative_to(source)) for p in files], [str(p) for p in files]
@@ -188,7 +222,7 @@ def model_inputs(model: Any) -> ModelInputs:
         stacks, mask = (shapes[0], shapes[1]) if ranks[0] == 5 else (shapes[1], shapes[0])
         n = stacks[1] if stacks[1] is not None else mask[1]
         return ModelInputs("case", stacks[2:], n, mask_first=ranks[0] == 2)
-    raise InputError(f"model {model.name!r} takes inputs of shapes {shapes}; predict handles a per-image model "
+    raise InputError(f"model {model.name!r} takes inputs of shapes {[sh[1:] for sh in shapes]} (per item); predict handles a per-image model "
                      "(one input (batch, H, W, C)) or a case model (stacks (batch, n, H, W, C) and a mask (batch, n), "
                      "as labelwise.blocks.models.build_case_model builds)")
 
@@ -311,7 +345,7 @@ def predict_case_scores(model: Any, cases: Any, *, schema: LabelSchema, image_si
     lo, hi = float(pixel_range[0]), float(pixel_range[1])
     out_of_range: dict[str, str] = {}
     probs: np.ndarray | None = None
-    bar = keras.utils.Progbar(len(order), unit_name="case") if verbose else None
+    bar = keras.utils.Progbar(len(order), unit_name="case", verbose=1 if verbose == 1 else 2) if verbose else None
     for start in range(0, len(order), int(batch_size)):
         idx = order[start : start + int(batch_size)]
         stacks = []
@@ -503,7 +537,9 @@ def outputs_to_scores(probs: np.ndarray, schema: LabelSchema) -> np.ndarray:
     ``prod(1 - p_independent)`` appended (:meth:`LabelSchema.complete_scores`)."""
     probs = np.asarray(probs)
     if probs.ndim != 2 or probs.shape[1] != schema.n_outputs:
-        raise InputError(f"the model outputs shape {probs.shape}, but its schema has {schema.n_outputs} outputs")
+        # per image, without the batch size: the count of images says nothing about the mismatch
+        raise InputError(f"the model outputs {_per_item(probs.shape)} per image, but its schema has "
+                         f"{schema.n_outputs} outputs {list(schema.output_labels)}")
     return schema.complete_scores(probs)
 
 

@@ -139,7 +139,10 @@ def _load_model_weights_only(model, path: Path) -> None:
 # not be the run its checkpoint belongs to (or would fail loading the weights). epochs may grow.
 _RESUME_KEYS = ("schema", "table", "images", "split_column", "split_fractions", "group_column", "backbone", "weights",
                 "image_size", "channels", "dropout", "bn_momentum", "loss", "binary", "loss_weights", "batch_size",
-                "freeze_epochs", "unfreeze_top", "augment", "seed", "train_shards", "pipeline", "precision")
+                "freeze_epochs", "unfreeze_top", "augment", "seed", "train_shards", "pipeline", "precision", "splits",
+                # the rates of the epochs already run are history (log.csv, config.json): a resumed
+                # run that changed them would record a rate its first epochs never had
+                "learning_rate", "fine_tune_lr", "lr_schedule")
 
 _RESUME_KEYS += ("unit", "pooling", "max_slices")  # case runs (labelwise.training.cases)
 
@@ -151,7 +154,7 @@ def _check_resume_config(config: TrainConfig, saved: Mapping[str, Any] | None, w
 
     def norm(key: str, value: Any) -> Any:
         value = json.loads(json.dumps(value, default=str))  # tuples -> lists, as in the saved JSON
-        if key in ("table", "images", "train_shards") or (key == "schema" and isinstance(value, str)):
+        if key in ("table", "images", "train_shards", "splits") or (key == "schema" and isinstance(value, str)):
             return None if value is None else str(Path(value).resolve())
         return value
 

@@ -126,6 +126,13 @@ def render_report(result: "EvaluationResult", images: Mapping[str, bytes] | None
         if not (errors and note == COLLAPSE_NOTE):  # the red banner above already says it
             add(f'<div class="note">{_e(note)}</div>')
 
+    images = dict(images)
+    curves = images.pop("learning_curves", None)  # shown in the Training section, not among the plots
+    if getattr(result, "training", None):
+        from .training import training_section
+
+        add(training_section(result.training, curves))
+
     # ---- data summary
     add('<h2 id="summary">Data</h2><table class="kv">')
     rows = [(unit_name, result.n_samples), ("labels", len(result.labels))]
