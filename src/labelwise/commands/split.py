@@ -164,7 +164,7 @@ def render_report(report: dict) -> str:
 def _run_check(args) -> int:
     from ..errors import TableError
     from ..labels.split import check_split
-    from ..labels.tables import _data_rows, _read_csv
+    from ..labels.csvread import _data_rows, _read_csv
     from pathlib import Path
 
     frame, lines = _data_rows(_read_csv(Path(args.table)), Path(args.table), first_line=2)

@@ -1,0 +1,220 @@
+"""Reading label CSVs cell by cell: headerless and ragged files, data rows with their line
+numbers, the id and label columns, and 0/1 cells checked with the row named. The low level under
+:func:`labelwise.labels.tables.read_table`; numpy + pandas only."""
+
+from __future__ import annotations
+
+import csv
+import io
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..errors import TableError
+from .stats import DEFAULT_GROUP_COLUMNS
+
+_BINARY = ("0", "1", "0.0", "1.0")
+
+
+def _looks_headerless(p: Path) -> bool:
+    """A whitespace-separated list with no header: ``name 0 1 0 ...`` on the first line."""
+    try:
+        with open(p, "rb") as f:
+            first = f.readline(1 << 16).decode("utf-8", errors="replace").strip()
+    except OSError as e:
+        raise TableError(f"{p}: cannot read ({e.strerror or e})") from None
+    if not first or "," in first:
+        return False
+    parts = first.split()
+    return len(parts) >= 2 and all(x in ("0", "1") for x in parts[1:])
+
+
+# ====================================================================== CSV helpers
+def _read_csv(p: Path, nrows: int | None = None) -> pd.DataFrame:
+    """pandas.read_csv with every failure turned into a TableError naming the file."""
+    if p.is_dir():
+        raise TableError(f"{p} is a folder, not a table file")
+    try:
+        with open(p, "rb") as f:
+            head = f.read(4096)
+    except OSError as e:
+        raise TableError(f"{p}: cannot read ({e.strerror or e})") from None
+    if head[:2] == b"\x1f\x8b" or b"\x00" in head:
+        raise TableError(f"{p}: this is a binary file (gzip, an image, or UTF-16 text), not a UTF-8 CSV table")
+    ragged = False
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", pd.errors.ParserWarning)
+            frame = _pandas_csv(p, nrows)
+        # index_col=False keeps pandas from turning the first column into an index when the data rows
+        # have one more field than the header; it then drops the extra field with this warning.
+        ragged = any(issubclass(w.category, pd.errors.ParserWarning) for w in caught)
+    except pd.errors.EmptyDataError:
+        raise TableError(f"{p}: the file is empty; expected a header line and one row per image") from None
+    except pd.errors.ParserError as e:
+        if "fields in line" not in str(e):
+            raise TableError(f"{p}: not a readable CSV table ({_short(e)})") from None
+        ragged = True
+    except UnicodeDecodeError as e:
+        raise TableError(f"{p}: not UTF-8 text (byte {e.start}); save the table as UTF-8 CSV") from None
+    if ragged:
+        frame = _read_ragged_csv(p, nrows)
+    # ChestX-ray14's header ends with a comma, which makes an empty, unnamed last column.
+    drop = [c for c in frame.columns if str(c).startswith("Unnamed:") and frame[c].isna().all()]
+    return frame.drop(columns=drop)
+
+
+def _pandas_csv(source: Any, nrows: int | None) -> pd.DataFrame:
+    # utf-8-sig: a spreadsheet's byte-order mark must not become part of the first column name.
+    return pd.read_csv(source, nrows=nrows, dtype=str, keep_default_na=False, na_values=[""],
+                       encoding="utf-8-sig", skip_blank_lines=False, skipinitialspace=True, index_col=False)
+
+
+def _read_ragged_csv(p: Path, nrows: int | None) -> pd.DataFrame:
+    """Read a CSV some of whose rows have more fields than the header.
+
+    Extra fields that are empty (rows ending in commas) are dropped; a non-empty one is an error
+    naming the line, since it usually means an unquoted comma inside a value, which shifts every
+    later field of the row into the wrong column.
+    """
+    try:
+        with open(p, encoding="utf-8-sig", newline="") as f:
+            reader = csv.reader(f, skipinitialspace=True)
+            header = next(reader, [])
+            width = len(header)
+            kept, bad = [header], []
+            for row in reader:
+                if len(row) > width:
+                    extra = [x for x in row[width:] if x.strip()]
+                    if extra:
+                        bad.append((reader.line_num, len(row), extra[0]))
+                    row = row[:width]
+                kept.append(row)
+    except UnicodeDecodeError as e:
+        raise TableError(f"{p}: not UTF-8 text (byte {e.start}); save the table as UTF-8 CSV") from None
+    except csv.Error as e:
+        raise TableError(f"{p}: not a readable CSV table ({e})") from None
+    if bad:
+        line, n, value = bad[0]
+        raise TableError(
+            f"{p}, line {line}: {n} fields but the header has {width} (extra value {value!r}); quote a value "
+            f"that contains a comma, or remove the extra field"
+            + (f" ({len(bad) - 1} more line(s) like this)" if len(bad) > 1 else "")
+        )
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(kept)
+    buf.seek(0)
+    return _pandas_csv(buf, nrows)
+
+
+def _short(e: Exception) -> str:
+    return str(e).strip().splitlines()[-1][:300]
+
+
+def _data_rows(frame: pd.DataFrame, p: Path, first_line: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """Drop blank lines; return the frame and each row's 1-based line number in the file."""
+    lines = np.arange(len(frame), dtype=np.int64) + first_line
+    blank = frame.isna().all(axis=1).to_numpy()
+    if blank.any():
+        frame, lines = frame.loc[~blank].reset_index(drop=True), lines[~blank]
+    if not len(frame):
+        raise TableError(f"{p}: the table has a header but no rows")
+    return frame, lines
+
+
+def _pick_column(frame: pd.DataFrame, p: Path, given: str | None, candidates: Sequence[str], what: str,
+                 default_first: bool = False) -> str:
+    cols = list(frame.columns)
+    if given is not None:
+        if given not in cols:
+            raise TableError(f"{p}: no {what} column {given!r}; the columns are {cols}")
+        return given
+    for c in candidates:
+        if c in cols:
+            return c
+    why = ""
+    if default_first:
+        if cols[0] not in DEFAULT_GROUP_COLUMNS:
+            return cols[0]
+        # A patient has several images, so its column repeats values: it would be reported as
+        # "duplicate id", which sends the user looking in the wrong place.
+        why = f"; the first column {cols[0]!r} groups rows (one patient, several images), so it is not the id"
+    raise TableError(f"{p}: cannot tell which column holds the {what}; the columns are {cols}{why} "
+                     f"(name it with {'label_column' if what == 'labels' else 'id_column'}=, "
+                     f"--{'label' if what == 'labels' else 'id'}-column on the command line)")
+
+
+def _ids(frame: pd.DataFrame, id_col: str, p: Path, lines: np.ndarray) -> np.ndarray:
+    """The stripped ids; duplicates are kept here and judged by :func:`_merge_duplicates` once
+    the labels are known."""
+    col = frame[id_col]
+    empty = np.flatnonzero(col.isna().to_numpy())
+    if empty.size:
+        raise TableError(f"{p}, row at line {lines[empty[0]]}: empty {id_col!r}; every row needs an id")
+    return np.asarray(col.astype(str).str.strip().to_numpy(), dtype=object)
+
+
+class _RowNames:
+    """Lazy ``"<id> at line <n>"`` names for schema error messages (built only for a bad row)."""
+
+    def __init__(self, ids: np.ndarray, lines: np.ndarray | None):
+        self.ids, self.lines = ids, lines
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> str:
+        if self.lines is None:
+            return str(self.ids[i])
+        return f"{self.ids[i]} at line {int(self.lines[i])}"
+
+
+# ====================================================================== label-list CSV
+
+
+def _looks_like_label(column: pd.Series) -> bool:
+    """Is this column of a one-hot CSV a label column?
+
+    Yes when at least 95% of its non-empty cells are 0/1, or, in a table too small for one bad
+    cell to stay under 5%, when all but one are and that one is a number (a typo such as 2;
+    a small numeric information column with one such value is then reported too, and the
+    message says how to name the labels instead).
+    Patient ids, ages and text columns stay information. The caller then checks every cell.
+    """
+    v = column.dropna().astype(str).str.strip()
+    v = v[v != ""]
+    if v.empty:
+        return False
+    is01 = v.isin(_BINARY)
+    if is01.mean() >= 0.95:
+        return True
+    stray = v[~is01]
+    return len(stray) == 1 and len(v) >= 2 and bool(pd.to_numeric(stray, errors="coerce").notna().all())
+
+
+def _check_binary(values: pd.DataFrame, p: Path, ids: np.ndarray, lines: np.ndarray, names: list[str],
+                  hint: str | None = None, unknown: Sequence[str] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """``(y, known)`` of 0/1 label cells; a cell holding one of ``unknown`` (an empty cell is
+    ``""``) is unknown (y 0, known False); any other value is an error naming the row."""
+    raw = values.to_numpy(dtype=object)
+    # "1.0" is how spreadsheets often save a 0/1 column.
+    ok = np.isin(raw, [*_BINARY, 0, 1])
+    is_unknown = np.zeros(raw.shape, dtype=bool)
+    if len(unknown):
+        text = np.array([["" if v is None or (isinstance(v, float) and v != v) else str(v).strip() for v in row]
+                         for row in raw], dtype=object).reshape(raw.shape)
+        is_unknown = ~ok & np.isin(text, list(unknown))
+        ok |= is_unknown
+    if not ok.all():
+        r, c = (int(v[0]) for v in np.nonzero(~ok))
+        val = raw[r, c]
+        what = "an empty cell" if val is None or (isinstance(val, float) and val != val) else f"{val!r}"
+        raise TableError(f"{p}, row {ids[r]} at line {lines[r]}: label {names[c]!r} has {what}; one-hot "
+                         f"label columns hold 0 or 1" + (f" ({int((~ok).sum()) - 1} more bad cell(s))"
+                                                         if (~ok).sum() > 1 else "")
+                         + (f"; {hint.format(col=names[c])}" if hint else "")
+                         + (f" or an unknown value {list(unknown)}" if len(unknown) else ""))
+    return ((raw == "1") | (raw == "1.0") | (raw == 1)) & ~is_unknown, ~is_unknown
