@@ -17,7 +17,15 @@
 :func:`decision_table` is the reusable part: give it ``(y_val, s_val, y_test, s_test, schema)`` of a
 trained model and it returns (and :func:`print_decision_table` prints) the same rules x metrics table.
 
-Run: ``python benchmarks/bench_decisions.py [--quick]``. Ours: best of 3 (1 on 1M rows); reference: 1 run.
+4. ``--trained``: the same table for trained models (how the defaults of ``calibration`` and
+   ``decide_for`` were chosen): the demo task (MNIST digits, 2 independent labels + a 10-digit group)
+   and a 20-label task of real pixels (2x2 grids holding 2-4 MNIST digits: "digit d present" x 10,
+   "digit d in the top row" x 10), each trained with the default loss (SchemaLoss, BCE) and with
+   ``binary = "weighted"``, ``loss_weights = "balanced"``. Calibrations none / platt / temperature,
+   fitted on validation, scored on test. ``--trained --quick``: fewer images and epochs.
+
+Run: ``python benchmarks/bench_decisions.py [--quick] [--trained]``. Ours: best of 3 (1 on 1M rows);
+reference: 1 run.
 """
 
 from __future__ import annotations
@@ -213,10 +221,97 @@ def synthetic_table(n: int, seed: int = 0):
                                    f"{L} independent labels + none")
 
 
+# ------------------------------------------------------------------ trained models
+def mnist_digits():
+    from labelwise.training.demo import load_digit_images
+
+    x, digits, _ = load_digit_images()
+    return x, digits
+
+
+def grid_task(x, digits, n: int, seed: int):
+    """n images 56x56 (2x2 cells of 28x28), 2-4 digits each in random cells, from ``x``/``digits``.
+
+    Labels: ``has_d`` (digit d anywhere) and ``top_d`` (digit d in the top row), 20 independent."""
+    rng = np.random.default_rng(seed)
+    img = np.zeros((n, 56, 56), dtype=np.uint8)
+    y = np.zeros((n, 20), dtype=np.uint8)
+    for i in range(n):
+        k = rng.integers(2, 5)
+        cells = rng.permutation(4)[:k]
+        for c in cells:
+            j = rng.integers(len(x))
+            r, col = divmod(int(c), 2)
+            img[i, 28 * r:28 * r + 28, 28 * col:28 * col + 28] = x[j]
+            d = int(digits[j])
+            y[i, d] = 1
+            if r == 0:
+                y[i, 10 + d] = 1
+    return img, y
+
+
+GRID_SCHEMA = LabelSchema(tuple(f"has_{d}" for d in range(10)) + tuple(f"top_{d}" for d in range(10)))
+
+
+def train_scores(name, schema, parts, *, image_size, epochs, batch_size, weighted, out):
+    """Train small_cnn on ``parts`` {"train"/"val"/"test": (x, y)}; returns (y_val, s_val, y_test, s_test, seconds)."""
+    from labelwise.training import Part, TrainConfig, TrainData, train
+    from labelwise.training.predict import predict_scores
+
+    data = TrainData(schema, *(Part(x, y, np.array([f"{k}{i}" for i in range(len(y))]))
+                               for k, (x, y) in parts.items()))
+    kw = dict(binary="weighted", loss_weights="balanced") if weighted else {}
+    config = TrainConfig(schema=schema, backbone="small_cnn", image_size=image_size, channels=1, epochs=epochs,
+                         bn_momentum=0.9, batch_size=batch_size, learning_rate=2e-3, lr_schedule="cosine",
+                         early_stopping_patience=None, seed=0, out_dir=str(out), verbose=0, overwrite=True,
+                         plots=False, bootstrap=0, calibration="none", decide_for="hamming", **kw)
+    t = time.perf_counter()
+    result = train(config, data)
+    seconds = time.perf_counter() - t
+    scores = {k: predict_scores(result.model, parts[k][0], schema=schema, image_size=image_size, channels=1).scores
+              for k in ("val", "test")}
+    return parts["val"][1], scores["val"], parts["test"][1], scores["test"], seconds
+
+
+def trained_tables(quick: bool) -> None:
+    import tempfile
+
+    from labelwise.training.demo import DEMO_SCHEMA, digit_targets
+
+    x, digits = mnist_digits()
+    n = len(x)
+    order = np.random.default_rng(0).permutation(n)
+    a, b = int(0.6 * n), int(0.75 * n)  # digits split before composing: no test digit is seen in training
+    pools = {"train": order[:a], "val": order[a:b], "test": order[b:]}
+    sizes = ({"train": 3000, "val": 1000, "test": 2000} if quick else {"train": 6000, "val": 1000, "test": 3000})
+    sizes_demo = {k: min(v, len(pools[k])) for k, v in sizes.items()}
+    y_demo = digit_targets(digits)
+    demo = {k: (x[pools[k][:sizes_demo[k]]], y_demo[pools[k][:sizes_demo[k]]]) for k in pools}
+    grid = {k: grid_task(x[pools[k]], digits[pools[k]], sizes[k], seed) for seed, k in enumerate(pools)}
+    epochs = 2 if quick else 3
+    tasks = [("demo (MNIST: 2 independent + 10-digit group)", DEMO_SCHEMA, demo, (28, 28)),
+             ("grid of 2-4 MNIST digits (20 independent labels)", GRID_SCHEMA, grid, (32, 32))]
+    with tempfile.TemporaryDirectory() as tmp:
+        for title, schema, parts, size in tasks:
+            for weighted in (False, True):
+                loss = "binary = weighted, loss_weights = balanced" if weighted else "default loss (SchemaLoss, BCE)"
+                yv, sv, yt, st, sec = train_scores(title, schema, parts, image_size=size, epochs=epochs,
+                                                   batch_size=64, weighted=weighted, out=Path(tmp) / "run")
+                rows = decision_table(yv, sv, yt, st, schema, calibrations=("none", "platt", "temperature"))
+                print_decision_table(rows, f"\n{title}; {loss}; {epochs} epochs ({sec:.0f} s); "
+                                           f"{len(yv)} validation, {len(yt)} test images")
+                sys.stdout.flush()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="smaller sizes (200,000 instead of 1,000,000 rows)")
+    ap.add_argument("--trained", action="store_true",
+                    help="only the rules x metrics tables of trained models (demo task + a 20-label MNIST grid task)")
     args = ap.parse_args()
+    if args.trained:
+        trained_tables(args.quick)
+        return
     big = 200_000 if args.quick else 1_000_000
     print(f"numpy {np.__version__}; {os.cpu_count()} CPU(s)\n")
     y_nih = nih_labels()

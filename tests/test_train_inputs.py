@@ -98,7 +98,7 @@ def test_resume_with_other_settings_is_refused_but_more_epochs_are_fine(small, c
     out = capsys.readouterr().out
     # progress: the file check, each epoch's validation pass, the final test prediction
     assert "checked 64 image file(s)" in out and "checked 32 image file(s)" in out
-    assert "validation: 32 images" in out and "tuning thresholds on 32 validation images" in out
+    assert "validation: 32 images" in out and "fitting the decisions on 32 validation images" in out
     assert main(["train", str(config), "--epochs", "2", "--resume", "--seed", "99", "--batch-size", "8"]) == 2
     err = capsys.readouterr().err
     assert "seed: 7 -> 99" in err and "batch_size: 32 -> 8" in err and "epochs" not in err.split("\n")[1]

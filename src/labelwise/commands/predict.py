@@ -2,8 +2,11 @@
 or per case for a case model (stacks of slices, e.g. knee MRI exams).
 
 The CSV has ``id``, ``labels`` (decided labels joined by '|'), ``p_<label>`` probabilities
-(the derived none score included) and one 0/1 decision column per label; decisions use the
-thresholds stored in the model and always obey its schema.
+(calibrated by the model's decision policy; the derived none probability included) and one 0/1
+decision column per label; decisions follow the rule stored in the model (``decide_for`` at
+training) and always obey its schema. ``--decide-for RULE`` applies another rule that needs no
+validation data: hamming (p >= 0.5), subset, instance-f1 (the set of best expected F1 per image),
+top-k=K.
 
 A case model (built by labelwise.blocks.models.build_case_model) reads one .npy stack (slices x H x W)
 per case: a folder of them (id = file stem), or a table of case ids with the stacks in --images
@@ -32,6 +35,9 @@ def add_parser(subparsers) -> None:
                    help="case models: cut longer stacks to their N central slices (default: the model's setting, else all)")
     p.add_argument("--skip-unreadable", action="store_true",
                    help="leave out unreadable images or stacks (listed in a warning)")
+    p.add_argument("--decide-for", default=None, metavar="RULE",
+                   help="decide by RULE instead of the model's rule: hamming, subset, instance-f1 or top-k=K "
+                   "(rules tuned on validation data are set at training: decide_for)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--pipeline", choices=("auto", "tf", "python"), default="auto",
                    help="input pipeline: auto (tf.data when TensorFlow is installed, else Python), tf or python")
@@ -58,17 +64,32 @@ def check_out(out: str) -> None:
         raise InputError(f"--out {out}: no permission to write in {parent}; choose another --out")
 
 
+def _check_rule(text: str) -> None:
+    from ..decide.rules import NO_VALIDATION_RULES, parse_rule
+    from ..errors import InputError
+
+    rule = parse_rule(text)
+    if rule.needs_validation:
+        allowed = ", ".join("top-k=K" if r == "top-k" else r for r in NO_VALIDATION_RULES)
+        raise InputError(f"--decide-for {text}: this rule needs thresholds tuned on validation data; predict can "
+                         f"apply {allowed} (set decide_for = {str(rule)!r} at training, or tune it with "
+                         f"`labelwise thresholds --optimize {rule}`)")
+
+
 def run(args: argparse.Namespace) -> int:
     from ..training.predict import predict
     from .noise import interactive
 
     check_out(args.out)  # before loading the model: a bad path should cost nothing
+    if args.decide_for is not None:  # a refused rule should cost nothing either
+        _check_rule(args.decide_for)
 
     # One argument stays a path (folder, table, image or pattern); several are a list of them.
     inputs = args.inputs[0] if len(args.inputs) == 1 else args.inputs
     frame = predict(args.model, inputs, out=args.out, images=args.images, column=args.column,
                     batch_size=args.batch_size, skip_unreadable=args.skip_unreadable, max_slices=args.max_slices,
-                    verbose=0 if args.quiet else 1 if interactive() else 2, pipeline=args.pipeline)
+                    verbose=0 if args.quiet else 1 if interactive() else 2, pipeline=args.pipeline,
+                    decide_for=args.decide_for)
     print(f"labelwise predict: {len(frame)} {frame.attrs.get('kind', 'image')}(s) -> {args.out}")
     if not args.quiet:
         print(frame[["id", "labels"]].head(10).to_string(index=False))

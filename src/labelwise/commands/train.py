@@ -1,4 +1,5 @@
-"""``labelwise train CONFIG.toml [--flags]``: train, tune thresholds, evaluate, write model.keras.
+"""``labelwise train CONFIG.toml [--flags]``: train, fit the decisions (calibration + rule),
+evaluate, write model.keras.
 
 Every setting of :class:`labelwise.training.TrainConfig` is a key of the TOML file and also a
 flag (``--image-size 64 64``, ``--lr-schedule cosine``, ``--no-cache``...) that overrides it.
@@ -54,6 +55,11 @@ _HELP = {
     "jit_compile": "auto (XLA on a GPU, always on JAX), true or false",
     "tensorboard": "folder for TensorBoard event files: loss, learning rate, val macro AUC and each label's AUC "
                    "per epoch (tensorboard --logdir DIR)",
+    "calibration": "calibration fitted on the validation predictions: platt (default), temperature, isotonic, none",
+    "decide_for": "decision rule fitted on the calibrated validation probabilities (default instance-f1; "
+                  "f1, hamming, subset, micro-f1, macro-f1, top-k=K, fbeta=B, ...); stored in model.keras",
+    "min_labels": "decide at least N labels per image (default: no bound)",
+    "max_labels": "decide at most K labels per image (default: no bound)",
 }
 
 

@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import InputError
-from ..training.predict import decide_scores, image_inputs, model_inputs, outputs_to_scores
+from ..training.predict import decide_scores, image_inputs, model_inputs, outputs_to_scores, probabilities_and_decisions
 
 __all__ = ["ServedModel", "RequestError", "READABLE_FORMATS"]
 
@@ -92,17 +92,20 @@ class ServedModel:
     pre: Any
     input_shape: tuple[int, int, int]
     path: str = ""
+    policy: Any = None  # the artifact's DecisionPolicy (calibration + rule); None: its thresholds decide
 
     @classmethod
     def open(cls, path: str | os.PathLike, *, name: str | None = None) -> "ServedModel":
         """Load ``model.keras`` and check it can be served: a per-image model (not a case
         model) with preprocessing and thresholds stored; :class:`InputError` otherwise."""
-        from ..training.artifact import load
+        from ..training.artifact import as_policy, load, metadata_of
 
         model, schema, thresholds, pre = load(path)
+        meta = metadata_of(model)
+        policy = as_policy(meta.policy, schema, source=str(path)) if meta.policy is not None else None
         if pre is None:
             raise InputError(f"{path}: the artifact has no preprocessing settings (image size, channels)")
-        if thresholds is None:
+        if thresholds is None and policy is None:
             raise InputError(f"{path}: the artifact has no thresholds; tune them (labelwise thresholds) and save "
                              "them into it")
         spec = model_inputs(model)
@@ -115,7 +118,7 @@ class ServedModel:
             raise InputError(f"{path}: the artifact's preprocessing gives {h}x{w}x{c} inputs, but the model takes "
                              f"{given}; save the artifact again with matching Preprocessing")
         name = name or Path(path).stem
-        return cls(name, model, schema, thresholds, pre, (h, w, c), str(path))
+        return cls(name, model, schema, thresholds, pre, (h, w, c), str(path), policy)
 
     # ------------------------------------------------------------- the steps
     def check(self, data: bytes, *, name: str = "the image") -> None:
@@ -147,6 +150,8 @@ class ServedModel:
     def finish(self, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Head outputs ``(n, n_outputs)`` -> ``(scores, decisions)``, both ``(n, n_labels)``."""
         scores = outputs_to_scores(outputs, self.schema)
+        if self.policy is not None:  # calibrated probabilities, decided by the artifact's rule
+            return probabilities_and_decisions(scores, self.policy)
         return scores, decide_scores(scores, self.schema, self.thresholds)
 
     def warm_up(self, max_batch: int = 1) -> None:
@@ -181,7 +186,14 @@ class ServedModel:
     def decision_rule(self) -> str:
         """The decision rule in words."""
         parts = []
-        if self.schema.independent:
+        rule = self.policy.parsed_rule if self.policy is not None else None
+        if rule is not None and self.policy.calibration is not None:
+            parts.append(f"probabilities calibrated ({self.policy.calibration.method}, fitted on validation)")
+        if rule is not None and rule.name not in ("f1", "fbeta", "youden", "sensitivity", "specificity",
+                                                  "precision", "macro-f1", "micro-f1"):
+            parts.append(f"independent labels: decided by the rule {rule} on the probabilities "
+                         "(per-label thresholds do not apply)")
+        elif self.schema.independent:
             parts.append("independent labels: probability >= the label's threshold (0.5 where none is stored)")
         if self.schema.exclusive:
             parts.append("each exclusive group: exactly its highest-probability member")
@@ -210,7 +222,10 @@ class ServedModel:
                 "label_rules": self.label_rules(),
                 "schema": self.schema.to_dict(),
                 "thresholds": _clean(thr),
-                "calibration": None,  # the artifact stores no calibration yet: probabilities are the model's own
+                # None: probabilities are the model's own
+                "calibration": _clean(self.policy.calibration.to_dict()) if self.policy is not None
+                and self.policy.calibration is not None else None,
+                "rule": self.policy.rule if self.policy is not None else None,
                 "decision_rule": self.decision_rule(),
                 "preprocessing": self.pre.to_dict(),
                 "pixel_values": "FP32 inputs are pixels in 0-255, already resized; the model normalises them",

@@ -1,8 +1,10 @@
 """The one model artifact: a ``.keras`` file that carries everything needed to predict.
 
 :func:`save` appends a pass-through :class:`LabelwiseMetadata` layer to the model's output;
-its ``get_config`` holds the label schema, the decision thresholds, the preprocessing
-settings (image size, channels) and the labelwise version. So the artifact is a plain Keras
+its ``get_config`` holds the label schema, the decision thresholds, the decision policy
+(calibration + rule, :class:`labelwise.decide.DecisionPolicy`; absent from artifacts written
+before it existed, whose thresholds then decide), the preprocessing settings (image size,
+channels) and the labelwise version. So the artifact is a plain Keras
 model file: ``keras.saving.load_model("model.keras")`` opens it with no ``custom_objects``
 (``import labelwise`` first, which registers the layer), and :func:`load` returns the model
 with its metadata unpacked.
@@ -23,7 +25,8 @@ from ..errors import InputError
 from ..io import atomic_path
 from ..labels.schema import LabelSchema
 
-__all__ = ["LabelwiseMetadata", "Preprocessing", "save", "load", "attach_metadata", "metadata_of", "METADATA_LAYER"]
+__all__ = ["LabelwiseMetadata", "Preprocessing", "save", "load", "attach_metadata", "metadata_of", "as_policy",
+           "METADATA_LAYER"]
 
 METADATA_LAYER = "labelwise_metadata"
 
@@ -71,12 +74,12 @@ class Preprocessing:
 
 @keras.saving.register_keras_serializable(package="labelwise")
 class LabelwiseMetadata(keras.layers.Layer):
-    """Identity layer whose config carries the artifact's metadata (schema, thresholds,
-    preprocessing, version). ``call(x) = x``."""
+    """Identity layer whose config carries the artifact's metadata (schema, thresholds, decision
+    policy, preprocessing, version). ``call(x) = x``."""
 
     def __init__(self, schema: Mapping[str, Any], thresholds: Mapping[str, Any] | None = None,
                  preprocessing: Mapping[str, Any] | None = None, version: str | None = None,
-                 info: Mapping[str, Any] | None = None, **kwargs):
+                 info: Mapping[str, Any] | None = None, policy: Mapping[str, Any] | None = None, **kwargs):
         kwargs.setdefault("name", METADATA_LAYER)
         super().__init__(**kwargs)
         self.schema_config = dict(schema.to_dict() if isinstance(schema, LabelSchema) else schema)
@@ -86,6 +89,7 @@ class LabelwiseMetadata(keras.layers.Layer):
             from .. import __version__ as version
         self.version = version
         self.info = dict(info or {})
+        self.policy = None if policy is None else dict(policy)
 
     def call(self, inputs):
         return inputs
@@ -101,12 +105,20 @@ class LabelwiseMetadata(keras.layers.Layer):
         config = super().get_config()
         config.update(schema=self.schema_config, thresholds=self.thresholds, preprocessing=self.preprocessing,
                       version=self.version, info=self.info)
+        if self.policy is not None:  # only when set: artifacts without a policy keep their old config
+            config["policy"] = self.policy
         return config
+
+
+def _is_policy(obj: Any) -> bool:
+    return type(obj).__name__ == "DecisionPolicy" and hasattr(obj, "calibration")
 
 
 def _thresholds_dict(thresholds: Any) -> dict[str, Any] | None:
     if thresholds is None:
         return None
+    if _is_policy(thresholds):  # old readers see the policy's per-label thresholds (None for set-level rules)
+        return _thresholds_dict(thresholds.thresholds)
     if hasattr(thresholds, "to_dict"):
         return thresholds.to_dict()
     if isinstance(thresholds, Mapping):
@@ -136,6 +148,7 @@ def attach_metadata(model: keras.Model, schema: LabelSchema, thresholds: Any = N
     if existing is not None:
         existing.schema_config = schema.to_dict()
         existing.thresholds = _thresholds_dict(thresholds)
+        existing.policy = thresholds.to_dict() if _is_policy(thresholds) else None
         if pre is not None:
             existing.preprocessing = pre
         if info:
@@ -143,7 +156,8 @@ def attach_metadata(model: keras.Model, schema: LabelSchema, thresholds: Any = N
         return model
     if len(model.outputs) != 1:
         raise InputError(f"the model has {len(model.outputs)} outputs; a labelwise artifact has one score output")
-    meta = LabelwiseMetadata(schema.to_dict(), _thresholds_dict(thresholds), pre, info=info)
+    meta = LabelwiseMetadata(schema.to_dict(), _thresholds_dict(thresholds), pre, info=info,
+                             policy=thresholds.to_dict() if _is_policy(thresholds) else None)
     return keras.Model(model.inputs, meta(model.outputs[0]), name=model.name)
 
 
@@ -151,6 +165,10 @@ def save(model: keras.Model, path: str | os.PathLike, schema: LabelSchema, thres
          preprocessing: Preprocessing | Mapping[str, Any] | None = None,
          info: Mapping[str, Any] | None = None, include_optimizer: bool = False) -> Path:
     """Write the one artifact to ``path`` (``.keras``) atomically; returns the path.
+
+    ``thresholds``: a ``Thresholds`` (or its dict), or a :class:`labelwise.decide.DecisionPolicy`
+    (calibration + rule), stored whole; its per-label thresholds are also stored where older
+    readers look for them.
 
     The optimizer state is left out unless asked for: an artifact is for predicting.
     """
@@ -210,12 +228,40 @@ def _check_keras_file(path: Path) -> None:
                          "save the model with labelwise (or keras.Model.save) again")
 
 
-def load(path: str | os.PathLike, *, compile: bool = False):
+def as_policy(thresholds: Any, schema: LabelSchema, *, source: str | None = None):
+    """Whatever decides -> a :class:`labelwise.decide.DecisionPolicy` over ``schema`` (None stays None).
+
+    A policy passes through; a policy dict or a thresholds dict / ``Thresholds`` (an artifact from
+    before policies) becomes a policy with no calibration whose per-label thresholds decide as before.
+    """
+    from ..decide.policy import DecisionPolicy
+    from ..decide.thresholds import Thresholds
+
+    if thresholds is None or isinstance(thresholds, DecisionPolicy):
+        return thresholds
+    if isinstance(thresholds, Thresholds):
+        thresholds = thresholds.to_dict()
+    if not isinstance(thresholds, Mapping):
+        raise InputError(f"{source or 'the artifact'}: cannot decide with a {type(thresholds).__name__}; "
+                         "give a DecisionPolicy, a Thresholds or their dict")
+    try:
+        return DecisionPolicy.from_dict(thresholds, source=source, schema=schema)
+    except InputError:
+        if thresholds.get("format") == "labelwise.decision":
+            raise
+        # an old thresholds method that is no rule name today: per-label thresholds decide the same
+        th = Thresholds.from_dict(thresholds, source=source)
+        return DecisionPolicy(schema, "f1", th.for_labels([x for x in schema.independent if x in th.labels]))
+
+
+def load(path: str | os.PathLike, *, compile: bool = False, policy: bool = False):
     """Open an artifact: returns ``(model, schema, thresholds, preprocessing)``.
 
     ``thresholds`` is a :class:`labelwise.decide.thresholds.Thresholds` when that module is available
     (else the stored dict), or None when the artifact has none; ``preprocessing`` a
-    :class:`Preprocessing` (or None).
+    :class:`Preprocessing` (or None). With ``policy=True`` the third item is instead the
+    :class:`labelwise.decide.DecisionPolicy` that decides (calibration + rule; for an artifact
+    written before policies, its thresholds with no calibration; None when it has neither).
     """
     path = Path(path)
     if not path.exists():
@@ -232,6 +278,10 @@ def load(path: str | os.PathLike, *, compile: bool = False):
         raise InputError(f"{path} is a Keras model but not a labelwise artifact (no {METADATA_LAYER} layer); "
                          "save it with labelwise.training.artifact.save(model, path, schema, thresholds, preprocessing)")
     thresholds: Any = meta.thresholds
+    pre = None if meta.preprocessing is None else Preprocessing.from_dict(meta.preprocessing)
+    if policy:
+        stored = meta.policy if meta.policy is not None else thresholds
+        return model, meta.schema, as_policy(stored, meta.schema, source=str(path)), pre
     if thresholds is not None:
         try:
             from ..decide.thresholds import Thresholds
@@ -239,5 +289,4 @@ def load(path: str | os.PathLike, *, compile: bool = False):
             thresholds = Thresholds.from_dict(thresholds)
         except ImportError:
             pass
-    pre = None if meta.preprocessing is None else Preprocessing.from_dict(meta.preprocessing)
     return model, meta.schema, thresholds, pre

@@ -33,11 +33,12 @@ _SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "v
 # Types and ranges of TrainConfig's keys, checked before any is used: a wrong type from a
 # TOML file otherwise surfaces as a TensorFlow/Keras traceback deep in training, or (a string
 # where a bool belongs) is silently truthy.
-_INT_RANGES = {"epochs": 1, "batch_size": 1, "plateau_patience": 1, "freeze_epochs": 0, "seed": 0, "bootstrap": 0,
+_INT_RANGES = {"min_labels": 0, "max_labels": 1, "epochs": 1, "batch_size": 1, "plateau_patience": 1, "freeze_epochs": 0, "seed": 0, "bootstrap": 0,
                "verbose": 0, "unfreeze_top": 0, "early_stopping_patience": 1, "devices": 1, "lr_reference_batch": 1}
 _OPTIONAL = {"unfreeze_top", "early_stopping_patience", "devices", "lr_reference_batch", "bn_momentum",
              "fine_tune_lr", "weights", "loss_weights", "split_column", "splits", "group_column", "distribute", "table",
-             "images", "train_shards", "tensorboard"}
+             "images", "train_shards", "tensorboard",
+             "min_labels", "max_labels", "threshold_method"}
 # name: (low, low inclusive, high, high inclusive, what to say)
 _FLOAT_RANGES = {"learning_rate": (0.0, True, math.inf, False, "at least 0"),
                  "fine_tune_lr": (0.0, True, math.inf, False, "at least 0"),
@@ -46,6 +47,7 @@ _FLOAT_RANGES = {"learning_rate": (0.0, True, math.inf, False, "at least 0"),
                  "plateau_factor": (0.0, False, 1.0, False, "in (0, 1)")}
 _BOOLS = ("cache", "skip_unreadable", "plots", "resume", "overwrite")
 _STRINGS = ("backbone", "weights", "loss", "binary", "loss_weights", "lr_schedule", "threshold_method",
+            "calibration", "decide_for",
             "split_column", "group_column", "distribute", "pipeline", "precision")
 PIPELINES = ("auto", "tf", "python")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -125,6 +127,28 @@ def _check_case_keys(c: "TrainConfig") -> None:
                          "case, its slices in images/<id>.npy or images/<id>/) or remove them")
 
 
+def _check_decisions(c: "TrainConfig") -> None:
+    """Check ``calibration``, ``decide_for`` (``threshold_method``: its old name) and the label bounds."""
+    from ..decide.calibration import CALIBRATION_METHODS
+    from ..decide.rules import parse_rule
+
+    if c.calibration not in CALIBRATION_METHODS:
+        raise InputError(f"calibration must be one of {list(CALIBRATION_METHODS)}; got {c.calibration!r}")
+    if c.threshold_method is not None:
+        # the old key: it names the rule when decide_for is left at its default
+        default = TrainConfig.__dataclass_fields__["decide_for"].default
+        if c.decide_for not in (default, c.threshold_method):
+            raise InputError(f"threshold_method ({c.threshold_method!r}) is the old name of decide_for "
+                             f"({c.decide_for!r}); set only decide_for")
+        c.decide_for = c.threshold_method
+    try:
+        c.decide_for = str(parse_rule(c.decide_for))
+    except InputError as e:  # its message lists the rules
+        raise InputError(f"decide_for: {e}") from None
+    if c.min_labels is not None and c.max_labels is not None and c.min_labels > c.max_labels:
+        raise InputError(f"min_labels ({c.min_labels}) is above max_labels ({c.max_labels})")
+
+
 @dataclass
 class TrainConfig:
     """Every setting of a training run (the TOML file's keys; each is also a CLI flag).
@@ -143,7 +167,13 @@ class TrainConfig:
     ``lr_schedule`` ("constant", "cosine", "plateau"), ``plateau_factor``/``plateau_patience``,
     ``freeze_epochs`` (head-only epochs), ``unfreeze_top`` (backbone layers unfrozen after them;
     None = all), ``fine_tune_lr`` (default learning_rate / 10), ``early_stopping_patience``
-    (None = off), ``augment``, ``cache``, ``seed``. Output: ``out_dir``, ``threshold_method``,
+    (None = off), ``augment``, ``cache``, ``seed``. Decisions: ``calibration`` ("platt",
+    "temperature", "isotonic", "none": fitted on the validation predictions), ``decide_for`` (the
+    decision rule, any of :data:`labelwise.decide.RULES`, e.g. "f1", "instance-f1", "hamming",
+    "top-k=3"; tuned on the calibrated validation probabilities), ``min_labels``/``max_labels``
+    (bounds on the labels decided per image; None: none); ``threshold_method`` is the old name of
+    ``decide_for`` (None: unset). The model artifact carries the calibration and the rule.
+    Output: ``out_dir``,
     ``bootstrap`` (resamples for the report's confidence intervals), ``plots`` (PNG plots in
     the report), ``verbose``. Speed: ``pipeline`` ("auto": tf.data when TensorFlow is
     installed, else the Python pipeline; "tf"; "python"), ``precision`` ("float32",
@@ -191,7 +221,14 @@ class TrainConfig:
     cache: bool = False
     skip_unreadable: bool = False
     seed: int = 0
-    threshold_method: str = "f1"
+    threshold_method: str | None = None
+    # chosen by measurement (benchmarks/bench_decisions.py --trained; README "Calibrated probabilities"):
+    # Platt gives the lowest ECE on both tasks and both losses; on its probabilities instance-f1 has the best
+    # subset accuracy and micro/instance F1 on the 20-label task and ties the best on the demo
+    calibration: str = "platt"
+    decide_for: str = "instance-f1"
+    min_labels: int | None = None
+    max_labels: int | None = None
     bootstrap: int = 1000
     plots: bool = True
     out_dir: str = "labelwise-run"
@@ -212,7 +249,8 @@ class TrainConfig:
             if getattr(self, name) in ("none", "None", ""):
                 setattr(self, name, None)
         for name in ("weights", "loss_weights", "split_column", "splits", "group_column", "unfreeze_top", "fine_tune_lr",
-                     "early_stopping_patience", "augment", "bn_momentum", "distribute", "devices", "lr_reference_batch", "train_shards", "tensorboard"):
+                     "early_stopping_patience", "augment", "bn_momentum", "distribute", "devices", "lr_reference_batch", "train_shards", "tensorboard",
+                     "min_labels", "max_labels", "threshold_method"):
             if getattr(self, name) in ("none", "None", ""):
                 setattr(self, name, None)
         _check_types(self)
@@ -255,6 +293,7 @@ class TrainConfig:
                           stacklevel=2)
         if len(self.image_size) != 2:
             raise InputError(f"image_size must be [height, width]; got {self.image_size!r}")
+        _check_decisions(self)
 
     @classmethod
     def fields(cls) -> list[dataclasses.Field]:

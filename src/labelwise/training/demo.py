@@ -22,8 +22,9 @@ digit), so the demo can never say "3" and "even" for one image. Before issue 15 
 sigmoids (:data:`INDEPENDENT_SCHEMA`, kept for the comparison in
 ``benchmarks/bench_structures.py``), which contradicted the digit on some test images. A small
 CNN (``backbone="small_cnn"``) is trained with :class:`labelwise.blocks.losses.SchemaLoss`
-(softmax + cross-entropy for the digit group, sigmoid + BCE for the others), thresholds are
-tuned on the validation split, the test split is evaluated, and the output folder gets
+(softmax + cross-entropy for the digit group, sigmoid + BCE for the others), the scores are
+Platt-calibrated on the validation split and decided by the instance-F1 rule (the training
+defaults), the test split is evaluated, and the output folder gets
 ``model.keras``, ``predictions.csv`` (test split), ``report/`` (HTML + JSON + PNGs),
 ``log.csv``/``log.json`` and ``sample_images/`` (a few test digits as PNG) for
 ``labelwise predict OUT/model.keras OUT/sample_images/``.
@@ -172,7 +173,8 @@ def run_demo(out: str | os.PathLike = "labelwise-demo", *, epochs: int | None = 
                          bn_momentum=0.9,
                          batch_size=batch_size, learning_rate=2e-3, lr_schedule="cosine", loss="schema", binary="bce",
                          early_stopping_patience=None, seed=seed, out_dir=str(out), verbose=verbose, resume=resume,
-                         overwrite=not resume, plots=plots, bootstrap=bootstrap)
+                         overwrite=not resume, plots=plots, bootstrap=bootstrap,
+                         calibration="platt", decide_for="instance-f1")
     result = train(config, data)
     test_csv = out / "test_predictions.csv"
     predictions = out / "predictions.csv"

@@ -1,5 +1,6 @@
-"""The end of a training run: restore the best epoch, tune thresholds on validation, evaluate
-the test split into ``report/`` and write the one artifact ``model.keras``.
+"""The end of a training run: restore the best epoch, fit the decision policy on validation
+(``calibration``, then the ``decide_for`` rule), evaluate the test split with it into ``report/``
+and write the one artifact ``model.keras`` carrying the policy.
 """
 
 from __future__ import annotations
@@ -32,6 +33,25 @@ class TrainResult:
     out_dir: Path
     artifact: Path
     resumed_from: int = 0
+    policy: Any = None  # the DecisionPolicy in the artifact (calibration + rule); thresholds: its per-label ones
+
+
+def _warn_if_overdeciding(policy, val_y, val_scores, schema, config) -> None:
+    """Say so when the policy decides more than twice the true labels per image on validation (the
+    sign of uncalibrated scores from a reweighting loss under a set-level rule)."""
+    n = len(schema.independent)
+    if not n:
+        return
+    predicted = float(policy.decide(val_scores)[:, :n].sum(axis=1).mean())
+    true = float(np.asarray(val_y)[:, :n].sum(axis=1).mean())
+    if predicted > 2 * true:
+        import warnings
+
+        # a warning, not a progress line: it must show at verbose = 0 too
+        warnings.warn(f"on validation the decisions ({config.decide_for}, calibration {config.calibration}) give "
+            f"{predicted:.2f} labels per image for {true:.2f} true; "
+            + ("set calibration = 'platt' (the scores are not probabilities)" if policy.calibration is None
+               or config.calibration == "none" else "consider decide_for = 'hamming' or max_labels"), stacklevel=3)
 
 
 def interactive() -> bool:
@@ -75,18 +95,34 @@ def training_summary(config, data, state, resumed_from: int = 0, *, n_test: int 
 def _finish(config, data, schema, model, state, val_ds, val_y, out, resumed_from, say, *, plan=None) -> TrainResult:
     from . import artifact
     from .artifact import Preprocessing
-    from .predict import predict_scores, write_predictions
-    from ..decide.thresholds import decide, tune_thresholds
+    from .predict import predict_scores, probabilities_and_decisions, write_predictions
+    from ..decide.policy import fit_policy
 
-    say(f"tuning thresholds on {len(val_y)} validation images")
+    say(f"fitting the decisions on {len(val_y)} validation images: calibration {config.calibration}, "
+        f"rule {config.decide_for}")
     val_scores = schema.complete_scores(model.predict(val_ds, verbose=keras_verbose(config.verbose))[: len(val_y)])
     if (np.asarray(val_y) < 0).any():  # unknown cells: each threshold tuned on its label's known rows
+        from ..decide.rules import parse_rule
         from ..evaluation.known import tune_known
+        from .artifact import as_policy
 
+        rule = parse_rule(config.decide_for)
+        kwargs = rule.tune_kwargs() if rule.per_label else {"method": "f1"}
+        say(f"note: the validation labels have unknown cells: per-label {kwargs['method']} thresholds are tuned on "
+            "each label's known rows, without calibration (calibration and set-level rules need full rows)")
         thresholds = tune_known(np.maximum(val_y, 0), val_scores, np.asarray(val_y) >= 0, list(schema.labels),
-                                schema, {"method": config.threshold_method})
+                                schema, kwargs)
+        policy = as_policy(thresholds, schema)
+        judge = thresholds  # evaluate reads unknown cells with plain thresholds, as before
     else:
-        thresholds = tune_thresholds(val_y, val_scores, method=config.threshold_method, schema=schema)
+        policy = fit_policy(val_y, val_scores, schema, rule=config.decide_for,
+                            calibration=None if config.calibration == "none" else config.calibration,
+                            min_labels=config.min_labels, max_labels=config.max_labels)
+        for note in policy.notes:
+            say(f"note: {note}")
+        _warn_if_overdeciding(policy, val_y, val_scores, schema, config)
+        thresholds = policy.thresholds
+        judge = policy
     evaluation = None
     if data.test is not None:
         from ..evaluation import evaluate
@@ -95,20 +131,21 @@ def _finish(config, data, schema, model, state, val_ds, val_y, out, resumed_from
                               channels=config.channels, batch_size=config.batch_size,
                               skip_unreadable=config.skip_unreadable, verbose=keras_verbose(config.verbose))
         test_y = data.test.y[test.keep]
-        evaluation = evaluate(test_y, test.scores, schema=schema, thresholds=thresholds,
-                              bootstrap=config.bootstrap)
+        # score_source: the report says when a reweighting loss's scores go uncalibrated
+        evaluation = evaluate(test_y, test.scores, schema=schema, thresholds=judge, bootstrap=config.bootstrap,
+                              score_source=config.binary if config.loss == "schema" else config.loss)
         evaluation.training = training_summary(config, data, state, resumed_from, n_test=len(test_y),
                                                 n_val=len(val_y))
         evaluation.save(out / "report", plots=config.plots)
-        decisions = decide(test.scores, schema, thresholds)
-        write_predictions(out / "test_predictions.csv", np.asarray(data.test.ids)[test.keep], test.scores,
+        probs, decisions = probabilities_and_decisions(test.scores, policy)
+        write_predictions(out / "test_predictions.csv", np.asarray(data.test.ids)[test.keep], probs,
                           decisions, schema)
         say(evaluation.format_table())
         say(f"report: {out / 'report' / 'report.html'}")
     else:
-        say("no test split: nothing evaluated, no report written (thresholds are tuned on val)")
+        say("no test split: nothing evaluated, no report written (the decisions are fitted on val)")
     pre = Preprocessing(tuple(config.image_size), config.channels)
-    path = artifact.save(model, out / "model.keras", schema, thresholds, pre,
+    path = artifact.save(model, out / "model.keras", schema, policy, pre,
                          info={"backbone": config.backbone, "best_epoch": state.best_epoch,
                                "val_macro_auc": state.best_auc if math.isfinite(state.best_auc) else None,
                                "epochs_run": state.epoch, "seed": config.seed})
@@ -117,4 +154,4 @@ def _finish(config, data, schema, model, state, val_ds, val_y, out, resumed_from
     write_json(out / "config.json", {**config.to_dict(), **({"distribution": plan.to_dict()} if plan else {})})
     say(f"model: {path}")
     return TrainResult(model, schema, thresholds, state.log, state.best_epoch, state.best_auc, evaluation, out,
-                       path, resumed_from)
+                       path, resumed_from, policy)

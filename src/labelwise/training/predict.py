@@ -2,11 +2,13 @@
 
 ``predict(model_path, images_or_table)`` loads ``model.keras`` (:mod:`labelwise.training.artifact`),
 reads the images with the artifact's own preprocessing (image size, channels), runs the
-model in batches and returns a table with one probability column per label (the derived
-``none`` score included: ``prod(1 - p_independent)``), one 0/1 decision column per label
-(``labelwise.decide.thresholds.decide``: thresholds for independent labels, one member per
-exclusive group, ``none`` derived -- so a decision never breaks the schema), and a
-``labels`` column with the decided labels joined by ``|``.
+model in batches and returns a table with one probability column per label: the model's
+scores calibrated by the artifact's decision policy (the derived ``none`` probability included:
+``prod(1 - p_independent)``), one 0/1 decision column per label by the policy's rule (one member
+per exclusive group, ``none`` derived -- so a decision never breaks the schema), and a ``labels``
+column with the decided labels joined by ``|``. :func:`probabilities_and_decisions` is that last step
+("scores -> (probabilities, decisions)"), shared with serving. An artifact written before
+policies decides by its stored thresholds with no calibration, as it did.
 
 Case models (:func:`labelwise.blocks.models.build_case_model`: inputs ``images (b, n, H, W, C)`` and
 ``mask (b, n)``, told apart by the model's input shapes) get one row per case instead: the
@@ -30,10 +32,12 @@ import numpy as np
 from ..errors import InputError
 from ..io import atomic_path
 from ..labels.schema import LabelSchema
+from .decisions import probabilities_and_decisions, resolve_policy
 
 __all__ = ["predict", "predict_scores", "predict_case_scores", "Scores", "ModelInputs", "model_inputs",
            "prepare_stack", "prediction_frame", "write_predictions", "read_inputs", "image_inputs", "outputs_to_scores",
-           "decide_scores"]
+           "decide_scores",
+           "probabilities_and_decisions", "resolve_policy"]
 
 _PATH_COLUMNS = ("path", "image", "image_path", "file", "filename", "Image Index", "id")
 
@@ -394,7 +398,8 @@ def _check_pre(spec: ModelInputs, pre: Any) -> None:
 
 def predict(model: Any, source: Any, *, out: str | os.PathLike | None = None, images: Any = None,
             column: str | None = None, batch_size: int | None = None, skip_unreadable: bool = False,
-            max_slices: int | None = None, verbose: int = 1, pipeline: str = "auto"):
+            max_slices: int | None = None, verbose: int = 1, pipeline: str = "auto",
+            decide_for: str | None = None):
     """Predict scores and decisions for images, or for cases with a case model; returns the
     :func:`prediction_frame` (``frame.attrs["kind"]`` is "image" or "case").
 
@@ -412,14 +417,18 @@ def predict(model: Any, source: Any, *, out: str | os.PathLike | None = None, im
     per-image model, images for a case model) raise :class:`InputError` saying what the model
     takes. ``out``: also write the frame as CSV (atomically). ``pipeline``: the input pipeline
     for images (see :func:`predict_scores`).
+
+    The ``p_`` columns are the calibrated probabilities and the decisions follow the artifact's
+    rule (:func:`probabilities_and_decisions`); ``decide_for`` replaces the rule by one that needs no validation
+    data (see :func:`resolve_policy`).
     """
     from . import artifact
 
-    model, schema, thresholds, pre = artifact.load(model) if isinstance(model, (str, os.PathLike)) else model
+    model, schema, thresholds, pre = (artifact.load(model, policy=True) if isinstance(model, (str, os.PathLike))
+                                      else model)
     if pre is None:
         raise InputError("the artifact has no preprocessing settings (image size, channels)")
-    if thresholds is None:
-        raise InputError("the artifact has no thresholds; tune them (labelwise thresholds) and save them into it")
+    policy = resolve_policy(thresholds, schema, decide_for)
     spec = model_inputs(model)
     _check_pre(spec, pre)
     given = Path(source) if isinstance(source, (str, os.PathLike)) else None
@@ -462,10 +471,10 @@ def predict(model: Any, source: Any, *, out: str | os.PathLike | None = None, im
                                 batch_size=64 if batch_size is None else batch_size,
                                 skip_unreadable=skip_unreadable, verbose=verbose, pipeline=pipeline)
         ids = [ids[i] for i in result.keep]
-    decisions = decide_scores(result.scores, schema, thresholds)
+    probs, decisions = probabilities_and_decisions(result.scores, policy)
     if out is not None:
-        write_predictions(out, ids, result.scores, decisions, schema)
-    frame = prediction_frame(ids, result.scores, decisions, schema)
+        write_predictions(out, ids, probs, decisions, schema)
+    frame = prediction_frame(ids, probs, decisions, schema)
     frame.attrs["kind"] = spec.kind
     return frame
 
@@ -546,11 +555,10 @@ def outputs_to_scores(probs: np.ndarray, schema: LabelSchema) -> np.ndarray:
 def decide_scores(scores: np.ndarray, schema: LabelSchema, thresholds: Any) -> np.ndarray:
     """Scores ``(n, n_labels)`` -> 0/1 decisions ``(n, n_labels)`` that obey the schema.
 
-    The one decision step of predict and serve: today the artifact's thresholds through
-    :func:`labelwise.decide.thresholds.decide` (``score >= threshold`` for independent labels, arg-max
-    per exclusive group, ``none`` when no independent label is on). When the artifact carries
-    a decision policy, this is the one place to apply it.
+    ``thresholds``: a ``Thresholds`` (``score >= threshold`` for independent labels, arg-max per
+    exclusive group, ``none`` when no independent label is on), or a
+    :class:`labelwise.decide.DecisionPolicy` (calibration, then its rule). The decisions of
+    :func:`probabilities_and_decisions`, which also returns the calibrated probabilities: use that
+    one to report probabilities.
     """
-    from ..decide.thresholds import decide
-
-    return decide(scores, schema, thresholds)
+    return probabilities_and_decisions(scores, thresholds, schema)[1]
