@@ -203,7 +203,8 @@ class Calibration:
         logits = self.from_logits if from_logits is None else bool(from_logits)
         schema = self.schema
         S = _as_scores(scores, schema, logits)
-        out = np.empty((S.shape[0], schema.n_outputs))
+        # columns no calibration covers (at-most-one members) keep their probabilities
+        out = sigmoid(S) if logits else np.array(S, dtype=np.float64)
         for j, label in enumerate(schema.independent):
             out[:, j] = _apply_independent(self.independent.get(label, {"kind": "identity"}), S[:, j], logits)
         for block in schema.layout:
@@ -214,6 +215,11 @@ class Calibration:
             spec = self.groups.get(block.name, {"kind": "identity"})
             u = 1.0 / float(spec["T"]) if spec.get("kind") == "temperature" else 1.0
             out[:, block.start:block.stop] = np.exp(_log_softmax(u * logp))
+        if schema.derived:  # derived labels follow their calibrated sources, as the head computes them
+            from ..labels.structure import derive_scores
+
+            n_free = len(schema.free_labels)
+            out[:, n_free:schema.n_outputs] = derive_scores(out[:, :n_free], schema)
         if np.shape(scores)[1] == schema.n_labels and schema.none:
             return schema.complete_scores(out)
         return out
