@@ -216,3 +216,22 @@ def test_serve_uses_the_artifacts_policy(run):
     np.testing.assert_array_equal(decisions, policy.decide(raw))
     params = served.metadata()["parameters"]
     assert params["rule"] == "f1" and params["calibration"]["method"] == "platt"
+
+
+def test_calibrated_derived_labels_follow_their_sources():
+    # the demo's schema: greater_than_5 and even are derived from the digit group
+    from labelwise.decide import fit_calibration
+    from labelwise.training.demo import DEMO_SCHEMA, digit_targets
+
+    rng = np.random.default_rng(1)
+    d = rng.integers(0, 10, 600)
+    y = digit_targets(d)
+    logits = 2.0 * y[:, :10] + rng.normal(0, 1.5, (600, 10))
+    p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    scores = DEMO_SCHEMA.complete_scores(p)
+    P = fit_calibration(y, scores, method="platt", schema=DEMO_SCHEMA).apply(scores)
+    assert np.isfinite(P).all()
+    col = {x: i for i, x in enumerate(DEMO_SCHEMA.labels)}
+    np.testing.assert_allclose(P[:, col["greater_than_5"]], P[:, [col[str(k)] for k in (6, 7, 8, 9)]].sum(1))
+    np.testing.assert_allclose(P[:, col["even"]], P[:, [col[str(k)] for k in (0, 2, 4, 6, 8)]].sum(1))
+    assert np.abs(P[:, :10] - p).max() > 1e-3  # the group was calibrated (a temperature), not passed through
