@@ -269,15 +269,31 @@ def test_bad_inputs_get_4xx_json_and_the_server_keeps_serving(setup):
         assert c.get("/v2/health/ready").status_code == 200
 
 
-def test_explain_is_refused_clearly_until_the_explain_module_exists(setup):
+def test_explain_adds_the_labels_grad_cam_overlay(setup):
     folder, path, served, app, pixels, pngs, url = setup
-    import importlib.util
+    import base64
+    import io
 
-    if importlib.util.find_spec("labelwise.explain") is not None:
-        pytest.skip("labelwise.explain exists: ?explain= should be wired in")
-    with httpx.Client(base_url=url, timeout=60) as c:
-        r = c.post("/predict?explain=even", files=_files(pngs[:1]))
-    assert r.status_code == 501 and "labelwise.explain" in r.json()["error"]
+    from PIL import Image
+
+    from labelwise.explain import grad_cam
+
+    with httpx.Client(base_url=url, timeout=120) as c:
+        plain = c.post("/predict", files=_files(pngs[:2])).json()["predictions"]
+        r = c.post("/predict?explain=even", files=_files(pngs[:2]))
+        derived = c.post("/predict?explain=neither", files=_files(pngs[:1]))
+    assert r.status_code == 200, r.text
+    got = r.json()["predictions"]
+    assert len(got) == 2
+    for before, after in zip(plain, got):
+        assert after["probabilities"] == before["probabilities"]  # explaining changes no number
+        png = base64.b64decode(after["explain"]["png"])
+        assert after["explain"]["label"] == "even" and Image.open(io.BytesIO(png)).format == "PNG"
+    # the heatmap is labelwise.explain's, on the inputs predict reads: it varies over the image
+    maps = grad_cam(served.model, served.inputs([p.read_bytes() for p in pngs[:2]]), labels=["even"])
+    assert maps.shape[:2] == (2, 1) and 0 <= float(maps.min()) and float(maps.max()) <= 1 and float(maps.std()) > 0
+    # the derived none label has no logit to explain: a 400 that says so, not a 500
+    assert derived.status_code == 400 and "neither" in derived.json()["error"]
 
 
 def test_page_is_served_without_outside_resources(setup):

@@ -10,7 +10,7 @@ serving):
 * ``POST /predict``: multipart upload of one or more images (any field name), or one image as
   the raw body (``Content-Type: image/...``) -> per image: probability per label, decisions,
   decided labels, each exclusive group's winner, the none label's state. ``?explain=LABEL``
-  answers 501 until ``labelwise.explain`` exists;
+  adds that label's Grad-CAM overlay (a base64 PNG, :func:`labelwise.explain.grad_cam`);
 * ``GET /stats``: model calls made so far, images in them, mean batch size;
 * ``GET /``: the page (``static/``: plain HTML, JS and CSS, nothing from elsewhere).
 
@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import html
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -183,15 +182,9 @@ def create_app(served: ServedModel, *, max_batch: int = 32, max_delay_ms: float 
 
     async def predict(request: Request) -> Response:
         explain = request.query_params.get("explain")
-        if explain is not None:
-            if explain not in served.schema.labels:
-                raise RequestError(400, f"explain={explain!r} is not a label of this model; its labels are "
-                                   f"{list(served.schema.labels)}")
-            if importlib.util.find_spec("labelwise.explain") is None:
-                raise RequestError(501, "Grad-CAM explanations are not available: this labelwise has no "
-                                   "labelwise.explain module yet; ask without ?explain=")
-            raise RequestError(501, "Grad-CAM explanations are not wired into labelwise serve yet; "
-                               "ask without ?explain=")
+        if explain is not None and explain not in served.schema.labels:
+            raise RequestError(400, f"explain={explain!r} is not a label of this model; its labels are "
+                               f"{list(served.schema.labels)}")
         ctype = request.headers.get("content-type", "")
         if ctype.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
             async with request.form(max_files=max_files, max_fields=max_files) as form:
@@ -208,9 +201,14 @@ def create_app(served: ServedModel, *, max_batch: int = 32, max_delay_ms: float 
             raise RequestError(400, "send the images as multipart/form-data (curl -F image=@digit.png "
                                "http://HOST:PORT/predict), or one image as the body with Content-Type image/png; "
                                f"got Content-Type {ctype or 'none'!r}")
-        scores, decisions = await model_outputs(await check_all(items))
-        return JSONResponse({"model": served.name, "labels": list(served.schema.labels),
-                             "predictions": served.image_results(scores, decisions, [n for n, _ in items])})
+        checked = await check_all(items)
+        scores, decisions = await model_outputs(checked)
+        results = served.image_results(scores, decisions, [n for n, _ in items])
+        if explain is not None:  # Grad-CAM off the batcher: one backward pass, in a thread
+            overlays = await asyncio.to_thread(served.explain, checked, explain, scores, decisions)
+            for result, png in zip(results, overlays):
+                result["explain"] = {"label": explain, "png": png}
+        return JSONResponse({"model": served.name, "labels": list(served.schema.labels), "predictions": results})
 
     async def page(request: Request) -> Response:
         text = (STATIC / "index.html").read_text(encoding="utf-8")

@@ -154,6 +154,27 @@ class ServedModel:
             return probabilities_and_decisions(scores, self.policy)
         return scores, decide_scores(scores, self.schema, self.thresholds)
 
+    def explain(self, items: Sequence[Any], label: str, scores: np.ndarray, decisions: np.ndarray) -> list[str]:
+        """Base64 PNG overlays of ``label``'s Grad-CAM heatmap (:func:`labelwise.explain.grad_cam`),
+        one per item, titled with the label's probability and decision. A label that has no logit
+        (the derived none label) is a 400 naming why."""
+        import base64
+
+        from ..explain.gradcam import grad_cam
+        from ..explain.overlay import overlay_png
+
+        x = self.inputs(items)
+        try:
+            maps = grad_cam(self.model, x, labels=[label])
+        except InputError as e:
+            raise RequestError(400, f"explain={label!r}: {e}") from None
+        j = list(self.schema.labels).index(label)
+        out = []
+        for i in range(len(items)):
+            title = f"{label}: p = {float(scores[i, j]):.3f}, decided {'yes' if decisions[i, j] else 'no'}"
+            out.append(base64.b64encode(overlay_png(x[i], maps[i, 0], title)).decode("ascii"))
+        return out
+
     def warm_up(self, max_batch: int = 1) -> None:
         """Run a blank image, then a full batch of ``max_batch``, through decode and model, so
         the first requests do not pay for tracing and the largest batch's memory is taken up
