@@ -65,14 +65,9 @@ def run(args: argparse.Namespace) -> int:
           f"macro Brier {np.mean(b0):.4f} -> {np.mean(b1):.4f} (on the data it was fitted on)")
     if schema.none:
         print(f"({schema.none!r} is derived: prod(1 - p) of the calibrated independent labels)")
-    for note in cal.notes:
-        print(f"note: {note}")
-    if args.out:
-        cal.save(args.out)
-        print(f"Wrote {args.out}")
-    else:
-        print("(not saved: pass --out calibration.json)")
-    return 0
+    from .thresholds import save_or_say
+
+    return save_or_say(cal, args.out, cal.notes, "calibration.json")
 
 
 def load_raw(args):

@@ -130,16 +130,7 @@ def _run_policy(args) -> int:
     print(f"on this data: Hamming {m['hamming_loss']:.3f}, subset accuracy {m['subset_accuracy']:.3f}, "
           f"micro-F1 {m['micro_f1']:.3f}, instance-F1 {m['instance_f1']:.3f}; labels per image "
           f"{m['labels_per_image_predicted']:.2f} decided vs {m['labels_per_image_true']:.2f} true")
-    for note in pol.notes:
-        print(f"note: {note}")
-    for w in caught:
-        print(f"note: {w.message}")
-    if args.out:
-        pol.save(args.out)
-        print(f"Wrote {args.out}")
-    else:
-        print("(not saved: pass --out decision.json)")
-    return 0
+    return save_or_say(pol, args.out, [*pol.notes, *(w.message for w in caught)], "decision.json")
 
 
 def _run_plain(args: argparse.Namespace, kw: dict) -> int:
@@ -176,14 +167,7 @@ def _run_plain(args: argparse.Namespace, kw: dict) -> int:
     print("\n".join(_table(["label", "pos", "threshold", metric], rows, right=[1, 2, 3])))
     if schema.exclusive or schema.none:
         print("(exclusive groups are decided by argmax; the none label is derived from the others)")
-    for w in caught:
-        print(f"note: {w.message}")
-    if args.out:
-        th.save(args.out)
-        print(f"Wrote {args.out}")
-    else:
-        print("(not saved: pass --out thresholds.json)")
-    return 0
+    return save_or_say(th, args.out, [w.message for w in caught], "thresholds.json")
 
 
 def _metric_name(kw: dict) -> str:
@@ -207,3 +191,16 @@ def _as_list(x: Any, n: int) -> list[float]:
 
 def _f(x: float) -> str:
     return "n/a" if x is None or not math.isfinite(x) else f"{x:.3f}"
+
+
+def save_or_say(obj: Any, out: str | None, notes: Any, example: str) -> int:
+    """Print the notes, then save ``obj`` (it has ``.save(path)``) to ``out`` and say so, or say how
+    to keep it; returns the exit status 0."""
+    for note in notes:
+        print(f"note: {note}")
+    if out:
+        obj.save(out)
+        print(f"Wrote {out}")
+    else:
+        print(f"(not saved: pass --out {example})")
+    return 0
