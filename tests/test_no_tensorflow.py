@@ -86,8 +86,10 @@ def test_train_predict_evaluate_on_the_python_pipeline(tmp_path):
     pred = pd.read_csv(tmp_path / "pred.csv")
     during = pd.read_csv(run / "test_predictions.csv")
     cols = [f"p_{lab}" for lab in SCHEMA.labels]
-    # the artifact, reloaded, scores the test images as training's own final prediction did
-    np.testing.assert_allclose(pred[cols].to_numpy(), during[cols].to_numpy(), atol=2e-6)
+    # the artifact, reloaded, scores the test images as training's own final prediction did. The
+    # batches differ (JAX: float noise ~1e-6 in the logits) and the p_ columns are Platt-calibrated,
+    # which scales logit noise by the fitted slope: 2e-5 still tells a wrong image or label apart.
+    np.testing.assert_allclose(pred[cols].to_numpy(), during[cols].to_numpy(), atol=2e-5)
     truth = tmp_path / "truth.csv"
     pd.read_csv(tmp_path / "labels.csv").query("split == 'test'")[["id", "labels"]].to_csv(truth, index=False)
     assert main(["evaluate", "--truth", str(truth), "--schema", str(tmp_path / "schema.toml"),
