@@ -166,7 +166,11 @@ def _label_logits(head: Any, features):
 
     z = ops.cast(head.dense(features), "float32")
     if not isinstance(head, PowersetHead):
-        return z
+        # Implications and derived labels (issue 15): the head's own logits over every output --
+        # a parent's max-constrained logit, a derived label's logit(score) -- from the free ones.
+        from ..blocks.layers import structured_logits
+
+        return structured_logits(z, head.schema)
     # A powerset head's softmax is over combinations: the label's logit is that of its summed score.
     p = ops.matmul(ops.softmax(z, axis=-1), ops.convert_to_tensor(head.classes.astype("float32")))
     p = ops.clip(p, 1e-7, 1.0 - 1e-7)
