@@ -197,38 +197,47 @@ def train_cases(config: TrainConfig, data: TrainData | None = None, *, epoch_cal
 
 
 def _finish_cases(config, data, schema, model, state, val_set, test_set, out, resumed_from, say) -> TrainResult:
-    """Thresholds on val, the test report and predictions, ``model.keras`` and ``config.json``."""
-    from ..decide.thresholds import decide, tune_thresholds
+    """The decision policy fitted on val (calibration + rule, as for image runs), the test report
+    and predictions, ``model.keras`` and ``config.json``."""
+    from ..decide.policy import fit_policy
     from . import artifact
     from .artifact import Preprocessing
-    from .predict import write_predictions
+    from .finish import keras_verbose
+    from .predict import probabilities_and_decisions, write_predictions
 
     val_y = np.asarray(data.val.y)
-    say(f"tuning thresholds on {len(val_y)} validation cases")
-    val_scores = schema.complete_scores(model.predict(val_set.for_predict(), verbose=min(config.verbose, 2)))
-    thresholds = tune_thresholds(val_y, val_scores, method=config.threshold_method, schema=schema)
+    say(f"fitting the decisions on {len(val_y)} validation cases: calibration {config.calibration}, "
+        f"rule {config.decide_for}")
+    val_scores = schema.complete_scores(model.predict(val_set.for_predict(), verbose=keras_verbose(config.verbose)))
+    policy = fit_policy(val_y, val_scores, schema, rule=config.decide_for,
+                        calibration=None if config.calibration == "none" else config.calibration,
+                        min_labels=config.min_labels, max_labels=config.max_labels)
+    for note in policy.notes:
+        say(f"note: {note}")
+    thresholds = policy.thresholds
     evaluation = None
     if test_set is not None:
         from ..evaluation import evaluate
 
-        scores = schema.complete_scores(model.predict(test_set.for_predict(), verbose=min(config.verbose, 2)))
+        scores = schema.complete_scores(model.predict(test_set.for_predict(), verbose=keras_verbose(config.verbose)))
         summary = {"unit": "cases", "slices_per_case": slice_summary(test_set.cases.lengths, config.max_slices)}
-        evaluation = evaluate(np.asarray(data.test.y), scores, schema=schema, thresholds=thresholds,
-                              bootstrap=config.bootstrap, summary=summary)
+        evaluation = evaluate(np.asarray(data.test.y), scores, schema=schema, thresholds=policy,
+                              bootstrap=config.bootstrap, summary=summary,
+                              score_source=config.binary if config.loss == "schema" else config.loss)
         evaluation.save(out / "report", plots=config.plots)
-        write_predictions(out / "test_predictions.csv", np.asarray(data.test.ids), scores,
-                          decide(scores, schema, thresholds), schema)
+        probs, decisions = probabilities_and_decisions(scores, policy)
+        write_predictions(out / "test_predictions.csv", np.asarray(data.test.ids), probs, decisions, schema)
         say(evaluation.format_table())
         say(f"report: {out / 'report' / 'report.html'}")
     else:
-        say("no test split: nothing evaluated, no report written (thresholds are tuned on val)")
+        say("no test split: nothing evaluated, no report written (the decisions are fitted on val)")
     pre = Preprocessing(tuple(config.image_size), config.channels, max_slices=config.max_slices,
                         extra={"unit": "case", "slice_sampling": "even", "pooling": config.pooling or "max"})
-    path = artifact.save(model, out / "model.keras", schema, thresholds, pre,
+    path = artifact.save(model, out / "model.keras", schema, policy, pre,
                          info={"backbone": config.backbone, "unit": "case", "best_epoch": state.best_epoch,
                                "val_macro_auc": state.best_auc if math.isfinite(state.best_auc) else None,
                                "epochs_run": state.epoch, "seed": config.seed})
     write_json(out / "config.json", config.to_dict())
     say(f"model: {path}")
     return TrainResult(model, schema, thresholds, state.log, state.best_epoch, state.best_auc, evaluation, out,
-                       path, resumed_from)
+                       path, resumed_from, policy)
