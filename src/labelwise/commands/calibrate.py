@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .evaluate import add_common
+from .evaluate import add_common, save_or_say
 
 HELP = "fit a calibration (platt, temperature, isotonic) of the scores on a validation set"
 
@@ -65,8 +65,6 @@ def run(args: argparse.Namespace) -> int:
           f"macro Brier {np.mean(b0):.4f} -> {np.mean(b1):.4f} (on the data it was fitted on)")
     if schema.none:
         print(f"({schema.none!r} is derived: prod(1 - p) of the calibrated independent labels)")
-    from .thresholds import save_or_say
-
     return save_or_say(cal, args.out, cal.notes, "calibration.json")
 
 

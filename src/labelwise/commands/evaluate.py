@@ -229,3 +229,16 @@ def run_compare(args: argparse.Namespace, table, strategies: dict) -> int:
 
 def _progress(done: int, total: int) -> None:
     print(f"\r  bootstrap {done}/{total}", end="\n" if done >= total else "", file=sys.stderr, flush=True)
+
+
+def save_or_say(obj: Any, out: str | None, notes: Any, example: str) -> int:
+    """Print the notes, then save ``obj`` (it has ``.save(path)``) to ``out`` and say so, or say how
+    to keep it; returns the exit status 0."""
+    for note in notes:
+        print(f"note: {note}")
+    if out:
+        obj.save(out)
+        print(f"Wrote {out}")
+    else:
+        print(f"(not saved: pass --out {example})")
+    return 0

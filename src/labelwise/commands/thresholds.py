@@ -21,7 +21,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from .evaluate import add_common
+from .evaluate import add_common, save_or_say
 
 HELP = ("choose decisions on a validation set: per-label thresholds (f1, youden, fbeta=2, ...) or a set-level "
         "rule (hamming, subset, micro-f1, macro-f1, instance-f1, top-k=K), optionally after calibration")
@@ -191,16 +191,3 @@ def _as_list(x: Any, n: int) -> list[float]:
 
 def _f(x: float) -> str:
     return "n/a" if x is None or not math.isfinite(x) else f"{x:.3f}"
-
-
-def save_or_say(obj: Any, out: str | None, notes: Any, example: str) -> int:
-    """Print the notes, then save ``obj`` (it has ``.save(path)``) to ``out`` and say so, or say how
-    to keep it; returns the exit status 0."""
-    for note in notes:
-        print(f"note: {note}")
-    if out:
-        obj.save(out)
-        print(f"Wrote {out}")
-    else:
-        print(f"(not saved: pass --out {example})")
-    return 0
