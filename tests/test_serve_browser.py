@@ -65,10 +65,10 @@ def test_page_uploads_a_digit_and_shows_the_decisions(tmp_path):
             group = page.locator("[data-testid=groups]").inner_text()
             none = page.locator("[data-testid=none]").inner_text()
             shown_p = float(rows.filter(has_text="even").locator("td.value").inner_text().rstrip("%")) / 100
-            # clicking a label asks for its heatmap; without labelwise.explain the page says why not
+            # clicking a label asks for its Grad-CAM heatmap: the page shows the overlay image
             rows.filter(has_text="even").first.click()
-            page.wait_for_function("document.querySelector('.heat').textContent.length > 20 && "
-                                   "!document.querySelector('.heat').textContent.endsWith('…')")
+            page.wait_for_function("document.querySelector('.heat img') !== null && "
+                                   "document.querySelector('.heat img').naturalWidth > 0")
             heat = page.locator(".heat").inner_text()
             page.screenshot(path=str(shot), full_page=True)
         finally:
@@ -81,6 +81,6 @@ def test_page_uploads_a_digit_and_shows_the_decisions(tmp_path):
     assert group.startswith(f"digit: {digit}")
     assert none.startswith("neither: " + ("yes" if "neither" in want else "no"))
     assert abs(shown_p - expected["p_even"].iloc[0]) < 0.0006  # shown to 0.1 %
-    assert "explain" in heat or "Grad-CAM" in heat
+    assert "Grad-CAM for even" in heat
     assert outside == []  # nothing loaded from anywhere but this server
     assert shot.stat().st_size > 10_000
