@@ -392,3 +392,19 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def read_json(path: str | os.PathLike, what: str) -> Any:
+    """The JSON document in ``path``; a missing, unreadable or malformed file is an InputError
+    naming the file (and ``what`` it should be), with the line and column of a syntax error."""
+    from .errors import InputError
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{what} file {path} does not exist") from None
+    except OSError as e:
+        raise InputError(f"cannot read {what} file {path}: {e}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None

@@ -7,7 +7,13 @@ numpy/scikit-learn only.
 """
 
 from .calibration import CALIBRATION_METHODS, MIN_ISOTONIC, Calibration, fit_calibration
-from .policy import COMPARED_RULES, DecisionPolicy, RuleComparison, compare_rules, fit_policy
+from .policy import (
+    COMPARED_RULES,
+    DecisionPolicy,
+    RuleComparison,
+    compare_rules,
+    fit_policy,
+)
 from .rules import (
     NO_VALIDATION_RULES,
     PER_LABEL_RULES,

@@ -27,7 +27,6 @@ This module imports neither Keras nor TensorFlow (scikit-learn only inside ``iso
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -35,7 +34,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import InputError
-from ..io import write_json
+from ..io import read_json, write_json
 from ..labels.schema import LabelSchema
 from ..metrics._validation import check_scores, check_targets, sigmoid
 
@@ -272,7 +271,7 @@ class Calibration:
     @classmethod
     def load(cls, path: str | Path) -> "Calibration":
         """Read a calibration JSON file; errors name the file."""
-        return cls.from_dict(_read_json(path, "calibration"), source=str(path))
+        return cls.from_dict(read_json(path, "calibration"), source=str(path))
 
 
 def _check_spec(spec: Mapping[str, Any], where: str) -> None:
@@ -287,20 +286,6 @@ def _check_spec(spec: Mapping[str, Any], where: str) -> None:
         raise InputError(f"{where}: temperature T must be a positive number; got {spec['T']!r}")
     if kind == "isotonic" and len(spec["x"]) != len(spec["y"]):
         raise InputError(f"{where}: isotonic x and y differ in length")
-
-
-def _read_json(path: str | Path, what: str) -> Any:
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{what} file {path} does not exist") from None
-    except OSError as e:
-        raise InputError(f"cannot read {what} file {path}: {e}") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise InputError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
 
 
 def _check_same_labels(schema: LabelSchema, labels: Sequence[str], mine: str, theirs: str) -> None:

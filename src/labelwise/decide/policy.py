@@ -23,12 +23,15 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import InputError
-from ..io import json_text, write_json
-from ..metrics._validation import check_targets
+from ..io import json_text, read_json, write_json
 from ..labels.schema import LabelSchema
-from .thresholds import FORMAT as THRESHOLDS_FORMAT
-from .thresholds import Thresholds
-from .calibration import Calibration, _check_same_labels, _read_json, fit_calibration, resolve_schema
+from ..metrics._validation import check_targets
+from .calibration import (
+    Calibration,
+    _check_same_labels,
+    fit_calibration,
+    resolve_schema,
+)
 from .rules import (
     Rule,
     apply_rule,
@@ -37,6 +40,8 @@ from .rules import (
     fit_rule,
     parse_rule,
 )
+from .thresholds import FORMAT as THRESHOLDS_FORMAT
+from .thresholds import Thresholds
 
 __all__ = ["DecisionPolicy", "fit_policy", "compare_rules", "RuleComparison", "COMPARED_RULES", "FORMAT"]
 
@@ -194,7 +199,7 @@ class DecisionPolicy:
     @classmethod
     def load(cls, path: str | Path, *, schema: LabelSchema | None = None) -> "DecisionPolicy":
         """Read a decision file (or a plain thresholds file, see :meth:`from_dict`); errors name it."""
-        return cls.from_dict(_read_json(path, "decision"), source=str(path), schema=schema)
+        return cls.from_dict(read_json(path, "decision"), source=str(path), schema=schema)
 
 
 def _prepare(y_true, y_score, schema, labels, from_logits, calibration, what="y_score"):

@@ -45,8 +45,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
-from ..metrics._validation import check_scores, check_targets, warn_undefined
 from ..labels.schema import LabelSchema
+from ..metrics._validation import check_scores, check_targets, warn_undefined
 from .thresholds import Thresholds, tune_thresholds
 
 __all__ = ["Rule", "parse_rule", "RULES", "PER_LABEL_RULES", "SET_RULES", "NO_VALIDATION_RULES", "fit_rule",

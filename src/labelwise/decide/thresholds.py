@@ -28,7 +28,6 @@ This module imports neither Keras nor TensorFlow.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,9 +36,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import InputError
-from ..io import write_json
-from ..metrics._validation import check_pair, check_scores, warn_undefined
+from ..io import read_json, write_json
 from ..labels.schema import LabelSchema
+from ..metrics._validation import check_pair, check_scores, warn_undefined
 
 __all__ = ["Thresholds", "tune_thresholds", "decide", "METHODS"]
 
@@ -166,17 +165,7 @@ class Thresholds:
     @classmethod
     def load(cls, path: str | Path) -> "Thresholds":
         """Read a thresholds JSON file; errors name the file."""
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise InputError(f"thresholds file {path} does not exist") from None
-        except OSError as e:
-            raise InputError(f"cannot read thresholds file {path}: {e}") from None
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise InputError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+        data = read_json(path, "thresholds")
         return cls.from_dict(data, source=str(path))
 
 
