@@ -21,6 +21,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+from _smoke import add_smoke, parse  # noqa: E402
 
 
 def _timeit(fn, repeats: int) -> float:
@@ -111,7 +112,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--backbones", default="small_cnn,mobilenetv3small,efficientnetv2b0,densenet121,resnet50,vgg16")
-    args = ap.parse_args()
+    add_smoke(ap, size=32, batch=4, repeats=1, backbones="small_cnn")
+    args = parse(ap)
     bench_backbones(args.size, args.batch, args.repeats, args.backbones.split(","))
     bench_losses(256, 15, args.repeats)
 

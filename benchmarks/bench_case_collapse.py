@@ -47,6 +47,7 @@ if not SHARED.exists():
     SHARED = Path("/work/shared/data")
 
 import numpy as np  # noqa: E402
+from _smoke import add_smoke, parse  # noqa: E402
 
 LABELS = ("has_7", "has_0", "has_8_9")
 COUNTS = (913, 215, 423)  # of 1,130: the exams' positives
@@ -238,7 +239,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--cases", type=int, default=None, help="number of cases (default 1,130; --quick 300)")
     ap.add_argument("--poolings", nargs="+", default=["max", "mean", "attention"])
-    args = ap.parse_args()
+    add_smoke(ap, quick=True, cases=40, epochs=1, poolings=["max"])
+    args = parse(ap)
     n_cases = args.cases or (300 if args.quick else N_CASES)
     import keras
 

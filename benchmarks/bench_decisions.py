@@ -54,6 +54,7 @@ from labelwise.decide import (  # noqa: E402
 from labelwise.decide.rules import decision_metrics  # noqa: E402
 from labelwise.metrics import brier_score, expected_calibration_error  # noqa: E402
 from labelwise.labels.schema import LabelSchema  # noqa: E402
+from _smoke import add_smoke, parse  # noqa: E402
 
 TABLE_RULES = ("f1", "hamming", "subset", "micro-f1", "macro-f1", "instance-f1", "top-k")
 
@@ -273,7 +274,7 @@ def train_scores(name, schema, parts, *, image_size, epochs, batch_size, weighte
     return parts["val"][1], scores["val"], parts["test"][1], scores["test"], seconds
 
 
-def trained_tables(quick: bool) -> None:
+def trained_tables(quick: bool, smoke: bool = False) -> None:
     import tempfile
 
     from labelwise.training.demo import DEMO_SCHEMA, digit_targets
@@ -283,12 +284,13 @@ def trained_tables(quick: bool) -> None:
     order = np.random.default_rng(0).permutation(n)
     a, b = int(0.6 * n), int(0.75 * n)  # digits split before composing: no test digit is seen in training
     pools = {"train": order[:a], "val": order[a:b], "test": order[b:]}
-    sizes = ({"train": 3000, "val": 1000, "test": 2000} if quick else {"train": 6000, "val": 1000, "test": 3000})
+    sizes = ({"train": 200, "val": 100, "test": 100} if smoke else {"train": 3000, "val": 1000, "test": 2000} if quick
+             else {"train": 6000, "val": 1000, "test": 3000})
     sizes_demo = {k: min(v, len(pools[k])) for k, v in sizes.items()}
     y_demo = digit_targets(digits)
     demo = {k: (x[pools[k][:sizes_demo[k]]], y_demo[pools[k][:sizes_demo[k]]]) for k in pools}
     grid = {k: grid_task(x[pools[k]], digits[pools[k]], sizes[k], seed) for seed, k in enumerate(pools)}
-    epochs = 2 if quick else 3
+    epochs = 1 if smoke else 2 if quick else 3
     tasks = [("demo (MNIST: 2 independent + 10-digit group)", DEMO_SCHEMA, demo, (28, 28)),
              ("grid of 2-4 MNIST digits (20 independent labels)", GRID_SCHEMA, grid, (32, 32))]
     with tempfile.TemporaryDirectory() as tmp:
@@ -308,30 +310,32 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smaller sizes (200,000 instead of 1,000,000 rows)")
     ap.add_argument("--trained", action="store_true",
                     help="only the rules x metrics tables of trained models (demo task + a 20-label MNIST grid task)")
-    args = ap.parse_args()
+    add_smoke(ap, quick=True)
+    args = parse(ap)
     if args.trained:
-        trained_tables(args.quick)
+        trained_tables(args.quick, smoke=args.smoke)
         return
-    big = 200_000 if args.quick else 1_000_000
+    big = 5_000 if args.smoke else 200_000 if args.quick else 1_000_000
     print(f"numpy {np.__version__}; {os.cpu_count()} CPU(s)\n")
     y_nih = nih_labels()
     prev = y_nih.mean(0).clip(1e-3) if y_nih is not None else np.geomspace(0.002, 0.12, 14)
-    y, p, s = synthetic(22_433, 14, 1, prev)
-    if y_nih is not None:
+    y, p, s = synthetic(2_000 if args.smoke else 22_433, 14, 1, prev)
+    if y_nih is not None and not args.smoke:
         y = y_nih  # real labels; the synthetic scores then carry no signal, which speed does not care about
         print(f"22,433 x 14: real labels from {TEST_LIST}")
-    rows = speed(len(y), 14, y, s, ref_rows=2000, repeats=3)
+    rows = speed(len(y), 14, y, s, ref_rows=200 if args.smoke else 2000, repeats=3)
     yb, _, sb = synthetic(big, 14, 2, prev)
-    rows += speed(big, 14, yb, sb, ref_rows=2000, repeats=1)
-    P25 = np.random.default_rng(3).random((100_000, 25)) ** 2
+    rows += speed(big, 14, yb, sb, ref_rows=200 if args.smoke else 2000, repeats=1)
+    P25 = np.random.default_rng(3).random((2_000 if args.smoke else 100_000, 25)) ** 2
     t, (D, _) = best_of(lambda: instance_f1_decisions(P25), 3)
     t0 = time.perf_counter()
-    D_ref = ref_decide(P25, 1000)
-    t_ref = (time.perf_counter() - t0) * 100
-    rows.append(["100,000 x 25", "instance-f1 decisions", t, t_ref,
-                 f"ref on 1,000 rows, scaled; same decisions: {bool((D[:1000] == D_ref).all())}"])
+    n_ref = 100 if args.smoke else 1000
+    D_ref = ref_decide(P25, n_ref)
+    t_ref = (time.perf_counter() - t0) * len(P25) / n_ref
+    rows.append([f"{len(P25):,} x 25", "instance-f1 decisions", t, t_ref,
+                 f"ref on {n_ref:,} rows, scaled; same decisions: {bool((D[:n_ref] == D_ref).all())}"])
     print_speed(rows)
-    synthetic_table(20_000)
+    synthetic_table(2_000 if args.smoke else 20_000)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _smoke import add_smoke, parse  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("LABELWISE_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -135,7 +136,8 @@ def main() -> None:
     ap.add_argument("--bootstrap", type=int, default=1000)
     ap.add_argument("--stages", default=",".join(STAGES))
     ap.add_argument("--child", nargs=2, metavar=("STAGE", "FOLDER"), help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    add_smoke(ap, n=2000, bootstrap=20)
+    args = parse(ap)
     if args.child:
         print(json.dumps(run_stage(args.child[0], Path(args.child[1]), args.bootstrap)))
         return

@@ -20,6 +20,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+from _smoke import add_smoke, parse  # noqa: E402
 
 
 def main() -> None:
@@ -27,7 +28,8 @@ def main() -> None:
     ap.add_argument("--n-files", type=int, default=256)
     ap.add_argument("--size", type=int, default=640)
     ap.add_argument("--repeats", type=int, default=3)
-    args = ap.parse_args()
+    add_smoke(ap, n_files=4, size=64, repeats=1)
+    args = parse(ap)
 
     import tensorflow as tf
     from PIL import Image

@@ -19,6 +19,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+from _smoke import add_smoke, parse  # noqa: E402
 
 
 def _best(fn, repeats: int) -> float:
@@ -35,7 +36,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
+    add_smoke(parser, images=2, repeats=1)
+    args = parse(parser)
 
     import keras
 
@@ -45,7 +47,8 @@ def main() -> None:
 
     print(f"backend {keras.backend.backend()}, {args.images} images, best of {args.repeats}")
     print(f"{'model':<22}{'labels':>7}{'one pass s':>12}{'loop s':>10}{'loop/one':>10}{'max diff':>10}")
-    for backbone, size, channels in (("small_cnn", 64, 1), ("mobilenetv2", 96, 3), ("densenet121", 64, 3)):
+    models = (("small_cnn", 64, 1), ("mobilenetv2", 96, 3), ("densenet121", 64, 3))
+    for backbone, size, channels in models[:1] if args.smoke else models:
         for k in (1, 4, 14) if backbone != "densenet121" else (4, 14):
             schema = LabelSchema([f"l{i}" for i in range(k)])
             model = build_model(schema, backbone, input_shape=(size, size, channels), weights=None)

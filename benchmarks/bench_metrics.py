@@ -25,6 +25,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from _smoke import add_smoke, parse  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("LABELWISE_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -58,7 +59,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="5,000 rows, 200 resamples (reference on 10)")
     ap.add_argument("--resamples", type=int, default=None)
     ap.add_argument("--ref-resamples", type=int, default=None, help="resamples the sklearn reference runs")
-    args = ap.parse_args()
+    add_smoke(ap, resamples=20, ref_resamples=2, quick=True)
+    args = parse(ap)
 
     from sklearn import metrics as sk
 

@@ -33,6 +33,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+from _smoke import add_smoke, parse  # noqa: E402
 
 DIGITS = tuple(str(d) for d in range(10))
 
@@ -43,7 +44,8 @@ def main() -> None:
     ap.add_argument("--n-train", type=int, default=8000)
     ap.add_argument("--n-test", type=int, default=2000)
     ap.add_argument("--batch", type=int, default=128)
-    args = ap.parse_args()
+    add_smoke(ap, epochs=1, n_train=256, n_test=128, batch=64)
+    args = parse(ap)
 
     import keras
 

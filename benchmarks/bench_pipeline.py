@@ -25,6 +25,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+from _smoke import add_smoke, parse  # noqa: E402
 
 
 def _pipeline_rate(ds, n_images: int) -> float:
@@ -62,7 +63,11 @@ def main() -> None:
     ap.add_argument("--n-files", type=int, default=96)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--steps", type=int, default=6)
-    args = ap.parse_args()
+    ap.add_argument("--backbone", default="densenet121")
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--mnist-steps", type=int, default=40)
+    add_smoke(ap, n_files=8, batch=4, steps=2, backbone="small_cnn", size=32, mnist_steps=2)
+    args = parse(ap)
 
     import keras
 
@@ -83,17 +88,17 @@ def main() -> None:
     print(f"{'':34s}{'images/s':>12s}{'images/s':>12s}{'images/s':>12s}{'':>10s}")
 
     for channels in (1, 3):
-        ds = make_dataset(paths, y, image_size=(224, 224), channels=channels, batch_size=args.batch, augment=aug,
+        ds = make_dataset(paths, y, image_size=(args.size, args.size), channels=channels, batch_size=args.batch, augment=aug,
                           shuffle=True)
         pipe = _pipeline_rate(ds, len(paths))
-        config = TrainConfig(backbone="densenet121", weights=None, image_size=(224, 224), channels=channels,
+        config = TrainConfig(backbone=args.backbone, weights=None, image_size=(args.size, args.size), channels=channels,
                              learning_rate=1e-4, loss="schema", verbose=0)
         keras.utils.set_random_seed(0)
         model = build_and_compile(config, nih)
-        xb = np.random.default_rng(0).uniform(0, 255, (args.batch, 224, 224, channels)).astype(np.float32)
+        xb = np.random.default_rng(0).uniform(0, 255, (args.batch, args.size, args.size, channels)).astype(np.float32)
         rate = _model_rate(model, xb, y[: args.batch], args.steps)
         fed = _fit_rate(model, ds.repeat(), args.steps, args.batch)
-        _row(f"NIH 1024px PNG -> 224x224x{channels}, densenet121", pipe, rate, fed)
+        _row(f"NIH 1024px PNG -> {args.size}x{args.size}x{channels}, {args.backbone}", pipe, rate, fed)
 
     from labelwise.training.demo import DEMO_SCHEMA, digit_targets, load_digit_images
 
@@ -106,8 +111,8 @@ def main() -> None:
     config = TrainConfig(backbone="small_cnn", image_size=(28, 28), channels=1, loss="schema", verbose=0)
     keras.utils.set_random_seed(0)
     model = build_and_compile(config, DEMO_SCHEMA)
-    rate = _model_rate(model, x[:batch, ..., None].astype(np.float32), yd[:batch], 40)
-    fed = _fit_rate(model, ds.repeat(), 40, batch)
+    rate = _model_rate(model, x[:batch, ..., None].astype(np.float32), yd[:batch], args.mnist_steps)
+    fed = _fit_rate(model, ds.repeat(), args.mnist_steps, batch)
     _row("MNIST 28x28 arrays (augmented), small_cnn", pipe, rate, fed)
 
 

@@ -16,6 +16,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from _smoke import add_smoke, parse  # noqa: E402
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,7 +41,8 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--workers", type=int, default=None, help="Python pipeline threads (default: CPU count)")
-    args = p.parse_args(argv)
+    add_smoke(p, images=8, batch=4, repeats=1)
+    args = parse(p, argv)
     folder = SHARED / "nih_chestxray14_images_tiny" / "images"
     files = sorted(str(f) for f in folder.glob("*.png"))
     if not files:

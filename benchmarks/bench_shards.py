@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from _smoke import add_smoke, parse  # noqa: E402
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -70,7 +71,8 @@ def main() -> None:
     ap.add_argument("--shard-size", type=int, default=100)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--image-size", type=int, default=224)
-    args = ap.parse_args()
+    add_smoke(ap, n=40, shard_size=10, repeats=1, image_size=32)
+    args = parse(ap)
 
     from labelwise.data import pipeline
     from labelwise.data.shards import read_shards, write_shards

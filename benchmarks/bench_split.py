@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from labelwise import LabelSchema  # noqa: E402
 from labelwise.labels.split import grouped_stratified_split, random_group_split, split_report  # noqa: E402
 from labelwise.labels.tables import read_table  # noqa: E402
+from _smoke import add_smoke, parse  # noqa: E402
 
 SHARED = Path(os.environ.get("LABELWISE_SHARED_DATA", ROOT.parent / "shared" / "data"))
 FINDINGS = ["Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia",
@@ -87,7 +88,8 @@ def main() -> None:
     ap.add_argument("--table", default=str(SHARED / "nih_chestxray14_metadata" / "Data_Entry_2017.csv"))
     ap.add_argument("--seeds", default="0,1,2,3,4")
     ap.add_argument("--no-sklearn", action="store_true")
-    args = ap.parse_args()
+    add_smoke(ap, seeds="0", no_sklearn=True)
+    args = parse(ap)
     seeds = [int(s) for s in args.seeds.split(",")]
     with_sk = not args.no_sklearn and importlib.util.find_spec("sklearn") is not None
     # scikit-learn's StratifiedGroupKFold takes ~45 s on this table: run it for the first seed only.

@@ -23,6 +23,7 @@ from _mnist_small import fit_predict, load_digits
 
 from labelwise.decide.thresholds import decide  # noqa: E402
 from labelwise.training.demo import DEMO_SCHEMA, INDEPENDENT_SCHEMA, digit_targets  # noqa: E402
+from _smoke import add_smoke, parse  # noqa: E402
 
 
 def contradictions(decisions: np.ndarray, schema) -> float:
@@ -42,7 +43,8 @@ def main() -> None:
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--n-train", type=int, default=6000)
     ap.add_argument("--n-test", type=int, default=3000)
-    args = ap.parse_args()
+    add_smoke(ap, epochs=1, n_train=256, n_test=128)
+    args = parse(ap)
     x, digits = load_digits()
     rows = []
     for seed in [int(s) for s in args.seeds.split(",")]:

@@ -35,6 +35,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+from _smoke import add_smoke, parse  # noqa: E402
 
 
 def _data(n_train: int, n_val: int, n_pred: int):
@@ -146,7 +147,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=2)
-    args = ap.parse_args()
+    add_smoke(ap, n_train=256, n_val=64, n_predict=64, epochs=2, batch=32, repeats=1)
+    args = parse(ap)
     from PIL import Image
 
     schema, train, val, xpred, source = _data(args.n_train, args.n_val, args.n_predict)

@@ -25,6 +25,7 @@ from _mnist_small import fit_predict, load_digits
 from labelwise import LabelSchema  # noqa: E402
 from labelwise.labels.structure import apply_policy  # noqa: E402
 from labelwise.metrics import bootstrap_ci  # noqa: E402
+from _smoke import add_smoke, parse  # noqa: E402
 
 ATTRIBUTES = {
     "even": lambda d: d % 2 == 0,
@@ -43,7 +44,8 @@ def main() -> None:
     ap.add_argument("--hidden", default="0.3,0.7")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--resamples", type=int, default=500)
-    args = ap.parse_args()
+    add_smoke(ap, epochs=1, n_train=256, n_test=128, resamples=20)
+    args = parse(ap)
     x, digits = load_digits()
     y = np.stack([f(digits) for f in ATTRIBUTES.values()], axis=1).astype(np.uint8)
     order = np.random.default_rng(args.seed).permutation(len(x))
