@@ -22,6 +22,7 @@ import numpy as np
 from ..errors import InputError
 from ..io import write_json, write_text
 from .config import TrainConfig
+from .guards import release_hdf5
 
 __all__ = ['LOG_COLUMNS']
 
@@ -105,6 +106,7 @@ def _atomic_keras_path(path: Path):
         yield tmp
         os.replace(tmp, path)
     except BaseException:
+        release_hdf5(tmp)  # a half-written .h5 left open would crash the interpreter at exit
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
