@@ -89,3 +89,56 @@ def test_checkpoint_on_a_full_file_system_is_one_error_exit_2_and_resume_continu
     assert log["epoch"].tolist() == [1, 2, 3]
     assert log.iloc[0]["loss"] == first_epoch.iloc[0]["loss"]  # epoch 1 is the checkpoint's, not re-run
     assert (run / "model.keras").exists()
+
+
+_FILL_AND_SAVE = r"""
+import os, sys
+import numpy as np
+import keras
+from pathlib import Path
+from labelwise.training.state import _weights_bytes, save_weights_file
+
+disk, step = Path(sys.argv[1]), int(sys.argv[2])
+keras.utils.set_random_seed(0)
+model = keras.Sequential([keras.Input((50,)), keras.layers.Dense(400), keras.layers.Dense(5)])
+model.compile(optimizer="adam", loss="mse")
+model.fit(np.ones((4, 50)), np.ones((4, 5)), verbose=0)
+size = len(_weights_bytes(model))  # about 270 KB with Adam's two moments
+target = disk / "epoch.weights.h5"
+room = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+saved = full = 0
+for free in range(size - 8 * step, size + 8 * step, step):  # from "the data does not fit" to "it just fits"
+    ballast = disk / "ballast"
+    ballast.write_bytes(b"\0" * max(room - free, 0))
+    try:
+        save_weights_file(model, target)
+    except OSError as e:
+        assert e.errno == 28, e
+        assert not target.exists() and sorted(p.name for p in disk.iterdir()) == ["ballast"], list(disk.iterdir())
+        full += 1
+    else:
+        other = keras.Sequential([keras.Input((50,)), keras.layers.Dense(400), keras.layers.Dense(5)])
+        other.compile(optimizer="adam", loss="mse")
+        other.fit(np.ones((4, 50)), np.ones((4, 5)), verbose=0)
+        other.load_weights(target)  # whole: every variable, the optimizer's included
+        for a, b in zip(model.weights + model.optimizer.variables, other.weights + other.optimizer.variables):
+            np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+        target.unlink()
+        saved += 1
+    ballast.unlink()
+print(f"full={full} saved={saved}")
+"""
+
+
+@pytest.mark.slow
+def test_weights_file_on_a_filling_disk_is_whole_or_absent_and_the_process_exits_cleanly(small_disk):
+    """Every amount of free space, from too little for the data to too little for HDF5's last flush:
+    the file is either written whole (it loads back equal) or not at all (ENOSPC), and the process
+    ends with status 0 -- HDF5 left with a half-closed file crashes the interpreter at exit."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run([sys.executable, "-c", _FILL_AND_SAVE, str(small_disk), "4096"], capture_output=True,
+                          text=True, env=env, timeout=600)
+    assert done.returncode == 0, (done.returncode, done.stderr[-3000:])
+    assert "Exception ignored" not in done.stderr
+    counts = dict(part.split("=") for part in done.stdout.split())
+    assert int(counts["full"]) > 0 and int(counts["saved"]) > 0  # both sides of the edge were tried
