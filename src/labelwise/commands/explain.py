@@ -29,11 +29,37 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+TABLE_SUFFIXES = (".csv", ".tsv", ".tab")
+
+
+def check_source(source: str) -> None:
+    """Refuse, before the model is loaded, a file explain cannot read: it takes a folder, an image
+    (PNG, JPEG, BMP, GIF), a table (.csv/.tsv/.tab) of image paths, or a .npy stack. Any other
+    file (``note.txt``) would otherwise be read as a table and fail with a message about tables."""
+    from pathlib import Path
+
+    from ..data.sources import IMAGE_SUFFIXES
+    from ..errors import InputError
+
+    path = Path(source)
+    if not path.is_file():
+        return  # a folder, a missing path: the readers word those
+    suffix = path.suffix.lower()
+    if suffix in (*IMAGE_SUFFIXES, *TABLE_SUFFIXES, ".npy"):
+        return
+    kind = f"a {suffix} file" if suffix else "a file without a suffix"
+    raise InputError(f"{source}: explain cannot read {kind}; it takes a folder of images, one image "
+                     f"({', '.join(IMAGE_SUFFIXES)}), a table ({', '.join(TABLE_SUFFIXES)}) with an image path "
+                     "column, or for a case model .npy stacks (a folder of them or one .npy file)"
+                     + ("; if it is a table, name it .csv" if suffix == ".txt" else ""))
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..explain import explain_images, write_explanations
 
+    check_source(args.images)  # before loading the model: a wrong file should cost nothing
     source = args.images
     if args.images.endswith(".npy") or (Path(args.images).is_dir() and any(Path(args.images).glob("*.npy"))):
         from ..explain.cases import explain_cases_to

@@ -9,8 +9,14 @@ validation data: hamming (p >= 0.5), subset, instance-f1 (the set of best expect
 top-k=K.
 
 A case model (built by labelwise.blocks.models.build_case_model) reads one .npy stack (slices x H x W)
-per case: a folder of them (id = file stem), or a table of case ids with the stacks in --images
-DIR (default: the table's folder). Each batch is padded to its longest case with a mask.
+or one folder of slice images per case, as labelwise train does: a folder of them (id = file stem or
+folder name), or a table of case ids with the stacks in --images DIR (default: the table's folder).
+Each case gets train's checks (shape, NaN/inf, slices of one size). Each batch is padded to its
+longest case with a mask.
+
+Every input found is predicted or named: an unreadable one (a broken or looping symbolic link
+included) stops the run (exit 2) listing them, unless --skip-unreadable, which leaves them out,
+counts them and lists them with their reasons in OUT's .skipped.csv (predictions.skipped.csv).
 """
 
 from __future__ import annotations
@@ -34,7 +40,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--max-slices", type=int, default=None, metavar="N",
                    help="case models: cut longer stacks to their N central slices (default: the model's setting, else all)")
     p.add_argument("--skip-unreadable", action="store_true",
-                   help="leave out unreadable images or stacks (listed in a warning)")
+                   help="leave out unreadable images or stacks (broken links included) instead of stopping; they are "
+                   "listed in a warning and in OUT's .skipped.csv (e.g. predictions.skipped.csv)")
     p.add_argument("--decide-for", default=None, metavar="RULE",
                    help="decide by RULE instead of the model's rule: hamming, subset, instance-f1 or top-k=K "
                    "(rules tuned on validation data are set at training: decide_for)")
@@ -64,6 +71,27 @@ def check_out(out: str) -> None:
         raise InputError(f"--out {out}: no permission to write in {parent}; choose another --out")
 
 
+def skipped_list(out: str, skipped: dict) -> "str | None":
+    """Write ``{path: reason}`` of the inputs left out beside ``out`` (``predictions.csv`` ->
+    ``predictions.skipped.csv``: columns ``input``, ``reason``) and return its path; with nothing
+    skipped, remove such a list left by an earlier run of the same ``--out`` and return None."""
+    import contextlib
+    from pathlib import Path
+
+    import pandas as pd
+
+    from ..io import atomic_path
+
+    path = Path(out).with_suffix(".skipped.csv")
+    if not skipped:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        return None
+    with atomic_path(path) as tmp:
+        pd.DataFrame({"input": list(skipped), "reason": list(skipped.values())}).to_csv(tmp, index=False)
+    return str(path)
+
+
 def _check_rule(text: str) -> None:
     from ..decide.rules import NO_VALIDATION_RULES, parse_rule
     from ..errors import InputError
@@ -91,6 +119,11 @@ def run(args: argparse.Namespace) -> int:
                     verbose=0 if args.quiet else 1 if interactive() else 2, pipeline=args.pipeline,
                     decide_for=args.decide_for)
     print(f"labelwise predict: {len(frame)} {frame.attrs.get('kind', 'image')}(s) -> {args.out}")
+    listed = skipped_list(args.out, frame.attrs.get("skipped") or {})
+    if listed is not None:
+        n = len(frame.attrs["skipped"])
+        print(f"labelwise predict: skipped {n} unreadable input(s) of {n + len(frame)} (--skip-unreadable); "
+              f"each with its reason in {listed}")
     if not args.quiet:
         print(frame[["id", "labels"]].head(10).to_string(index=False))
     return 0

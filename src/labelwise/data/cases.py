@@ -31,6 +31,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..errors import InputError
+from .sources import link_problem
 
 __all__ = ["CaseSet", "case_paths", "load_case", "case_length", "check_cases", "select_slices", "even_slices",
            "CASE_IMAGE_SUFFIXES"]
@@ -113,12 +114,29 @@ def _read_image(path: Path, case_id: str) -> np.ndarray:
         raise InputError(f"{path}: slice of case {case_id!r} cannot be read as an image ({e})") from None
 
 
+def _npy_problem(path: Path, error: Exception) -> str:
+    """Say what is wrong with a file ``np.load`` refused, in words a user can act on."""
+    if os.path.islink(path) and not os.path.exists(path):
+        return link_problem(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(6)
+    except OSError:
+        return str(error)
+    if not head:
+        return "the file is empty"
+    if head != b"\x93NUMPY":
+        return "not a NumPy .npy file (no NumPy header)"
+    return str(error)
+
+
 def _npy(path: Path, case_id: str, *, mmap: bool) -> np.ndarray:
+    """Open one ``.npy`` stack (only its header when ``mmap``) and check its shape and dtype."""
     try:
         arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
-        raise InputError(f"{path}: cannot read the stack of case {case_id!r} ({e}); write each stack with "
-                         "numpy.save(path, array) as a slices x H x W (x C) array") from None
+        raise InputError(f"{path}: cannot read the stack of case {case_id!r} ({_npy_problem(path, e)}); write each "
+                         "stack with numpy.save(path, array) as a slices x H x W (x C) array") from None
     if arr.ndim == 2:
         raise InputError(f"{path}: case {case_id!r} is a 2-D array {arr.shape}, not a stack; it is NOT read as one "
                          "slice. For a one-slice case save array[None] (shape (1, H, W)); otherwise save the stack "
@@ -168,7 +186,11 @@ def load_case(path: str | os.PathLike, case_id: object, *, indices: Sequence[int
 
 def case_length(path: str | os.PathLike, case_id: object) -> int:
     """The slice count of one case, checking what is cheap to check: the ``.npy`` header (and
-    every value of a float stack, for NaN/inf), or each image file's header and size."""
+    every value of a float stack, for NaN/inf), or each image file's header and size.
+
+    The one check of a case's data: ``labelwise train`` runs it on every case before the first
+    epoch (:func:`check_cases`) and ``labelwise predict`` on every case before the first batch, so
+    predict scores exactly the cases train would accept."""
     path, cid = Path(path), str(case_id)
     if not path.is_dir():
         arr = _npy(path, cid, mmap=True)

@@ -80,15 +80,35 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"{folder} is not a folder of images")
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and is_input_file(p))
     if not files:
         raise InputError(f"{folder} contains no image files ({', '.join(IMAGE_SUFFIXES)})")
     return files
 
 
+def is_input_file(path: str | os.PathLike) -> bool:
+    """A file found in a folder or by a pattern that is an input: a regular file, or a symbolic
+    link that cannot be followed (broken, or a loop) -- listed so that reading it names it, never
+    left out unsaid."""
+    return os.path.isfile(path) or (os.path.islink(path) and not os.path.exists(path))
+
+
+def link_problem(path: str | os.PathLike) -> str:
+    """Why a symbolic link cannot be read: it leads nowhere, or round in a loop."""
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return f"a broken symbolic link (to {os.readlink(path)}, which does not exist)"
+    except OSError as e:
+        return f"a symbolic link that cannot be followed ({e.strerror}: a loop of links)"
+    return "a symbolic link"
+
+
 def _check_one(path: str) -> str | None:
     from PIL import Image
 
+    if os.path.islink(path) and not os.path.exists(path):
+        return link_problem(path)
     try:
         with Image.open(path) as im:
             fmt = im.format

@@ -51,28 +51,20 @@ class StackSet:
         return len(self.case_ids)
 
     def load(self, i: int, *, mmap: bool = False) -> np.ndarray:
-        """The array of case ``i``, shape ``slices x H x W`` or ``slices x H x W x C`` (a folder of
-        slice images is read by :func:`labelwise.data.cases.load_case`).
+        """The array of case ``i``, shape ``slices x H x W`` or ``slices x H x W x C``, read by
+        :func:`labelwise.data.cases.load_case` -- the reader ``labelwise train`` uses -- with its
+        checks (a ``.npy`` file or a folder of slice images; shape, dtype, no slice, NaN/inf).
 
-        Raises :class:`InputError` naming the file when it cannot be read as a ``.npy`` array
-        (missing, empty, truncated, not NumPy's format, Python objects inside) or has another
-        number of dimensions. ``mmap=True`` maps the file instead of reading it (cheap: only
-        the header is read, which is enough to know the shape).
+        Raises :class:`InputError` naming the file and the case. ``mmap=True`` maps a ``.npy``
+        file instead of reading it and checks only its header (shape, dtype): cheap, enough to
+        know the slice count; a folder of slices is read whole either way.
         """
-        path = self.paths[i]
-        if Path(path).is_dir():  # a case stored as one image file per slice (labelwise.data.cases)
-            from .cases import load_case
+        from .cases import _npy, load_case
 
-            return load_case(path, self.case_ids[i])
-        try:
-            arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-        except (OSError, ValueError, EOFError) as e:
-            raise InputError(f"{path}: cannot read the stack of case {self.case_ids[i]!r} ({_npy_problem(path, e)}); "
-                             "write each stack with numpy.save(path, array) as a slices x H x W array") from None
-        if arr.ndim not in (3, 4):
-            raise InputError(f"{path}: a stack must be slices x H x W (or x C), got shape {arr.shape}"
-                             + (" -- one 2-D image, not a stack; save it as shape (1, H, W)" if arr.ndim == 2 else ""))
-        return arr
+        path = Path(self.paths[i])
+        if mmap and not path.is_dir():
+            return _npy(path, str(self.case_ids[i]), mmap=True)
+        return load_case(path, self.case_ids[i])
 
     def arrays(self, *, mmap: bool = False) -> Iterator[np.ndarray]:
         """Each case's array in order, loaded one at a time."""
@@ -87,20 +79,6 @@ class StackSet:
             arrays = [self.load(i) for i in idx]
             batch, mask = pad_stack(arrays, max_len, long=long, names=[self.case_ids[i] for i in idx])
             yield batch, mask, self.targets[start : start + len(arrays)]
-
-
-def _npy_problem(path: Path, error: Exception) -> str:
-    """Say what is wrong with a file ``np.load`` refused, in words a user can act on."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(6)
-    except OSError:
-        return str(error)
-    if not head:
-        return "the file is empty"
-    if head != b"\x93NUMPY":
-        return "not a NumPy .npy file (no NumPy header)"
-    return str(error)
 
 
 def _stack_file(folder: Path, case_id: str) -> Path | None:
@@ -241,9 +219,10 @@ def read_cases(source: str | Path | Sequence[str | Path], stacks_dir: str | Path
 
     ``source`` is one of:
 
-    * a folder: every ``*.npy`` directly in it, sorted by name, one case per file, the case id
-      the file stem (MRNet: ``MRNet-v1.0/valid/sagittal``). Subfolders are not searched: one
-      folder holds one plane.
+    * a folder: every ``*.npy`` directly in it (the case id the file stem; MRNet:
+      ``MRNet-v1.0/valid/sagittal``) and every subfolder of slice images (one case, the id the
+      folder name), as ``labelwise train`` finds the cases of a table; sorted by id. Subfolders
+      of ``.npy`` files are not searched: one folder holds one plane.
     * one ``.npy`` file (one case, id = stem), or a list of ``.npy`` paths (ids = the paths).
     * a table (CSV, or TSV by suffix): ``id_column`` (default: the first of case_id / case /
       exam / exam_id / id / path / file / filename / stack present, else the first column)
@@ -269,13 +248,15 @@ def read_cases(source: str | Path | Sequence[str | Path], stacks_dir: str | Path
     if source.is_dir():
         if stacks_dir is not None:
             raise InputError(f"{source} is a folder of stacks; the stacks folder option is for a table of case ids")
-        files = sorted(p for p in source.iterdir() if p.is_file() and p.suffix.lower() == ".npy")
-        if not files:
+        found = _folder_cases(source)
+        if not found:
             deeper = sorted({p.parent.relative_to(source).as_posix() for p in source.rglob("*.npy")})
-            raise InputError(f"{source} holds no .npy stacks (one slices x H x W array per case)"
+            raise InputError(f"{source} holds no .npy stacks (one slices x H x W array per case) and no case folders "
+                             "(one folder of slice images per case)"
                              + (f"; its subfolder(s) {', '.join(deeper[:5])} do: pass one of them, one plane per model"
                                 if deeper else ""))
-        return StackSet([p.stem for p in files], files, np.zeros((len(files), 0), dtype=np.uint8), ())
+        ids = sorted(found)
+        return StackSet(ids, [found[c] for c in ids], np.zeros((len(ids), 0), dtype=np.uint8), ())
     if not source.exists():
         raise InputError(f"{source} does not exist; give a folder of .npy stacks or a table of case ids")
     if source.suffix.lower() == ".npy":
@@ -328,6 +309,32 @@ def read_cases(source: str | Path | Sequence[str | Path], stacks_dir: str | Path
                          + ("" if stacks_dir is not None else "; pass the stacks folder (--images DIR)"))
     _no_duplicates(ids, str(source), first_row)
     return StackSet(ids, paths, np.zeros((len(ids), 0), dtype=np.uint8), ())
+
+
+def _folder_cases(folder: Path) -> dict[str, Path]:
+    """``{case id: path}`` for the cases directly in ``folder``, found as a table finds them
+    (:func:`labelwise.data.cases.case_paths`): ``ID.npy`` files -- symbolic links that lead
+    nowhere included, so that reading them names them instead of leaving them out unsaid -- and
+    ``ID/`` folders holding slice images. A folder holding ``.npy`` files instead (MRNet's
+    ``valid/``, one subfolder per plane) is not a case. ``ID.npy`` beside ``ID/`` is refused."""
+    from .cases import CASE_IMAGE_SUFFIXES
+    from .sources import is_input_file
+
+    found: dict[str, Path] = {}
+    for p in folder.iterdir():
+        if p.name.startswith("."):
+            continue
+        if p.suffix.lower() == ".npy" and is_input_file(p):
+            found[p.stem] = p
+    for p in folder.iterdir():
+        if p.name.startswith(".") or not p.is_dir() or p.suffix.lower() == ".npy":
+            continue
+        if not any(q.suffix.lower() in CASE_IMAGE_SUFFIXES for q in p.iterdir() if not q.name.startswith(".")):
+            continue
+        if p.name in found:
+            raise InputError(f"case {p.name!r} has both {found[p.name]} and the folder {p}; keep one of them")
+        found[p.name] = p
+    return found
 
 
 def _stack_path(base: Path, value: str) -> Path | None:

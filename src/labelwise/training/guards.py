@@ -1,6 +1,7 @@
 """What keeps a run's out dir consistent: one writer at a time (:class:`RunLock`), a resume only
 on the data the checkpoint was trained on (:func:`data_fingerprint`, :func:`check_fingerprint`),
-and a failed checkpoint write (disk full) said in one line (:func:`checkpoint_failure`).
+and a failed checkpoint write (disk full) said in one line (:func:`checkpoint_failure`), its
+half-written HDF5 file released (:func:`release_hdf5`) so the process exits cleanly.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import numpy as np
 
 from ..errors import InputError, LabelwiseError
 
-__all__ = ["RunLock", "LOCK_NAME", "data_fingerprint", "check_fingerprint", "CheckpointError", "checkpoint_failure"]
+__all__ = ["RunLock", "LOCK_NAME", "data_fingerprint", "check_fingerprint", "CheckpointError", "checkpoint_failure",
+           "release_hdf5"]
 
 LOCK_NAME = ".labelwise-train.lock"
 
@@ -168,11 +170,52 @@ class CheckpointError(LabelwiseError):
 
 def checkpoint_failure(error: BaseException, epoch: int, ckdir: Path, last: Mapping[str, Any] | None) -> CheckpointError:
     """The one-line error for a failed checkpoint write of ``epoch`` (``last``: the intact pointer)."""
-    reason = getattr(error, "strerror", None) or str(error).split("\n")[0]
-    full = getattr(error, "errno", None) == errno.ENOSPC or "No space left" in str(error)
+    code = getattr(error, "errno", None)
+    full = code == errno.ENOSPC or "No space left" in str(error)
+    # h5py's strerror is HDF5's whole multi-line report; the system's words for the errno say it in one
+    reason = (os.strerror(code) if isinstance(code, int) and code > 0
+              else (getattr(error, "strerror", None) or str(error)).strip().split("\n")[0])
     kept = (f"the last complete checkpoint (epoch {last['epoch']}) is intact" if last
             else "no earlier checkpoint exists")
     return CheckpointError(
         f"{'disk full' if full else 'cannot write'} while saving the checkpoint of epoch {epoch} in {ckdir} "
         f"({reason}); {kept}. " + ("Free some space, then " if full else "Fix the folder, then ")
         + "run the same command with --resume to continue")
+
+
+def release_hdf5(path: str | os.PathLike) -> None:
+    """Close every HDF5 handle still open on ``path`` after a failed write, freeing the file's space first.
+
+    A write that fails half way (disk full) leaves h5py's file open: Keras closes its store only
+    on success. Closing it later flushes HDF5's dirty metadata, which fails again on a full disk;
+    the library then keeps a half-closed file and crashes at interpreter exit (a segmentation
+    fault after the error was reported). Truncating the file to 0 bytes gives its blocks back, so
+    the flush of a few metadata blocks succeeds and the close is clean. Call it while the
+    exception of the failed write is still alive (its frames hold the h5py objects); the caller
+    removes the file afterwards. Does nothing when h5py was never imported.
+    """
+    import sys
+
+    h5py = sys.modules.get("h5py")
+    if h5py is None:
+        return
+    target = os.path.abspath(os.fspath(path))
+    try:
+        ids = [fid for fid in h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_FILE)
+               if os.path.abspath(os.fsdecode(fid.name)) == target]
+    except Exception:  # h5py's own state is broken: nothing safer to do here
+        return
+    if not ids:
+        return
+    try:
+        os.truncate(target, 0)
+    except OSError:
+        pass
+    for fid in ids:
+        for _ in range(8):  # one close per reference h5py handed out
+            try:
+                if not fid.valid:
+                    break
+                fid.close()
+            except Exception:
+                break

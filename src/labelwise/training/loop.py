@@ -46,7 +46,7 @@ from .data import Part, TrainData, _check_test_images, load_data
 from .finish import TrainResult, _finish, interactive, keras_verbose
 from .guards import RunLock, check_fingerprint, checkpoint_failure, data_fingerprint
 from .phases import Phase, build_and_compile, phases
-from .state import (_atomic_keras_path, _check_resume_config, _current_lr, _latest,
+from .state import (_check_resume_config, _current_lr, _latest, save_weights_file,
                     _load_model_weights_only, _reset_rng, _State, _write_logs)
 
 __all__ = ["train", "TrainResult", "TrainConfig", "TrainData", "Part", "build_and_compile", "load_data",
@@ -143,8 +143,7 @@ def _epoch_callback(*, config: TrainConfig, schema: LabelSchema, state: _State, 
         def _checkpoint(self, model, n: int, old_best: str | None) -> None:
             weights = f"epoch-{n:03d}.weights.h5"
             state_file = f"epoch-{n:03d}.json"
-            with _atomic_keras_path(ckdir / weights) as tmp:
-                model.save_weights(tmp)  # model + optimizer variables
+            save_weights_file(model, ckdir / weights)  # model + optimizer variables, atomically
             write_json(ckdir / state_file, {"state": state.to_dict(), "phase": phase.index, "seed": config.seed,
                                             "config": config.to_dict(), "data": fingerprint})
             previous = _latest(ckdir)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -44,10 +44,12 @@ _PATH_COLUMNS = ("path", "image", "image_path", "file", "filename", "Image Index
 
 @dataclass
 class Scores:
-    """Scores over ``schema.labels`` for the kept inputs; ``keep`` indexes the caller's list."""
+    """Scores over ``schema.labels`` for the kept inputs; ``keep`` indexes the caller's list;
+    ``skipped`` is ``{path: reason}`` for each input left out (``skip_unreadable``)."""
 
     scores: np.ndarray
     keep: np.ndarray
+    skipped: dict[str, str] = field(default_factory=dict)
 
 
 def predict_scores(model: Any, x: Any, *, schema: LabelSchema, image_size: Sequence[int], channels: int,
@@ -85,7 +87,7 @@ def predict_scores(model: Any, x: Any, *, schema: LabelSchema, image_size: Seque
                 raise failure  # not a file problem: every file decodes on its own
             ds = make_dataset(src, check=False, **kwargs)
             probs = model.predict(ds, verbose=verbose)
-    return Scores(outputs_to_scores(probs, schema), ds.labelwise_source.keep)
+    return Scores(outputs_to_scores(probs, schema), ds.labelwise_source.keep, dict(ds.labelwise_source.skipped))
 
 
 def prediction_frame(ids: Sequence[Any], scores: np.ndarray, decisions: np.ndarray, schema: LabelSchema):
@@ -133,7 +135,7 @@ def read_inputs(source: str | os.PathLike | Sequence[str], *, images: str | os.P
     """
     import glob
 
-    from ..data.sources import IMAGE_SUFFIXES, list_images
+    from ..data.sources import IMAGE_SUFFIXES, is_input_file, list_images
 
     if not isinstance(source, (str, os.PathLike)):
         ids: list[str] = []
@@ -152,7 +154,7 @@ def read_inputs(source: str | os.PathLike | Sequence[str], *, images: str | os.P
         return ids, paths
     if _GLOB_CHARS & set(str(source)) and not Path(source).exists():
         found = sorted(p for p in glob.glob(str(source), recursive=True)
-                       if Path(p).is_file() and Path(p).suffix.lower() in IMAGE_SUFFIXES)
+                       if is_input_file(p) and Path(p).suffix.lower() in IMAGE_SUFFIXES)
         if not found:
             raise InputError(f"{source}: the pattern matches no image file ({', '.join(IMAGE_SUFFIXES)})")
         return found, found
@@ -290,8 +292,10 @@ def predict_case_scores(model: Any, cases: Any, *, schema: LabelSchema, image_si
     """Run a case model on stacks -> full scores (n_cases, n_labels), one row per kept case.
 
     ``cases``: a :class:`labelwise.data.stacks.StackSet` (or what :func:`labelwise.data.stacks.read_cases`
-    takes). Every file's header is read first: an unreadable file, a stack that is not
-    ``slices x H x W (x C)`` or has no slice raises :class:`InputError` listing the files (or,
+    takes). Every case is checked first, by the check ``labelwise train`` runs
+    (:func:`labelwise.data.cases.case_length`): an unreadable file, a stack that is not
+    ``slices x H x W (x C)``, has no slice, holds no numbers or NaN/inf, or a folder of slice
+    images of different sizes raises :class:`InputError` listing the files (or,
     with ``skip_unreadable``, they are left out with a warning; ``Scores.keep`` indexes the
     cases kept). Stacks are cut to their central ``max_slices`` slices (and to the model's
     fixed case length, if it has one), prepared by :func:`prepare_stack`, sorted by length and
@@ -303,6 +307,7 @@ def predict_case_scores(model: Any, cases: Any, *, schema: LabelSchema, image_si
     """
     import keras
 
+    from ..data.cases import case_length
     from ..data.sources import _bad_files_message
     from ..data.stacks import StackSet, pad_stack, read_cases
 
@@ -317,23 +322,15 @@ def predict_case_scores(model: Any, cases: Any, *, schema: LabelSchema, image_si
         raise InputError(f"max_slices must be at least 1 (or None to keep every slice), got {max_slices}")
     cut = min((int(v) for v in (max_slices, spec.n_images) if v is not None), default=None)
 
-    # headers only (memory-mapped): shapes for batching by length, and every bad file found up front
+    # train's own check of every case (labelwise.data.cases.case_length: shape, dtype, no slice,
+    # NaN/inf, slice images of one size), up front: lengths for batching, every bad case named
     lengths = np.zeros(len(cases), dtype=np.int64)
     bad: dict[str, str] = {}
     for i in range(len(cases)):
         try:
-            arr = cases.load(i, mmap=True)
+            lengths[i] = case_length(cases.paths[i], cases.case_ids[i])
         except InputError as e:
             bad[str(cases.paths[i])] = str(e).split(": ", 1)[-1]
-            continue
-        if arr.shape[0] == 0:
-            bad[str(cases.paths[i])] = f"the stack has no slice (shape {arr.shape})"
-        elif arr.ndim == 4 and arr.shape[-1] not in (1, 3, 4):
-            bad[str(cases.paths[i])] = f"shape {arr.shape}: the last axis must be 1, 3 or 4 channels"
-        elif arr.dtype.kind not in "biuf":
-            bad[str(cases.paths[i])] = f"dtype {arr.dtype} is not numeric"
-        lengths[i] = arr.shape[0]
-        del arr
     keep = np.array([i for i in range(len(cases)) if str(cases.paths[i]) not in bad], dtype=np.int64)
     if bad:
         if not skip_unreadable:
@@ -378,7 +375,7 @@ def predict_case_scores(model: Any, cases: Any, *, schema: LabelSchema, image_si
                       f"so the model sees them unlike its training images:\n{_bad_files_message(out_of_range)}\n"
                       "Rescale the stacks the way the training stacks were scaled.", stacklevel=3)
     assert probs is not None
-    return Scores(schema.complete_scores(probs[keep]), keep)
+    return Scores(schema.complete_scores(probs[keep]), keep, bad)
 
 
 def _has_files(folder: Path, suffixes: Sequence[str]) -> bool:
@@ -401,7 +398,11 @@ def predict(model: Any, source: Any, *, out: str | os.PathLike | None = None, im
             max_slices: int | None = None, verbose: int = 1, pipeline: str = "auto",
             decide_for: str | None = None):
     """Predict scores and decisions for images, or for cases with a case model; returns the
-    :func:`prediction_frame` (``frame.attrs["kind"]`` is "image" or "case").
+    :func:`prediction_frame` (``frame.attrs["kind"]`` is "image" or "case"; ``frame.attrs["skipped"]``
+    is ``{path: reason}`` for every input found but left out with ``skip_unreadable``).
+
+    Every input found is predicted or named: a file that cannot be read (a broken or looping
+    symbolic link included) raises :class:`InputError` naming it unless ``skip_unreadable``.
 
     ``model``: a path to a ``model.keras`` artifact (or the tuple :func:`labelwise.training.artifact.load`
     returns). Which kind of model it is comes from its input shapes (:func:`model_inputs`).
@@ -442,7 +443,8 @@ def predict(model: Any, source: Any, *, out: str | os.PathLike | None = None, im
                              "not an array")
         looks_like_images = (given is not None and given.suffix.lower() in IMAGE_SUFFIXES) or any(
             Path(p).suffix.lower() in IMAGE_SUFFIXES for p in listed) or (
-            given is not None and given.is_dir() and not any(given.glob("*.npy")) and _has_files(given, IMAGE_SUFFIXES))
+            given is not None and given.is_dir() and not any(given.glob("*.npy"))
+            and any(p.suffix.lower() in IMAGE_SUFFIXES for p in given.iterdir() if p.is_file()))  # not case folders
         if looks_like_images:
             raise InputError(f"the model is {spec.describe()}: it predicts one row per case from .npy stacks "
                              f"(slices x H x W), but {source if given is not None else 'the inputs'} holds single "
@@ -476,6 +478,7 @@ def predict(model: Any, source: Any, *, out: str | os.PathLike | None = None, im
         write_predictions(out, ids, probs, decisions, schema)
     frame = prediction_frame(ids, probs, decisions, schema)
     frame.attrs["kind"] = spec.kind
+    frame.attrs["skipped"] = dict(result.skipped)  # found but not predicted: {path: reason}
     return frame
 
 

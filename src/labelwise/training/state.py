@@ -22,8 +22,9 @@ import numpy as np
 from ..errors import InputError
 from ..io import write_json, write_text
 from .config import TrainConfig
+from .guards import release_hdf5
 
-__all__ = ['LOG_COLUMNS']
+__all__ = ['LOG_COLUMNS', 'save_weights_file']
 
 
 # ------------------------------------------------------------------ state
@@ -105,9 +106,51 @@ def _atomic_keras_path(path: Path):
         yield tmp
         os.replace(tmp, path)
     except BaseException:
+        release_hdf5(tmp)  # a half-written .h5 left open would crash the interpreter at exit
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+
+
+def _weights_bytes(model) -> bytes | None:
+    """``model``'s weights and optimizer variables as the bytes of Keras' ``.weights.h5`` file, built
+    in memory (what ``model.save_weights`` writes, through the same Keras store); None where this
+    Keras does not have that store."""
+    import io
+
+    try:
+        from keras.src.saving import saving_lib
+
+        store_class, save_state = saving_lib.H5IOStore, saving_lib._save_state
+    except (ImportError, AttributeError):
+        return None
+    buf = io.BytesIO()
+    store = store_class(buf, mode="w")
+    try:
+        save_state(model, weights_store=store, assets_store=None, inner_path="", visited_saveables=set())
+    finally:
+        store.close()
+    return buf.getvalue()
+
+
+def save_weights_file(model, path: Path) -> None:
+    """Write ``model.save_weights(path)``'s file atomically, HDF5 never writing on the disk.
+
+    HDF5 builds the file in memory and Python writes its bytes (then fsync, then rename): a full
+    disk is one ``OSError`` (ENOSPC) and nothing else. HDF5 writing on a full disk itself can
+    fail in its last flush, inside h5py's close, where the error is swallowed: the file looks
+    saved but is cut short, and the half-closed file crashes the interpreter at exit. A Keras
+    without the in-memory store falls back to ``model.save_weights`` (see :func:`release_hdf5`).
+    """
+    data = _weights_bytes(model)
+    with _atomic_keras_path(path) as tmp:
+        if data is None:
+            model.save_weights(tmp)
+            return
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def _load_model_weights_only(model, path: Path) -> None:
