@@ -49,8 +49,8 @@ def json_depth(body: bytes) -> int:
     bytes operations and one numpy cumulative sum, no parse.
     """
     body = bytes(body)
-    if body.count(b"[") + body.count(b"{") <= 1:
-        return body.count(b"[") + body.count(b"{")
+    if body.count(b"[") + body.count(b"{") == 0:
+        return 0
     text = body.replace(b"\\\\", b"").replace(b'\\"', b"")
     outside = b"".join(text.split(b'"')[::2]).translate(None, _NOT_BRACKETS)
     if not outside:
