@@ -23,7 +23,6 @@ from hypothesis import strategies as st  # noqa: E402
 from serve_helpers import bomb_png, digit_pixels, make_artifact, running, write_pngs  # noqa: E402
 
 from labelwise.serve.app import create_app  # noqa: E402
-from labelwise.serve.limits import json_depth  # noqa: E402
 from labelwise.serve.model import ServedModel  # noqa: E402
 
 INFER = "/v2/models/digits/infer"
@@ -251,6 +250,8 @@ def _depth(v) -> int:
 @settings(max_examples=300, deadline=None)
 @given(_json, st.booleans())
 def test_json_depth_of_the_bytes_equals_the_depth_of_the_parsed_value(value, ascii_only):
+    from labelwise.serve.limits import json_depth
+
     text = json.dumps(value, ensure_ascii=ascii_only, indent=None if ascii_only else 1)
     assert json_depth(text.encode()) == _depth(value)
 

@@ -168,10 +168,20 @@ def serve(model: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 8080
         print(f"labelwise serve: warning: binding {host}, not loopback: anyone who can reach this machine "
               f"on port {port} can use the model (there is no authentication); use --host 127.0.0.1 to keep it "
               "local", file=sys.stderr, flush=True)
+    import logging
+
     import uvicorn
 
     from .app import create_app
     from .model import ServedModel
+
+    log = logging.getLogger("labelwise.serve")  # one line per event: disconnects, timeouts, closed connections
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("labelwise serve: %(message)s"))
+        log.addHandler(handler)
+        log.propagate = False
+    log.setLevel(logging.INFO if log_level in ("info", "debug", "trace") else logging.WARNING)
 
     served = ServedModel.open(model, name=name)
     app = create_app(served, max_batch=max_batch, max_delay_ms=max_delay_ms, max_upload_mb=max_upload_mb,

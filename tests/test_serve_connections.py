@@ -1,0 +1,118 @@
+"""labelwise serve's connections: slow and idle clients lose their place, working clients keep theirs,
+and a client that goes away is one log line."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+
+import pytest
+
+pytest.importorskip("starlette")
+pytest.importorskip("uvicorn")
+httpx = pytest.importorskip("httpx")
+keras = pytest.importorskip("keras")
+
+from serve_helpers import make_artifact, running  # noqa: E402
+
+from labelwise.serve.app import create_app  # noqa: E402
+from labelwise.serve.model import ServedModel  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    return ServedModel.open(make_artifact(tmp_path_factory.mktemp("serve_conn")))
+
+
+def _connect(url: str) -> socket.socket:
+    host, port = url.rsplit("/", 1)[-1].split(":")
+    return socket.create_connection((host, int(port)), timeout=5)
+
+
+def _closed_within(s: socket.socket, seconds: float) -> bool:
+    """True when the server closes ``s`` (EOF or reset) within ``seconds``."""
+    s.settimeout(seconds)
+    try:
+        while True:
+            data = s.recv(4096)
+            if not data:
+                return True
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except socket.timeout:
+        return False
+
+
+def test_a_connection_that_never_completes_its_headers_is_closed(served):
+    app = create_app(served, warm_up=False)
+    with running(app, header_timeout_s=0.5, max_connections=50) as url:
+        idle, slow = _connect(url), _connect(url)
+        slow.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
+        t0 = time.monotonic()
+        assert _closed_within(idle, 5) and _closed_within(slow, 5)
+        assert time.monotonic() - t0 < 4
+        # a request on a kept-alive connection is not cut by the header timeout of its connection
+        with httpx.Client(base_url=url, timeout=10) as c:
+            for _ in range(3):
+                assert c.get("/v2/health/live").status_code == 200
+                time.sleep(0.3)
+        idle.close()
+        slow.close()
+
+
+def test_past_the_connection_limit_idle_connections_make_room_for_working_clients(served):
+    app = create_app(served, warm_up=False)
+    with running(app, header_timeout_s=60, max_connections=8) as url:
+        idle = [_connect(url) for _ in range(20)]
+        time.sleep(0.3)
+        statuses = []
+        for _ in range(5):  # a fresh connection each time
+            with httpx.Client(base_url=url, timeout=10) as c:
+                statuses.append(c.get("/v2/health/live").status_code)
+        closed = sum(_closed_within(s, 0.2) for s in idle)
+        for s in idle:
+            s.close()
+    assert statuses == [200] * 5
+    assert closed >= 12  # at most 8 stay open; idle ones made room
+
+
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+
+def test_a_client_that_goes_away_mid_upload_is_one_log_line_without_a_traceback(served):
+    app = create_app(served, warm_up=False)
+    records = _Records()
+    loggers = [logging.getLogger(n) for n in ("labelwise.serve", "uvicorn.error", "uvicorn")]
+    with running(app) as url:
+        for log in loggers:
+            log.addHandler(records)
+        old_level = loggers[0].level
+        loggers[0].setLevel(logging.INFO)
+        try:
+            for _ in range(2):
+                s = _connect(url)
+                s.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=zz\r\n"
+                          b"Content-Length: 1000000\r\n\r\n--zz\r\nContent-Disposition: form-data; name=\"image\"; "
+                          b"filename=\"a.png\"\r\nContent-Type: image/png\r\n\r\n" + bytes(5000))
+                time.sleep(0.2)
+                s.close()
+            t0 = time.monotonic()
+            while sum("went away" in r.getMessage() for r in records.records) < 2 and time.monotonic() - t0 < 5:
+                time.sleep(0.05)
+            with httpx.Client(base_url=url, timeout=10) as c:  # and the server goes on
+                assert c.get("/v2/health/ready").status_code == 200
+        finally:
+            for log in loggers:
+                log.removeHandler(records)
+            loggers[0].setLevel(old_level)
+    gone = [r for r in records.records if "went away" in r.getMessage()]
+    assert len(gone) == 2 and all("POST /predict" in r.getMessage() for r in gone), [r.getMessage() for r in gone]
+    assert not [r for r in records.records if r.exc_info], [r.getMessage() for r in records.records]
+    assert len(records.records) == 2, [r.getMessage() for r in records.records]
