@@ -202,24 +202,28 @@ def _bomb_png(width: int = 9400, height: int = 9400) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b"")
 
 
-async def _attack(url: str, seconds: float, bombs: int, idle: int, model_name: str) -> dict:
-    """The three attackers for ``seconds``; returns what each got."""
+async def _attack(kind: str, url: str, seconds: float, bombs: int, idle: int, model_name: str) -> dict:
+    """One attacker (``kind``: bomb, idle or garbage) for ``seconds``; returns what it got. Each
+    runs in its own process, so one attacker's client work does not slow another's clock."""
     import httpx
 
     host, port = url.rsplit("/", 1)[-1].split(":")
-    bomb = _bomb_png()
-    out: dict = {"bomb": [], "bomb_bytes": len(bomb) * bombs, "idle_opened": 0, "idle_closed_by_server": 0,
-                 "malformed": {}}
+    out: dict = {"bomb": [], "bomb_bytes": 0, "idle_opened": 0, "idle_closed_by_server": 0, "malformed": {}}
+    if kind == "bomb":  # the multipart body is built once: the latency is the server's, not the encoder's
+        bomb = _bomb_png()
+        files = [("image", (f"bomb{i}.png", bomb, "image/png")) for i in range(bombs)]
+        request = httpx.Request("POST", url + "/predict", files=files)
+        body, headers = request.read(), {"content-type": request.headers["content-type"]}
+        out["bomb_bytes"] = len(body)
     print("ready", flush=True)
     stop = time.perf_counter() + seconds
 
     async def bomber() -> None:
-        files = [("image", (f"bomb{i}.png", bomb, "image/png")) for i in range(bombs)]
         async with httpx.AsyncClient(base_url=url, timeout=120) as c:
             while time.perf_counter() < stop:
                 t = time.perf_counter()
                 try:
-                    status = (await c.post("/predict", files=files)).status_code
+                    status = (await c.post("/predict", content=body, headers=headers)).status_code
                 except httpx.HTTPError as e:
                     status = type(e).__name__
                 out["bomb"].append((status, time.perf_counter() - t))
@@ -266,7 +270,12 @@ async def _attack(url: str, seconds: float, bombs: int, idle: int, model_name: s
                 out["malformed"][str(status)] = out["malformed"].get(str(status), 0) + 1
                 i += 1
 
-    await asyncio.gather(bomber(), *(lingerer(k) for k in range(idle)), *(garbage(k) for k in range(2)))
+    if kind == "bomb":
+        await bomber()
+    elif kind == "idle":
+        await asyncio.gather(*(lingerer(k) for k in range(idle)))
+    else:
+        await asyncio.gather(*(garbage(k) for k in range(2)))
     return out
 
 
@@ -274,18 +283,27 @@ def _hostile(args, url: str, server_log: Path, model_name: str) -> None:
     import json
 
     alone = asyncio.run(_level(url, args.pngs, 16, args.seconds))
-    attacker = subprocess.Popen([sys.executable, __file__, "--attack", url, "--seconds", str(args.seconds + 1),
-                                 "--bombs", str(args.bombs), "--idle", str(args.idle), "--model-name", model_name],
-                                stdout=subprocess.PIPE, text=True)
+    attackers = [subprocess.Popen([sys.executable, __file__, "--attack", kind, "--url", url, "--seconds",
+                                   str(args.seconds + 1), "--bombs", str(args.bombs), "--idle", str(args.idle),
+                                   "--model-name", model_name], stdout=subprocess.PIPE, text=True)
+                 for kind in ("bomb", "idle", "garbage")]
+    got: dict = {}
     try:
-        assert attacker.stdout is not None
-        if attacker.stdout.readline().strip() != "ready":
-            raise SystemExit("the attackers did not start")
+        for a in attackers:
+            assert a.stdout is not None
+            if a.stdout.readline().strip() != "ready":
+                raise SystemExit("the attackers did not start")
         time.sleep(0.5)  # let them open their connections and send the first bombs
         under = asyncio.run(_level(url, args.pngs, 16, args.seconds))
-        got = json.loads(attacker.stdout.read())
+        for a in attackers:
+            for key, value in json.loads(a.stdout.read()).items():  # each attacker fills its own fields
+                if isinstance(value, dict):
+                    got.setdefault(key, {}).update(value)
+                else:
+                    got[key] = got.get(key, type(value)()) + value
     finally:
-        attacker.wait(120)
+        for a in attackers:
+            a.wait(120)
     bombs = got["bomb"]
     statuses = sorted({str(s) for s, _ in bombs})
     lat = np.array([t for _, t in bombs]) * 1000 if bombs else np.array([np.nan])
@@ -297,7 +315,7 @@ def _hostile(args, url: str, server_log: Path, model_name: str) -> None:
     ratio = under["p99"] / alone["p99"]
     print()
     print(f"{'attacker':<32} what it got")
-    print(f"{'(a) bombs':<32} {len(bombs)} requests of {args.bombs} x 9400x9400 PNG ({got['bomb_bytes'] / 2**20:.1f} MB):"
+    print(f"{'(a) bombs':<32} {len(bombs)} requests of {args.bombs} x 9400x9400 PNG ({got['bomb_bytes'] / 2**20:.1f} MiB):"
           f" status {', '.join(statuses)}; latency median {np.median(lat):.0f} ms, max {np.max(lat):.0f} ms")
     print(f"{'(b) slow / idle connections':<32} {args.idle} at a time, {got['idle_opened']} opened, "
           f"{got['idle_closed_by_server']} closed by the server")
@@ -327,13 +345,15 @@ def main() -> None:
     ap.add_argument("--smoke", action="store_true", help="--hostile in seconds: 2 s phases, 8 bombs, 50 idle")
     ap.add_argument("--bombs", type=int, default=77, help="bomb PNGs per request in --hostile (default 77)")
     ap.add_argument("--idle", type=int, default=200, help="slow / idle connections in --hostile (default 200)")
-    ap.add_argument("--attack", default=None, help=argparse.SUPPRESS)  # the attackers' process: its URL
+    ap.add_argument("--attack", default=None, help=argparse.SUPPRESS)  # an attacker's process: bomb, idle, garbage
+    ap.add_argument("--url", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--model-name", default="bench", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.attack:
         import json
 
-        print(json.dumps(asyncio.run(_attack(args.attack, args.seconds, args.bombs, args.idle, args.model_name))))
+        print(json.dumps(asyncio.run(_attack(args.attack, args.url, args.seconds, args.bombs, args.idle,
+                                             args.model_name))))
         return
     if args.smoke:
         args.hostile, args.seconds, args.bombs, args.idle = True, 2.0, 8, 50

@@ -116,3 +116,29 @@ def test_a_client_that_goes_away_mid_upload_is_one_log_line_without_a_traceback(
     assert len(gone) == 2 and all("POST /predict" in r.getMessage() for r in gone), [r.getMessage() for r in gone]
     assert not [r for r in records.records if r.exc_info], [r.getMessage() for r in records.records]
     assert len(records.records) == 2, [r.getMessage() for r in records.records]
+
+
+def test_cli_limits_reach_uvicorn_and_the_app_and_bad_values_are_refused(served, monkeypatch, capsys):
+    import uvicorn
+
+    from labelwise.commands.cli import main
+
+    seen = []
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self: seen.append(self.config))
+    path = served.path
+    assert main(["serve", path, "--port", "0", "--max-pixels", "5000", "--max-queue", "7", "--timeout-s", "3",
+                 "--input-range", "0,1", "--header-timeout-s", "2", "--keep-alive-s", "4",
+                 "--max-connections", "40", "--decode-workers", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "5,000 pixels per request" in out and "7 images in flight" in out and "within 3 s" in out
+    config = seen[0]
+    assert config.timeout_keep_alive == 4 and config.limit_concurrency == 40 + 16
+    assert config.h11_max_incomplete_event_size == 64 * 1024 and issubclass(config.http, object)
+    app = config.app
+    assert app.max_pixels == 5000 and app.admission.max_queue == 7
+    for bad, flag in ((["--max-pixels", "0"], "--max-pixels"), (["--timeout-s", "0"], "--timeout-s"),
+                      (["--input-range", "5,1"], "--input-range"), (["--input-range", "x"], "--input-range"),
+                      (["--max-connections", "0"], "--max-connections")):
+        assert main(["serve", path, "--port", "0", *bad]) == 2
+        assert flag in capsys.readouterr().err
+    assert len(seen) == 1

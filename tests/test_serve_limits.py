@@ -270,3 +270,33 @@ def test_a_damaged_jpeg_among_several_files_is_named_without_decoder_text(setup)
     error = r.json()["error"]
     assert error.startswith("scan 7.jpg cannot be decoded") or "scan 7.jpg is damaged" in error, error
     assert "node" not in error and "{{" not in error and "TensorFlow" not in error and "good.png" not in error
+
+
+def test_the_multipart_png_scan_counts_the_pixels_pillow_reads_from_each_part():
+    from PIL import Image
+
+    from labelwise.serve.limits import check_multipart_png_budget, check_pixel_budget
+    from labelwise.serve.model import RequestError
+
+    def png(w, h, mode="L"):
+        buf = io.BytesIO()
+        Image.new(mode, (w, h)).save(buf, format="PNG")
+        return buf.getvalue()
+
+    rng = np.random.default_rng(3)
+    for trial in range(20):
+        files = [(f"img {trial}-{k}.png", png(int(rng.integers(1, 300)), int(rng.integers(1, 300)),
+                                               "RGB" if k % 2 else "L")) for k in range(int(rng.integers(1, 6)))]
+        body = httpx.Request("POST", "http://x/", files=[("image", (n, d, "image/png")) for n, d in files]).read()
+        budget = int(rng.integers(1, 150_000))
+        try:  # the reference: Pillow's sizes of the same files
+            check_pixel_budget(files, budget)
+            want = None
+        except RequestError as e:
+            want = str(e)
+        try:
+            check_multipart_png_budget(body, budget)
+            got = None
+        except RequestError as e:
+            got = str(e)
+        assert got == want

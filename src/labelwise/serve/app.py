@@ -11,7 +11,8 @@ serving):
   the raw body (``Content-Type: image/...``) -> per image: probability per label, decisions,
   decided labels, each exclusive group's winner, the none label's state. ``?explain=LABEL``
   adds that label's Grad-CAM overlay (a base64 PNG, :func:`labelwise.explain.grad_cam`);
-* ``GET /stats``: model calls made so far, images in them, mean batch size;
+* ``GET /stats``: model calls made so far, images in them, mean batch size, images in flight
+  and requests refused as busy;
 * ``GET /``: the page (``static/``: plain HTML, JS and CSS, nothing from elsewhere).
 
 No client can stall the others (:mod:`labelwise.serve.limits`): bodies over ``max_upload_mb``
@@ -49,7 +50,8 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from .batching import Batcher
-from .limits import LOG, Admission, Deadline, DecodePool, check_pixel_budget, default_max_pixels
+from .limits import (LOG, Admission, Deadline, DecodePool, check_multipart_png_budget, check_pixel_budget,
+                     default_max_pixels)
 from .model import RequestError, ServedModel
 from .protocol import DEFAULT_INPUT_RANGE, infer_response, parse_infer_request
 
@@ -199,7 +201,8 @@ def create_app(served: ServedModel, *, max_batch: int = 32, max_delay_ms: float 
                              "models": [served.name]})
 
     async def stats(request: Request) -> Response:
-        return JSONResponse(batcher.stats.to_dict())
+        return JSONResponse({**batcher.stats.to_dict(), "in_flight": admission.in_flight,
+                             "refused_busy": admission.refused})
 
     async def model_metadata(request: Request) -> Response:
         check_name(request)
@@ -233,6 +236,7 @@ def create_app(served: ServedModel, *, max_batch: int = 32, max_delay_ms: float 
                                f"{list(served.schema.labels)}")
         ctype = request.headers.get("content-type", "")
         if ctype.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+            check_multipart_png_budget(await request.body(), max_pixels)  # PNG bombs: before the parse
             async with request.form(max_files=max_files, max_fields=max_files) as form:
                 items = []
                 for key, value in form.multi_items():

@@ -5,7 +5,8 @@ pool, admission to the queue, and a deadline per request. Nothing here touches t
   before ``json.loads`` sees it (a 100 000-deep list would raise ``RecursionError`` inside it);
 * :func:`image_size` / :func:`check_pixel_budget` -- width x height read from each image's
   header (Pillow opens lazily: nothing is decompressed), summed over the request and refused
-  with 413 above ``max_pixels``, so a zlib "bomb" (a 258 KB PNG of 9400x9400) costs a header read;
+  with 413 above ``max_pixels``, so a zlib "bomb" (a 258 KB PNG of 9400x9400) costs a header read
+  (:func:`check_multipart_png_budget` finds PNG headers in a multipart body before it is parsed);
 * :class:`DecodePool` -- decoding runs in ``workers`` threads, never on the event loop nor on
   the model's batcher, so a slow decode delays only its own request;
 * :class:`Admission` -- images in flight (decoding or waiting for the model) are counted; past
@@ -22,6 +23,8 @@ import io
 import json
 import logging
 import os
+import re
+import struct
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Sequence
 
@@ -30,13 +33,12 @@ import numpy as np
 from .model import RequestError
 
 __all__ = ["MAX_JSON_DEPTH", "json_depth", "check_json", "image_size", "check_pixel_budget", "default_max_pixels",
-           "DecodePool", "Admission", "Deadline", "LOG"]
+           "check_multipart_png_budget", "DecodePool", "Admission", "Deadline", "LOG"]
 
 LOG = logging.getLogger("labelwise.serve")
 
 # An OIP request nests object > inputs > tensor > data (up to 4 more for [n][h][w][c]): 8 levels.
 MAX_JSON_DEPTH = 32
-_OPEN, _CLOSE = b"[{", b"]}"
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
 
@@ -101,19 +103,46 @@ def default_max_pixels(input_shape: Sequence[int]) -> int:
 def check_pixel_budget(items: Sequence[tuple[str, bytes]], max_pixels: int) -> list[tuple[int, int]]:
     """Sizes of ``items`` (``(name, bytes)``) from their headers; 413 when their total pixel
     count ``sum(w * h)`` is over ``max_pixels`` -- before anything is decoded."""
-    sizes, total = [], 0
-    for name, data in items:
-        w, h = image_size(data, name=name)
-        sizes.append((w, h))
-        total += w * h
-    if total > max_pixels:
-        big = max(range(len(sizes)), key=lambda i: sizes[i][0] * sizes[i][1])
-        w, h = sizes[big]
-        what = (f"{items[0][0]} is {w}x{h} = {total:,} pixels" if len(items) == 1 else
-                f"the {len(items)} images hold {total:,} pixels (the largest, {items[big][0]}, is {w}x{h})")
-        raise RequestError(413, f"{what}, over this server's budget of {max_pixels:,} pixels per request "
-                           "(--max-pixels); send fewer or smaller images")
+    sizes = [image_size(data, name=name) for name, data in items]
+    _refuse_over_budget([name for name, _ in items], sizes, max_pixels)
     return sizes
+
+
+# A multipart file part whose content is a PNG: the blank line ending the part's headers, the
+# PNG signature, then IHDR, which always comes first and holds width and height.
+_PART_PNG = b"\r\n\r\n\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"
+_FILENAME = re.compile(rb'filename="([^"\r\n]{0,200})"')
+
+
+def check_multipart_png_budget(body: bytes, max_pixels: int) -> None:
+    """413 when the PNG files in a raw multipart ``body`` hold more than ``max_pixels`` in total,
+    read from their IHDR chunks by a byte search -- before the form is parsed. Other formats
+    are measured after parsing (:func:`check_pixel_budget`); this only saves a bomb's parse."""
+    names, sizes = [], []
+    i = body.find(_PART_PNG)
+    while i >= 0:
+        j = i + len(_PART_PNG)
+        if j + 8 > len(body):
+            break
+        w, h = struct.unpack(">II", body[j:j + 8])
+        found = _FILENAME.findall(body[max(0, i - 1024):i])
+        names.append(found[-1].decode("utf-8", "replace") if found else f"file {len(names) + 1}")
+        sizes.append((w, h))
+        i = body.find(_PART_PNG, j)
+    if sizes:
+        _refuse_over_budget(names, sizes, max_pixels)
+
+
+def _refuse_over_budget(names: Sequence[str], sizes: Sequence[tuple[int, int]], max_pixels: int) -> None:
+    total = sum(w * h for w, h in sizes)
+    if total <= max_pixels:
+        return
+    big = max(range(len(sizes)), key=lambda i: sizes[i][0] * sizes[i][1])
+    w, h = sizes[big]
+    what = (f"{names[0]} is {w}x{h} = {total:,} pixels" if len(names) == 1 else
+            f"the {len(names)} images hold {total:,} pixels (the largest, {names[big]}, is {w}x{h})")
+    raise RequestError(413, f"{what}, over this server's budget of {max_pixels:,} pixels per request "
+                       "(--max-pixels); send fewer or smaller images")
 
 
 class DecodePool:
