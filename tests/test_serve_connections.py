@@ -142,3 +142,25 @@ def test_cli_limits_reach_uvicorn_and_the_app_and_bad_values_are_refused(served,
         assert main(["serve", path, "--port", "0", *bad]) == 2
         assert flag in capsys.readouterr().err
     assert len(seen) == 1
+
+
+@pytest.mark.slow
+def test_the_hostile_benchmark_smoke_run_keeps_the_well_behaved_clients_free_of_errors():
+    import os
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    run = subprocess.run([sys.executable, str(root / "benchmarks" / "bench_serve.py"), "--smoke"], cwd=root,
+                         capture_output=True, text=True, timeout=900,
+                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = run.stdout
+    rows = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(alone|beside the attackers)\s+\d+\s+\S+\s+\S+\s+\S+\s+(\d+)$",
+                                                              out, re.M)}
+    assert rows == {"alone": 0, "beside the attackers": 0}, out
+    assert re.search(r"\(a\) bombs\s+[1-9]\d* requests .* status 413;", out), out
+    assert re.search(r"\(c\) malformed JSON\s+[1-9]\d* requests \(400: [1-9]\d*\)", out), out
+    assert "server log                       0 tracebacks" in out, out
