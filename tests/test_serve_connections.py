@@ -164,3 +164,43 @@ def test_the_hostile_benchmark_smoke_run_keeps_the_well_behaved_clients_free_of_
     assert re.search(r"\(a\) bombs\s+[1-9]\d* requests .* status 413;", out), out
     assert re.search(r"\(c\) malformed JSON\s+[1-9]\d* requests \(400: [1-9]\d*\)", out), out
     assert "server log                       0 tracebacks" in out, out
+
+
+@pytest.mark.slow
+def test_under_a_low_open_file_limit_idle_connections_do_not_lock_out_new_clients(served):
+    import os
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    cmd = f"ulimit -n 256 && exec {sys.executable} -m labelwise serve {served.path} --port {port} --quiet"
+    server = subprocess.Popen(["bash", "-c", cmd], env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    idle: list[socket.socket] = []
+    try:
+        t0 = time.monotonic()
+        while True:
+            try:
+                if httpx.get(url + "/v2/health/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert server.poll() is None and time.monotonic() - t0 < 300, "the server did not start"
+            time.sleep(0.5)
+        for _ in range(300):  # more than the server's descriptors allow
+            idle.append(_connect(url))
+        time.sleep(1.0)
+        with httpx.Client(base_url=url, timeout=10) as c:
+            statuses = [c.get("/v2/health/live").status_code for _ in range(3)]
+        closed = sum(_closed_within(s, 0.05) for s in idle)
+    finally:
+        for s in idle:
+            s.close()
+        server.terminate()
+        err = server.communicate(timeout=60)[1].decode(errors="replace")
+    assert statuses == [200, 200, 200]
+    assert closed >= 300 - 128  # the default limit under 256 descriptors: (256 - 64) * 2 / 3 open connections
+    assert "Traceback" not in err and "Too many open files" not in err

@@ -51,8 +51,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--keep-alive-s", type=float, default=5.0,
                    help="an idle keep-alive connection is closed after this many seconds (default 5)")
     p.add_argument("--max-connections", type=int, default=None,
-                   help="open connections; past it the one idle longest is closed (default 1000, fewer under a "
-                        "lower open-file limit)")
+                   help="open connections; past it the one idle longest is closed (default 1000, or two thirds of "
+                        "the open-file limit less 64 where that is lower)")
     p.add_argument("--name", default=None, help="model name in the URLs (default: the file's stem)")
     p.add_argument("--quiet", action="store_true", help="no access log")
     p.set_defaults(func=run)

@@ -19,7 +19,8 @@ from typing import Any
 
 from ..errors import InputError
 
-__all__ = ["serve", "LOOPBACK", "check_stack", "uvicorn_config", "protocol_class", "default_max_connections"]
+__all__ = ["serve", "LOOPBACK", "check_stack", "uvicorn_config", "protocol_class", "default_max_connections",
+           "default_backlog"]
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -34,18 +35,33 @@ def check_stack() -> None:
         raise InputError(f"labelwise serve needs {', '.join(missing)}: pip install 'labelwise[serve]'")
 
 
-def default_max_connections() -> int:
-    """Open connections allowed by default: 1000, or fewer where the open-file limit is lower
-    (64 descriptors are kept for the model, logs and the listening socket)."""
+def _spare_descriptors() -> int | None:
+    """Open-file descriptors left for connections (the soft limit less 64 for the model, logs
+    and the listening socket); None when unlimited or unknown."""
     try:
         import resource
 
         soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     except (ImportError, ValueError, OSError):
-        return 1000
+        return None
     if soft == getattr(resource, "RLIM_INFINITY", -1):
-        return 1000
-    return max(16, min(1000, int(soft) - 64))
+        return None
+    return max(0, int(soft) - 64)
+
+
+def default_max_connections() -> int:
+    """Open connections allowed by default: 1000, or two thirds of the spare descriptors where
+    the open-file limit is lower (at least 16)."""
+    spare = _spare_descriptors()
+    return 1000 if spare is None else max(16, min(1000, spare * 2 // 3))
+
+
+def default_backlog() -> int:
+    """Pending connections the kernel queues, which is also how many asyncio accepts at once
+    before the protocol can close idle ones: 2048, or a third of the spare descriptors (at
+    least 16), so that ``max_connections + backlog`` stays under the open-file limit."""
+    spare = _spare_descriptors()
+    return 2048 if spare is None else max(16, min(2048, spare // 3))
 
 
 def protocol_class(header_timeout_s: float, max_connections: int):
@@ -120,11 +136,12 @@ def uvicorn_config(app, *, host: str = "127.0.0.1", port: int = 8080, log_level:
                    max_connections: int | None = None, **kwargs: Any):
     """The uvicorn ``Config`` :func:`serve` runs: h11 with :func:`protocol_class`, keep-alive
     ``keep_alive_s``, requests answered 503 by uvicorn once ``max_connections`` + 16 connections are
-    open (possible only when none of them is idle),
+    open (possible only when none of them is idle), a listen backlog of :func:`default_backlog`,
     request headers of at most 64 KB."""
     import uvicorn
 
     limit = int(max_connections) if max_connections is not None else default_max_connections()
+    kwargs.setdefault("backlog", default_backlog())
     return uvicorn.Config(app, host=host, port=int(port), log_level=log_level, lifespan="on",
                           http=protocol_class(float(header_timeout_s), limit), timeout_keep_alive=keep_alive_s,
                           limit_concurrency=limit + 16, h11_max_incomplete_event_size=64 * 1024, **kwargs)
