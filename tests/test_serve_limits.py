@@ -214,6 +214,7 @@ def test_fp32_pixels_outside_the_input_range_or_not_finite_are_refused(setup):
         assert c.post(INFER, json=_fp32(edge)).status_code == 200
         assert c.post(INFER, json=_fp32(one)).status_code == 200
     with running(unit) as url, httpx.Client(base_url=url, timeout=30) as c:
+        assert "0-1 " in c.get("/v2/models/digits").json()["parameters"]["pixel_values"]
         assert c.post(INFER, json=_fp32(one / 255)).status_code == 200
         r = c.post(INFER, json=_fp32(one))
         assert r.status_code == 400 and "0-1" in r.json()["error"]

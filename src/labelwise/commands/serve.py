@@ -46,8 +46,8 @@ def add_parser(subparsers) -> None:
                    help="the pixel values FP32 infer inputs may hold; others get 400 (default 0,255: raw pixels, "
                         "the model normalises them)")
     p.add_argument("--header-timeout-s", type=float, default=10.0,
-                   help="a connection must send a complete request within this many seconds of opening "
-                        "(or of the previous answer) or it is closed (default 10)")
+                   help="a connection must send its request headers within this many seconds of opening "
+                        "(or of the previous answer) or it is closed; the body counts in --timeout-s (default 10)")
     p.add_argument("--keep-alive-s", type=float, default=5.0,
                    help="an idle keep-alive connection is closed after this many seconds (default 5)")
     p.add_argument("--max-connections", type=int, default=None,

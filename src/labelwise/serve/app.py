@@ -206,7 +206,11 @@ def create_app(served: ServedModel, *, max_batch: int = 32, max_delay_ms: float 
 
     async def model_metadata(request: Request) -> Response:
         check_name(request)
-        return JSONResponse(served.metadata())
+        meta = served.metadata()
+        lo, hi = input_range
+        meta["parameters"]["pixel_values"] = (f"FP32 inputs are pixels in {lo:g}-{hi:g} (others are refused), "
+                                              "already resized; the model normalises them")
+        return JSONResponse(meta)
 
     async def model_ready(request: Request) -> Response:
         check_name(request)
