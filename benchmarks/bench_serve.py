@@ -21,8 +21,20 @@ The model is ``--model PATH`` or, by default, an untrained small_cnn built here 
 ``--image-size`` (28: MNIST digits; a bigger size makes the model, not HTTP, the cost). The
 machine is shared: client, server and other work compete for the same cores; read the ratios.
 
+``--hostile``: fairness under abuse instead of the levels. 16 well-behaved clients (as above)
+run for ``--seconds`` alone, then for ``--seconds`` beside three attackers in another process:
+(a) a client posting bomb-like PNGs (``--bombs`` zlib-compressed 9400x9400 RGB PNGs of 258 KB
+each in one request, again and again), (b) ``--idle`` slow or idle connections (half send a
+header line every half second and never finish, half send nothing; reopened when the server
+closes them), (c) malformed JSON at a high rate (invalid JSON, 100 000-deep nesting, pixels of
+1e30). Reported: the well-behaved clients' p50 / p99 and errors alone and with the attackers,
+the bomb requests' status and latency, what the other attackers got, and the tracebacks in the
+server's log. Goals: p99 with attackers <= 3x p99 alone, 0 errors, every bomb request 413 in
+< 1 s. ``--smoke``: the hostile run in seconds (2 s phases, 8 bombs, 50 idle connections).
+
 Usage: python benchmarks/bench_serve.py [--quick] [--seconds 30] [--model M.keras] [--image-size 28]
        [--levels 1,4,16,64] [--max-batch 32] [--max-delay-ms 5]
+       python benchmarks/bench_serve.py --hostile [--seconds 10] [--bombs 77] [--idle 200] | --smoke
 """
 
 from __future__ import annotations
@@ -176,6 +188,151 @@ def _stats(url: str) -> tuple[int, int]:
     return int(s["calls"]), int(s["images"])
 
 
+def _bomb_png(width: int = 9400, height: int = 9400) -> bytes:
+    """A valid RGB PNG of black pixels, zlib-compressed: 9400 x 9400 is 258 KB that decodes to 265 MB."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    comp, row = zlib.compressobj(9), bytes(1 + 3 * width)
+    parts = [comp.compress(row * min(64, height - i)) for i in range(0, height, 64)] + [comp.flush()]
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b"")
+
+
+async def _attack(kind: str, url: str, seconds: float, bombs: int, idle: int, model_name: str) -> dict:
+    """One attacker (``kind``: bomb, idle or garbage) for ``seconds``; returns what it got. Each
+    runs in its own process, so one attacker's client work does not slow another's clock."""
+    import httpx
+
+    host, port = url.rsplit("/", 1)[-1].split(":")
+    out: dict = {"bomb": [], "bomb_bytes": 0, "idle_opened": 0, "idle_closed_by_server": 0, "malformed": {}}
+    if kind == "bomb":  # the multipart body is built once: the latency is the server's, not the encoder's
+        bomb = _bomb_png()
+        files = [("image", (f"bomb{i}.png", bomb, "image/png")) for i in range(bombs)]
+        request = httpx.Request("POST", url + "/predict", files=files)
+        body, headers = request.read(), {"content-type": request.headers["content-type"]}
+        out["bomb_bytes"] = len(body)
+    print("ready", flush=True)
+    stop = time.perf_counter() + seconds
+
+    async def bomber() -> None:
+        async with httpx.AsyncClient(base_url=url, timeout=120) as c:
+            while time.perf_counter() < stop:
+                t = time.perf_counter()
+                try:
+                    status = (await c.post("/predict", content=body, headers=headers)).status_code
+                except httpx.HTTPError as e:
+                    status = type(e).__name__
+                out["bomb"].append((status, time.perf_counter() - t))
+
+    async def lingerer(k: int) -> None:
+        while time.perf_counter() < stop:
+            try:
+                reader, writer = await asyncio.open_connection(host, int(port))
+            except OSError:
+                await asyncio.sleep(0.2)
+                continue
+            out["idle_opened"] += 1
+            try:
+                if k % 2:
+                    writer.write(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n")
+                while time.perf_counter() < stop:
+                    try:
+                        data = await asyncio.wait_for(reader.read(1), 0.5)
+                    except asyncio.TimeoutError:
+                        if k % 2:
+                            writer.write(b"X-Slow: 1\r\n")
+                        continue
+                    if not data:
+                        out["idle_closed_by_server"] += 1
+                        break
+            except (ConnectionError, OSError):
+                out["idle_closed_by_server"] += 1
+            finally:
+                writer.close()
+
+    bad_bodies = [b"{oops", b"[" * 100_000 + b"]" * 100_000, b'{"inputs": 7}',
+                  b'{"inputs": [{"name": "images", "datatype": "FP32", "shape": [1, 1, 1, 1], "data": [1e30]}]}',
+                  bytes(range(256)) * 4]
+
+    async def garbage(k: int) -> None:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as c:
+            i = k
+            while time.perf_counter() < stop:
+                try:
+                    status = (await c.post(f"/v2/models/{model_name}/infer", content=bad_bodies[i % len(bad_bodies)],
+                                           headers={"content-type": "application/json"})).status_code
+                except httpx.HTTPError as e:
+                    status = type(e).__name__
+                out["malformed"][str(status)] = out["malformed"].get(str(status), 0) + 1
+                i += 1
+
+    if kind == "bomb":
+        await bomber()
+    elif kind == "idle":
+        await asyncio.gather(*(lingerer(k) for k in range(idle)))
+    else:
+        await asyncio.gather(*(garbage(k) for k in range(2)))
+    return out
+
+
+def _hostile(args, url: str, server_log: Path, model_name: str) -> None:
+    import json
+
+    alone = asyncio.run(_level(url, args.pngs, 16, args.seconds))
+    attackers = [subprocess.Popen([sys.executable, __file__, "--attack", kind, "--url", url, "--seconds",
+                                   str(args.seconds + 1), "--bombs", str(args.bombs), "--idle", str(args.idle),
+                                   "--model-name", model_name], stdout=subprocess.PIPE, text=True)
+                 for kind in ("bomb", "idle", "garbage")]
+    got: dict = {}
+    try:
+        for a in attackers:
+            assert a.stdout is not None
+            if a.stdout.readline().strip() != "ready":
+                raise SystemExit("the attackers did not start")
+        time.sleep(0.5)  # let them open their connections and send the first bombs
+        under = asyncio.run(_level(url, args.pngs, 16, args.seconds))
+        for a in attackers:
+            for key, value in json.loads(a.stdout.read()).items():  # each attacker fills its own fields
+                if isinstance(value, dict):
+                    got.setdefault(key, {}).update(value)
+                else:
+                    got[key] = got.get(key, type(value)()) + value
+    finally:
+        for a in attackers:
+            a.wait(120)
+    bombs = got["bomb"]
+    statuses = sorted({str(s) for s, _ in bombs})
+    lat = np.array([t for _, t in bombs]) * 1000 if bombs else np.array([np.nan])
+    log = server_log.read_text(errors="replace")
+    print()
+    print(f"{'well-behaved clients (16)':<32} {'requests':>9} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}")
+    for name, r in (("alone", alone), ("beside the attackers", under)):
+        print(f"{name:<32} {r['requests']:>9} {r['rps']:>8.1f} {r['p50']:>8.1f} {r['p99']:>8.1f} {r['errors']:>6}")
+    ratio = under["p99"] / alone["p99"]
+    print()
+    print(f"{'attacker':<32} what it got")
+    under_1s = int(np.sum(lat < 1000))
+    print(f"{'(a) bombs':<32} {len(bombs)} requests of {args.bombs} x 9400x9400 PNG ({got['bomb_bytes'] / 2**20:.1f} MiB):"
+          f" status {', '.join(statuses)}; latency median {np.median(lat):.0f} ms, p90 {np.percentile(lat, 90):.0f} ms, "
+          f"max {np.max(lat):.0f} ms; {under_1s} of {len(bombs)} under 1 s")
+    print(f"{'(b) slow / idle connections':<32} {args.idle} at a time, {got['idle_opened']} opened, "
+          f"{got['idle_closed_by_server']} closed by the server")
+    mal = ", ".join(f"{k}: {v}" for k, v in sorted(got["malformed"].items()))
+    print(f"{'(c) malformed JSON':<32} {sum(got['malformed'].values())} requests ({mal})")
+    print(f"{'server log':<32} {log.count('Traceback')} tracebacks, {len(log.splitlines())} lines")
+    print()
+    all_413 = bool(bombs) and statuses == ["413"]
+    print(f"p99 beside the attackers / alone: {ratio:.2f}x (goal <= 3x: {'met' if ratio <= 3 else 'NOT met'}); "
+          f"errors {under['errors']} (goal 0: {'met' if under['errors'] == 0 else 'NOT met'}); "
+          f"every bomb request 413: {'met' if all_413 else 'NOT met'}; in < 1 s: "
+          f"{'met' if all_413 and under_1s == len(bombs) else f'{under_1s} of {len(bombs)}'} "
+          "(the latency includes uploading the body; read it beside the load of the machine)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", type=Path, default=None, help="a model.keras artifact (default: a small_cnn built here)")
@@ -188,7 +345,24 @@ def main() -> None:
     ap.add_argument("--n-images", type=int, default=64)
     ap.add_argument("--no-ceiling", dest="ceiling", action="store_false",
                     help="skip the HTTP ceiling (GET /v2/health/live at the same concurrency, half as long)")
+    ap.add_argument("--hostile", action="store_true", help="fairness under abuse (see the module docstring)")
+    ap.add_argument("--smoke", action="store_true", help="--hostile in seconds: 2 s phases, 8 bombs, 50 idle")
+    ap.add_argument("--bombs", type=int, default=77, help="bomb PNGs per request in --hostile (default 77)")
+    ap.add_argument("--idle", type=int, default=200, help="slow / idle connections in --hostile (default 200)")
+    ap.add_argument("--attack", default=None, help=argparse.SUPPRESS)  # an attacker's process: bomb, idle, garbage
+    ap.add_argument("--url", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--model-name", default="bench", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.attack:
+        import json
+
+        print(json.dumps(asyncio.run(_attack(args.attack, args.url, args.seconds, args.bombs, args.idle,
+                                             args.model_name))))
+        return
+    if args.smoke:
+        args.hostile, args.seconds, args.bombs, args.idle = True, 2.0, 8, 50
+    elif args.hostile and args.seconds == 30.0:
+        args.seconds = 10.0
     seconds = 5.0 if args.quick else args.seconds
     levels = [int(v) for v in args.levels.split(",")]
 
@@ -198,18 +372,24 @@ def main() -> None:
 
     pre = artifact.load(model_path)[3]
     pngs = _images(args.n_images, int(pre.image_size[0]), int(pre.channels))
-    raw = _raw(model_path, pngs, args.max_batch)
-    print(f"model {model_path.name}, input {raw['shape']}, {len(pngs)} PNGs of {np.mean([len(b) for b in pngs]):.0f} "
-          f"bytes; {seconds:g} s per level; max batch {args.max_batch}, max delay {args.max_delay_ms:g} ms")
-    print(f"raw model.predict (batch {args.max_batch}): {raw['images_per_s']:.0f} images/s "
-          f"(model.predict_on_batch of {args.max_batch}, the server's call: {raw['on_batch_per_s']:.0f} images/s); one image: "
-          f"model.predict {raw['one_predict_ms']:.2f} ms, model.predict_on_batch {raw['one_on_batch_ms']:.2f} ms")
+    if args.hostile:
+        print(f"model {model_path.name}; {len(pngs)} PNGs of {np.mean([len(b) for b in pngs]):.0f} bytes; hostile run: "
+              f"{args.seconds:g} s alone, then {args.seconds:g} s beside the attackers")
+    raw = None if args.hostile else _raw(model_path, pngs, args.max_batch)
+    if raw is not None:
+        print(f"model {model_path.name}, input {raw['shape']}, {len(pngs)} PNGs of {np.mean([len(b) for b in pngs]):.0f} "
+              f"bytes; {seconds:g} s per level; max batch {args.max_batch}, max delay {args.max_delay_ms:g} ms")
+        print(f"raw model.predict (batch {args.max_batch}): {raw['images_per_s']:.0f} images/s "
+              f"(model.predict_on_batch of {args.max_batch}, the server's call: {raw['on_batch_per_s']:.0f} images/s); "
+              f"one image: model.predict {raw['one_predict_ms']:.2f} ms, model.predict_on_batch "
+              f"{raw['one_on_batch_ms']:.2f} ms")
 
     port = _free_port()
+    server_log = tmp / "server.log"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
     server = subprocess.Popen([sys.executable, "-m", "labelwise", "serve", str(model_path), "--port", str(port),
                                "--max-batch", str(args.max_batch), "--max-delay-ms", str(args.max_delay_ms),
-                               "--quiet"], env=env, stdout=subprocess.DEVNULL)
+                               "--quiet"], env=env, stdout=subprocess.DEVNULL, stderr=server_log.open("wb"))
     url = f"http://127.0.0.1:{port}"
     try:
         import httpx
@@ -225,6 +405,10 @@ def main() -> None:
                 raise SystemExit("the server did not start")
             time.sleep(0.3)
         asyncio.run(_level(url, pngs, 4, 1.0))  # warm-up: connections, the batch shapes' traces
+        if args.hostile:
+            args.pngs = pngs
+            _hostile(args, url, server_log, model_path.stem)
+            return
         rss0 = _rss_mb(server.pid)
         rows = []
         for clients in levels:

@@ -60,12 +60,35 @@ def write_pngs(folder: Path, pixels: np.ndarray) -> list[Path]:
     return paths
 
 
+def bomb_png(width: int = 9400, height: int = 9400) -> bytes:
+    """A valid RGB PNG of ``width`` x ``height`` black pixels, zlib-compressed to almost nothing
+    (9400 x 9400: 258 KB that decode to 265 MB)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    comp, row = zlib.compressobj(9), bytes(1 + 3 * width)
+    parts = [comp.compress(row * min(64, height - i)) for i in range(0, height, 64)] + [comp.flush()]
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b"")
+
+
 @contextlib.contextmanager
-def running(app, *, timeout: float = 30.0):
-    """Serve ``app`` with uvicorn on a free loopback port in a thread; yields the base URL."""
+def running(app, *, timeout: float = 30.0, **hygiene):
+    """Serve ``app`` with uvicorn on a free loopback port in a thread; yields the base URL.
+    ``hygiene`` (header_timeout_s, max_connections, ...) runs it with labelwise serve's own
+    uvicorn settings (:func:`labelwise.serve.server.uvicorn_config`)."""
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
+    if hygiene:
+        from labelwise.serve.server import uvicorn_config
+
+        config = uvicorn_config(app, host="127.0.0.1", port=0, log_level="warning", **hygiene)
+    else:
+        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     t0 = time.monotonic()

@@ -182,27 +182,33 @@ def _corrupt_deflate(png: bytes) -> bytes:
     return bytes(out)
 
 
-def test_an_undecodable_image_fails_only_its_own_request_in_a_shared_batch(setup, monkeypatch):
+def test_an_undecodable_image_fails_only_its_own_request_and_is_named_in_plain_words(setup, monkeypatch):
     folder, path, served, app_main, pixels, pngs, url_main = setup
     from labelwise.serve.model import check_image_bytes
 
     bad = _corrupt_deflate(pngs[0].read_bytes())
-    check_image_bytes(bad)  # passes the cheap check: it reaches the batch
-    batches = []
-    original = served.inputs
-    monkeypatch.setattr(served, "inputs", lambda items: batches.append(len(items)) or original(items))
+    check_image_bytes(bad)  # passes the cheap check: only the decode finds it
+    calls = []
+    original = served.model.predict_on_batch
+    monkeypatch.setattr(served.model, "predict_on_batch", lambda x: calls.append(len(x)) or original(x))
     app = create_app(served, max_batch=3, max_delay_ms=3000, warm_up=False)
 
     async def burst(url):
         async with httpx.AsyncClient(base_url=url, timeout=60) as c:
             return await asyncio.gather(
                 c.post("/predict", files=[("image", ("bad.png", bad, "image/png"))]),
-                *(c.post("/predict", files=_files([p])) for p in pngs[1:3]))
+                *(c.post("/predict", files=_files([p])) for p in pngs[1:3]),
+                c.post("/predict", files=[("image", ("fine.png", pngs[3].read_bytes(), "image/png")),
+                                          ("image", ("broken.png", bad, "image/png"))]))
 
     with running(app) as url:
-        r_bad, *r_good = asyncio.run(burst(url))
-    assert batches == [3, 1, 1, 1]  # together, then each alone to find the bad one
-    assert r_bad.status_code == 400 and "cannot be decoded" in r_bad.json()["error"]
+        r_bad, *r_good, r_mixed = asyncio.run(burst(url))
+    assert calls == [2]  # the bad image never reaches the model; the good requests share one call
+    for r, name in ((r_bad, "bad.png"), (r_mixed, "broken.png")):
+        error = r.json()["error"]
+        assert r.status_code == 400 and f"{name} cannot be decoded" in error, error
+        assert "node" not in error and "{{" not in error and "TensorFlow" not in error, error
+    assert "fine.png" not in r_mixed.json()["error"]
     ref = schema().complete_scores(served.model.predict(pixels[1:3, ..., None].astype("float32"), verbose=0))
     for r, want in zip(r_good, ref):
         assert r.status_code == 200

@@ -4,9 +4,9 @@
 the server exactly what ``labelwise predict`` does for files, through the same functions
 (:func:`labelwise.training.predict.image_inputs`, :func:`~labelwise.training.predict.outputs_to_scores`,
 :func:`~labelwise.training.predict.decide_scores`): encoded bytes -> model input, model outputs ->
-scores with the derived ``none`` score -> schema-consistent decisions. Images are decoded in the
-model's batch, in one call, just before the model runs (decoding them one by one cost more
-than the model itself for small inputs). It also checks what a
+scores with the derived ``none`` score -> schema-consistent decisions. The app decodes each
+request's images in one call, in its decode pool (:mod:`labelwise.serve.limits`), and queues the
+decoded rows for the model. It also checks what a
 client sends and words the refusal (:class:`RequestError`, with an HTTP status), and describes
 itself in Open Inference Protocol v2 terms (:meth:`ServedModel.metadata`).
 """

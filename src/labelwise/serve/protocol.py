@@ -1,7 +1,8 @@
 """Open Inference Protocol v2 (KServe) request parsing and response building, no HTTP here.
 
 An infer request carries one input: either ``FP32`` pixels of the model's input shape
-``[n, h, w, c]`` (0-255, already resized; data flat in row-major order or nested), or ``BYTES``
+``[n, h, w, c]`` (0-255 unless the server says otherwise, already resized; data flat in row-major
+order or nested; values outside the range, NaN or infinite are refused), or ``BYTES``
 of shape ``[n]`` whose elements are base64-encoded image files, decoded as ``labelwise
 predict`` decodes files. Anything else is refused with a :class:`RequestError` (400) naming
 the datatypes and shapes the model takes. The response has ``probabilities`` (FP32) and
@@ -18,29 +19,35 @@ from typing import Any
 
 import numpy as np
 
+from .limits import check_json
 from .model import RequestError, ServedModel
 
-__all__ = ["parse_infer_request", "infer_response", "OUTPUTS"]
+__all__ = ["parse_infer_request", "infer_response", "OUTPUTS", "DEFAULT_INPUT_RANGE"]
 
 OUTPUTS = ("probabilities", "decisions")
+DEFAULT_INPUT_RANGE = (0.0, 255.0)
 
 
-def _expected(served: ServedModel) -> str:
+def _expected(served: ServedModel, input_range=DEFAULT_INPUT_RANGE) -> str:
     h, w, c = served.input_shape
-    return (f"expected one input 'images' with datatype FP32 and shape [n, {h}, {w}, {c}] (pixels 0-255), "
+    lo, hi = input_range
+    return (f"expected one input 'images' with datatype FP32 and shape [n, {h}, {w}, {c}] (pixels {lo:g}-{hi:g}), "
             "or datatype BYTES and shape [n] holding base64-encoded PNG/JPEG/BMP/GIF files")
 
 
-def parse_infer_request(body: bytes, served: ServedModel) -> tuple[str, Any, dict[str, Any]]:
+def parse_infer_request(body: bytes, served: ServedModel,
+                        input_range: tuple[float, float] = DEFAULT_INPUT_RANGE) -> tuple[str, Any, dict[str, Any]]:
     """Read an infer request body -> ``(kind, payload, request)``.
 
-    ``kind`` "FP32": payload is a float32 array ``(n, h, w, c)``; "BYTES": a list of encoded
-    images (bytes). ``request`` is the parsed JSON (for ``id`` and requested ``outputs``).
+    ``kind`` "FP32": payload is a float32 array ``(n, h, w, c)`` whose values all lie in
+    ``input_range`` (inclusive); "BYTES": a list of encoded images (bytes). ``request`` is the
+    parsed JSON (for ``id`` and requested ``outputs``). JSON nesting is bounded before parsing
+    (:func:`~labelwise.serve.limits.check_json`).
     """
     if not body or not body.strip():
         raise RequestError(400, f"empty body; send an inference request as JSON: {_expected(served)}")
     try:
-        req = json.loads(body)
+        req = check_json(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise RequestError(400, f"the body is not valid JSON ({e}); {_expected(served)}") from None
     if not isinstance(req, dict) or not isinstance(req.get("inputs"), list) or not req["inputs"]:
@@ -61,7 +68,7 @@ def parse_infer_request(body: bytes, served: ServedModel) -> tuple[str, Any, dic
         raise RequestError(400, f"shape must be a list of non-negative integers, got {shape!r}; {_expected(served)}")
     dtype = tensor["datatype"]
     if dtype == "FP32":
-        return "FP32", _fp32(tensor["data"], shape, served), req
+        return "FP32", _fp32(tensor["data"], shape, served, input_range), req
     if dtype == "BYTES":
         return "BYTES", _bytes(tensor["data"], shape, served), req
     raise RequestError(400, f"datatype {dtype!r} is not accepted; {_expected(served)}")
@@ -78,7 +85,7 @@ def _check_outputs(req: dict[str, Any]) -> None:
         raise RequestError(400, f"unknown output(s) {unknown}; this model has outputs {list(OUTPUTS)}")
 
 
-def _fp32(data: Any, shape: list[int], served: ServedModel) -> np.ndarray:
+def _fp32(data: Any, shape: list[int], served: ServedModel, input_range=DEFAULT_INPUT_RANGE) -> np.ndarray:
     want = list(served.input_shape)
     if len(shape) != 4 or shape[1:] != want or shape[0] < 1:
         raise RequestError(400, f"FP32 input of shape {shape} does not fit the model; {_expected(served)}")
@@ -90,7 +97,18 @@ def _fp32(data: Any, shape: list[int], served: ServedModel) -> np.ndarray:
     if x.size != math.prod(shape):
         raise RequestError(400, f"FP32 data holds {x.size} numbers but shape {shape} needs {math.prod(shape)}")
     if not np.isfinite(x).all():
-        raise RequestError(400, "FP32 data holds NaN or infinite values; send pixels in 0-255")
+        bad = int(np.flatnonzero(~np.isfinite(x.reshape(-1)))[0])
+        raise RequestError(400, f"FP32 data holds NaN or infinite values (the first at flat index {bad}, image "
+                           f"{bad // max(1, x.size // shape[0])}); send pixels in {input_range[0]:g}-{input_range[1]:g}")
+    lo, hi = input_range
+    outside = (x < lo) | (x > hi)
+    if outside.any():
+        flat = x.reshape(-1)
+        bad = int(np.flatnonzero(outside.reshape(-1))[0])
+        raise RequestError(400, f"FP32 pixel values must lie in {lo:g}-{hi:g} (--input-range), but the data holds "
+                           f"{float(flat.min()):g} to {float(flat.max()):g} (the first outside at flat index {bad}, "
+                           f"image {bad // max(1, x.size // shape[0])}); send unnormalised pixels, the model "
+                           "normalises them itself")
     return x.reshape(shape)
 
 
