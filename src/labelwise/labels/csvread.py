@@ -16,7 +16,36 @@ import pandas as pd
 from ..errors import TableError
 from .stats import DEFAULT_GROUP_COLUMNS
 
-_BINARY = ("0", "1", "0.0", "1.0")
+#: Columns that say which split a row belongs to: never labels, whatever their cells (any case).
+SPLIT_COLUMN_NAMES = ("split", "subset", "partition", "fold", "set")
+
+
+def binary_value(cell: Any) -> int | None:
+    """A label cell as 0 or 1: ``0``/``1`` in any numeric spelling (``1.0``, ``1.00``) or
+    ``True``/``False`` in any case (pandas and spreadsheets write both); None for anything else."""
+    if isinstance(cell, (bool, np.bool_)):
+        return int(cell)
+    text = str(cell).strip().lower()
+    if text in ("true", "false"):
+        return int(text == "true")
+    try:
+        v = float(text)
+    except ValueError:
+        return None
+    return int(v) if v in (0.0, 1.0) else None
+
+
+def _binary_codes(raw: np.ndarray) -> np.ndarray:
+    """:func:`binary_value` of every cell of an object array (-1 where a cell is not binary),
+    computed once per distinct value; an empty cell is not binary."""
+    codes, uniq = pd.factorize(pd.Series(raw.ravel(), dtype=object).astype(str))
+    table = np.asarray([-1 if (b := binary_value(u)) is None else b for u in uniq] + [-1], dtype=np.int8)
+    return table[codes].reshape(raw.shape)
+
+
+def is_split_column(name: Any) -> bool:
+    """Is ``name`` one of :data:`SPLIT_COLUMN_NAMES` (any case)?"""
+    return str(name).strip().lower() in SPLIT_COLUMN_NAMES
 
 
 def _looks_headerless(p: Path) -> bool:
@@ -62,9 +91,40 @@ def _read_csv(p: Path, nrows: int | None = None) -> pd.DataFrame:
         raise TableError(f"{p}: not UTF-8 text (byte {e.start}); save the table as UTF-8 CSV") from None
     if ragged:
         frame = _read_ragged_csv(p, nrows)
+    header = _header(p, say=nrows is None)
     # ChestX-ray14's header ends with a comma, which makes an empty, unnamed last column.
-    drop = [c for c in frame.columns if str(c).startswith("Unnamed:") and frame[c].isna().all()]
-    return frame.drop(columns=drop)
+    drop = [c for c, h in zip(frame.columns, header + [""] * len(frame.columns)) if not h and frame[c].isna().all()]
+    frame = frame.drop(columns=drop)
+    names = [h for h in header if h]
+    if len(names) == len(frame.columns):
+        frame.columns = names  # the header as written, before pandas renames a repeated 'a' to 'a.1'
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise TableError(f"{p}: column {name!r} appears more than once in the header; every column needs its "
+                             f"own name (rename or remove the repeated {name!r})")
+        seen.add(name)
+    # Stray spaces around cells ('1 ') are layout, not content; an all-space cell is empty.
+    for c in frame.columns:
+        col = frame[c]
+        stripped = col.str.strip()
+        if not stripped.equals(col):
+            frame[c] = stripped.mask(stripped == "")
+    return frame
+
+
+def _header(p: Path, say: bool = True) -> list[str]:
+    """The first line's column names as written, stripped (a spreadsheet's byte-order mark dropped);
+    a trailing-space name is said once."""
+    try:
+        with open(p, encoding="utf-8-sig", newline="") as f:
+            header = next(csv.reader(f, skipinitialspace=True), [])
+    except (UnicodeDecodeError, csv.Error):
+        return []
+    spaced = [h for h in header if h != h.strip() and h.strip()]
+    if spaced and say:
+        warnings.warn(f"{p}: spaces around column name(s) {spaced[:3]} were removed", stacklevel=4)
+    return [h.strip() for h in header]
 
 
 def _pandas_csv(source: Any, nrows: int | None) -> pd.DataFrame:
@@ -127,14 +187,21 @@ def _data_rows(frame: pd.DataFrame, p: Path, first_line: int) -> tuple[pd.DataFr
 
 def _pick_column(frame: pd.DataFrame, p: Path, given: str | None, candidates: Sequence[str], what: str,
                  default_first: bool = False) -> str:
+    """The column named ``given``, else the first of ``candidates`` present (compared ignoring case;
+    when several are present the choice is said once), else the first column (``default_first``)."""
     cols = list(frame.columns)
     if given is not None:
         if given not in cols:
             raise TableError(f"{p}: no {what} column {given!r}; the columns are {cols}")
         return given
-    for c in candidates:
-        if c in cols:
-            return c
+    lower = {str(c).lower(): c for c in reversed(cols)}
+    present = list(dict.fromkeys(lower[c.lower()] for c in candidates if c.lower() in lower))
+    if len(present) > 1:
+        warnings.warn(f"{p}: {present[0]!r} is read as the {what} column (also present: "
+                      f"{', '.join(repr(c) for c in present[1:])}, kept as information; name another with "
+                      f"--{'label' if what == 'labels' else 'id'}-column)", stacklevel=4)
+    if present:
+        return present[0]
     why = ""
     if default_first:
         if cols[0] not in DEFAULT_GROUP_COLUMNS:
@@ -188,7 +255,7 @@ def _looks_like_label(column: pd.Series) -> bool:
     v = v[v != ""]
     if v.empty:
         return False
-    is01 = v.isin(_BINARY)
+    is01 = _binary_codes(v.to_numpy(dtype=object)) >= 0
     if is01.mean() >= 0.95:
         return True
     stray = v[~is01]
@@ -200,8 +267,8 @@ def _check_binary(values: pd.DataFrame, p: Path, ids: np.ndarray, lines: np.ndar
     """``(y, known)`` of 0/1 label cells; a cell holding one of ``unknown`` (an empty cell is
     ``""``) is unknown (y 0, known False); any other value is an error naming the row."""
     raw = values.to_numpy(dtype=object)
-    # "1.0" is how spreadsheets often save a 0/1 column.
-    ok = np.isin(raw, [*_BINARY, 0, 1])
+    codes = _binary_codes(raw)
+    ok = codes >= 0
     is_unknown = np.zeros(raw.shape, dtype=bool)
     if len(unknown):
         text = np.array([["" if v is None or (isinstance(v, float) and v != v) else str(v).strip() for v in row]
@@ -217,4 +284,4 @@ def _check_binary(values: pd.DataFrame, p: Path, ids: np.ndarray, lines: np.ndar
                                                          if (~ok).sum() > 1 else "")
                          + (f"; {hint.format(col=names[c])}" if hint else "")
                          + (f" or an unknown value {list(unknown)}" if len(unknown) else ""))
-    return ((raw == "1") | (raw == "1.0") | (raw == 1)) & ~is_unknown, ~is_unknown
+    return (codes == 1) & ~is_unknown, ~is_unknown
