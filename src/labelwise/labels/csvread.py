@@ -62,6 +62,35 @@ def _looks_headerless(p: Path) -> bool:
 
 
 # ====================================================================== CSV helpers
+def read_csv(path: str | Path, *, sep: str = ",", header: bool = True, empty: str | None = None) -> pd.DataFrame:
+    """The one way labelwise reads a CSV: every cell a stripped string (an empty cell NaN, or
+    ``empty`` when given; never pandas' "NA"/"nan" guessing), blank lines kept as all-empty rows
+    so :func:`_data_rows` gives true line numbers, a repeated column name refused, and every
+    failure a :class:`TableError` naming the file. ``header=False``: columns are 0, 1, ...;
+    ``sep="whitespace"`` reads a whitespace-separated list."""
+    p = Path(path)
+    if not p.exists():
+        raise TableError(f"{p} does not exist")
+    if header and sep == ",":
+        frame = _read_csv(p)
+    else:
+        try:
+            frame = pd.read_csv(p, sep=r"\s+" if sep == "whitespace" else sep, header=0 if header else None,
+                                dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig",
+                                skip_blank_lines=False, index_col=False,
+                                **({} if sep == "whitespace" else {"skipinitialspace": True}))
+        except pd.errors.EmptyDataError:
+            raise TableError(f"{p}: the file is empty") from None
+        except pd.errors.ParserError as e:
+            raise TableError(f"{p}: rows have different numbers of values ({_short(e)})") from None
+        except (ValueError, UnicodeDecodeError) as e:
+            raise TableError(f"{p}: not a readable table ({_short(e)})") from None
+        if header:
+            frame.columns = [str(c).strip() for c in frame.columns]
+        frame = frame.apply(lambda col: col.str.strip().mask(col.str.strip() == ""))
+    return frame if empty is None else frame.fillna(empty)
+
+
 def _read_csv(p: Path, nrows: int | None = None) -> pd.DataFrame:
     """pandas.read_csv with every failure turned into a TableError naming the file."""
     if p.is_dir():

@@ -47,6 +47,12 @@ class TableSpec:
         elif self.labels is not None:
             object.__setattr__(self, "labels", tuple(str(x) for x in self.labels))
 
+    def __str__(self) -> str:
+        return self.path
+
+    def __fspath__(self) -> str:
+        return self.path
+
     def replace(self, **changes: Any) -> "TableSpec":
         """A copy with ``changes``."""
         return dataclasses.replace(self, **changes)
@@ -71,10 +77,10 @@ class TableSpec:
         return cls(**data)
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the spec as JSON (temp file, then rename), for a later command to reuse."""
-        tmp = Path(f"{path}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        os.replace(tmp, path)
+        """Write the spec as JSON (atomically), for a later command to reuse (``--table-spec``)."""
+        from ..io import write_json
+
+        write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "TableSpec":

@@ -47,7 +47,7 @@ from .schema import LabelSchema, load_schema
 from .structure import settle_table
 from .cells import list_literals, merge_duplicates, warn_odd_names
 from .csvread import (_check_binary, _data_rows, _ids, _looks_headerless, _looks_like_label,  # noqa: F401
-                      _pick_column, _read_csv, _RowNames, _short, is_split_column)
+                      _pick_column, _read_csv, _RowNames, _short, is_split_column, read_csv)
 from .paths import IMAGE_EXTENSIONS, attach_paths
 from .spec import LabelTable, TableSpec
 from .stats import DEFAULT_GROUP_COLUMNS
@@ -355,12 +355,11 @@ def _read_headerless_onehot(p: Path, schema: LabelSchema | None, labels: Sequenc
         raise TableError(f"{p}: a headerless list ('name 0 1 0 ...') has no label names; give a schema "
                          f"(--schema) or the label names (labels=, --labels a,b,c)")
     try:
-        frame = pd.read_csv(p, sep=r"\s+", header=None, dtype=str, skip_blank_lines=False, encoding="utf-8-sig")
-    except pd.errors.EmptyDataError:
-        raise TableError(f"{p}: the file is empty") from None
-    except pd.errors.ParserError as e:
-        raise TableError(f"{p}: rows have different numbers of values ({_short(e)}); expected "
-                         f"'name v1 v2 ...' on every line") from None
+        frame = read_csv(p, sep="whitespace", header=False)
+    except TableError as e:
+        if "different numbers" not in str(e):
+            raise
+        raise TableError(f"{e}; expected 'name v1 v2 ...' on every line") from None
     n_val = frame.shape[1] - 1
     if wanted is None:
         if n_val == schema.n_labels:
