@@ -116,6 +116,14 @@ def test_a_label_subset_of_the_schema_says_which_labels_are_unknown(tmp_path):
     assert not t.known[:, t.labels.index("b")].any() and t.known[:, t.labels.index("a")].all()
 
 
+def test_a_label_subset_of_the_schema_in_a_headed_table_leaves_the_others_unknown(tmp_path):
+    p = _write(tmp_path, "id,c,a,x\n1,1,0,7\n2,0,1,8\n")
+    schema = LabelSchema(independent=("a", "b", "c"))
+    with pytest.warns(UserWarning, match=r"\['b'\].*unknown"):
+        t = read_table(p, schema=schema, labels=["a", "c"])
+    assert _by_name(t) == {"1": {"c"}, "2": {"a"}} and not t.known[:, t.labels.index("b")].any()
+
+
 def test_trailing_spaces_in_headers_and_cells_are_stripped(tmp_path):
     p = _write(tmp_path, "id ,a ,b\nx1 ,1 ,0\nx2,0, 1 \n")
     t = read_table(p)

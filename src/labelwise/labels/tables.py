@@ -145,9 +145,23 @@ def read_table(
             if format == "nih":
                 table.format = "nih"
                 table.extra = table.extra.rename(columns=_NIH_RENAME)
+    if auto and table.format in ("onehot", "labels", "nih") and len(table.extra.columns):
+        warnings.warn(_reading(table), stacklevel=2)
     if images is not None:
         table = attach_paths(table, Path(images), on_missing)
     return table
+
+
+def _reading(t: LabelTable) -> str:
+    """What format detection read, said once: ids, labels, groups, splits and the other columns."""
+    extra = [str(c) for c in t.extra.columns]
+    kinds = {"groups": [c for c in extra if c in DEFAULT_GROUP_COLUMNS],
+             "splits": [c for c in extra if is_split_column(c)]}
+    kinds["other columns"] = [c for c in extra if c not in kinds["groups"] + kinds["splits"]]
+    shown = ", ".join(t.labels[:8]) + (f", ... ({len(t.labels)})" if len(t.labels) > 8 else "")
+    return (f"{t.source}: read as {t.format}: ids {t.id_column!r}; labels {shown}"
+            + "".join(f"; {k} {', '.join(map(repr, v))}" for k, v in kinds.items() if v)
+            + " (choose otherwise with --format, --id-column, --label-column)")
 
 
 def _detect_format(p: Path, label_column: str | None) -> str:
@@ -299,7 +313,10 @@ def _onehot_from_frame(frame: pd.DataFrame, p: Path, schema: LabelSchema | None,
     cols = list(frame.columns)
     id_col = _pick_column(frame, p, id_column, _ID_COLUMN_NAMES, "id", default_first=True)
     ids = _ids(frame, id_col, p, lines)
-    if schema is not None:
+    if schema is not None and labels is not None:
+        _check_subset(p, labels, schema)
+        wanted = list(labels)
+    elif schema is not None:
         # Derived labels and none may be left out: they are computed.
         wanted = [x for x in schema.labels if x in schema.free_labels or x in cols]
     elif labels is not None:

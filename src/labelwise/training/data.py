@@ -71,7 +71,8 @@ def load_data(config: TrainConfig) -> TrainData:
             table = attach_paths(table, Path(config.images), "drop")
             kept = set(map(str, table.ids))
             gone = [str(i) for i in every if str(i) not in kept]
-            shown = "\n".join(f"  {i}" for i in gone[:10]) + (f"\n  ... and {len(gone) - 10} more" if len(gone) > 10 else "")
+            shown = "\n".join(f"  {i}" for i in gone[:10]) + (f"\n  ... and {len(gone) - 10} more"
+                                                               if len(gone) > 10 else "")
             warnings.warn(f"skip_unreadable: leaving out {len(gone)} of {len(every)} row(s) of {config.table} whose "
                           f"image file is missing from {config.images}:\n{shown}", stacklevel=2)
     schema = table.schema
