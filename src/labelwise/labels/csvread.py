@@ -16,6 +16,9 @@ import pandas as pd
 from ..errors import TableError
 from .stats import DEFAULT_GROUP_COLUMNS
 
+#: Id column names, compared ignoring case, best first: a file-name column is the id before a path column.
+ID_COLUMN_NAMES = ("Image Index", "image", "image_id", "image_name", "id", "filename", "file_name", "file", "name",
+                   "path", "image_path", "filepath", "file_path")
 #: Columns that say which split a row belongs to: never labels, whatever their cells (any case).
 SPLIT_COLUMN_NAMES = ("split", "subset", "partition", "fold", "set")
 

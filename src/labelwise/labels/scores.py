@@ -27,7 +27,6 @@ from .schema import LabelSchema
 
 __all__ = ["read_scores"]
 
-_ID_NAMES = ("id", "image", "image index", "image_index", "image_id", "filename", "file", "path", "name")
 
 
 def read_scores(
@@ -121,7 +120,7 @@ def _read_csv(path: Path, ids, labels, outputs, id_column, sep, from_logits=Fals
     import pandas as pd
 
     from ..errors import TableError
-    from .csvread import _data_rows, read_csv
+    from .csvread import ID_COLUMN_NAMES, _data_rows, read_csv
 
     try:
         df, lines = _data_rows(read_csv(path, sep=sep), path, first_line=2)
@@ -163,9 +162,9 @@ def _read_csv(path: Path, ids, labels, outputs, id_column, sep, from_logits=Fals
         warnings.warn(f"{path}: no column {id_column!r}; its id column is found as usual", stacklevel=3)
         id_column = None
     if id_column is None:
-        others = [c for c in cols if c not in labels]
-        named = [c for c in others if c.lower() in _ID_NAMES]
-        id_column = named[0] if named else (others[0] if others else None)
+        others = {c.lower().replace("_", " "): c for c in reversed([c for c in cols if c not in labels])}
+        named = [others[n.lower().replace("_", " ")] for n in ID_COLUMN_NAMES if n.lower().replace("_", " ") in others]
+        id_column = named[0] if named else next((c for c in cols if c not in labels), None)
     if len(df) == 0:
         raise InputError(f"{path}: no score rows below the header")
     ignored = [c for c in cols if c not in use and c != id_column and not (use is outputs and c in labels)]

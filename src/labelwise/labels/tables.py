@@ -47,7 +47,8 @@ from .schema import LabelSchema, load_schema
 from .structure import settle_table
 from .cells import list_literals, merge_duplicates, warn_odd_names
 from .csvread import (_check_binary, _data_rows, _ids, _looks_headerless, _looks_like_label,  # noqa: F401
-                      _pick_column, _read_csv, _RowNames, _short, is_split_column, read_csv)
+                      _pick_column, _read_csv, _RowNames, _short, is_split_column, read_csv,
+                      ID_COLUMN_NAMES as _ID_COLUMN_NAMES)
 from .paths import IMAGE_EXTENSIONS, attach_paths
 from .spec import LabelTable, TableSpec
 from .stats import DEFAULT_GROUP_COLUMNS
@@ -65,10 +66,7 @@ _NIH_RENAME = {
     "OriginalImage[Width": "OriginalImage Width", "Height]": "OriginalImage Height",
     "OriginalImagePixelSpacing[x": "OriginalImagePixelSpacing x", "y]": "OriginalImagePixelSpacing y",
 }
-# Candidate names, compared ignoring case, best first: a file-name column is the id before a path column.
-_LABEL_COLUMN_NAMES = ("labels", "label", "tags", NIH_LABELS)
-_ID_COLUMN_NAMES = (NIH_ID, "image", "image_id", "image_name", "id", "filename", "file_name", "file", "name",
-                    "path", "image_path", "filepath", "file_path")
+_LABEL_COLUMN_NAMES = ("labels", "label", "tags", NIH_LABELS)  # compared ignoring case, best first
 #: ChestX-ray14's label for "no finding": with format "nih" and no schema it is the none label.
 NIH_NONE = "No Finding"
 
