@@ -216,3 +216,19 @@ def test_score_files_read_back_by_label_name_and_id(data, drawn):
     assert list(ids) == truth_ids
     want = np.array([[scores[i][lbl] for lbl in truth_labels] for i in truth_ids])
     np.testing.assert_allclose(m, want, rtol=0, atol=1e-12)
+
+
+@given(data=st.data(), drawn=label_sets())
+@SETTINGS
+def test_folder_trees_read_back_by_label_name(data, drawn):
+    labels, rows = drawn
+    rows = list(dict(rows).items())  # a file sits in one folder
+    with tempfile.TemporaryDirectory() as d:
+        for i, s in rows:
+            folder = Path(d) / ("+".join(data.draw(st.permutations(sorted(s)))) or "No Finding")
+            folder.mkdir(exist_ok=True)
+            (folder / (i if Path(i).suffix else f"{i}.png")).write_bytes(b"")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            t = read_table(d)
+    assert {Path(i).stem: s for i, s in _read_back(t, "No Finding").items()} == {Path(i).stem: s for i, s in rows}

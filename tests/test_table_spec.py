@@ -120,3 +120,15 @@ def test_a_splits_file_error_names_the_true_line(tmp_path, mixed):
         table = read_table(mixed, format="onehot")
     with pytest.raises(InputError, match=r"line 5: split value"):
         split_masks(TrainConfig(table=str(mixed), splits=str(sp)), table)
+
+
+def test_a_saved_spec_is_reused_by_a_later_command(tmp_path, mixed, capsys):
+    spec = tmp_path / "table_spec.json"
+    TrainConfig(table=str(mixed), format="labels", label_column="labels").table_spec().save(spec)
+    assert main(["inspect", str(mixed), "--json", "--table-spec", str(spec)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert {k: summary["prevalence"][k]["count"] for k in ("Effusion", "Mass")} == {"Effusion": 2, "Mass": 3}
+    # a flag given beside it wins
+    assert main(["inspect", str(mixed), "--json", "--table-spec", str(spec), "--format", "onehot"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert {k: summary["prevalence"][k]["count"] for k in ("Effusion", "Mass")} == {"Effusion": 2, "Mass": 2}

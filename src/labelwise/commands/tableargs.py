@@ -10,7 +10,7 @@ FORMATS = ("auto", "nih", "labels", "onehot", "tree", "mnist")
 
 
 def add_table_arguments(p: argparse.ArgumentParser, *, labels: bool = True) -> None:
-    """Add --schema, --format, --id-column, --label-column, --sep, --labels, --repair-implications.
+    """Add --schema, --format, --id-column, --label-column, --sep, --labels, --table-spec, --repair-implications.
 
     ``labels=False`` leaves out ``--labels`` for a command where it means something else (explain:
     the labels to explain)."""
@@ -29,6 +29,9 @@ def add_table_arguments(p: argparse.ArgumentParser, *, labels: bool = True) -> N
         g.add_argument("--labels", metavar="A,B,...",
                        help="label names of a headerless 0/1 list (e.g. the CheXNet split lists), comma separated; "
                             "with --schema, the schema labels the file holds (the others are unknown)")
+    g.add_argument("--table-spec", metavar="SPEC.json",
+                   help="read the table as this spec says (the table_spec.json a train run writes: format, id and "
+                        "label columns, schema); the flags above override it")
     g.add_argument("--repair-implications", action="store_true",
                    help="add a missing parent label where a child is given without it (the schema's "
                         "[labels.implies]) instead of refusing the row; the number added is reported")
@@ -39,7 +42,12 @@ def table_spec_from_args(args: argparse.Namespace, path: Any):
     :func:`add_table_arguments` (flags a parser lacks keep their defaults)."""
     from ..labels.spec import TableSpec
 
-    return TableSpec(path, format=getattr(args, "format", "auto") or "auto", id_column=getattr(args, "id_column", None),
-                     label_column=getattr(args, "label_column", None), sep=getattr(args, "sep", "|") or "|",
-                     labels=getattr(args, "labels", None) or None, schema=getattr(args, "schema", None),
-                     repair_implications=bool(getattr(args, "repair_implications", False)))
+    given = {"format": getattr(args, "format", "auto") or "auto", "id_column": getattr(args, "id_column", None),
+             "label_column": getattr(args, "label_column", None), "sep": getattr(args, "sep", "|") or "|",
+             "labels": getattr(args, "labels", None) or None, "schema": getattr(args, "schema", None),
+             "repair_implications": bool(getattr(args, "repair_implications", False))}
+    if getattr(args, "table_spec", None):
+        base = TableSpec.load(args.table_spec)
+        defaults = TableSpec(path)
+        return base.replace(path=str(path), **{k: v for k, v in given.items() if v != getattr(defaults, k)})
+    return TableSpec(path, **given)
