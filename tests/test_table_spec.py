@@ -132,3 +132,19 @@ def test_a_saved_spec_is_reused_by_a_later_command(tmp_path, mixed, capsys):
     assert main(["inspect", str(mixed), "--json", "--table-spec", str(spec), "--format", "onehot"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert {k: summary["prevalence"][k]["count"] for k in ("Effusion", "Mass")} == {"Effusion": 2, "Mass": 2}
+
+
+@pytest.mark.slow
+def test_train_takes_the_table_keys_and_writes_the_spec_it_read_with(tmp_path):
+    from test_train import make_digit_table
+
+    config = make_digit_table(tmp_path, n={"train": 48, "val": 24, "test": 24})
+    config.write_text(config.read_text().replace("epochs = 3", "epochs = 1").replace("\"balanced\"", "\"none\"")
+                      + 'format = "labels"\nlabel_column = "labels"\nid_column = "id"\n')
+    assert main(["train", str(config)]) == 0
+    spec = TableSpec.load(tmp_path / "run" / "table_spec.json")
+    assert (spec.format, spec.label_column, spec.id_column) == ("labels", "labels", "id")
+    again = read_table(spec)
+    direct = read_table(tmp_path / "labels.csv", schema=tmp_path / "schema.toml", label_column="labels")
+    assert again.labels == direct.labels and list(again.ids) == list(direct.ids)
+    assert np.array_equal(again.y, direct.y)
