@@ -148,3 +148,14 @@ def test_train_takes_the_table_keys_and_writes_the_spec_it_read_with(tmp_path):
     direct = read_table(tmp_path / "labels.csv", schema=tmp_path / "schema.toml", label_column="labels")
     assert again.labels == direct.labels and list(again.ids) == list(direct.ids)
     assert np.array_equal(again.y, direct.y)
+
+
+def test_evaluate_id_column_names_the_truth_column_and_scores_keep_their_own(tmp_path, capsys):
+    truth = tmp_path / "t.csv"
+    truth.write_text("path,Image Index,a\n/d/x1.png,x1.png,1\n/d/x2.png,x2.png,0\n/d/x3.png,x3.png,1\n/d/x4.png,x4.png,0\n")
+    scores = tmp_path / "s.csv"
+    scores.write_text("id,a\nx2.png,.2\nx1.png,.9\nx4.png,.1\nx3.png,.8\n")
+    assert main(["evaluate", "--truth", str(truth), "--scores", str(scores), "--id-column", "Image Index",
+                 "--bootstrap", "0", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["per_label"][0]["auc"] == 1.0 and "no column 'Image Index'" in captured.err
