@@ -16,8 +16,16 @@ Formats (``format=``, ``"auto"`` picks by extension and columns):
     or ``labels=``. When the schema has a ``none`` label and the file has no column for it,
     the column is derived (an all-zero row is the none label). With neither a schema nor
     ``labels=``, the label columns are those whose cells are 0/1 but for at most 5% (or one, in a
-    tiny table); a stray value in one of them is an error naming its row, never a silent demotion
-    to information. Patient columns, ages and text columns stay information (``table.extra``).
+    tiny table; ``1``/``1.0``/``True`` in any case are 1); a stray value in one of them is an error
+    naming its row, never a silent demotion to information. Patient, split (split, subset,
+    partition, fold, set) and label-list columns, ages and text columns stay information
+    (``table.extra``). Beside a label-list column (labels, label, tags), format auto compares
+    the two readings by label name: agreeing, the one-hot columns are read (said once);
+    disagreeing, the table is refused naming ``--format onehot`` and ``--label-column``.
+
+Columns are always addressed by name (a none label may be first, last or in the middle); a
+repeated column name is refused; spaces around names and cells are dropped. Format ``auto`` says
+once what it read as ids, labels, groups, splits and other columns.
 ``"tree"``
     A folder per label combination: ``root/Effusion+Mass/img.png``, ``root/No Finding/x.png``.
     The labels of a folder name are joined by ``+`` (:data:`TREE_SEPARATOR`; ``tree_sep=``).
