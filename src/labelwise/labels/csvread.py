@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
@@ -136,13 +137,20 @@ def _read_csv(p: Path, nrows: int | None = None) -> pd.DataFrame:
             raise TableError(f"{p}: column {name!r} appears more than once in the header; every column needs its "
                              f"own name (rename or remove the repeated {name!r})")
         seen.add(name)
-    # Stray spaces around cells ('1 ') are layout, not content; an all-space cell is empty.
-    for c in frame.columns:
+    # Stray spaces around cells ('1 ') are layout, not content; an all-space cell is empty. Leading ones
+    # are gone (skipinitialspace); look for trailing ones only when the text has any.
+    for c in (frame.columns if _trailing_space(p) else []):
         col = frame[c]
         stripped = col.str.strip()
         if not stripped.equals(col):
             frame[c] = stripped.mask(stripped == "")
     return frame
+
+
+def _trailing_space(p: Path) -> bool:
+    """Does any cell of the file end in a space or tab (before a comma, a line end or the end)?"""
+    with open(p, "rb") as f:
+        return re.search(rb"[ \t](,|\r?\n|$)", f.read()) is not None
 
 
 def _header(p: Path, say: bool = True) -> list[str]:
@@ -283,8 +291,7 @@ def _looks_like_label(column: pd.Series) -> bool:
     message says how to name the labels instead).
     Patient ids, ages and text columns stay information. The caller then checks every cell.
     """
-    v = column.dropna().astype(str).str.strip()
-    v = v[v != ""]
+    v = column.dropna()  # cells arrive stripped, an empty one as NaN (read_csv)
     if v.empty:
         return False
     is01 = _binary_codes(v.to_numpy(dtype=object)) >= 0

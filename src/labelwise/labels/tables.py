@@ -221,26 +221,40 @@ def _onehot_or_list(frame: pd.DataFrame, p: Path, schema: LabelSchema | None, la
             as_list = _labels_from_frame(frame, p, schema, id_column, list_col, sep, repair=repair)
     except (TableError, SchemaError):
         as_list = None
-    a, b = _label_sets(onehot), _label_sets(as_list) if as_list is not None else {}
-    differ = [i for i in a if a[i] != b.get(i)]
-    if not differ:
+    differ = _rows_that_differ(onehot, as_list) if as_list is not None else np.arange(len(onehot))
+    if not differ.size:
         warnings.warn(f"{p}: the one-hot columns {list(onehot.labels)} are read as the labels; the list column "
                       f"{list_col!r} agrees with them on every row and is kept as information", stacklevel=4)
         return onehot
-    i = differ[0]
-    said = (f"e.g. {i!r}: one-hot {sorted(a[i])}, {list_col!r} {sorted(b[i])}; {len(differ)} of {len(a)} rows differ"
-            if as_list is not None else f"{list_col!r} is not a readable label list")
+    r = int(differ[0])
+    said = (f"e.g. {onehot.ids[r]!r}: one-hot {_names(onehot, r)}, {list_col!r} {_names(as_list, r)}; "
+            f"{differ.size} of {len(onehot)} rows differ" if as_list is not None
+            else f"{list_col!r} is not a readable label list")
     raise TableError(f"{p}: both one-hot label columns {list(onehot.labels)} and a label-list column {list_col!r} "
                      f"are present and they disagree ({said}); say which holds the labels: --format onehot "
                      f"(format='onehot'; {list_col!r} is then information) or --label-column {list_col} "
                      f"(label_column='{list_col}')")
 
 
-def _label_sets(table: LabelTable) -> dict[str, frozenset[str]]:
-    """``{id: labels true in that row}``, the none label left out (it says the same as an empty set)."""
-    names = [lbl for lbl in table.labels if lbl != table.schema.none]
-    cols = [table.labels.index(lbl) for lbl in names]
-    return {str(i): frozenset(n for n, v in zip(names, row) if v) for i, row in zip(table.ids, table.y[:, cols])}
+def _names(t: LabelTable, r: int) -> list[str]:
+    """The labels true in row ``r``, the none label left out (it says the same as no label)."""
+    return [lbl for lbl, v in zip(t.labels, t.y[r]) if v and lbl != t.schema.none]
+
+
+def _rows_that_differ(a: LabelTable, b: LabelTable) -> np.ndarray:
+    """Rows whose true labels (compared by name, none aside) differ between two readings of one frame."""
+    if not np.array_equal(np.asarray(a.ids, dtype=str), np.asarray(b.ids, dtype=str)):
+        return np.arange(len(a))
+    names = sorted(({*a.labels} - {a.schema.none}) | ({*b.labels} - {b.schema.none}))
+
+    def by_name(t: LabelTable) -> np.ndarray:
+        m = np.zeros((len(t), len(names)), dtype=np.uint8)
+        for k, lbl in enumerate(names):
+            if lbl in t.labels:
+                m[:, k] = t.y[:, t.labels.index(lbl)]
+        return m
+
+    return np.flatnonzero((by_name(a) != by_name(b)).any(axis=1))
 
 
 def _labels_from_frame(frame: pd.DataFrame, p: Path, schema: LabelSchema | None, id_column: str | None,
