@@ -193,3 +193,32 @@ def test_small_modules_and_a_small_top_level():
     assert len(top) <= 6, f"{len(top)} modules at the top level: {top}"
     long = {str(p.relative_to(PKG)): n for p in PKG.rglob("*.py") if (n := len(p.read_text().splitlines())) > 600}
     assert not long, f"modules over 600 lines: {long}"
+
+
+def _csv_reads(tree: ast.AST) -> list[int]:
+    """Lines of ``pd.read_csv(...)`` / ``pandas.read_csv(...)`` / bare ``read_csv`` imported from pandas."""
+    from_pandas = {a.asname or a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
+                   and (n.module or "").startswith("pandas") for a in n.names}
+    out = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        f = node.func
+        if isinstance(f, ast.Attribute) and f.attr == "read_csv" and isinstance(f.value, ast.Name) \
+                and f.value.id in ("pd", "pandas"):
+            out.append(node.lineno)
+        elif isinstance(f, ast.Name) and f.id == "read_csv" and "read_csv" in from_pandas:
+            out.append(node.lineno)
+    return out
+
+
+def test_every_csv_is_read_through_csvread():
+    bad = {m: lines for m, p in MODULES.items() if m != "labelwise.labels.csvread"
+           and (lines := _csv_reads(ast.parse(p.read_text())))}
+    assert not bad, f"pandas.read_csv outside labelwise.labels.csvread (use csvread.read_csv): {bad}"
+
+
+def test_the_csv_rule_catches_a_pandas_read():
+    assert _csv_reads(ast.parse("import pandas as pd\nx = pd.read_csv('t.csv')\n")) == [2]
+    assert _csv_reads(ast.parse("from pandas import read_csv\nx = read_csv('t.csv')\n")) == [2]
+    assert _csv_reads(ast.parse("from .csvread import read_csv\nx = read_csv('t.csv')\n")) == []

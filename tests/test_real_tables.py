@@ -54,7 +54,7 @@ def test_item5_duplicate_rows_with_the_same_labels_are_merged_with_a_count(tmp_p
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         t = read_table(tmp_path / "t.csv")
-    said = [str(w.message) for w in caught if "duplicate" in str(w.message)]
+    said = [str(w.message) for w in caught if "duplicate row" in str(w.message)]
     assert len(said) == 1 and "3 duplicate row(s) of 2 id(s)" in said[0] and "lines 2, 4, 7" in said[0]
     assert list(t.ids) == ["a.png", "b.png", "c.png"]
     assert list(t.lines) == [2, 3, 5] and list(t.extra["site"]) == ["1", "2", "4"]  # the first row is kept

@@ -75,13 +75,14 @@ def load_raw(args):
     from ..evaluation.inputs import parse_named_paths, read_truth
     from ..labels.scores import read_scores
     from .evaluate import _notes
+    from .tableargs import table_spec_from_args
 
     values = list(args.scores)
     if len(values) != 1:
         raise InputError(f"this command takes one --scores; got {len(values)} ({', '.join(values)})")
     (_, path), = parse_named_paths(values)
     with _notes():
-        table = read_truth(args.truth, schema=args.schema, format=args.format, labels=args.labels)
+        table = read_truth(table_spec_from_args(args, args.truth))
         _, scores = read_scores(path, ids=table.ids, schema=table.schema, id_column=args.id_column,
                                 from_logits=bool(args.from_logits))
     return table, scores

@@ -23,6 +23,8 @@ import sys
 import warnings
 from typing import Any
 
+from .tableargs import add_table_arguments, table_spec_from_args
+
 HELP = "evaluate scores against a truth table: per-label metrics with CIs, thresholds, report, diagnostics"
 
 
@@ -37,11 +39,7 @@ def add_common(p: argparse.ArgumentParser, *, compare: bool = False) -> None:
                         "file stem; the first is the reference)")
     p.add_argument("--scores", required=True, metavar="[NAME=]SCORES" if compare else "SCORES", action="append",
                    help=scores_help)
-    p.add_argument("--schema", metavar="S.toml", help="label schema (default: inferred from the truth table)")
-    p.add_argument("--format", default="auto", help="truth table format: auto, nih, labels, onehot, tree, mnist")
-    p.add_argument("--labels", metavar="A,B,...",
-                   help="label names for a headerless truth list (e.g. the CheXNet split lists), comma separated")
-    p.add_argument("--id-column", metavar="C", help="id column of the scores CSV (default: the first non-label column)")
+    add_table_arguments(p)  # --id-column names the truth's id column, and the scores' when they have it
     p.add_argument("--from-logits", action="store_true",
                    help="the scores are head logits: apply sigmoid (independent) / softmax (exclusive groups)")
     p.add_argument("--split", metavar="NAME",
@@ -109,7 +107,7 @@ def load_inputs(args: argparse.Namespace):
     from ..evaluation.inputs import load_inputs as load
 
     with _notes():
-        return load(args.truth, args.scores, schema=args.schema, format=args.format, labels=args.labels,
+        return load(table_spec_from_args(args, args.truth), args.scores, schema=args.schema, format=args.format, labels=args.labels,
                     id_column=args.id_column, from_logits=args.from_logits, split=args.split,
                     split_column=args.split_column)
 
@@ -119,7 +117,7 @@ def load_strategies(args: argparse.Namespace):
     from ..evaluation.inputs import load_strategies as load
 
     with _notes():
-        return load(args.truth, args.scores, schema=args.schema, format=args.format, labels=args.labels,
+        return load(table_spec_from_args(args, args.truth), args.scores, schema=args.schema, format=args.format, labels=args.labels,
                     id_column=args.id_column, from_logits=args.from_logits, split=args.split,
                     split_column=args.split_column)
 

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .tableargs import add_table_arguments, table_spec_from_args
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
@@ -15,7 +17,7 @@ def add_parser(subparsers) -> None:
                     "label pairs, rows per patient, and warnings (rare labels, the none label).",
     )
     p.add_argument("table", help="label table: CSV, CheXNet-style list, image folder tree, or MNIST IDX file")
-    _add_table_args(p)
+    add_table_arguments(p)
     p.add_argument("--group-column", default=None,
                    help="column that groups rows (default: 'Patient ID' when present)")
     p.add_argument("--json", action="store_true", help="print the full summary as JSON (includes the co-occurrence matrix)")
@@ -23,27 +25,11 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _add_table_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--schema", help="schema TOML file (default: inferred from the table)")
-    p.add_argument("--format", default="auto", choices=["auto", "nih", "labels", "onehot", "tree", "mnist"],
-                   help="table format (default: detected)")
-    p.add_argument("--id-column", help="column with the image ids")
-    p.add_argument("--label-column", help="column with the label names joined by --sep")
-    p.add_argument("--sep", default="|", help="separator of labels in --label-column (default '|')")
-    p.add_argument("--labels", help="comma-separated label names of a headerless 0/1 list (instead of --schema)")
-    p.add_argument("--repair-implications", action="store_true",
-                   help="add a missing parent label where a child is given without it (the schema's "
-                        "[labels.implies]) instead of refusing the row; the number added is reported")
-
-
 def read_args_table(args):
     """Read the table named by the common table arguments."""
     from ..labels.tables import read_table
 
-    return read_table(args.table, schema=args.schema, format=args.format, id_column=args.id_column,
-                      label_column=args.label_column, sep=args.sep,
-                      repair_implications=getattr(args, "repair_implications", False),
-                      labels=[x.strip() for x in args.labels.split(",")] if args.labels else None)
+    return read_table(table_spec_from_args(args, args.table))
 
 
 def run(args) -> int:

@@ -17,6 +17,9 @@ from __future__ import annotations
 import argparse
 
 
+from .tableargs import add_table_arguments, table_spec_from_args
+
+
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("shard", help="pack a label table and its images into TFRecord shards",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -24,9 +27,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--images", required=True, help="folder holding the table's image files")
     p.add_argument("--out", required=True, help="output folder for the shards and index.json")
     p.add_argument("--shard-size", type=int, default=1000, help="images per shard (default 1000)")
-    p.add_argument("--schema", help="schema TOML file (default: inferred from the table)")
-    p.add_argument("--format", default="auto", choices=["auto", "nih", "labels", "onehot", "tree", "mnist"],
-                   help="table format (default: detected)")
+    add_table_arguments(p)
     p.add_argument("--group-column", default=None,
                    help="column stored as each example's group (default: 'Patient ID' when present)")
     p.add_argument("--skip-unreadable", action="store_true", help="leave out unreadable images (listed) instead of stopping")
@@ -45,8 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data.shards import INDEX_NAME, write_shards
     from ..labels.tables import read_table
 
-    table = read_table(args.table, schema=args.schema, format=args.format, images=args.images,
-                       on_missing=args.on_missing)
+    table = read_table(table_spec_from_args(args, args.table), images=args.images, on_missing=args.on_missing)
     table, split = _select_split(table, args.table, args.split_column, args.split)
     group = args.group_column
     if group is None and "Patient ID" in table.extra.columns:

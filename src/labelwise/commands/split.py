@@ -10,7 +10,8 @@ import argparse
 import sys
 
 from ..io import json_text
-from .inspect import _add_table_args, read_args_table
+from .inspect import read_args_table
+from .tableargs import add_table_arguments
 
 
 def add_parser(subparsers) -> None:
@@ -22,7 +23,7 @@ def add_parser(subparsers) -> None:
                     "deviation table. With --check, report groups that appear in several splits (exit 1).",
     )
     p.add_argument("table", help="label table (see labelwise inspect); with --check any CSV")
-    _add_table_args(p)
+    add_table_arguments(p)
     p.add_argument("--group-column", default=None,
                    help="column whose rows must stay together (default: 'Patient ID' when present)")
     p.add_argument("--no-groups", action="store_true",

@@ -109,14 +109,11 @@ def _paths(folder: Path, ids: Sequence[str], source: str) -> list[Path]:
 
 
 def _read_label_csv(path: Path) -> tuple[list[str], np.ndarray]:
-    import pandas as pd
+    from ..labels.csvread import read_csv
 
-    try:
-        df = pd.read_csv(path, header=None, dtype=str, skipinitialspace=True)
-    except FileNotFoundError:
-        raise TableError(f"label file {path} does not exist") from None
-    except pd.errors.EmptyDataError:
-        raise TableError(f"{path}: the file is empty") from None
+    if not Path(path).exists():
+        raise TableError(f"label file {path} does not exist")
+    df = read_csv(path, header=False, empty="")
     if df.shape[1] != 2:
         raise TableError(f"{path}: expected 2 columns (case id, 0/1) without a header, got {df.shape[1]}")
     ids = [s.strip() for s in df[0].astype(str)]
@@ -181,15 +178,12 @@ def read_stack_table(table: str | Path, stacks_dir: str | Path, *, id_column: st
                      label_columns: Sequence[str] | None = None) -> StackSet:
     """A CSV with a header: ``id_column`` (default: the first column) and 0/1 ``label_columns``
     (default: all other columns); arrays are ``<stacks_dir>/<id>.npy``."""
-    import pandas as pd
+    from ..labels.csvread import read_csv
 
     table = Path(table)
-    try:
-        df = pd.read_csv(table, dtype=str, skipinitialspace=True)
-    except FileNotFoundError:
-        raise TableError(f"label table {table} does not exist") from None
-    except pd.errors.EmptyDataError:
-        raise TableError(f"{table}: the file is empty") from None
+    if not table.exists():
+        raise TableError(f"label table {table} does not exist")
+    df = read_csv(table)
     id_column = id_column or df.columns[0]
     if id_column not in df.columns:
         raise TableError(f"{table}: no column {id_column!r}; the columns are {list(df.columns)}")
@@ -261,23 +255,17 @@ def read_cases(source: str | Path | Sequence[str | Path], stacks_dir: str | Path
         raise InputError(f"{source} does not exist; give a folder of .npy stacks or a table of case ids")
     if source.suffix.lower() == ".npy":
         return StackSet([source.stem], [source], np.zeros((1, 0), dtype=np.uint8), ())
-    import pandas as pd
+    from ..labels.csvread import read_csv
 
     base = Path(stacks_dir) if stacks_dir is not None else source.parent
     if not base.is_dir():
         raise InputError(f"stack folder {base} does not exist")
     sep = "\t" if source.suffix.lower() in (".tsv", ".tab") else ","
-    try:
-        df = pd.read_csv(source, sep=sep, dtype=str, skipinitialspace=True, keep_default_na=False)
-    except pd.errors.EmptyDataError:
-        raise TableError(f"{source}: the file is empty") from None
-    except Exception as e:
-        raise TableError(f"{source}: cannot read as a table ({e})") from None
-    df.columns = [str(c).strip() for c in df.columns]
+    df = read_csv(source, sep=sep, empty="")
     first_row = 2  # file row of df.iloc[0]: after the header
     if id_column is None and _stack_path(base, df.columns[0]) is not None:
         # no header (MRNet's label files: "0000,1"): the first line is a case
-        df = pd.read_csv(source, sep=sep, dtype=str, header=None, skipinitialspace=True, keep_default_na=False)
+        df = read_csv(source, sep=sep, header=False, empty="")
         df.columns = [str(c) for c in df.columns]
         id_column, first_row = "0", 1
     if id_column is None:

@@ -51,14 +51,13 @@ def parse_named_paths(values: Sequence[str], option: str = "--scores") -> list[t
 
 
 def read_truth(path: PathLike, *, schema: Any = None, format: str = "auto", labels: Sequence[str] | str | None = None):
-    """The truth table (any format :func:`labelwise.labels.tables.read_table` reads); ``labels``
+    """The truth table (any format :func:`labelwise.labels.tables.read_table` reads): ``path`` is a
+    :class:`~labelwise.labels.spec.TableSpec` (the other arguments then unused) or a file; ``labels``
     names the columns of a headerless list (a sequence, or one comma-separated string)."""
-    from ..labels.tables import read_table
+    from ..labels.tables import TableSpec, read_table
 
-    kw = {}
-    if labels:
-        kw["labels"] = [x.strip() for x in labels.split(",") if x.strip()] if isinstance(labels, str) else list(labels)
-    return read_table(path, schema=schema, format=format, **kw)
+    return read_table(path if isinstance(path, TableSpec) else TableSpec(path, schema=schema, format=format,
+                                                                         labels=labels or None))
 
 
 # Spellings of the usual split names, read as one (as a training split column is read).

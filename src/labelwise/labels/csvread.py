@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
@@ -16,7 +17,39 @@ import pandas as pd
 from ..errors import TableError
 from .stats import DEFAULT_GROUP_COLUMNS
 
-_BINARY = ("0", "1", "0.0", "1.0")
+#: Id column names, compared ignoring case, best first: a file-name column is the id before a path column.
+ID_COLUMN_NAMES = ("Image Index", "image", "image_id", "image_name", "id", "filename", "file_name", "file", "name",
+                   "path", "image_path", "filepath", "file_path")
+#: Columns that say which split a row belongs to: never labels, whatever their cells (any case).
+SPLIT_COLUMN_NAMES = ("split", "subset", "partition", "fold", "set")
+
+
+def binary_value(cell: Any) -> int | None:
+    """A label cell as 0 or 1: ``0``/``1`` in any numeric spelling (``1.0``, ``1.00``) or
+    ``True``/``False`` in any case (pandas and spreadsheets write both); None for anything else."""
+    if isinstance(cell, (bool, np.bool_)):
+        return int(cell)
+    text = str(cell).strip().lower()
+    if text in ("true", "false"):
+        return int(text == "true")
+    try:
+        v = float(text)
+    except ValueError:
+        return None
+    return int(v) if v in (0.0, 1.0) else None
+
+
+def _binary_codes(raw: np.ndarray) -> np.ndarray:
+    """:func:`binary_value` of every cell of an object array (-1 where a cell is not binary),
+    computed once per distinct value; an empty cell is not binary."""
+    codes, uniq = pd.factorize(pd.Series(raw.ravel(), dtype=object).astype(str))
+    table = np.asarray([-1 if (b := binary_value(u)) is None else b for u in uniq] + [-1], dtype=np.int8)
+    return table[codes].reshape(raw.shape)
+
+
+def is_split_column(name: Any) -> bool:
+    """Is ``name`` one of :data:`SPLIT_COLUMN_NAMES` (any case)?"""
+    return str(name).strip().lower() in SPLIT_COLUMN_NAMES
 
 
 def _looks_headerless(p: Path) -> bool:
@@ -33,6 +66,35 @@ def _looks_headerless(p: Path) -> bool:
 
 
 # ====================================================================== CSV helpers
+def read_csv(path: str | Path, *, sep: str = ",", header: bool = True, empty: str | None = None) -> pd.DataFrame:
+    """The one way labelwise reads a CSV: every cell a stripped string (an empty cell NaN, or
+    ``empty`` when given; never pandas' "NA"/"nan" guessing), blank lines kept as all-empty rows
+    so :func:`_data_rows` gives true line numbers, a repeated column name refused, and every
+    failure a :class:`TableError` naming the file. ``header=False``: columns are 0, 1, ...;
+    ``sep="whitespace"`` reads a whitespace-separated list."""
+    p = Path(path)
+    if not p.exists():
+        raise TableError(f"{p} does not exist")
+    if header and sep == ",":
+        frame = _read_csv(p)
+    else:
+        try:
+            frame = pd.read_csv(p, sep=r"\s+" if sep == "whitespace" else sep, header=0 if header else None,
+                                dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig",
+                                skip_blank_lines=False, index_col=False,
+                                **({} if sep == "whitespace" else {"skipinitialspace": True}))
+        except pd.errors.EmptyDataError:
+            raise TableError(f"{p}: the file is empty") from None
+        except pd.errors.ParserError as e:
+            raise TableError(f"{p}: rows have different numbers of values ({_short(e)})") from None
+        except (ValueError, UnicodeDecodeError) as e:
+            raise TableError(f"{p}: not a readable table ({_short(e)})") from None
+        if header:
+            frame.columns = [str(c).strip() for c in frame.columns]
+        frame = frame.apply(lambda col: col.str.strip().mask(col.str.strip() == ""))
+    return frame if empty is None else frame.fillna(empty)
+
+
 def _read_csv(p: Path, nrows: int | None = None) -> pd.DataFrame:
     """pandas.read_csv with every failure turned into a TableError naming the file."""
     if p.is_dir():
@@ -62,9 +124,47 @@ def _read_csv(p: Path, nrows: int | None = None) -> pd.DataFrame:
         raise TableError(f"{p}: not UTF-8 text (byte {e.start}); save the table as UTF-8 CSV") from None
     if ragged:
         frame = _read_ragged_csv(p, nrows)
+    header = _header(p, say=nrows is None)
     # ChestX-ray14's header ends with a comma, which makes an empty, unnamed last column.
-    drop = [c for c in frame.columns if str(c).startswith("Unnamed:") and frame[c].isna().all()]
-    return frame.drop(columns=drop)
+    drop = [c for c, h in zip(frame.columns, header + [""] * len(frame.columns)) if not h and frame[c].isna().all()]
+    frame = frame.drop(columns=drop)
+    names = [h for h in header if h]
+    if len(names) == len(frame.columns):
+        frame.columns = names  # the header as written, before pandas renames a repeated 'a' to 'a.1'
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise TableError(f"{p}: column {name!r} appears more than once in the header; every column needs its "
+                             f"own name (rename or remove the repeated {name!r})")
+        seen.add(name)
+    # Stray spaces around cells ('1 ') are layout, not content; an all-space cell is empty. Leading ones
+    # are gone (skipinitialspace); look for trailing ones only when the text has any.
+    for c in (frame.columns if _trailing_space(p) else []):
+        col = frame[c]
+        stripped = col.str.strip()
+        if not stripped.equals(col):
+            frame[c] = stripped.mask(stripped == "")
+    return frame
+
+
+def _trailing_space(p: Path) -> bool:
+    """Does any cell of the file end in a space or tab (before a comma, a line end or the end)?"""
+    with open(p, "rb") as f:
+        return re.search(rb"[ \t](,|\r?\n|$)", f.read()) is not None
+
+
+def _header(p: Path, say: bool = True) -> list[str]:
+    """The first line's column names as written, stripped (a spreadsheet's byte-order mark dropped);
+    a trailing-space name is said once."""
+    try:
+        with open(p, encoding="utf-8-sig", newline="") as f:
+            header = next(csv.reader(f, skipinitialspace=True), [])
+    except (UnicodeDecodeError, csv.Error):
+        return []
+    spaced = [h for h in header if h != h.strip() and h.strip()]
+    if spaced and say:
+        warnings.warn(f"{p}: spaces around column name(s) {spaced[:3]} were removed", stacklevel=4)
+    return [h.strip() for h in header]
 
 
 def _pandas_csv(source: Any, nrows: int | None) -> pd.DataFrame:
@@ -127,14 +227,21 @@ def _data_rows(frame: pd.DataFrame, p: Path, first_line: int) -> tuple[pd.DataFr
 
 def _pick_column(frame: pd.DataFrame, p: Path, given: str | None, candidates: Sequence[str], what: str,
                  default_first: bool = False) -> str:
+    """The column named ``given``, else the first of ``candidates`` present (compared ignoring case;
+    when several are present the choice is said once), else the first column (``default_first``)."""
     cols = list(frame.columns)
     if given is not None:
         if given not in cols:
             raise TableError(f"{p}: no {what} column {given!r}; the columns are {cols}")
         return given
-    for c in candidates:
-        if c in cols:
-            return c
+    lower = {str(c).lower(): c for c in reversed(cols)}
+    present = list(dict.fromkeys(lower[c.lower()] for c in candidates if c.lower() in lower))
+    if len(present) > 1:
+        warnings.warn(f"{p}: {present[0]!r} is read as the {what} column (also present: "
+                      f"{', '.join(repr(c) for c in present[1:])}, kept as information; name another with "
+                      f"--{'label' if what == 'labels' else 'id'}-column)", stacklevel=4)
+    if present:
+        return present[0]
     why = ""
     if default_first:
         if cols[0] not in DEFAULT_GROUP_COLUMNS:
@@ -184,11 +291,10 @@ def _looks_like_label(column: pd.Series) -> bool:
     message says how to name the labels instead).
     Patient ids, ages and text columns stay information. The caller then checks every cell.
     """
-    v = column.dropna().astype(str).str.strip()
-    v = v[v != ""]
+    v = column.dropna()  # cells arrive stripped, an empty one as NaN (read_csv)
     if v.empty:
         return False
-    is01 = v.isin(_BINARY)
+    is01 = _binary_codes(v.to_numpy(dtype=object)) >= 0
     if is01.mean() >= 0.95:
         return True
     stray = v[~is01]
@@ -200,8 +306,8 @@ def _check_binary(values: pd.DataFrame, p: Path, ids: np.ndarray, lines: np.ndar
     """``(y, known)`` of 0/1 label cells; a cell holding one of ``unknown`` (an empty cell is
     ``""``) is unknown (y 0, known False); any other value is an error naming the row."""
     raw = values.to_numpy(dtype=object)
-    # "1.0" is how spreadsheets often save a 0/1 column.
-    ok = np.isin(raw, [*_BINARY, 0, 1])
+    codes = _binary_codes(raw)
+    ok = codes >= 0
     is_unknown = np.zeros(raw.shape, dtype=bool)
     if len(unknown):
         text = np.array([["" if v is None or (isinstance(v, float) and v != v) else str(v).strip() for v in row]
@@ -217,4 +323,4 @@ def _check_binary(values: pd.DataFrame, p: Path, ids: np.ndarray, lines: np.ndar
                                                          if (~ok).sum() > 1 else "")
                          + (f"; {hint.format(col=names[c])}" if hint else "")
                          + (f" or an unknown value {list(unknown)}" if len(unknown) else ""))
-    return ((raw == "1") | (raw == "1.0") | (raw == 1)) & ~is_unknown, ~is_unknown
+    return (codes == 1) & ~is_unknown, ~is_unknown

@@ -27,7 +27,6 @@ from .schema import LabelSchema
 
 __all__ = ["read_scores"]
 
-_ID_NAMES = ("id", "image", "image index", "image_index", "image_id", "filename", "file", "path", "name")
 
 
 def read_scores(
@@ -120,18 +119,17 @@ def _read_npy(path: Path, ids, labels, outputs, from_logits=False):
 def _read_csv(path: Path, ids, labels, outputs, id_column, sep, from_logits=False, other_ids=None):
     import pandas as pd
 
+    from ..errors import TableError
+    from .csvread import ID_COLUMN_NAMES, _data_rows, read_csv
+
     try:
-        df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except pd.errors.EmptyDataError:
-        raise InputError(f"{path}: the file is empty; expected a header with an id column and one column per label") from None
-    except Exception as e:  # noqa: BLE001 - parser errors carry the line number
-        raise InputError(f"{path}: cannot parse as CSV ({e})") from None
-    df.columns = [str(c).strip() for c in df.columns]
-    df = df.loc[:, [c for c in df.columns if c and not c.startswith("Unnamed:")]]  # trailing comma
+        df, lines = _data_rows(read_csv(path, sep=sep), path, first_line=2)
+    except TableError as e:
+        msg = str(e).replace("a header but no rows", "a header but no score rows")
+        raise InputError(msg if "empty" not in msg else f"{msg}; expected a header with an id column and one "
+                         "column per label") from None
+    df = df.fillna("")
     cols = list(df.columns)
-    if len(set(cols)) != len(cols):
-        dup = sorted({c for c in cols if cols.count(c) > 1})
-        raise InputError(f"{path}: column(s) {dup} appear twice in the header")
     prefixed = {c[2:]: c for c in cols if c.startswith("p_")}
     if prefixed and (all(c in prefixed for c in labels) or all(c in prefixed for c in outputs)):
         # A `labelwise predict` file: p_<label> are the scores; the columns named like the labels hold
@@ -159,13 +157,14 @@ def _read_csv(path: Path, ids, labels, outputs, id_column, sep, from_logits=Fals
             f"{path}: missing score column(s) {missing}; the file has {cols}. Expected one column per label "
             f"{labels}" + (f"; did you mean: {', '.join(hints)}?" if hints else "")
         )
-    if id_column is not None:
-        if id_column not in cols:
-            raise InputError(f"{path}: id column {id_column!r} not found; the columns are {cols}")
-    else:
-        others = [c for c in cols if c not in labels]
-        named = [c for c in others if c.lower() in _ID_NAMES]
-        id_column = named[0] if named else (others[0] if others else None)
+    if id_column is not None and id_column not in cols:
+        # --id-column names the truth table's id column; a scores file may name its own differently.
+        warnings.warn(f"{path}: no column {id_column!r}; its id column is found as usual", stacklevel=3)
+        id_column = None
+    if id_column is None:
+        others = {c.lower().replace("_", " "): c for c in reversed([c for c in cols if c not in labels])}
+        named = [others[n.lower().replace("_", " ")] for n in ID_COLUMN_NAMES if n.lower().replace("_", " ") in others]
+        id_column = named[0] if named else next((c for c in cols if c not in labels), None)
     if len(df) == 0:
         raise InputError(f"{path}: no score rows below the header")
     ignored = [c for c in cols if c not in use and c != id_column and not (use is outputs and c in labels)]
@@ -184,13 +183,13 @@ def _read_csv(path: Path, ids, labels, outputs, id_column, sep, from_logits=Fals
             cell = raw.iloc[r]
             what = "empty cell" if cell == "" else f"{cell!r} is not a finite number"
             raise InputError(
-                f"{path}, line {r + 2}, column {col!r}: {what}; every score must be a number"
+                f"{path}, line {lines[r]}, column {col!r}: {what}; every score must be a number"
                 + (f" ({bad.size - 1} more bad cell(s) in this column)" if bad.size > 1 else "")
             )
         values[:, j] = num
     if not from_logits:
         # Before any reordering, so the line named is the file's own.
-        _check_range(path, values, use, lambda r: f"line {r + 2}")
+        _check_range(path, values, use, lambda r: f"line {lines[r]}")
 
     if id_column is None:
         if ids is not None and len(df) != len(ids):
@@ -209,11 +208,11 @@ def _read_csv(path: Path, ids, labels, outputs, id_column, sep, from_logits=Fals
     file_ids = [str(x) for x in df[id_column].str.strip()]
     empty = [r for r, i in enumerate(file_ids) if i == ""]
     if empty:
-        raise InputError(f"{path}, line {empty[0] + 2}, column {id_column!r}: empty id")
+        raise InputError(f"{path}, line {lines[empty[0]]}, column {id_column!r}: empty id")
     seen: dict[str, int] = {}
     for r, i in enumerate(file_ids):
         if i in seen:
-            raise InputError(f"{path}, line {r + 2}: id {i!r} appears twice (first on line {seen[i] + 2}); "
+            raise InputError(f"{path}, line {lines[r]}: id {i!r} appears twice (first on line {lines[seen[i]]}); "
                              "give one score row per image")
         seen[i] = r
     if ids is None:

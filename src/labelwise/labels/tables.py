@@ -16,8 +16,16 @@ Formats (``format=``, ``"auto"`` picks by extension and columns):
     or ``labels=``. When the schema has a ``none`` label and the file has no column for it,
     the column is derived (an all-zero row is the none label). With neither a schema nor
     ``labels=``, the label columns are those whose cells are 0/1 but for at most 5% (or one, in a
-    tiny table); a stray value in one of them is an error naming its row, never a silent demotion
-    to information. Patient columns, ages and text columns stay information (``table.extra``).
+    tiny table; ``1``/``1.0``/``True`` in any case are 1); a stray value in one of them is an error
+    naming its row, never a silent demotion to information. Patient, split (split, subset,
+    partition, fold, set) and label-list columns, ages and text columns stay information
+    (``table.extra``). Beside a label-list column (labels, label, tags), format auto compares
+    the two readings by label name: agreeing, the one-hot columns are read (said once);
+    disagreeing, the table is refused naming ``--format onehot`` and ``--label-column``.
+
+Columns are always addressed by name (a none label may be first, last or in the middle); a
+repeated column name is refused; spaces around names and cells are dropped. Format ``auto`` says
+once what it read as ids, labels, groups, splits and other columns.
 ``"tree"``
     A folder per label combination: ``root/Effusion+Mass/img.png``, ``root/No Finding/x.png``.
     The labels of a folder name are joined by ``+`` (:data:`TREE_SEPARATOR`; ``tree_sep=``).
@@ -35,7 +43,7 @@ from __future__ import annotations
 import gzip
 import os
 import struct
-from dataclasses import dataclass, field
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -46,13 +54,15 @@ from ..errors import SchemaError, SchemaViolation, TableError
 from .schema import LabelSchema, load_schema
 from .structure import settle_table
 from .cells import list_literals, merge_duplicates, warn_odd_names
-from .csvread import (_BINARY, _check_binary, _data_rows, _ids, _looks_headerless, _looks_like_label,  # noqa: F401
-                      _pick_column, _read_csv, _RowNames, _short)
+from .csvread import (_check_binary, _data_rows, _ids, _looks_headerless, _looks_like_label,  # noqa: F401
+                      _pick_column, _read_csv, _RowNames, _short, is_split_column, read_csv,
+                      ID_COLUMN_NAMES as _ID_COLUMN_NAMES)
 from .paths import IMAGE_EXTENSIONS, attach_paths
+from .spec import LabelTable, TableSpec
 from .stats import DEFAULT_GROUP_COLUMNS
 
 __all__ = [
-    "LabelTable", "read_table", "read_mnist_idx", "load_mnist_idx", "MNIST_SCHEMA", "TREE_SEPARATOR",
+    "LabelTable", "TableSpec", "read_table", "read_mnist_idx", "load_mnist_idx", "MNIST_SCHEMA", "TREE_SEPARATOR",
     "IMAGE_EXTENSIONS", "FORMATS",
 ]
 
@@ -64,8 +74,7 @@ _NIH_RENAME = {
     "OriginalImage[Width": "OriginalImage Width", "Height]": "OriginalImage Height",
     "OriginalImagePixelSpacing[x": "OriginalImagePixelSpacing x", "y]": "OriginalImagePixelSpacing y",
 }
-_LABEL_COLUMN_NAMES = ("labels", "label", "Labels", "Label", NIH_LABELS)
-_ID_COLUMN_NAMES = ("id", "image", "image_id", "filename", "file", "path", "name", NIH_ID, "Image")
+_LABEL_COLUMN_NAMES = ("labels", "label", "tags", NIH_LABELS)  # compared ignoring case, best first
 #: ChestX-ray14's label for "no finding": with format "nih" and no schema it is the none label.
 NIH_NONE = "No Finding"
 
@@ -76,111 +85,9 @@ MNIST_SCHEMA = LabelSchema(
 )
 
 
-@dataclass
-class LabelTable:
-    """One label table: ``ids[i]`` has targets ``y[i]`` (columns ``schema.labels``) and ``extra.iloc[i]``.
-
-    ``lines[i]`` is the 1-based line of row ``i`` in ``source`` (None for folders and IDX files);
-    ``paths`` holds image paths when known; ``images`` holds pixel arrays for in-memory
-    datasets (MNIST).
-    """
-
-    ids: np.ndarray
-    y: np.ndarray
-    schema: LabelSchema
-    extra: pd.DataFrame
-    source: str
-    paths: np.ndarray | None = None
-    images: np.ndarray | None = None
-    lines: np.ndarray | None = None
-    id_column: str = "id"
-    format: str = ""
-    notes: tuple[str, ...] = field(default=())
-    known: np.ndarray | None = None
-
-    def __post_init__(self) -> None:
-        # Every cell is known unless the schema's [labels.unknown] values said otherwise.
-        if self.known is None:
-            self.known = np.ones(np.shape(self.y), dtype=bool)
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def targets(self) -> np.ndarray:
-        """Training targets (float32, columns ``schema.labels``): ``y`` with each unknown cell set by
-        its label's policy -- 1, 0, or -1 (ignore), which every labelwise loss masks, so
-        ``model.fit(x, table.targets())`` works (:func:`labelwise.labels.structure.apply_policy`)."""
-        from .structure import apply_policy
-
-        return apply_policy(self.y, self.known, self.schema)
-
-    @property
-    def labels(self) -> tuple[str, ...]:
-        """Column names of ``y`` (``schema.labels``)."""
-        return self.schema.labels
-
-    def row_name(self, i: int) -> str:
-        """How errors name row ``i``: ``"<id> at line <n>"`` (or just the id)."""
-        if self.lines is not None:
-            return f"{self.ids[i]} at line {int(self.lines[i])}"
-        return str(self.ids[i])
-
-    def groups(self, column: str) -> np.ndarray:
-        """The values of ``extra[column]`` (e.g. patient ids), as an array aligned to rows.
-
-        Raises :class:`TableError` naming the available columns when ``column`` is absent, and
-        naming the row when a value is empty.
-        """
-        if column not in self.extra.columns:
-            raise TableError(
-                f"{self.source}: no column {column!r} to group rows by; the columns are "
-                f"{[self.id_column, *self.extra.columns]}"
-            )
-        values = self.extra[column]
-        missing = np.flatnonzero(values.isna().to_numpy())
-        if missing.size:
-            raise TableError(
-                f"{self.source}, row {self.row_name(int(missing[0]))}: empty {column!r}; every row needs a group"
-                + (f" ({missing.size - 1} more row(s) like this)" if missing.size > 1 else "")
-            )
-        return values.to_numpy()
-
-    def subset(self, index: Any) -> "LabelTable":
-        """Rows selected by a boolean mask or integer indices, as a new table."""
-        idx = np.asarray(index)
-        if idx.dtype == bool:
-            if idx.shape != (len(self),):
-                raise TableError(f"boolean mask of shape {idx.shape} does not match {len(self)} rows")
-            idx = np.flatnonzero(idx)
-        idx = idx.astype(np.int64)
-        return LabelTable(
-            ids=self.ids[idx],
-            y=self.y[idx],
-            schema=self.schema,
-            extra=self.extra.iloc[idx].reset_index(drop=True),
-            source=self.source,
-            paths=None if self.paths is None else self.paths[idx],
-            images=None if self.images is None else self.images[idx],
-            lines=None if self.lines is None else self.lines[idx],
-            id_column=self.id_column,
-            format=self.format,
-            notes=self.notes,
-            known=self.known[idx],
-        )
-
-    def to_frame(self) -> pd.DataFrame:
-        """A DataFrame: the id column, one 0/1 column per label, then the extra columns."""
-        frame = pd.DataFrame(self.y, columns=list(self.schema.labels))
-        frame.insert(0, self.id_column, self.ids)
-        for col in self.extra.columns:
-            if col not in frame.columns:
-                frame[col] = self.extra[col].to_numpy()
-        return frame
-
-
 # ====================================================================== entry point
 def read_table(
-    path: str | os.PathLike,
+    source: TableSpec | str | os.PathLike,
     *,
     schema: LabelSchema | dict | str | os.PathLike | None = None,
     format: str = "auto",
@@ -193,8 +100,10 @@ def read_table(
     on_missing: str = "error",
     repair_implications: bool = False,
 ) -> LabelTable:
-    """Read a label table (see the module docstring for the formats) and validate it against ``schema``.
+    """Read a label table (see the module docstring for the formats) and validate it against its schema.
 
+    ``source`` is a :class:`TableSpec` (the one description every command builds from its flags),
+    or a path with the spec's fields as keywords (then ignored for a spec).
     With no schema, one is inferred (:meth:`LabelSchema.infer`, which proposes a ``none`` label
     such as ChestX-ray14's "No Finding"); its notes are in ``table.schema.notes``.
     ``images=DIR`` sets ``table.paths = DIR/id`` and checks that the files exist:
@@ -203,14 +112,21 @@ def read_table(
     one-hot cells holding them are unknown (``table.known`` is False there; ``table.targets()``
     gives the training targets); a row with a child but not its parent is refused naming the row,
     or, with ``repair_implications=True``, gets the parent added (counted in ``table.notes``).
+    Columns are addressed by name: their order in the file never matters.
     """
-    schema = load_schema(schema)
-    p = Path(path)
+    spec = source if isinstance(source, TableSpec) else TableSpec(
+        source, format=format, id_column=id_column, label_column=label_column, sep=sep, labels=labels,
+        schema=schema, repair_implications=repair_implications)
+    format, id_column, label_column, sep = spec.format, spec.id_column, spec.label_column, spec.sep
+    labels, repair_implications = spec.labels, spec.repair_implications
+    schema = load_schema(spec.schema)
+    p = Path(spec.path)
     if format not in FORMATS:
         raise TableError(f"unknown table format {format!r}; choose one of {list(FORMATS)}")
     if not p.exists():
         raise TableError(f"{p}: no such file or folder")
-    if format == "auto":
+    auto = format == "auto"
+    if auto:
         format = _detect_format(p, label_column)
     if format == "tree":
         table = _read_tree(p, schema, tree_sep, repair=repair_implications)
@@ -222,7 +138,9 @@ def read_table(
         table = _read_headerless_onehot(p, schema, labels, repair=repair_implications)
     else:
         frame = _read_csv(p)
-        if format == "onehot":
+        if auto and format in ("labels", "onehot") and label_column is None:
+            table = _onehot_or_list(frame, p, schema, labels, id_column, sep, repair_implications)
+        elif format == "onehot":
             table = _onehot_from_frame(frame, p, schema, labels, id_column, repair=repair_implications)
         else:
             if format == "nih":
@@ -233,9 +151,23 @@ def read_table(
             if format == "nih":
                 table.format = "nih"
                 table.extra = table.extra.rename(columns=_NIH_RENAME)
+    if auto and table.format in ("onehot", "labels", "nih") and len(table.extra.columns):
+        warnings.warn(_reading(table), stacklevel=2)
     if images is not None:
         table = attach_paths(table, Path(images), on_missing)
     return table
+
+
+def _reading(t: LabelTable) -> str:
+    """What format detection read, said once: ids, labels, groups, splits and the other columns."""
+    extra = [str(c) for c in t.extra.columns]
+    kinds = {"groups": [c for c in extra if c in DEFAULT_GROUP_COLUMNS],
+             "splits": [c for c in extra if is_split_column(c)]}
+    kinds["other columns"] = [c for c in extra if c not in kinds["groups"] + kinds["splits"]]
+    shown = ", ".join(t.labels[:8]) + (f", ... ({len(t.labels)})" if len(t.labels) > 8 else "")
+    return (f"{t.source}: read as {t.format}: ids {t.id_column!r}; labels {shown}"
+            + "".join(f"; {k} {', '.join(map(repr, v))}" for k, v in kinds.items() if v)
+            + " (choose otherwise with --format, --id-column, --label-column)")
 
 
 def _detect_format(p: Path, label_column: str | None) -> str:
@@ -255,9 +187,74 @@ def _detect_format(p: Path, label_column: str | None) -> str:
         # With 'Finding Labels' but no 'Image Index', format nih names the missing id column;
         # a generic reader would take the first column (often 'Patient ID') as the id.
         return "nih"
-    if any(c in header for c in _LABEL_COLUMN_NAMES):
-        return "labels"
     return "onehot"
+
+
+def _list_column(columns: Sequence[Any]) -> str | None:
+    """The first column named like a label list (labels, label, tags, ...; any case), or None."""
+    lower = {str(c).lower(): c for c in reversed(list(columns))}
+    return next((lower[c.lower()] for c in _LABEL_COLUMN_NAMES if c.lower() in lower), None)
+
+
+def _onehot_or_list(frame: pd.DataFrame, p: Path, schema: LabelSchema | None, labels: Sequence[str] | None,
+                    id_column: str | None, sep: str, repair: bool) -> LabelTable:
+    """Format auto on a CSV: one-hot columns, a label-list column, or both.
+
+    With both, the two readings are compared by label name row by row (the none label aside): when
+    they agree the one-hot columns are read, said once; when they differ, or the list is unreadable
+    while one-hot columns exist, the table is refused naming both and the flags that choose.
+    """
+    list_col = _list_column(frame.columns)
+    try:
+        onehot = _onehot_from_frame(frame, p, schema, labels, id_column, repair=repair)
+    except (TableError, SchemaError):
+        if list_col is None:
+            raise
+        onehot = None
+    if list_col is None:
+        return onehot
+    if onehot is None:
+        return _labels_from_frame(frame, p, schema, id_column, list_col, sep, repair=repair)
+    try:
+        with warnings.catch_warnings():  # the list is only compared here: its notes are not this reading's
+            warnings.simplefilter("ignore")
+            as_list = _labels_from_frame(frame, p, schema, id_column, list_col, sep, repair=repair)
+    except (TableError, SchemaError):
+        as_list = None
+    differ = _rows_that_differ(onehot, as_list) if as_list is not None else np.arange(len(onehot))
+    if not differ.size:
+        warnings.warn(f"{p}: the one-hot columns {list(onehot.labels)} are read as the labels; the list column "
+                      f"{list_col!r} agrees with them on every row and is kept as information", stacklevel=4)
+        return onehot
+    r = int(differ[0])
+    said = (f"e.g. {onehot.ids[r]!r}: one-hot {_names(onehot, r)}, {list_col!r} {_names(as_list, r)}; "
+            f"{differ.size} of {len(onehot)} rows differ" if as_list is not None
+            else f"{list_col!r} is not a readable label list")
+    raise TableError(f"{p}: both one-hot label columns {list(onehot.labels)} and a label-list column {list_col!r} "
+                     f"are present and they disagree ({said}); say which holds the labels: --format onehot "
+                     f"(format='onehot'; {list_col!r} is then information) or --label-column {list_col} "
+                     f"(label_column='{list_col}')")
+
+
+def _names(t: LabelTable, r: int) -> list[str]:
+    """The labels true in row ``r``, the none label left out (it says the same as no label)."""
+    return [lbl for lbl, v in zip(t.labels, t.y[r]) if v and lbl != t.schema.none]
+
+
+def _rows_that_differ(a: LabelTable, b: LabelTable) -> np.ndarray:
+    """Rows whose true labels (compared by name, none aside) differ between two readings of one frame."""
+    if not np.array_equal(np.asarray(a.ids, dtype=str), np.asarray(b.ids, dtype=str)):
+        return np.arange(len(a))
+    names = sorted(({*a.labels} - {a.schema.none}) | ({*b.labels} - {b.schema.none}))
+
+    def by_name(t: LabelTable) -> np.ndarray:
+        m = np.zeros((len(t), len(names)), dtype=np.uint8)
+        for k, lbl in enumerate(names):
+            if lbl in t.labels:
+                m[:, k] = t.y[:, t.labels.index(lbl)]
+        return m
+
+    return np.flatnonzero((by_name(a) != by_name(b)).any(axis=1))
 
 
 def _labels_from_frame(frame: pd.DataFrame, p: Path, schema: LabelSchema | None, id_column: str | None,
@@ -336,7 +333,10 @@ def _onehot_from_frame(frame: pd.DataFrame, p: Path, schema: LabelSchema | None,
     cols = list(frame.columns)
     id_col = _pick_column(frame, p, id_column, _ID_COLUMN_NAMES, "id", default_first=True)
     ids = _ids(frame, id_col, p, lines)
-    if schema is not None:
+    if schema is not None and labels is not None:
+        _check_subset(p, labels, schema)
+        wanted = list(labels)
+    elif schema is not None:
         # Derived labels and none may be left out: they are computed.
         wanted = [x for x in schema.labels if x in schema.free_labels or x in cols]
     elif labels is not None:
@@ -344,7 +344,9 @@ def _onehot_from_frame(frame: pd.DataFrame, p: Path, schema: LabelSchema | None,
     else:
         # Label columns are the (mostly) 0/1 ones; the rest is extra information. "Mostly": a label
         # column with one stray value must be reported, not silently read as information.
-        wanted = [c for c in cols if c != id_col and c not in DEFAULT_GROUP_COLUMNS and _looks_like_label(frame[c])]
+        # Groups, splits and label lists are never labels, whatever their cells hold.
+        wanted = [c for c in cols if c != id_col and c not in DEFAULT_GROUP_COLUMNS and not is_split_column(c)
+                  and c != _list_column([c]) and _looks_like_label(frame[c])]
         if not wanted and NIH_ID in cols:
             raise TableError(f"{p}: no labels column {NIH_LABELS!r} and no 0/1 label columns found; the columns "
                              f"are {cols} (a ChestX-ray14 table has {NIH_ID!r} and {NIH_LABELS!r})")
@@ -363,7 +365,6 @@ def _onehot_from_frame(frame: pd.DataFrame, p: Path, schema: LabelSchema | None,
     names = _RowNames(ids, lines)
     if schema is None:
         schema = LabelSchema.infer(y, wanted) if labels is None else LabelSchema(independent=tuple(wanted))
-        y, known = y[:, [wanted.index(lbl) for lbl in schema.labels]], known[:, [wanted.index(lbl) for lbl in schema.labels]]
     y, known = _place(y, known, wanted, schema)
     y, known, notes = settle_table(y, known, schema, row_names=names, source=str(p), repair=repair)
     extra = frame.drop(columns=[id_col, *wanted]).reset_index(drop=True)
@@ -373,7 +374,8 @@ def _onehot_from_frame(frame: pd.DataFrame, p: Path, schema: LabelSchema | None,
 
 
 def _place(y: np.ndarray, known: np.ndarray, given: Sequence[str], schema: LabelSchema):
-    """(n, n_labels) matrix and known mask from the ``given`` columns; absent (computed) columns unknown."""
+    """(n, n_labels) matrix and known mask in ``schema.labels`` order from the columns of ``y`` named
+    ``given`` (matched by name, never by position); absent (computed) columns unknown."""
     cols = [schema.labels.index(x) for x in given]
     full, k = np.zeros((len(y), schema.n_labels), dtype=np.uint8), np.zeros((len(y), schema.n_labels), dtype=bool)
     full[:, cols], k[:, cols] = y, known
@@ -390,12 +392,11 @@ def _read_headerless_onehot(p: Path, schema: LabelSchema | None, labels: Sequenc
         raise TableError(f"{p}: a headerless list ('name 0 1 0 ...') has no label names; give a schema "
                          f"(--schema) or the label names (labels=, --labels a,b,c)")
     try:
-        frame = pd.read_csv(p, sep=r"\s+", header=None, dtype=str, skip_blank_lines=False, encoding="utf-8-sig")
-    except pd.errors.EmptyDataError:
-        raise TableError(f"{p}: the file is empty") from None
-    except pd.errors.ParserError as e:
-        raise TableError(f"{p}: rows have different numbers of values ({_short(e)}); expected "
-                         f"'name v1 v2 ...' on every line") from None
+        frame = read_csv(p, sep="whitespace", header=False)
+    except TableError as e:
+        if "different numbers" not in str(e):
+            raise
+        raise TableError(f"{e}; expected 'name v1 v2 ...' on every line") from None
     n_val = frame.shape[1] - 1
     if wanted is None:
         if n_val == schema.n_labels:
@@ -409,6 +410,8 @@ def _read_headerless_onehot(p: Path, schema: LabelSchema | None, labels: Sequenc
                              f"labels {list(schema.output_labels)}")
     elif n_val != len(wanted):
         raise TableError(f"{p}: rows have {n_val} label values but {len(wanted)} label names were given")
+    elif schema is not None:
+        _check_subset(p, wanted, schema)
     frame.columns = ["id", *wanted]
     frame, lines = _data_rows(frame, p, first_line=1)
     ids = _ids(frame, "id", p, lines)
@@ -423,6 +426,19 @@ def _read_headerless_onehot(p: Path, schema: LabelSchema | None, labels: Sequenc
     return LabelTable(ids=ids, y=np.ascontiguousarray(y, dtype=np.uint8), schema=schema,
                       extra=extra, source=str(p), lines=lines,
                       id_column="id", format="onehot", notes=notes, known=known)
+
+
+def _check_subset(p: Path, given: Sequence[str], schema: LabelSchema) -> None:
+    """``labels=`` names columns of the schema: a name outside it is an error; schema labels left
+    out (and not computed from others) are unknown in every row, said once."""
+    outside = [x for x in given if x not in schema.labels]
+    if outside:
+        raise TableError(f"{p}: label(s) {outside} given with --labels (labels=) are not in the schema, whose labels "
+                         f"are {list(schema.labels)}; fix the names or the schema")
+    left = [x for x in schema.free_labels if x not in given]
+    if left:
+        warnings.warn(f"{p}: schema label(s) {left} are not among the given labels {list(given)}; they are unknown "
+                      f"in every row (no training signal, no metric)", stacklevel=4)
 
 
 # ====================================================================== image tree

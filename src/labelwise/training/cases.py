@@ -48,7 +48,7 @@ def load_case_data(config: TrainConfig) -> TrainData:
     if not config.images:
         raise InputError("no images folder given: set `images` to the folder holding <case id>.npy stacks or one "
                          "folder of slices per case")
-    table = read_table(config.table, schema=load_schema(config.schema))
+    table = read_table(config.table_spec(load_schema(config.schema)))
     paths = np.asarray([str(p) for p in case_paths(table.ids, config.images, table=config.table)])
     masks = split_masks(config, table)
     for k in ("train", "val"):
@@ -238,6 +238,8 @@ def _finish_cases(config, data, schema, model, state, val_set, test_set, out, re
                                "val_macro_auc": state.best_auc if math.isfinite(state.best_auc) else None,
                                "epochs_run": state.epoch, "seed": config.seed})
     write_json(out / "config.json", config.to_dict())
+    if config.table:  # how the table was read, for a later command to read it the same way
+        config.table_spec(schema).save(out / "table_spec.json")
     say(f"model: {path}")
     return TrainResult(model, schema, thresholds, state.log, state.best_epoch, state.best_auc, evaluation, out,
                        path, resumed_from, policy)

@@ -37,7 +37,7 @@ _INT_RANGES = {"min_labels": 0, "max_labels": 1, "epochs": 1, "batch_size": 1, "
                "verbose": 0, "unfreeze_top": 0, "early_stopping_patience": 1, "devices": 1, "lr_reference_batch": 1}
 _OPTIONAL = {"unfreeze_top", "early_stopping_patience", "devices", "lr_reference_batch", "bn_momentum",
              "fine_tune_lr", "weights", "loss_weights", "split_column", "splits", "group_column", "distribute", "table",
-             "images", "train_shards", "tensorboard",
+             "images", "train_shards", "tensorboard", "id_column", "label_column",
              "min_labels", "max_labels", "threshold_method"}
 # name: (low, low inclusive, high, high inclusive, what to say)
 _FLOAT_RANGES = {"learning_rate": (0.0, True, math.inf, False, "at least 0"),
@@ -45,10 +45,11 @@ _FLOAT_RANGES = {"learning_rate": (0.0, True, math.inf, False, "at least 0"),
                  "dropout": (0.0, True, 1.0, False, "in [0, 1)"),
                  "bn_momentum": (0.0, True, 1.0, True, "in [0, 1] (1: statistics frozen)"),
                  "plateau_factor": (0.0, False, 1.0, False, "in (0, 1)")}
-_BOOLS = ("cache", "skip_unreadable", "plots", "resume", "overwrite")
+_BOOLS = ("cache", "skip_unreadable", "plots", "resume", "overwrite", "repair_implications")
 _STRINGS = ("backbone", "weights", "loss", "binary", "loss_weights", "lr_schedule", "threshold_method",
             "calibration", "decide_for",
-            "split_column", "group_column", "distribute", "pipeline", "precision")
+            "split_column", "group_column", "distribute", "pipeline", "precision", "format", "id_column",
+            "label_column", "sep")
 PIPELINES = ("auto", "tf", "python")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 _PATHS = ("table", "images", "out_dir", "train_shards", "tensorboard", "splits")
@@ -154,6 +155,8 @@ class TrainConfig:
     """Every setting of a training run (the TOML file's keys; each is also a CLI flag).
 
     Data: ``schema`` (TOML path or inline table; None: inferred from the table), ``table``,
+    how to read it (``format``, ``id_column``, ``label_column``, ``sep``, ``repair_implications``: as
+    the table flags of every command; the run writes them to ``table_spec.json``),
     ``images`` (folder the table's paths are relative to), ``split_column`` (values
     train/val/test), or ``splits`` (the CSV ``labelwise split --out`` writes: ``id,group,split``,
     joined to the table by id), or ``split_fractions`` + ``group_column`` (e.g. the patient id).
@@ -191,6 +194,11 @@ class TrainConfig:
     schema: Any = None
     table: str | None = None
     images: str | None = None
+    format: str = "auto"
+    id_column: str | None = None
+    label_column: str | None = None
+    sep: str = "|"
+    repair_implications: bool = False
     split_column: str | None = None
     splits: str | None = None
     split_fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)
@@ -250,10 +258,14 @@ class TrainConfig:
                 setattr(self, name, None)
         for name in ("weights", "loss_weights", "split_column", "splits", "group_column", "unfreeze_top", "fine_tune_lr",
                      "early_stopping_patience", "augment", "bn_momentum", "distribute", "devices", "lr_reference_batch", "train_shards", "tensorboard",
-                     "min_labels", "max_labels", "threshold_method"):
+                     "min_labels", "max_labels", "threshold_method", "id_column", "label_column"):
             if getattr(self, name) in ("none", "None", ""):
                 setattr(self, name, None)
         _check_types(self)
+        from ..labels.tables import FORMATS
+
+        if self.format not in FORMATS:
+            raise InputError(f"format must be one of {list(FORMATS)}; got {self.format!r}")
         if self.pipeline not in PIPELINES:
             raise InputError(f"pipeline must be one of {list(PIPELINES)}; got {self.pipeline!r}")
         if self.precision not in PRECISIONS:
@@ -334,6 +346,14 @@ class TrainConfig:
             return cls(**data)
         except (TypeError, InputError) as e:  # the message names the key; say which file it came from
             raise InputError(f"{path}: {e}") from None
+
+    def table_spec(self, schema: Any = None):
+        """The :class:`~labelwise.labels.spec.TableSpec` of ``table`` (``schema``: instead of the config's)."""
+        from ..labels.spec import TableSpec
+
+        return TableSpec(self.table, format=self.format, id_column=self.id_column, label_column=self.label_column,
+                         sep=self.sep, schema=self.schema if schema is None else schema,
+                         repair_implications=self.repair_implications)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -5,8 +5,10 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
@@ -50,27 +52,29 @@ def load_data(config: TrainConfig) -> TrainData:
     """Read ``config.table`` with its schema and split it into train / val / test."""
     if not config.table:
         raise InputError("no table given: set `table` in the config (or --table) to a CSV of image ids and labels")
+    from ..errors import TableError
+    from ..labels.paths import attach_paths
     from ..labels.tables import read_table
 
-    from ..errors import TableError
-
-    schema = load_schema(config.schema)
-    try:
-        table = read_table(config.table, schema=schema, images=config.images)
-    except TableError as e:
-        if "not found in" not in str(e):
-            raise
-        if not config.skip_unreadable:
-            raise TableError(f"{e}; or pass --skip-unreadable (skip_unreadable = true) to leave those rows out "
-                             "with a warning") from None
-        table = read_table(config.table, schema=schema, images=config.images, on_missing="drop")
-        # list the dropped files: the ids of the whole table that are not among the kept rows
-        every = read_table(config.table, schema=schema).ids
-        kept = set(map(str, table.ids))
-        gone = [str(i) for i in every if str(i) not in kept]
-        shown = "\n".join(f"  {i}" for i in gone[:10]) + (f"\n  ... and {len(gone) - 10} more" if len(gone) > 10 else "")
-        warnings.warn(f"skip_unreadable: leaving out {len(gone)} of {len(every)} row(s) of {config.table} whose image "
-                      f"file is missing from {config.images}:\n{shown}", stacklevel=2)
+    # Read once; the image files are then checked against the ids (again only when some are dropped).
+    table = read_table(config.table_spec(load_schema(config.schema)))
+    every = table.ids
+    if config.images is not None:
+        try:
+            table = attach_paths(table, Path(config.images), "error")
+        except TableError as e:
+            if "not found in" not in str(e):
+                raise
+            if not config.skip_unreadable:
+                raise TableError(f"{e}; or pass --skip-unreadable (skip_unreadable = true) to leave those rows out "
+                                 "with a warning") from None
+            table = attach_paths(table, Path(config.images), "drop")
+            kept = set(map(str, table.ids))
+            gone = [str(i) for i in every if str(i) not in kept]
+            shown = "\n".join(f"  {i}" for i in gone[:10]) + (f"\n  ... and {len(gone) - 10} more"
+                                                               if len(gone) > 10 else "")
+            warnings.warn(f"skip_unreadable: leaving out {len(gone)} of {len(every)} row(s) of {config.table} whose "
+                          f"image file is missing from {config.images}:\n{shown}", stacklevel=2)
     schema = table.schema
     x = table.paths if table.paths is not None else table.images
     if x is None:
@@ -131,28 +135,30 @@ def _masks_from_splits_file(path: str, table: Any, table_path: Any) -> dict[str,
     rows left out by skip_unreadable) are ignored with one warning."""
     import pandas as pd
 
+    from ..errors import TableError
+    from ..labels.csvread import _data_rows, read_csv
+
+    if not os.path.exists(path):
+        raise InputError(f"splits file {path} does not exist (write it with: labelwise split TABLE --out {path})")
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except FileNotFoundError:
-        raise InputError(f"splits file {path} does not exist (write it with: labelwise split TABLE --out {path})") \
-            from None
-    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as e:
-        raise InputError(f"{path}: not a readable CSV split file ({str(e).splitlines()[0]})") from None
-    cols = [str(c).strip() for c in frame.columns]
-    frame.columns = cols
+        frame, lines = _data_rows(read_csv(path), Path(path), first_line=2)
+    except TableError as e:
+        raise InputError(f"{e} (a split file as labelwise split --out writes)") from None
+    frame = frame.fillna("")
+    cols = list(frame.columns)
     id_col = next((c for c in ("id", getattr(table, "id_column", "id")) if c in cols), None)
     if id_col is None or "split" not in cols:
         raise InputError(f"{path}: a split file needs an 'id' and a 'split' column (as labelwise split --out writes); "
                          f"the columns are {cols}")
-    ids = frame[id_col].str.strip()
+    ids = frame[id_col]
     dup = ids[ids.duplicated()]
     if len(dup):
         raise InputError(f"{path}: id {dup.iloc[0]!r} appears more than once; each id belongs to one split")
-    raw = frame["split"].str.strip().str.lower()
+    raw = frame["split"].str.lower()
     names = raw.map(_SPLIT_NAMES)
     if names.isna().any():
         bad = sorted(set(raw[names.isna()]))
-        line = int(np.flatnonzero(names.isna().to_numpy())[0]) + 2
+        line = lines[int(np.flatnonzero(names.isna().to_numpy())[0])]
         raise InputError(f"{path}, line {line}: split value(s) {bad[:5]}; use train, val or test")
     by_id = dict(zip(ids, names))
     table_ids = [str(i) for i in table.ids]

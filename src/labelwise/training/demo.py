@@ -180,11 +180,11 @@ def run_demo(out: str | os.PathLike = "labelwise-demo", *, epochs: int | None = 
     predictions = out / "predictions.csv"
     if test_csv.exists():
         os.replace(test_csv, predictions)
-        import pandas as pd
+        from ..labels.csvread import read_csv
 
         # the promise of the schema, on every test decision: exactly one digit each
-        DEMO_SCHEMA.validate(pd.read_csv(predictions, usecols=list(DEMO_SCHEMA.labels))[
-            list(DEMO_SCHEMA.labels)].to_numpy(), source=str(predictions))
+        DEMO_SCHEMA.validate(read_csv(predictions)[list(DEMO_SCHEMA.labels)].astype(int).to_numpy(),
+                             source=str(predictions))
     sample_csv = out / "sample_images_predictions.csv"
     frame = predict(result.artifact, samples, out=sample_csv, verbose=0)
     # the promise of the schema: every decision has exactly one digit

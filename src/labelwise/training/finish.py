@@ -152,6 +152,8 @@ def _finish(config, data, schema, model, state, val_ds, val_y, out, resumed_from
     # learning_rate stays the base rate the user gave; the plan (replicas, batches, the scaled
     # rate actually used) sits beside it, so the run can be repeated on other hardware
     write_json(out / "config.json", {**config.to_dict(), **({"distribution": plan.to_dict()} if plan else {})})
+    if config.table:  # how the table was read, for a later command to read it the same way
+        config.table_spec(schema).save(out / "table_spec.json")
     say(f"model: {path}")
     return TrainResult(model, schema, thresholds, state.log, state.best_epoch, state.best_auc, evaluation, out,
                        path, resumed_from, policy)

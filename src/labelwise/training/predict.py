@@ -167,22 +167,24 @@ def read_inputs(source: str | os.PathLike | Sequence[str], *, images: str | os.P
         return [str(p.relative_to(source)) for p in files], [str(p) for p in files]
     if not source.exists():
         raise InputError(f"{source} does not exist; give a folder of images or a table with image paths")
-    import pandas as pd
+    from ..errors import TableError
+    from ..labels.csvread import _data_rows, read_csv
 
-    sep = "\t" if source.suffix.lower() in (".tsv", ".tab") else ","
     try:
-        frame = pd.read_csv(source, sep=sep, dtype=str)
-    except Exception as e:
-        raise InputError(f"{source}: cannot read as a table ({e})") from None
-    frame.columns = [str(c).strip() for c in frame.columns]
+        frame, lines = _data_rows(read_csv(source, sep="\t" if source.suffix.lower() in (".tsv", ".tab") else ","),
+                                  source, first_line=2)
+    except TableError as e:
+        raise InputError(str(e)) from None
     if column is None:
         column = next((c for c in _PATH_COLUMNS if c in frame.columns), frame.columns[0])
     elif column not in frame.columns:
         raise InputError(f"{source}: no column {column!r}; columns are {list(frame.columns)}")
     base = Path(images) if images is not None else source.parent
-    names = frame[column].astype(str).str.strip().tolist()
-    if not names:
-        raise InputError(f"{source}: the table has no rows")
+    empty = np.flatnonzero(frame[column].isna().to_numpy())
+    if empty.size:
+        raise InputError(f"{source}, line {lines[empty[0]]}: empty {column!r}; every row needs an image path"
+                         + (f" ({empty.size - 1} more row(s) like this)" if empty.size > 1 else ""))
+    names = frame[column].tolist()
     return names, [str(p if Path(p).is_absolute() else base / p) for p in names]
 
 
