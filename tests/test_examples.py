@@ -117,6 +117,7 @@ def test_chestxray14_example_trains_with_its_smallest_settings(clone):
     done = labelwise("train", "examples/train_chestxray14.toml", "--table", nih / "labels.csv",
                      "--images", nih / "images", "--backbone", "small_cnn", "--weights", "none",
                      "--image-size", "32", "32", "--epochs", "1", "--freeze-epochs", "0", "--batch-size", "8",
+                     "--loss-weights", "none",  # 24 images: most labels have no training positive
                      "--split-fractions", "0.5", "0.25", "0.25", "--bootstrap", "0", "--no-plots",
                      "--verbose", "0", "--out-dir", clone / "run", cwd=clone)
     # exit 0; a report with problems on 24 images is still a finished run

@@ -20,7 +20,34 @@ def idx_bytes(array: np.ndarray) -> bytes:
     return head + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
 
 
+def write_pngs(out: Path) -> None:
+    """DIR/images/digit_NNNN.png (28x28 gray) and DIR/labels.csv (id,labels)."""
+    from PIL import Image
+
+    bunch = load_digits()
+    images = out / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i, (im, d) in enumerate(zip(bunch.images, bunch.target)):
+        name = f"digit_{i:04d}.png"
+        pixels = (im * (255.0 / 16.0)).astype(np.uint8)
+        Image.fromarray(pixels).resize((28, 28), Image.BILINEAR).save(images / name)
+        labels = [str(d), "even" if d % 2 == 0 else "odd"] + (["greater_than_5"] if d > 5 else [])
+        rows.append(f"{name},{'|'.join(labels)}")
+    (out / "labels.csv").write_text("id,labels\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    print(f"wrote {len(rows)} images to {images} and their labels to {out / 'labels.csv'}")
+
+
 def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="write the bundled digits (IDX), or with --png a folder of PNGs "
+                                                 "and a labels.csv")
+    parser.add_argument("--png", metavar="DIR", help="write DIR/images/*.png and DIR/labels.csv instead")
+    args = parser.parse_args()
+    if args.png:
+        write_pngs(Path(args.png))
+        return
     out = Path(__file__).resolve().parent / "digits"
     out.mkdir(exist_ok=True)
     bunch = load_digits()
