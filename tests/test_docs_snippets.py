@@ -97,9 +97,12 @@ def blocks(page: Path) -> list[Block]:
     return out
 
 
+def _needs_tutorial(page: Path) -> bool:
+    return any(line.strip() == "<!-- setup: tutorial -->" for line in page.read_text(encoding="utf-8").splitlines())
+
+
 def _is_slow(page: Path) -> bool:
-    text = page.read_text(encoding="utf-8")
-    return "<!-- setup: tutorial -->" in text or any(
+    return _needs_tutorial(page) or any(
         b.lang in RUN and not b.skip and _TRAINS.search(b.code) for b in blocks(page))
 
 
@@ -164,7 +167,7 @@ def test_page_blocks_run(page, tmp_path, request):
     if not todo:
         pytest.skip("no block to run on this page")
     work, env = _workspace(tmp_path)
-    if "<!-- setup: tutorial -->" in page.read_text(encoding="utf-8"):
+    if _needs_tutorial(page):
         built = request.getfixturevalue("tutorial")
         for name in ("my-data", "runs"):
             shutil.copytree(built / name, work / name)
@@ -175,6 +178,19 @@ def test_page_blocks_run(page, tmp_path, request):
             target.write_text(block.code, encoding="utf-8")
         else:
             run_block(block, work, env)
+    if page.name == "README.md":
+        _assert_outputs_are_ignored(work)
+
+
+def _assert_outputs_are_ignored(work: Path) -> None:
+    """What the README's commands write into a checkout is covered by .gitignore."""
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        return
+    written = [p.name + ("/" if p.is_dir() else "") for p in work.iterdir() if p.name not in ("examples", "_snippet.py")]
+    done = subprocess.run(["git", "-C", str(ROOT), "check-ignore", "--no-index", *written],
+                          capture_output=True, text=True)
+    ignored = set(done.stdout.split())
+    assert not [w for w in written if w not in ignored], f"not in .gitignore: {sorted(set(written) - ignored)}"
 
 
 def test_skipped_blocks_say_why_and_where_to_get_what_they_need():
