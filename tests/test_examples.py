@@ -27,6 +27,7 @@ COVERED = {
     "train_chestxray14.toml": "test_chestxray14_example_trains_with_its_smallest_settings",
     "quickstart.ipynb": "test_quickstart_notebook.py",
     "data/make_digits.py": "test_bundled_digits_are_scikit_learns",
+    "data/make_scores.py": "test_docs_snippets.py (docs/guide/decisions.md, docs/guide/evaluation.md)",
     "data/digits/t10k-images-idx3-ubyte.gz": "test_bundled_digits_are_scikit_learns",
     "data/digits/t10k-labels-idx1-ubyte.gz": "test_bundled_digits_are_scikit_learns",
 }
