@@ -10,7 +10,8 @@ Conventions a page may use, each an HTML comment on the line before a fence:
 
 A page holding ``<!-- setup: tutorial -->`` runs where the tour's data already is: ``my-data/``
 (``python examples/data/make_digits.py --png my-data`` plus ``my-data/splits.csv``) and a model
-trained on it in ``runs/digits/`` (the README's train.toml, 2 epochs).
+trained on it in ``runs/digits/`` (the README's train.toml, 2 epochs). A page whose blocks
+train, or holding ``<!-- test: slow -->`` (blocks that take more than ~20 s), is a slow test.
 """
 
 from __future__ import annotations
@@ -102,7 +103,8 @@ def _needs_tutorial(page: Path) -> bool:
 
 
 def _is_slow(page: Path) -> bool:
-    return _needs_tutorial(page) or any(
+    marked = any(line.strip() == "<!-- test: slow -->" for line in page.read_text(encoding="utf-8").splitlines())
+    return marked or _needs_tutorial(page) or any(
         b.lang in RUN and not b.skip and _TRAINS.search(b.code) for b in blocks(page))
 
 

@@ -95,6 +95,7 @@ def test_inspect_sample_with_the_chestxray14_schema(clone):
     assert {label: summary["prevalence"][label]["count"] for label in expected.index} == expected.to_dict()
 
 
+@pytest.mark.slow  # loads TensorFlow before reading the config's table
 def test_chestxray14_example_from_a_clone_says_which_file_is_missing(clone):
     done = labelwise("train", "examples/train_chestxray14.toml", cwd=clone)
     assert done.returncode == 2
