@@ -124,3 +124,18 @@ def test_demo_help_describes_what_the_demo_runs():
         assert label in DEMO_SCHEMA.labels and label in text
     assert "derived" in text and "instance-f1" in text and "calibrated" in text
     assert "report.html" in text and "model.keras" in text
+
+
+def test_the_docs_cli_reference_is_generated_from_these_parsers():
+    import importlib.util
+
+    from conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("docs_hooks", ROOT / "docs" / "hooks.py")
+    hooks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hooks)
+    page = hooks.on_page_markdown("# CLI\n\n<!-- cli-reference -->\n", None, None, None)
+    assert "<!-- cli-reference -->" not in page
+    sections = re.findall(r"^## labelwise ([a-z-]+)$", page, re.M)
+    assert sorted(sections) == sorted(_subparsers(build_parser()))
+    assert "--decide-for" in page and "--max-upload-mb" in page
