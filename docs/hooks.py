@@ -19,18 +19,25 @@ def cli_reference() -> str:
     src = str(Path(__file__).resolve().parents[1] / "src")
     if src not in sys.path:
         sys.path.insert(0, src)
-    os.environ["COLUMNS"] = "100"  # argparse wraps to the terminal: fix the width for the page
     import argparse
 
     from labelwise.commands.cli import STAGES, build_parser
 
-    parser = build_parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    parts = ["```text", parser.format_help().rstrip(), "```", ""]
-    names = [n for _, group in STAGES for n in group if n in sub.choices]
-    names += [n for n in sub.choices if n not in names]
-    for name in names:
-        parts += [f"## labelwise {name}", "", "```text", sub.choices[name].format_help().rstrip(), "```", ""]
+    columns = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = "100"  # argparse wraps to the terminal: fix the width for the page
+    try:
+        parser = build_parser()
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parts = ["```text", parser.format_help().rstrip(), "```", ""]
+        names = [n for _, group in STAGES for n in group if n in sub.choices]
+        names += [n for n in sub.choices if n not in names]
+        for name in names:
+            parts += [f"## labelwise {name}", "", "```text", sub.choices[name].format_help().rstrip(), "```", ""]
+    finally:
+        if columns is None:
+            os.environ.pop("COLUMNS", None)
+        else:
+            os.environ["COLUMNS"] = columns
     return "\n".join(parts)
 
 
