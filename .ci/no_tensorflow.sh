@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # labelwise without TensorFlow, in two throwaway virtual environments: Keras + JAX (CPU) and
-# Keras + PyTorch (the CPU build torch==2.13.0; an unpinned torch pulls GBs of CUDA). labelwise is
+# Keras + PyTorch (the CPU build pinned in .ci/constraints.txt; an unpinned torch pulls GBs of CUDA). labelwise is
 # installed with --no-deps plus what it needs (its pyproject lists tensorflow for the default
 # install); the Python input pipeline feeds both. Each runs backend tests and a tiny
 # `labelwise train` -> `predict` -> `evaluate` on the 24 real NIH PNGs.
@@ -20,8 +20,8 @@ for backend in "${@:-jax torch}"; do
     t0=$SECONDS
     venv="$work/venv-$b"
     python3 -m venv "$venv"
-    if [ "$b" = jax ]; then fw='jax[cpu]'; else fw='torch==2.13.0'; fi
-    "$venv/bin/pip" install -q "$fw" "${deps[@]}"
+    if [ "$b" = jax ]; then fw='jax[cpu]'; else fw='torch'; fi
+    "$venv/bin/pip" install -q -c .ci/constraints.txt "$fw" "${deps[@]}"
     "$venv/bin/pip" install -q --no-deps -e "$repo"
     if "$venv/bin/python" -c "import tensorflow" 2>/dev/null; then
       echo "no-tensorflow ($b): TensorFlow got installed into the venv; this check needs it absent" >&2; exit 1

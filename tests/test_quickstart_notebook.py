@@ -22,6 +22,11 @@ def test_quickstart_notebook_executes(tmp_path, monkeypatch):
     client.execute()
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.output_type == "error"]
+    # import labelwise keeps TensorFlow's native log lines out of the notebook
+    from labelwise import is_native_log_noise
+
+    stderr = [ln for o in outputs if o.output_type == "stream" and o.name == "stderr" for ln in o.text.splitlines()]
+    assert not [ln for ln in stderr if is_native_log_noise(ln)], stderr
     html = [o["data"]["text/html"] for o in outputs if "text/html" in o.get("data", {})]
     assert any("<th>AUC</th>" in h and "data:image/png;base64," in h for h in html)  # the evaluation result
     pngs = [o for o in outputs if "image/png" in o.get("data", {})]

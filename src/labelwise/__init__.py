@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import importlib.abc
 import importlib.util
+import re
 import sys
 import warnings
 from typing import Any
@@ -46,6 +47,103 @@ def _default_keras_backend() -> None:
 
 
 _default_keras_backend()
+
+# TensorFlow's native (C++/abseil) log lines: "I0000 00:00:... cudart_stub.cc:31] Could not find cuda
+# drivers", oneDNN and CPU-feature notes. Some are printed while TensorFlow loads, before its log
+# level applies, so they are filtered out of file descriptor 2 during that import.
+_NATIVE_LOG = re.compile(r"^[IWE]\d{4} [\d:. ]+\s+\d+ [\w./-]+:\d+\] ")
+_NATIVE_NOISE = (
+    "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+    "To enable the following instructions:",
+    "oneDNN custom operations are on",
+)
+
+
+def is_native_log_noise(line: str) -> bool:
+    """Whether a line of stderr is TensorFlow/abseil native logging (info, warning, error levels;
+    fatal lines are kept) rather than a message for the user."""
+    return bool(_NATIVE_LOG.match(line)) or any(line.startswith(t) for t in _NATIVE_NOISE)
+
+
+class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
+    """One-shot import hook: while the ``tensorflow`` package loads, file descriptor 2 goes to a
+    temporary file; afterwards the lines that are not native log noise are written back.
+
+    Installed only when the user has not set ``TF_CPP_MIN_LOG_LEVEL`` (setting it, to any value,
+    brings every line back), so ``import labelwise, keras`` prints nothing on stderr.
+    """
+
+    def find_spec(self, fullname, path, target=None):  # noqa: D401 - importlib protocol
+        if fullname != "tensorflow":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec("tensorflow")
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def exec_quietly(module):
+            import os
+            import tempfile
+
+            try:
+                sys.stderr.flush()
+                saved = os.dup(2)
+            except (OSError, ValueError, AttributeError):  # no descriptor 2 to redirect
+                exec_module(module)
+                return
+            with tempfile.TemporaryFile(mode="w+b") as log:
+                os.dup2(log.fileno(), 2)
+                try:
+                    exec_module(module)
+                finally:
+                    os.dup2(saved, 2)
+                    os.close(saved)
+                    log.seek(0)
+                    kept = [ln for ln in log.read().decode("utf-8", "replace").splitlines()
+                            if ln.strip() and not is_native_log_noise(ln)]
+                    if kept:
+                        print("\n".join(kept), file=sys.stderr)
+
+        spec.loader.exec_module = exec_quietly
+        return spec
+
+
+_TF_LOGS = {"quieted": False}  # whether labelwise (not the user) set TF_CPP_MIN_LOG_LEVEL
+
+
+def tensorflow_logs_quieted_by_labelwise() -> bool:
+    """True when ``TF_CPP_MIN_LOG_LEVEL`` was set by ``import labelwise``, not by the user."""
+    import os
+
+    return _TF_LOGS["quieted"] and "TF_CPP_MIN_LOG_LEVEL" in os.environ
+
+
+def restore_tensorflow_logs() -> None:
+    """Undo the quieting (``labelwise CMD --verbose 2``): unset the log level labelwise set and
+    drop the import filter, when TensorFlow is not loaded yet."""
+    import os
+
+    if _TF_LOGS["quieted"] and "tensorflow" not in sys.modules:
+        os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)
+        sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _QuietTensorFlowImport)]
+        _TF_LOGS["quieted"] = False
+
+
+def _quiet_tensorflow_logs() -> None:
+    """Unless the user set ``TF_CPP_MIN_LOG_LEVEL``, set it to 2 (errors only) and filter the lines
+    printed while TensorFlow loads; a no-op once TensorFlow is imported."""
+    import os
+
+    if "TF_CPP_MIN_LOG_LEVEL" in os.environ or "tensorflow" in sys.modules:
+        return
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    _TF_LOGS["quieted"] = True
+    if not any(isinstance(f, _QuietTensorFlowImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _QuietTensorFlowImport())
+
+
+_quiet_tensorflow_logs()
 
 # Modules that define Keras objects registered for ``keras.saving``.
 _KERAS_MODULES = ("labelwise.blocks.layers", "labelwise.blocks.losses", "labelwise.blocks.models", "labelwise.training.artifact")

@@ -10,25 +10,103 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
+import shutil
 import sys
+import textwrap
 from typing import Sequence
 
 from .. import __version__
 from ..errors import LabelwiseError
 
-# Order shown in --help: the pipeline, then serving and scale-out.
-COMMANDS = ("inspect", "split", "calibrate", "thresholds", "evaluate", "train", "predict", "explain", "serve", "demo",
-            "shard")
+# The commands by pipeline stage, in the order --help lists them.
+STAGES = (
+    ("your labels", ("inspect", "split")),
+    ("train", ("train", "shard")),
+    ("decide and evaluate", ("calibrate", "thresholds", "evaluate")),
+    ("use a model", ("predict", "explain", "serve")),
+    ("try it", ("demo",)),
+)
+COMMANDS = tuple(name for _, names in STAGES for name in names)
+
+# reST roles and literals of the module docstrings the command descriptions come from.
+_ROLE = re.compile(r":(?:class|func|meth|mod|data|attr|obj|exc|ref|doc):`~?([^`]+)`")
+_LITERAL = re.compile(r"``([^`]+)``")
+
+
+def plain(text: str | None) -> str | None:
+    """Help text without reST markup: ``x`` and :class:`x` become x, a closing :: becomes :."""
+    if not text:
+        return text
+    text = _ROLE.sub(r"\1", text)
+    text = _LITERAL.sub(r"\1", text)
+    return re.sub(r"(?<=\S)::(?=\s*$)", ":", text, flags=re.M).replace(" ::\n", "\n")
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Description paragraphs wrapped to the terminal, indented lines (examples) kept as written;
+    each option's help ends with its default, unless the help already states it or there is
+    none to state (None, a flag that is off)."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        out = []
+        for para in re.split(r"\n\s*\n", text.strip("\n")):
+            if any(line[:1].isspace() for line in para.splitlines()):
+                out.append(para)
+            else:
+                out.append(textwrap.fill(" ".join(para.split()), width, initial_indent=indent,
+                                         subsequent_indent=indent, break_on_hyphens=False))
+        return "\n\n".join(out)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (not action.option_strings or "default" in text or "%(default)" in text or default is None
+                or default is argparse.SUPPRESS or isinstance(default, bool) or action.nargs == 0):
+            return text
+        shown = ",".join(map(str, default)) if isinstance(default, (list, tuple)) else str(default)
+        return f"{text} (default {shown})"
+
+
+class _Parser(argparse.ArgumentParser):
+    """The top-level parser: lists the commands grouped by pipeline stage."""
+
+    def format_help(self) -> str:
+        sub = next(a for a in self._actions if isinstance(a, argparse._SubParsersAction))
+        helps = {a.dest: a.help or "" for a in sub._choices_actions}
+        width = max(60, min(shutil.get_terminal_size().columns, 100) - 2)
+
+        def entry(name: str) -> list[str]:
+            return textwrap.wrap(helps.get(name, ""), width, initial_indent=f"  {name:<11} ",
+                                 subsequent_indent=" " * 14, break_on_hyphens=False) or [f"  {name}"]
+
+        lines = [self.format_usage().rstrip(), "", *textwrap.wrap(self.description, width), ""]
+        listed = set()
+        for stage, names in STAGES:
+            present = [n for n in names if n in sub.choices]
+            if present:
+                lines.append(f"{stage}:")
+                lines += [ln for n in present for ln in entry(n)]
+                listed.update(present)
+        others = [n for n in sub.choices if n not in listed]
+        if others:
+            lines.append("other:")
+            lines += [ln for n in others for ln in entry(n)]
+        lines += ["", "options:", "  -h, --help  show this help message and exit",
+                  "  --version   show the version and exit", "",
+                  "Run labelwise COMMAND --help for a command's options."]
+        return "\n".join(lines) + "\n"
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every available subcommand registered."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="labelwise",
-        description="Multi-label image classification: inspect, split, train, decide, evaluate, predict.",
+        description="Multi-label image classification: look at the labels, split, train, calibrate and decide, "
+                    "evaluate, predict, explain, serve.",
     )
     parser.add_argument("--version", action="version", version=f"labelwise {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=argparse.ArgumentParser)
     for name in COMMANDS:
         try:
             module = importlib.import_module(f"labelwise.commands.{name}")
@@ -37,6 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.add_parser(sub)
+    for action in sub._choices_actions:
+        action.help = plain(action.help)
+    for command in sub.choices.values():
+        command.formatter_class = HelpFormatter
+        command.description = plain(command.description)
+        for action in command._actions:
+            action.help = plain(action.help)
     return parser
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import sys
 import tempfile
 import warnings
@@ -23,18 +22,8 @@ from typing import Iterator
 
 __all__ = ["quiet_native_logs", "plain_warnings", "interactive", "is_noise"]
 
-# glog/abseil style: "I0000 00:00:1795841166.859493    6388 cudart_stub.cc:31] ..."; fatal (F) lines stay.
-_NATIVE = re.compile(r"^[IWE]\d{4} [\d:. ]+\s+\d+ [\w./-]+:\d+\] ")
-_NOISE_TEXT = (
-    "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
-    "To enable the following instructions:",
-    "oneDNN custom operations are on",
-)
-
-
-def is_noise(line: str) -> bool:
-    """Whether ``line`` (of stderr) is TensorFlow/abseil native logging rather than a message for the user."""
-    return bool(_NATIVE.match(line)) or any(line.startswith(t) for t in _NOISE_TEXT)
+from .. import is_native_log_noise as is_noise  # the one definition of a native log line
+from .. import restore_tensorflow_logs, tensorflow_logs_quieted_by_labelwise
 
 
 def interactive() -> bool:
@@ -50,7 +39,12 @@ def quiet_native_logs(verbose: int | None, command: str) -> Iterator[None]:
     and imports TensorFlow now (for the commands that use it) with file descriptor 2 sent to a
     temporary file, then writes back to stderr the lines that are not noise.
     """
-    if "TF_CPP_MIN_LOG_LEVEL" in os.environ or (verbose is not None and verbose >= 2) or "tensorflow" in sys.modules:
+    if verbose is not None and verbose >= 2:
+        restore_tensorflow_logs()  # import labelwise quiets them by default
+        yield
+        return
+    user_set = "TF_CPP_MIN_LOG_LEVEL" in os.environ and not tensorflow_logs_quieted_by_labelwise()
+    if user_set or "tensorflow" in sys.modules:
         yield
         return
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"

@@ -1,8 +1,9 @@
-"""``labelwise train CONFIG.toml [--flags]``: train, fit the decisions (calibration + rule),
-evaluate, write model.keras.
+"""labelwise train CONFIG.toml [--flags]: train, fit the decisions (calibration + rule),
+evaluate on the test split, write model.keras and report/.
 
-Every setting of :class:`labelwise.training.TrainConfig` is a key of the TOML file and also a
-flag (``--image-size 64 64``, ``--lr-schedule cosine``, ``--no-cache``...) that overrides it.
+Every setting of labelwise.training.TrainConfig is a key of the TOML file and also a
+flag (--image-size 64 64, --lr-schedule cosine, --no-cache, ...) that overrides it;
+"none" (e.g. --early-stopping-patience none) overrides the file with no value.
 Keras and TensorFlow are imported only when the command runs.
 """
 
@@ -34,7 +35,18 @@ _HELP = {
     "max_slices": "case models: at most this many slices per case (random subset per epoch in training)",
     "backbone": "small_cnn, densenet121, ...",
     "weights": "backbone weights: imagenet or none",
-    "image_size": "height width",
+    "image_size": "model input height and width in pixels",
+    "channels": "image channels the model takes: 1 (grayscale) or 3 (RGB)",
+    "dropout": "dropout rate before the head",
+    "bn_momentum": "BatchNorm moving-average momentum of small_cnn (default: Keras' 0.99)",
+    "epochs": "most epochs to train (early stopping may end sooner)",
+    "learning_rate": "initial learning rate (Adam)",
+    "plateau_factor": "with lr_schedule plateau: multiply the learning rate by this",
+    "plateau_patience": "with lr_schedule plateau: epochs without a better val macro AUC before lowering it",
+    "seed": "random seed of the split, shuffling, augmentation and initial weights",
+    "threshold_method": "old name of --decide-for (kept so older configs still run)",
+    "bootstrap": "bootstrap resamples for the test report's confidence intervals (0: none)",
+    "plots": "write the report's PNG plots and HTML page",
     "loss": "schema (SchemaLoss) or bce",
     "binary": "SchemaLoss binary part: bce, weighted, focal, asymmetric",
     "loss_weights": "balanced or none",
@@ -66,6 +78,21 @@ _HELP = {
     "min_labels": "decide at least N labels per image (default: no bound)",
     "max_labels": "decide at most K labels per image (default: no bound)",
 }
+
+
+def flag_help(field: dataclasses.Field) -> str:
+    """A TrainConfig field's one-line help, its default appended unless the text says it."""
+    text = _HELP.get(field.name, field.name.replace("_", " "))
+    default = field.default
+    if "default" in text or default is None or default is dataclasses.MISSING:
+        return text
+    if isinstance(default, bool):
+        shown = "on" if default else "off"
+    elif isinstance(default, tuple):
+        shown = " ".join(str(v) for v in default)
+    else:
+        shown = str(default)
+    return f"{text} (default {shown})"
 
 
 def _flag_type(tp: Any):
@@ -100,7 +127,7 @@ def add_parser(subparsers) -> None:
     for f in dataclasses.fields(TrainConfig):
         opts = _flag_type(f.type)
         p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=None,
-                       help=_HELP.get(f.name, f"(default {f.default!r})"), **opts)
+                       help=flag_help(f), **opts)
     p.set_defaults(func=run)
 
 

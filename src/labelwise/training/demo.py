@@ -18,9 +18,9 @@ Schema (:data:`DEMO_SCHEMA`), 12 labels::
 
 So each image has exactly one digit, and ``greater_than_5`` and ``even`` are computed from the
 digit softmax (their scores are sums of digit probabilities; their decisions follow the decided
-digit), so the demo can never say "3" and "even" for one image. Before issue 15 they were free
+digit), so the demo can never say "3" and "even" for one image. As free
 sigmoids (:data:`INDEPENDENT_SCHEMA`, kept for the comparison in
-``benchmarks/bench_structures.py``), which contradicted the digit on some test images. A small
+``benchmarks/bench_structures.py``) they contradict the digit on some test images. A small
 CNN (``backbone="small_cnn"``) is trained with :class:`labelwise.blocks.losses.SchemaLoss`
 (softmax + cross-entropy for the digit group, sigmoid + BCE for the others), the scores are
 Platt-calibrated on the validation split and decided by the instance-F1 rule (the training
