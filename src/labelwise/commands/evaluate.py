@@ -50,6 +50,9 @@ def add_common(p: argparse.ArgumentParser, *, compare: bool = False) -> None:
     p.add_argument("--split-column", metavar="C",
                    help="the truth table's split column for --split (default: a column named split, subset, "
                         "partition or fold)")
+    p.add_argument("--splits", metavar="FILE",
+                   help="the split file labelwise split --out wrote (id,group,split), joined to the truth by id: "
+                        "--split NAME then picks its rows (instead of a split column)")
 
 
 def add_parser(subparsers: Any) -> None:
@@ -111,7 +114,27 @@ def load_inputs(args: argparse.Namespace):
     with _notes():
         return load(args.truth, args.scores, schema=args.schema, format=args.format, labels=args.labels,
                     id_column=args.id_column, from_logits=args.from_logits, split=args.split,
-                    split_column=args.split_column)
+                    split_column=args.split_column, splits=args.splits)
+
+
+def add_fit_args(p: argparse.ArgumentParser) -> None:
+    """``--allow-test-rows`` of the commands that fit (calibrate, thresholds)."""
+    p.add_argument("--allow-test-rows", action="store_true",
+                   help="fit even on rows whose split is test (refused by default: it makes test metrics optimistic)")
+
+
+def load_fit(args: argparse.Namespace):
+    """``(table, raw scores, said)`` for a fit (:func:`labelwise.evaluation.inputs.load_fit_inputs`),
+    the files' notes printed; ``said`` (how many rows of which split) is printed too."""
+    from ..evaluation.inputs import load_fit_inputs
+
+    with _notes():
+        table, raw, said = load_fit_inputs(
+            args.truth, args.scores, schema=args.schema, format=args.format, labels=args.labels,
+            id_column=args.id_column, from_logits=args.from_logits, split=args.split,
+            split_column=args.split_column, splits=args.splits, allow_test_rows=args.allow_test_rows)
+    print(said, file=sys.stderr if getattr(args, "json", False) else sys.stdout)
+    return table, raw, said
 
 
 def load_strategies(args: argparse.Namespace):
@@ -121,7 +144,7 @@ def load_strategies(args: argparse.Namespace):
     with _notes():
         return load(args.truth, args.scores, schema=args.schema, format=args.format, labels=args.labels,
                     id_column=args.id_column, from_logits=args.from_logits, split=args.split,
-                    split_column=args.split_column)
+                    split_column=args.split_column, splits=args.splits)
 
 
 class _notes(warnings.catch_warnings):
