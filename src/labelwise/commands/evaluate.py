@@ -238,6 +238,7 @@ def run_compare(args: argparse.Namespace, table, strategies: dict) -> int:
         table.y, {name: scores for name, (_, scores) in strategies.items()}, schema=table.schema,
         thresholds=thresholds, tune=args.tune, bootstrap=args.bootstrap, level=args.level, seed=args.seed,
         groups=groups, progress=progress, min_class_count=args.min_class_count,
+        known=getattr(table, "known", None),
         summary={"truth": str(args.truth), "format": table.format or args.format,
                  **({"split": args.split} if args.split else {})},
     )
