@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-__all__ = ["match_ids", "id_keys"]
+__all__ = ["match_ids", "id_keys", "resolve_files"]
 
 _IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".npy", ".dcm")
 
@@ -78,3 +78,36 @@ def match_ids(wanted: Sequence[object], given: Sequence[object], *, one_to_one: 
                 if one_to_one:
                     free[index[k]] = False
     return out
+
+
+def resolve_files(names: Sequence[object], base: "str | os.PathLike") -> tuple[list[str], int]:
+    """``(paths, n_by_stem)``: each id's image file, the way ``train`` finds it -- ``base/id`` (or
+    the id itself when absolute); an id without its extension (``x1`` for ``x1.png``, also
+    ``d/x1``) is the one image file with that stem in its folder. An id with no such file, or with
+    several (``x1.jpg`` and ``x1.png``), keeps ``base/id`` so the reader's error names it.
+    ``n_by_stem`` counts the ids found by their stem."""
+    listing: dict[str, dict[str, list[str]]] = {}
+    out: list[str] = []
+    n_stem = 0
+    for name in names:
+        text = str(name).strip()
+        path = text if os.path.isabs(text) else os.path.join(str(base), text)
+        if not os.path.exists(path):
+            folder, stem = os.path.split(path)
+            if folder not in listing:
+                by_stem: dict[str, list[str]] = {}
+                try:
+                    entries = os.listdir(folder or ".")
+                except OSError:
+                    entries = []
+                for entry in entries:
+                    root, ext = os.path.splitext(entry)
+                    if ext.lower() in _IMAGE_EXTENSIONS:
+                        by_stem.setdefault(root, []).append(entry)
+                listing[folder] = by_stem
+            found = listing[folder].get(stem, [])
+            if len(found) == 1:
+                path = os.path.join(folder, found[0])
+                n_stem += 1
+        out.append(path)
+    return out, n_stem

@@ -169,7 +169,7 @@ def read_inputs(source: str | os.PathLike | Sequence[str], *, images: str | os.P
 
     sep = "\t" if source.suffix.lower() in (".tsv", ".tab") else ","
     try:
-        frame = pd.read_csv(source, sep=sep, dtype=str)
+        frame = pd.read_csv(source, sep=sep, dtype=str, keep_default_na=False)
     except Exception as e:
         raise InputError(f"{source}: cannot read as a table ({e})") from None
     frame.columns = [str(c).strip() for c in frame.columns]
@@ -181,7 +181,15 @@ def read_inputs(source: str | os.PathLike | Sequence[str], *, images: str | os.P
     names = frame[column].astype(str).str.strip().tolist()
     if not names:
         raise InputError(f"{source}: the table has no rows")
-    return names, [str(p if Path(p).is_absolute() else base / p) for p in names]
+    from ..labels.ids import resolve_files
+
+    # the same rule as train: an id without its extension is the one image file with that stem;
+    # the ids written are the table's own, so the predictions join back to it unedited
+    paths, n_stem = resolve_files(names, base)
+    if n_stem:
+        warnings.warn(f"{source}: {n_stem} id(s) have no file extension; each was matched to the one image file "
+                      f"with that name in {base}", stacklevel=2)
+    return names, paths
 
 
 @dataclass(frozen=True)
