@@ -185,14 +185,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"labelwise evaluate: {len(table)} images, {table.schema.n_labels} labels; "
               f"bootstrapping {args.bootstrap} resamples of {unit} ...", file=sys.stderr, flush=True)
     progress = _progress if (args.bootstrap > 0 and not args.json and sys.stderr.isatty()) else None
+    from ..evaluation.inputs import follow_file_labels
+
+    y, known, scores, schema = follow_file_labels(table.y, table.known, scores, table.schema,
+                                                  thresholds if isinstance(thresholds, str) else None)
     result = evaluate(
-        table.y, scores, schema=table.schema, thresholds=thresholds, tune=args.tune,
+        y, scores, schema=schema, thresholds=thresholds, tune=args.tune,
         bootstrap=args.bootstrap, level=args.level, seed=args.seed, groups=groups, progress=progress,
         min_class_count=args.min_class_count,
         summary={"truth": str(args.truth), "scores": str(path), "format": table.format or args.format,
                  **({"split": args.split} if args.split else {})},
         score_source=getattr(args, "score_source", None),
-        known=getattr(table, "known", None),
+        known=known,
     )
     result.notes.extend(str(n) for n in (*table.schema.notes, *table.notes))
     return _save_and_print(args, result, lambda written: ', '.join(sorted(written)))
@@ -234,11 +238,16 @@ def run_compare(args: argparse.Namespace, table, strategies: dict) -> int:
               f"({', '.join(names)}); bootstrapping {args.bootstrap} resamples of {unit}, the same for each ...",
               file=sys.stderr, flush=True)
     progress = _progress if (args.bootstrap > 0 and not args.json and sys.stderr.isatty()) else None
+    from ..evaluation.inputs import follow_file_labels
+
+    y, known, schema, by_name = table.y, table.known, table.schema, {}
+    for name, (_, scores) in strategies.items():
+        y, known, by_name[name], schema = follow_file_labels(table.y, table.known, scores, table.schema,
+                                                             thresholds if isinstance(thresholds, str) else None)
     result = compare(
-        table.y, {name: scores for name, (_, scores) in strategies.items()}, schema=table.schema,
+        y, by_name, schema=schema,
         thresholds=thresholds, tune=args.tune, bootstrap=args.bootstrap, level=args.level, seed=args.seed,
-        groups=groups, progress=progress, min_class_count=args.min_class_count,
-        known=getattr(table, "known", None),
+        groups=groups, progress=progress, min_class_count=args.min_class_count, known=known,
         summary={"truth": str(args.truth), "format": table.format or args.format,
                  **({"split": args.split} if args.split else {})},
     )

@@ -91,6 +91,12 @@ def _inputs(args):
     known = np.asarray(table.known, dtype=bool)
     cal = args.calibration
     if cal is not None and not (cal in CALIBRATION_METHODS and not Path(cal).exists()):
+        from dataclasses import replace
+
+        from ..evaluation.inputs import follow_file_labels
+
+        y, known, raw, schema = follow_file_labels(table.y, known, raw, table.schema, cal)
+        table = replace(table, y=y, known=known, schema=schema) if schema is not table.schema else table
         cal = Calibration.load(cal)
     elif cal is not None:
         cal = fit_calibration_known(np.where(known, table.y, 0), raw, known, table.schema, method=cal,

@@ -298,3 +298,28 @@ def thresholds_per_strategy(values: Sequence[str] | None, names: Sequence[str]) 
     if len(names) == 1:
         return named[names[0]]
     return named
+
+
+def follow_file_labels(y: np.ndarray, known: np.ndarray, scores: np.ndarray, schema: Any, path: PathLike | None):
+    """Columns matched by label name: when ``path`` is a ``decision.json`` or ``calibration.json``
+    whose labels are ``schema``'s in another order (fitted on a truth ``id,a,b``, applied to a truth
+    ``id,b,a``), ``(y, known, scores, its schema)`` with every column put in the file's order;
+    otherwise the inputs unchanged. ``scores`` may be over the labels or the head outputs."""
+    import json
+
+    from ..labels.schema import load_schema
+
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8")) if path is not None else None
+        other = load_schema(doc["schema"]) if isinstance(doc, dict) and isinstance(doc.get("schema"), dict) else None
+    except (OSError, ValueError, TypeError, KeyError, InputError):
+        return y, known, scores, schema  # the file's own reader words any problem
+    if other is None or tuple(other.labels) == tuple(schema.labels) or sorted(other.labels) != sorted(schema.labels):
+        return y, known, scores, schema
+    perm = [schema.labels.index(x) for x in other.labels]
+    names = list(schema.labels) if scores.shape[1] == schema.n_labels else list(schema.output_labels)
+    want = list(other.labels) if scores.shape[1] == schema.n_labels else list(other.output_labels)
+    if sorted(names) != sorted(want):
+        return y, known, scores, schema
+    s_perm = [names.index(x) for x in want]
+    return y[:, perm], known[:, perm], scores[:, s_perm], other
