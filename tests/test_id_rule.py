@@ -73,3 +73,16 @@ def test_predict_table_finds_images_without_extension_like_train(tmp_path):
     # a folder: ids relative to it
     ids, _ = read_inputs(tmp_path / "imgs")
     assert sorted(i.replace("\\", "/") for i in ids) == ["a1.png", "a2.jpg", "sub/a3.png"]
+
+
+def test_a_score_file_with_a_tables_repeated_rows_is_read_once(tmp_path):
+    from labelwise.errors import InputError
+    from labelwise.labels.scores import read_scores
+
+    pd.DataFrame({"id": ["x1", "x2", "x1"], "a": [0.9, 0.2, 0.9 + 1e-9]}).to_csv(tmp_path / "s.csv", index=False)
+    with pytest.warns(UserWarning, match="1 repeated row"):
+        ids, s = read_scores(tmp_path / "s.csv", ids=["x2", "x1"], labels=["a"])
+    assert s[:, 0].tolist() == pytest.approx([0.2, 0.9])
+    pd.DataFrame({"id": ["x1", "x2", "x1"], "a": [0.9, 0.2, 0.1]}).to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(InputError, match="line 4: id 'x1' appears twice .*other scores"):
+        read_scores(tmp_path / "bad.csv", ids=["x2", "x1"], labels=["a"])

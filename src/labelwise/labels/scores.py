@@ -211,11 +211,22 @@ def _read_csv(path: Path, ids, labels, outputs, id_column, sep, from_logits=Fals
     if empty:
         raise InputError(f"{path}, line {empty[0] + 2}, column {id_column!r}: empty id")
     seen: dict[str, int] = {}
+    repeated: list[int] = []
     for r, i in enumerate(file_ids):
         if i in seen:
-            raise InputError(f"{path}, line {r + 2}: id {i!r} appears twice (first on line {seen[i] + 2}); "
-                             "give one score row per image")
+            # a table's repeated identical rows are predicted twice: the same image, the same scores
+            # (up to float noise between batches)
+            if np.allclose(values[r], values[seen[i]], rtol=1e-4, atol=1e-6):
+                repeated.append(r)
+                continue
+            raise InputError(f"{path}, line {r + 2}: id {i!r} appears twice (first on line {seen[i] + 2}) with "
+                             "other scores; give one score row per image")
         seen[i] = r
+    if repeated:
+        warnings.warn(f"{path}: {len(repeated)} repeated row(s) with the same id and scores as an earlier row are "
+                      f"read once (e.g. {file_ids[repeated[0]]!r} on line {repeated[0] + 2})", stacklevel=3)
+        keep = [r for r in range(len(file_ids)) if r not in set(repeated)]
+        file_ids, values = [file_ids[r] for r in keep], values[keep]
     if ids is None:
         return np.asarray(file_ids, dtype=str), values
 
