@@ -178,3 +178,22 @@ def test_train_refuses_an_image_in_both_val_and_test(tmp_path):
     with pytest.raises(InputError, match="in both the val and the test split.*allow_test_rows"):
         _check_fit_rows(SimpleNamespace(allow_test_rows=False, table="t.csv"), table, masks)
     _check_fit_rows(SimpleNamespace(allow_test_rows=True, table="t.csv"), table, masks)
+
+
+def test_explain_picks_a_tables_split_rows_from_the_split_file_or_column(tmp_path):
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from labelwise.commands.explain import _split_rows
+
+    for i in range(4):
+        Image.new("L", (8, 8)).save(tmp_path / f"x{i}.png")
+    pd.DataFrame({"id": [f"x{i}" for i in range(4)], "a": [1, 0, 1, 0],
+                  "split": ["train", "Testing", "val", "test"]}).to_csv(tmp_path / "t.csv", index=False)
+    pd.DataFrame({"id": [f"x{i}" for i in range(4)], "split": ["test", "val", "val", "train"]}).to_csv(
+        tmp_path / "s.csv", index=False)
+    args = SimpleNamespace(images=str(tmp_path / "t.csv"), split="test", splits=None, split_column=None)
+    assert [p.rsplit("/", 1)[-1] for p in _split_rows(args)] == ["x1.png", "x3.png"]
+    args.splits = str(tmp_path / "s.csv")
+    assert [p.rsplit("/", 1)[-1] for p in _split_rows(args)] == ["x0.png"]

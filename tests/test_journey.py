@@ -37,10 +37,11 @@ def make_data(folder: Path, none_at: str, n: int = 60) -> None:
     rows = []
     for i in range(n):
         a, b, c = (rng.random(3) < 0.4).astype(int)
-        img = rng.integers(0, 60, size=(32, 32)).astype(np.uint8)
+        img = rng.integers(0, 60, size=(32, 32))
         img[:12, :] += 150 * a
         img[:, :12] += 150 * b
         img[20:, 20:] += 150 * c
+        img = np.clip(img, 0, 255).astype(np.uint8)
         name = f"im{i:03d}"
         Image.fromarray(img).save(folder / "images" / f"{name}.png")
         tags = [t for t, v in zip("abc", (a, b, c)) if v]
