@@ -44,8 +44,8 @@ def make_data(folder: Path, none_at: str, n: int = 60) -> None:
         img = np.clip(img, 0, 255).astype(np.uint8)
         name = f"im{i:03d}"
         Image.fromarray(img).save(folder / "images" / f"{name}.png")
-        tags = [t for t, v in zip("abc", (a, b, c)) if v]
-        rows.append({"id": name, "a": a, "N/A": int(not tags), "b": b, "c": c, "Tags": str(tags),
+        tags = [t for t, v in zip("abc", (a, b, c)) if v] or ["N/A"]
+        rows.append({"id": name, "a": a, "N/A": int(tags == ["N/A"]), "b": b, "c": c, "Tags": str(tags),
                      "Patient ID": f"p{i // 2}"})
     frame = pd.DataFrame(rows)
     frame = pd.concat([frame, frame.iloc[[3, 10, 25]]], ignore_index=True)
