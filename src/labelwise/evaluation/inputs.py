@@ -197,7 +197,7 @@ def _read_selected(truth, *, schema, format, labels, split, split_column, splits
         return table, None
     part = select_split(table, split, column=split_column, splits=splits)
     where = str(splits) if splits is not None else f"column {find_split_column(table, split_column)!r}"
-    warnings.warn(f"{truth}: using the {len(part)} row(s) of split {split!r} ({where}) out of {len(table)}",
+    warnings.warn(f"{table.source}: using the {len(part)} row(s) of split {split!r} ({where}) out of {len(table)}",
                   stacklevel=3)
     return part, table
 
@@ -240,7 +240,7 @@ def load_fit_inputs(truth: PathLike, scores: PathLike | Sequence[PathLike], *, s
     path = _one_scores(scores)
     table, full = _read_selected(truth, schema=schema, format=format, labels=labels, split=split,
                                  split_column=split_column, splits=splits)
-    said = fit_rows_said(table, truth, column=split_column, splits=splits, allow_test_rows=allow_test_rows)
+    said = fit_rows_said(table, table.source, column=split_column, splits=splits, allow_test_rows=allow_test_rows)
     raw = read_aligned_scores(table, path, id_column=id_column, from_logits=from_logits, full=full, raw=True)
     return table, raw, said
 
