@@ -57,6 +57,7 @@ def test_compared_score_files_are_scored_on_each_labels_known_rows(partly_known,
     assert run("evaluate", "--schema", schema, "--truth", truth, "--scores", f"x={p1}", "--scores", f"y={p2}",
                "--bootstrap", 20, "--json") == 0
     doc = json.loads(capsys.readouterr().out)
+    assert doc["comparison"]["unknown_cells"] is True
     for name, s in (("x", s1), ("y", s2)):
         per = doc["strategies"][name]["per_label"]
         assert np.allclose([r["auc"] for r in per], known_auc(yt, s, known))

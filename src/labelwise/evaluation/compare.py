@@ -116,4 +116,5 @@ def compare(
         if known is not None and bootstrap and bootstrap > 0:
             results[name].notes.append("unknown truth cells: each strategy's intervals come from resampling each "
                                        "label's known rows; no paired differences between strategies")
-    return ComparisonResult(names=names, reference=ref, results=results, paired=boot, summary=dict(summary or {}))
+    summary = {**dict(summary or {}), **({"unknown_cells": True} if known is not None else {})}
+    return ComparisonResult(names=names, reference=ref, results=results, paired=boot, summary=summary)
