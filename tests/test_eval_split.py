@@ -65,7 +65,7 @@ def test_evaluate_split_selects_the_rows(nih_split, capsys, scores):
     doc = json.loads(cap.out)
     assert doc["n_samples"] == int(test.sum()) < N
     assert doc["summary"]["split"] == "test"
-    assert "evaluating the %d row(s) of split 'test'" % test.sum() in cap.err
+    assert "using the %d row(s) of split 'test'" % test.sum() in cap.err
     got = {r["label"]: r["auc"] for r in doc["per_label"]}
     for label, ref in zip(NIH_FINDINGS, _reference_auc(y[test], s[test])):
         if ref is not None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .evaluate import add_common, save_or_say
+from .evaluate import add_common, add_fit_args, load_fit, save_or_say
 
 HELP = "fit a calibration (platt, temperature, isotonic) of the scores on a validation set"
 
@@ -20,6 +20,7 @@ def add_parser(subparsers: Any) -> None:
     """Register ``labelwise calibrate``."""
     p = subparsers.add_parser("calibrate", help=HELP, description=HELP)
     add_common(p)
+    add_fit_args(p)
     p.add_argument("--method", default="platt", metavar="METHOD",
                    help="platt (default; a*logit+b per label), temperature (one T per label / per exclusive "
                         "group), isotonic (labels with >= 50 positives and negatives; Platt for the others), none")
@@ -31,23 +32,30 @@ def run(args: argparse.Namespace) -> int:
     """Fit, print the before/after table, write the file."""
     import numpy as np
 
-    from ..decide.calibration import fit_calibration
+    from ..evaluation.known import fit_calibration_known
     from ..evaluation.text import _table
     from ..io import check_out_file
     from ..metrics import brier_score, expected_calibration_error
 
     check_out_file(args.out)
-    table, raw = load_raw(args)
+    table, raw, said = load_fit(args)
     schema = table.schema
-    cal = fit_calibration(table.y, raw, method=args.method, schema=schema, from_logits=bool(args.from_logits))
-    before = cal.schema.complete_scores(_probs(raw[:, :schema.n_outputs], schema, args.from_logits))
-    after = cal.apply(raw[:, :schema.n_outputs])
-    after = schema.complete_scores(after)
-    y = table.y
-    e0 = expected_calibration_error(y, before, average=None, labels=list(schema.labels))
-    e1 = expected_calibration_error(y, after, average=None, labels=list(schema.labels))
-    b0 = brier_score(y, before, average=None)
-    b1 = brier_score(y, after, average=None)
+    raw = raw[:, :schema.n_outputs]
+    known = table.known[:, :schema.n_labels]
+    y = np.where(known, table.y, 0)
+    cal = fit_calibration_known(y, raw, known, schema, method=args.method, from_logits=bool(args.from_logits))
+    before = cal.schema.complete_scores(_probs(raw, schema, args.from_logits))
+    after = schema.complete_scores(cal.apply(raw))
+    e0, e1, b0, b1 = (np.full(schema.n_labels, np.nan) for _ in range(4))
+    for j in range(schema.n_labels):  # each label on its known rows
+        r = known[:, j]
+        if not r.any():
+            continue
+        t = y[r, j:j + 1]
+        e0[j] = expected_calibration_error(t, before[r, j:j + 1], average=None)[0]
+        e1[j] = expected_calibration_error(t, after[r, j:j + 1], average=None)[0]
+        b0[j] = brier_score(t, before[r, j:j + 1], average=None)[0]
+        b1[j] = brier_score(t, after[r, j:j + 1], average=None)[0]
     rows = []
     for j, label in enumerate(schema.labels):
         if label in cal.independent:
@@ -56,36 +64,17 @@ def run(args: argparse.Namespace) -> int:
             spec = {"kind": "derived"}
         else:
             spec = cal.groups.get(schema.group_of(label), {"kind": "identity"})
-        rows.append([label, str(int(y[:, j].sum())), _describe(spec), f"{e0[j]:.3f}", f"{e1[j]:.3f}",
+        rows.append([label, str(int(y[known[:, j], j].sum())), _describe(spec), f"{e0[j]:.3f}", f"{e1[j]:.3f}",
                      f"{b0[j]:.4f}", f"{b1[j]:.4f}"])
-    print(f"{len(table)} images; calibration {args.method} fitted on {args.truth}")
+    print(f"{len(table)} images; calibration {args.method} fitted on {args.truth}"
+          + (f" (split {args.split})" if args.split else ""))
     print("\n".join(_table(["label", "pos", "fit", "ECE before", "ECE after", "Brier before", "Brier after"],
                            rows, right=[1, 3, 4, 5, 6])))
-    print(f"classwise ECE (15 equal-width bins) {np.mean(e0):.4f} -> {np.mean(e1):.4f}; "
-          f"macro Brier {np.mean(b0):.4f} -> {np.mean(b1):.4f} (on the data it was fitted on)")
+    print(f"classwise ECE (15 equal-width bins) {np.nanmean(e0):.4f} -> {np.nanmean(e1):.4f}; "
+          f"macro Brier {np.nanmean(b0):.4f} -> {np.nanmean(b1):.4f} (on the data it was fitted on)")
     if schema.none:
         print(f"({schema.none!r} is derived: prod(1 - p) of the calibrated independent labels)")
     return save_or_say(cal, args.out, cal.notes, "calibration.json")
-
-
-def load_raw(args):
-    """The truth table and ONE scores file in its row order, as written: probabilities, or logits
-    kept as logits with --from-logits (calibration fits on the logits themselves)."""
-    from ..errors import InputError
-    from ..evaluation.inputs import parse_named_paths, read_truth
-    from ..labels.scores import read_scores
-    from .evaluate import _notes
-    from .tableargs import table_spec_from_args
-
-    values = list(args.scores)
-    if len(values) != 1:
-        raise InputError(f"this command takes one --scores; got {len(values)} ({', '.join(values)})")
-    (_, path), = parse_named_paths(values)
-    with _notes():
-        table = read_truth(table_spec_from_args(args, args.truth))
-        _, scores = read_scores(path, ids=table.ids, schema=table.schema, id_column=args.id_column,
-                                from_logits=bool(args.from_logits))
-    return table, scores
 
 
 def _probs(raw, schema, from_logits):

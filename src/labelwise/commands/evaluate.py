@@ -48,6 +48,9 @@ def add_common(p: argparse.ArgumentParser, *, compare: bool = False) -> None:
     p.add_argument("--split-column", metavar="C",
                    help="the truth table's split column for --split (default: a column named split, subset, "
                         "partition or fold)")
+    p.add_argument("--splits", metavar="FILE",
+                   help="the split file labelwise split --out wrote (id,group,split), joined to the truth by id: "
+                        "--split NAME then picks its rows (instead of a split column)")
 
 
 def add_parser(subparsers: Any) -> None:
@@ -109,7 +112,27 @@ def load_inputs(args: argparse.Namespace):
     with _notes():
         return load(table_spec_from_args(args, args.truth), args.scores, schema=args.schema, format=args.format, labels=args.labels,
                     id_column=args.id_column, from_logits=args.from_logits, split=args.split,
-                    split_column=args.split_column)
+                    split_column=args.split_column, splits=args.splits)
+
+
+def add_fit_args(p: argparse.ArgumentParser) -> None:
+    """``--allow-test-rows`` of the commands that fit (calibrate, thresholds)."""
+    p.add_argument("--allow-test-rows", action="store_true",
+                   help="fit even on rows whose split is test (refused by default: it makes test metrics optimistic)")
+
+
+def load_fit(args: argparse.Namespace):
+    """``(table, raw scores, said)`` for a fit (:func:`labelwise.evaluation.inputs.load_fit_inputs`),
+    the files' notes printed; ``said`` (how many rows of which split) is printed too."""
+    from ..evaluation.inputs import load_fit_inputs
+
+    with _notes():
+        table, raw, said = load_fit_inputs(
+            table_spec_from_args(args, args.truth), args.scores, schema=args.schema, format=args.format, labels=args.labels,
+            id_column=args.id_column, from_logits=args.from_logits, split=args.split,
+            split_column=args.split_column, splits=args.splits, allow_test_rows=args.allow_test_rows)
+    print(said, file=sys.stderr if getattr(args, "json", False) else sys.stdout)
+    return table, raw, said
 
 
 def load_strategies(args: argparse.Namespace):
@@ -119,7 +142,7 @@ def load_strategies(args: argparse.Namespace):
     with _notes():
         return load(table_spec_from_args(args, args.truth), args.scores, schema=args.schema, format=args.format, labels=args.labels,
                     id_column=args.id_column, from_logits=args.from_logits, split=args.split,
-                    split_column=args.split_column)
+                    split_column=args.split_column, splits=args.splits)
 
 
 class _notes(warnings.catch_warnings):
@@ -160,14 +183,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"labelwise evaluate: {len(table)} images, {table.schema.n_labels} labels; "
               f"bootstrapping {args.bootstrap} resamples of {unit} ...", file=sys.stderr, flush=True)
     progress = _progress if (args.bootstrap > 0 and not args.json and sys.stderr.isatty()) else None
+    from ..evaluation.inputs import follow_file_labels
+
+    y, known, scores, schema = follow_file_labels(table.y, table.known, scores, table.schema,
+                                                  thresholds if isinstance(thresholds, str) else None)
     result = evaluate(
-        table.y, scores, schema=table.schema, thresholds=thresholds, tune=args.tune,
+        y, scores, schema=schema, thresholds=thresholds, tune=args.tune,
         bootstrap=args.bootstrap, level=args.level, seed=args.seed, groups=groups, progress=progress,
         min_class_count=args.min_class_count,
         summary={"truth": str(args.truth), "scores": str(path), "format": table.format or args.format,
                  **({"split": args.split} if args.split else {})},
         score_source=getattr(args, "score_source", None),
-        known=getattr(table, "known", None),
+        known=known,
     )
     result.notes.extend(str(n) for n in (*table.schema.notes, *table.notes))
     return _save_and_print(args, result, lambda written: ', '.join(sorted(written)))
@@ -209,10 +236,16 @@ def run_compare(args: argparse.Namespace, table, strategies: dict) -> int:
               f"({', '.join(names)}); bootstrapping {args.bootstrap} resamples of {unit}, the same for each ...",
               file=sys.stderr, flush=True)
     progress = _progress if (args.bootstrap > 0 and not args.json and sys.stderr.isatty()) else None
+    from ..evaluation.inputs import follow_file_labels
+
+    y, known, schema, by_name = table.y, table.known, table.schema, {}
+    for name, (_, scores) in strategies.items():
+        y, known, by_name[name], schema = follow_file_labels(table.y, table.known, scores, table.schema,
+                                                             thresholds if isinstance(thresholds, str) else None)
     result = compare(
-        table.y, {name: scores for name, (_, scores) in strategies.items()}, schema=table.schema,
+        y, by_name, schema=schema,
         thresholds=thresholds, tune=args.tune, bootstrap=args.bootstrap, level=args.level, seed=args.seed,
-        groups=groups, progress=progress, min_class_count=args.min_class_count,
+        groups=groups, progress=progress, min_class_count=args.min_class_count, known=known,
         summary={"truth": str(args.truth), "format": table.format or args.format,
                  **({"split": args.split} if args.split else {})},
     )

@@ -26,6 +26,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=16, help="images per backward pass (default 16)")
     p.add_argument("--top-slices", type=int, default=3, metavar="N",
                    help="case models (.npy stacks): the N slices that drove each label (default 3)")
+    p.add_argument("--split", metavar="NAME", help="IMAGES is a table: explain only its rows of this split (e.g. test)")
+    p.add_argument("--splits", metavar="FILE",
+                   help="with --split: the split file labelwise split --out wrote, joined to the table by id")
+    p.add_argument("--split-column", metavar="C", default=None,
+                   help="with --split: the table's split column (default: split)")
     p.set_defaults(func=run)
 
 
@@ -70,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if Path(source).is_file() and Path(source).suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".gif"):
         source = [source]
+    elif args.split or args.splits or args.split_column:
+        source = _split_rows(args)
     result = explain_images(args.model, source, args.labels, args.layer, batch_size=args.batch_size)
     index = write_explanations(result, args.out)
     if result.threshold_note:
@@ -77,3 +84,32 @@ def run(args: argparse.Namespace) -> int:
     print(f"labelwise explain: {len(result.ids)} image(s) x {len(result.labels)} label(s) at layer "
           f"{result.layer!r} -> {index}")
     return 0
+
+
+def _split_rows(args: argparse.Namespace) -> list[str]:
+    """The image paths of the table ``args.images`` whose split is ``args.split``: from the split
+    file (``--splits``, joined by id) or the table's split column; names as every command reads them."""
+    from ..errors import InputError
+    from ..labels.split import split_name, splits_for
+    from ..training.predict import read_inputs
+
+    if not args.split:
+        raise InputError("--splits / --split-column go with --split NAME (e.g. --split test)")
+    ids, paths = read_inputs(args.images)
+    if args.splits:
+        names = splits_for(ids, args.splits, source=args.images)
+    else:
+        from pathlib import Path
+
+        from ..labels.csvread import _data_rows, _read_csv
+
+        frame, _ = _data_rows(_read_csv(Path(args.images)), Path(args.images), first_line=2)
+        col = args.split_column or "split"
+        if col not in frame.columns:
+            raise InputError(f"{args.images}: no split column {col!r}; the columns are {list(frame.columns)} "
+                             "(name it with --split-column, or give the split file with --splits)")
+        names = frame[col].map(split_name).to_numpy()
+    keep = [p for p, n in zip(paths, names) if n == split_name(args.split)]
+    if not keep:
+        raise InputError(f"{args.images}: no row is in split {args.split!r}")
+    return list(dict.fromkeys(keep))

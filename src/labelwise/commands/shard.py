@@ -65,7 +65,7 @@ def _select_split(table, source: str, column: str | None, value: str | None):
     """The rows of ``table`` in split ``value`` of ``column`` (names as ``labelwise train`` reads
     them: train/training, val/valid/validation/dev, test/testing), and the split for the index."""
     from ..errors import InputError
-    from ..training.config import _SPLIT_NAMES
+    from ..labels.split import split_name
 
     if column is None and value is None:
         return table, None
@@ -73,13 +73,12 @@ def _select_split(table, source: str, column: str | None, value: str | None):
         raise InputError("--split-column and --split go together: e.g. --split-column split --split train")
     if column not in table.extra.columns:
         raise InputError(f"{source}: no column {column!r} to split by; columns are {list(table.extra.columns)}")
-    want = _SPLIT_NAMES.get(str(value).strip().lower())
-    if want is None:
+    want = split_name(value)
+    if want not in ("train", "val", "test"):
         raise InputError(f"--split {value!r}: use train, val or test")
-    raw = table.extra[column].astype(str).str.strip().str.lower()
-    names = raw.map(_SPLIT_NAMES)
-    if names.isna().any():
-        bad = sorted(set(raw[names.isna()]))
+    names = table.extra[column].map(split_name)
+    bad = sorted(set(names) - {"train", "val", "test"})
+    if bad:
         raise InputError(f"{source}: column {column!r} has value(s) {bad[:5]}; use train, val or test")
     rows = (names == want).to_numpy().nonzero()[0]
     if rows.size == 0:

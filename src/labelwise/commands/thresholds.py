@@ -21,7 +21,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from .evaluate import add_common, save_or_say
+from .evaluate import add_common, add_fit_args, load_fit, save_or_say
 
 HELP = ("choose decisions on a validation set: per-label thresholds (f1, youden, fbeta=2, ...) or a set-level "
         "rule (hamming, subset, micro-f1, macro-f1, instance-f1, top-k=K), optionally after calibration")
@@ -31,6 +31,7 @@ def add_parser(subparsers: Any) -> None:
     """Register ``labelwise thresholds``."""
     p = subparsers.add_parser("thresholds", help=HELP, description=HELP)
     add_common(p)
+    add_fit_args(p)
     p.add_argument("--optimize", "--method", dest="method", default="f1", metavar="RULE",
                    help="f1 (default), fbeta=2, youden, sensitivity=0.9, specificity=0.95, precision=0.8, hamming, "
                         "subset, micro-f1, macro-f1, instance-f1, top-k=3, or all (= --compare); --method is an alias")
@@ -78,29 +79,51 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _inputs(args):
-    """(table, raw scores, calibration or method or None) — raw: logits kept as such with --from-logits."""
-    from ..decide.calibration import CALIBRATION_METHODS, Calibration
-    from .calibrate import load_raw
+    """(table, raw scores, known, calibration or None) -- raw: logits kept as such with --from-logits;
+    a calibration method name is fitted here, each label on its known rows."""
+    import numpy as np
 
-    table, raw = load_raw(args)
+    from ..decide.calibration import CALIBRATION_METHODS, Calibration
+    from ..evaluation.known import fit_calibration_known
+
+    table, raw, _ = load_fit(args)
+    raw = raw[:, :table.schema.n_outputs]
+    known = np.asarray(table.known, dtype=bool)
     cal = args.calibration
     if cal is not None and not (cal in CALIBRATION_METHODS and not Path(cal).exists()):
+        from dataclasses import replace
+
+        from ..evaluation.inputs import follow_file_labels
+
+        y, known, raw, schema = follow_file_labels(table.y, known, raw, table.schema, cal)
+        table = replace(table, y=y, known=known, schema=schema) if schema is not table.schema else table
         cal = Calibration.load(cal)
-    return table, raw[:, :table.schema.n_outputs], cal
+    elif cal is not None:
+        cal = fit_calibration_known(np.where(known, table.y, 0), raw, known, table.schema, method=cal,
+                                    from_logits=bool(args.from_logits))
+    return table, raw, known, cal
 
 
 def _run_compare(args) -> int:
     from ..decide.policy import compare_rules
+    from ..errors import InputError
 
-    table, raw, cal = _inputs(args)
+    table, raw, known, cal = _inputs(args)
+    full = known.all(axis=1)
+    if not full.any():
+        raise InputError(f"{args.truth}: no row has every label known; the rules are compared on whole rows")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = compare_rules(table.y, raw, table.schema, calibration=cal, from_logits=bool(args.from_logits),
-                               min_labels=args.min_labels, max_labels=args.max_labels)
+        result = compare_rules(table.y[full], raw[full], table.schema, calibration=cal,
+                               from_logits=bool(args.from_logits), min_labels=args.min_labels,
+                               max_labels=args.max_labels)
+        if not full.all():
+            warnings.warn(f"the rules are compared on the {int(full.sum())} of {len(table)} rows with every label "
+                          "known")
     if args.json:
         print(result.to_json())
         return 0
-    print(f"rules compared on {args.truth} (validation data)")
+    print(f"rules compared on {args.truth}" + (f" (split {args.split})" if args.split else " (validation data)"))
     print(result.format_text())
     for w in caught:
         print(f"note: {w.message}")
@@ -108,28 +131,35 @@ def _run_compare(args) -> int:
 
 
 def _run_policy(args) -> int:
-    from ..decide.policy import fit_policy
+    import numpy as np
+
     from ..decide.rules import decision_metrics
+    from ..evaluation.known import fit_policy_known
     from ..evaluation.text import _table
 
-    table, raw, cal = _inputs(args)
+    table, raw, known, cal = _inputs(args)
     schema = table.schema
+    y = np.where(known, table.y, 0)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        pol = fit_policy(table.y, raw, schema, rule=args.method, calibration=cal, min_labels=args.min_labels,
-                         max_labels=args.max_labels, from_logits=bool(args.from_logits))
+        pol = fit_policy_known(y, raw, known, schema, rule=args.method, calibration=cal, min_labels=args.min_labels,
+                               max_labels=args.max_labels, from_logits=bool(args.from_logits))
         D = pol.decide(raw, from_logits=bool(args.from_logits))
-    m = decision_metrics(table.y, D, schema)
-    print(f"{len(table)} images; {pol.describe()}; tuned on {args.truth}")
+    full = known.all(axis=1)
+    where = f"{args.truth}" + (f" (split {args.split})" if args.split else "")
+    print(f"{len(table)} images; {pol.describe()}; tuned on {where}")
     if pol.thresholds is not None:
         rows = []
         for label, v, how in zip(pol.thresholds.labels, pol.thresholds.values, pol.thresholds.label_methods):
-            rows.append([label, str(int(table.y[:, schema.index(label)].sum())),
-                         f"{v:.3f}" if math.isfinite(v) else how])
+            j = schema.index(label)
+            rows.append([label, str(int(y[known[:, j], j].sum())), f"{v:.3f}" if math.isfinite(v) else how])
         print("\n".join(_table(["label", "pos", "threshold"], rows, right=[1, 2])))
-    print(f"on this data: Hamming {m['hamming_loss']:.3f}, subset accuracy {m['subset_accuracy']:.3f}, "
-          f"micro-F1 {m['micro_f1']:.3f}, instance-F1 {m['instance_f1']:.3f}; labels per image "
-          f"{m['labels_per_image_predicted']:.2f} decided vs {m['labels_per_image_true']:.2f} true")
+    if full.any():
+        m = decision_metrics(y[full], D[full], schema)
+        print(f"on this data{'' if full.all() else f' ({int(full.sum())} rows with every label known)'}: "
+              f"Hamming {m['hamming_loss']:.3f}, subset accuracy {m['subset_accuracy']:.3f}, "
+              f"micro-F1 {m['micro_f1']:.3f}, instance-F1 {m['instance_f1']:.3f}; labels per image "
+              f"{m['labels_per_image_predicted']:.2f} decided vs {m['labels_per_image_true']:.2f} true")
     return save_or_say(pol, args.out, [*pol.notes, *(w.message for w in caught)], "decision.json")
 
 
@@ -137,10 +167,13 @@ def _run_plain(args: argparse.Namespace, kw: dict) -> int:
     """A per-label rule alone: today's thresholds table and plain thresholds file."""
     from ..decide.thresholds import tune_thresholds
     from ..evaluation.text import _table
-    from .evaluate import load_inputs
 
-    table, scores = load_inputs(args)
+    table, scores, _ = load_fit(args)
     schema = table.schema
+    if args.from_logits:
+        from ..evaluation import scores_from_logits
+
+        scores = schema.complete_scores(scores_from_logits(scores[:, : schema.n_outputs], schema))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if table.known.all():

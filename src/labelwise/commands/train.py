@@ -59,6 +59,7 @@ _HELP = {
     "augment": "augmentation: default or none",
     "cache": "decode the images once and keep them in memory",
     "skip_unreadable": "leave out unreadable image files (listed in a warning) instead of stopping",
+    "allow_test_rows": "fit the decisions even when a val image is also in the test split (refused by default)",
     "out_dir": "output folder: model.keras, log.csv, checkpoints/, report/",
     "resume": "continue the run in --out-dir from its last checkpoint",
     "overwrite": "discard an earlier run in --out-dir",

@@ -35,6 +35,7 @@ def compare(
     summary: Mapping[str, Any] | None = None,
     progress: Callable[[int, int], None] | None = None,
     min_class_count: int = 10,
+    known: np.ndarray | None = None,
 ) -> ComparisonResult:
     """Evaluate several strategies' scores on the same truth, side by side, with paired bootstrap differences.
 
@@ -50,7 +51,10 @@ def compare(
     per-resample differences. ``summary`` is added to each strategy's summary and to the comparison.
     A label with fewer than ``min_class_count`` positives or negatives gets no interval and no
     verdict (no significance mark), and the macro differences average the other labels, the same
-    ones in every resample.
+    ones in every resample. ``known`` (a bool mask like ``y_true``, or -1 cells in ``y_true``):
+    every per-label number of each strategy uses that label's known rows, as in :func:`evaluate`;
+    each strategy's intervals then come from its own masked resamples (same seed) and there are no
+    paired differences (a note says so).
     """
     from ..metrics.bootstrap import paired_bootstrap
 
@@ -72,6 +76,16 @@ def compare(
     if tune is not None:
         parse_tune(tune)  # fail before any work
     schema = load_schema(schema)
+    y_in = np.asarray(y_true)
+    if known is None and y_in.ndim == 2 and np.issubdtype(y_in.dtype, np.number) and (y_in < 0).any():
+        known = y_in >= 0
+    if known is not None:
+        known = np.asarray(known, dtype=bool)
+        if known.shape != y_in.shape:
+            raise InputError(f"known has shape {known.shape} but y_true has shape {y_in.shape}")
+        y_true = np.where(known, y_in, 0)
+        if known.all():
+            known = None
     prepared: dict[str, np.ndarray] = {}
     yt = None
     for name in names:
@@ -82,7 +96,7 @@ def compare(
             raise InputError(f"strategy {name!r}: {e}") from None
         labels = None  # the schema (given or built from labels) now fixes the labels
     boot = None
-    if bootstrap and bootstrap > 0:
+    if bootstrap and bootstrap > 0 and known is None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             boot = paired_bootstrap(yt, prepared, reference=ref, metrics=("roc_auc", "average_precision"),
@@ -95,7 +109,12 @@ def compare(
             results[name] = _evaluate_prepared(
                 yt, prepared[name], schema, thresholds=th, tune=tune, bootstrap=bootstrap, level=level, seed=seed,
                 groups=groups, summary={**dict(summary or {}), "strategy": name}, progress=None,
-                boot=boot.results[name] if boot is not None else None, min_class_count=min_class_count)
+                boot=boot.results[name] if boot is not None else None, min_class_count=min_class_count,
+                known=known)
         except InputError as e:
             raise InputError(f"strategy {name!r}: {e}") from None
-    return ComparisonResult(names=names, reference=ref, results=results, paired=boot, summary=dict(summary or {}))
+        if known is not None and bootstrap and bootstrap > 0:
+            results[name].notes.append("unknown truth cells: each strategy's intervals come from resampling each "
+                                       "label's known rows; no paired differences between strategies")
+    summary = {**dict(summary or {}), **({"unknown_cells": True} if known is not None else {})}
+    return ComparisonResult(names=names, reference=ref, results=results, paired=boot, summary=summary)

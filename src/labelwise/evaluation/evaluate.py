@@ -263,8 +263,11 @@ def _evaluate_prepared(yt, ys, schema, *, thresholds, tune, bootstrap, level, se
             averages["brier_macro"] = _num(np.nanmean(brier))
             averages["labels_per_image_predicted"] = _num(y_pred[full_rows].sum(axis=1).mean())
             averages["labels_per_image_true"] = _num(yt[full_rows].sum(axis=1).mean())
-            report_text = M.classification_report(yt[full_rows], y_pred[full_rows], **zd)
-            report_dict = M.classification_report(yt[full_rows], y_pred[full_rows], output_dict=True, **zd)
+            if full_rows.any():
+                report_text = M.classification_report(yt[full_rows], y_pred[full_rows], **zd)
+                report_dict = M.classification_report(yt[full_rows], y_pred[full_rows], output_dict=True, **zd)
+            else:  # each label is still evaluated on its own known rows above
+                report_text, report_dict = "(no row has every label known: no classification report)\n", {}
     else:
         # zero_division=NaN (scikit-learn's np.nan): a label with no positives has no recall, one with no
         # negatives no specificity; shown as n/a and left out of the averages, never a silent 0.000.

@@ -20,8 +20,8 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["parse_named_paths", "read_truth", "select_split", "read_aligned_scores", "load_inputs",
-           "load_strategies", "thresholds_per_strategy"]
+__all__ = ["parse_named_paths", "read_truth", "select_split", "row_splits", "read_aligned_scores", "load_inputs",
+           "load_fit_inputs", "fit_rows_said", "load_strategies", "thresholds_per_strategy"]
 
 PathLike = str | os.PathLike
 
@@ -60,16 +60,8 @@ def read_truth(path: PathLike, *, schema: Any = None, format: str = "auto", labe
                                                                          labels=labels or None))
 
 
-# Spellings of the usual split names, read as one (as a training split column is read).
-SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
-                 "dev": "val", "test": "test", "testing": "test"}
 # Column names taken as the split column when none is named (compared case-insensitively).
 SPLIT_COLUMNS = ("split", "subset", "partition", "fold")
-
-
-def _split_key(value: Any) -> str:
-    text = str(value).strip().lower()
-    return SPLIT_ALIASES.get(text, text)
 
 
 def find_split_column(table: Any, column: str | None = None) -> str | None:
@@ -84,27 +76,50 @@ def find_split_column(table: Any, column: str | None = None) -> str | None:
     return next((lower[c] for c in SPLIT_COLUMNS if c in lower), None)
 
 
-def select_split(table: Any, split: str, *, column: str | None = None) -> Any:
-    """The rows of ``table`` whose split column holds ``split``, as a new table.
+def row_splits(table: Any, *, column: str | None = None, splits: PathLike | None = None):
+    """``(names, where)``: each row's split name (normalised by
+    :func:`labelwise.labels.split.split_name`) and where it came from (``"column 'split'"`` or
+    ``"splits.csv"``), or ``(None, None)`` when the table has no split column and no ``splits``
+    file is given. ``splits``: the file ``labelwise split --out`` writes, joined by id
+    (:func:`labelwise.labels.split.splits_for`); it and ``column`` exclude each other."""
+    from ..labels.split import split_name, splits_for
 
-    The column is ``column``, or found by :func:`find_split_column`. Values match ignoring case and
-    surrounding spaces, with the usual spellings read as one (``validation``/``valid``/``dev`` =
-    ``val``, ``training`` = ``train``, ``testing`` = ``test``). Raises ``InputError`` naming the
-    file, the column and the values present (with their counts) when no row matches, and the
-    columns when there is no split column.
-    """
+    if splits is not None:
+        if column is not None:
+            raise InputError(f"give either --splits {splits} or --split-column {column}, not both")
+        return splits_for(list(map(str, table.ids)), splits, source=table.source), str(splits)
     col = find_split_column(table, column)
     if col is None:
+        return None, None
+    return table.extra[col].map(split_name).to_numpy(dtype=object), f"column {col!r}"
+
+
+def select_split(table: Any, split: str, *, column: str | None = None, splits: PathLike | None = None) -> Any:
+    """The rows of ``table`` in split ``split``, as a new table.
+
+    Each row's split comes from the ``splits`` file (``labelwise split --out``, joined by id) or
+    from the split column (``column``, or found by :func:`find_split_column`). Names match ignoring
+    case and surrounding spaces, with the usual spellings read as one (``validation``/``valid``/
+    ``dev`` = ``val``, ``training`` = ``train``, ``testing``/``holdout`` = ``test``; see
+    :func:`labelwise.labels.split.split_name`). Raises ``InputError`` naming the file, the source
+    and the values present (with their counts) when no row matches, and the columns when there
+    is no split column.
+    """
+    from ..labels.split import split_name
+
+    names, where = row_splits(table, column=column, splits=splits)
+    if names is None:
         cols = [str(c) for c in table.extra.columns]
         raise InputError(f"{table.source}: --split {split}: the truth table has no split column (looked for "
                          f"{', '.join(SPLIT_COLUMNS)}); its other columns are {cols}. Name it with --split-column, "
-                         "or drop --split to evaluate every row")
-    keys = table.extra[col].map(_split_key).to_numpy(dtype=object)
-    mask = keys == _split_key(split)
+                         "give the file labelwise split --out wrote with --splits FILE, or drop --split to use "
+                         "every row")
+    mask = names == split_name(split)
     if not mask.any():
-        values, counts = np.unique(table.extra[col].astype(str).to_numpy(), return_counts=True)
-        present = ", ".join(f"{v!r} ({c} rows)" for v, c in zip(values, counts))
-        raise InputError(f"{table.source}: no row has {col!r} = {split!r}; the values are {present}")
+        values, counts = np.unique(names.astype(str), return_counts=True)
+        present = ", ".join(f"{str(v)!r} ({int(c)} rows)" for v, c in zip(values, counts))
+        has = f"no row of {where} has split" if splits is not None else f"no row has {where[len('column '):]} ="
+        raise InputError(f"{table.source}: {has} {split!r}; the values are {present}")
     return table.subset(mask)
 
 
@@ -113,15 +128,17 @@ def _split_hint(table: Any) -> str:
     col = find_split_column(table)
     if col is None:
         return ""
+    from ..labels.split import split_name
+
     values, counts = np.unique(table.extra[col].astype(str).to_numpy(), return_counts=True)
     sizes = ", ".join(f"{v} {c}" for v, c in zip(values, counts))
-    example = next((v for v in values if _split_key(v) == "test"), values[0])
+    example = next((v for v in values if split_name(v) == "test"), values[0])
     return (f" The truth table has a split column {col!r} ({sizes} rows): if the scores cover one split, "
             f"pass --split NAME (split='NAME' in Python), e.g. --split {example}")
 
 
 def read_aligned_scores(table: Any, path: PathLike, *, id_column: str | None = None, from_logits: bool = False,
-                        strategy: str | None = None, full: Any = None) -> np.ndarray:
+                        strategy: str | None = None, full: Any = None, raw: bool = False) -> np.ndarray:
     """Scores ``(n, n_labels)`` in the truth table's row order and label order (read by id; an
     ``.npy`` in the table's row order). With ``from_logits`` the head's activations are applied.
     ``strategy`` names the file in errors when several are compared. ``full``: the whole truth
@@ -151,7 +168,7 @@ def read_aligned_scores(table: Any, path: PathLike, *, id_column: str | None = N
         if msg == str(e):
             raise
         raise InputError(msg) from None
-    if from_logits:
+    if from_logits and not raw:
         from .evaluate import scores_from_logits
 
         schema = table.schema
@@ -166,41 +183,90 @@ def _npy_rows(path: PathLike) -> int | None:
         return None
 
 
-def _read_selected(truth, *, schema, format, labels, split, split_column):
+def _read_selected(truth, *, schema, format, labels, split, split_column, splits=None):
     """``(table, full)``: the truth table, or one split of it and the whole table (``full`` None
     without ``split``). The selection is said once as a note."""
     table = read_truth(truth, schema=schema, format=format, labels=labels)
     if split is None:
         if split_column is not None:
             raise InputError(f"--split-column {split_column}: also give --split NAME (e.g. --split test) to say "
-                             "which rows to evaluate")
+                             "which rows to use")
+        if splits is not None:
+            row_splits(table, splits=splits)  # a bad or foreign splits file is refused even without --split
         return table, None
-    part = select_split(table, split, column=split_column)
-    warnings.warn(f"{truth}: evaluating the {len(part)} row(s) of split {split!r} "
-                  f"(column {find_split_column(table, split_column)!r}) out of {len(table)}", stacklevel=3)
+    part = select_split(table, split, column=split_column, splits=splits)
+    where = str(splits) if splits is not None else f"column {find_split_column(table, split_column)!r}"
+    warnings.warn(f"{table.source}: using the {len(part)} row(s) of split {split!r} ({where}) out of {len(table)}",
+                  stacklevel=3)
     return part, table
 
 
-def load_inputs(truth: PathLike, scores: PathLike | Sequence[PathLike], *, schema: Any = None, format: str = "auto",
-                labels: Any = None, id_column: str | None = None, from_logits: bool = False,
-                split: str | None = None, split_column: str | None = None):
-    """The truth table and ONE scores file aligned to it: ``(table, scores)``. Several score files
-    raise ``InputError`` (thresholds are tuned for one strategy at a time). ``split``: only the
-    rows of that split (:func:`select_split`; ``split_column`` names the column)."""
+def _one_scores(scores) -> str:
     values = [str(scores)] if isinstance(scores, (str, os.PathLike)) else [str(v) for v in scores]
     if len(values) != 1:
         raise InputError(
             f"this command takes one --scores; got {len(values)} ({', '.join(values)}). Run it once per scores "
             "file, e.g. labelwise thresholds --truth val.csv --scores val_a.csv --out thresholds_a.json")
     (_, path), = parse_named_paths(values)
+    return path
+
+
+def load_inputs(truth: PathLike, scores: PathLike | Sequence[PathLike], *, schema: Any = None, format: str = "auto",
+                labels: Any = None, id_column: str | None = None, from_logits: bool = False,
+                split: str | None = None, split_column: str | None = None, splits: PathLike | None = None):
+    """The truth table and ONE scores file aligned to it: ``(table, scores)``. Several score files
+    raise ``InputError`` (thresholds are tuned for one strategy at a time). ``split``: only the
+    rows of that split (:func:`select_split`; ``split_column`` names the column, or ``splits``
+    gives the file ``labelwise split --out`` wrote)."""
+    path = _one_scores(scores)
     table, full = _read_selected(truth, schema=schema, format=format, labels=labels, split=split,
-                                 split_column=split_column)
+                                 split_column=split_column, splits=splits)
     return table, read_aligned_scores(table, path, id_column=id_column, from_logits=from_logits, full=full)
+
+
+def load_fit_inputs(truth: PathLike, scores: PathLike | Sequence[PathLike], *, schema: Any = None,
+                    format: str = "auto", labels: Any = None, id_column: str | None = None,
+                    from_logits: bool = False, split: str | None = None, split_column: str | None = None,
+                    splits: PathLike | None = None, allow_test_rows: bool = False):
+    """What a fit (calibration, thresholds, a decision rule) reads: ``(table, raw, said)`` --
+    the truth rows to fit on, ONE scores file aligned to them as written (logits stay logits
+    with ``from_logits``), and one line saying how many rows of which split the fit uses.
+
+    Refuses (``InputError``) to fit on rows whose split is test (``test``, ``testing``,
+    ``holdout``, ...), from the split column or the ``splits`` file, unless ``allow_test_rows``.
+    Rows with no split information are used as given, and the line says so.
+    """
+    path = _one_scores(scores)
+    table, full = _read_selected(truth, schema=schema, format=format, labels=labels, split=split,
+                                 split_column=split_column, splits=splits)
+    said = fit_rows_said(table, table.source, column=split_column, splits=splits, allow_test_rows=allow_test_rows)
+    raw = read_aligned_scores(table, path, id_column=id_column, from_logits=from_logits, full=full, raw=True)
+    return table, raw, said
+
+
+def fit_rows_said(table: Any, source: Any, *, column: str | None = None, splits: PathLike | None = None,
+                  allow_test_rows: bool = False) -> str:
+    """``"fitting on 2 rows of split 'val' (column 'split') of t.csv"``; raises ``InputError``
+    when any of ``table``'s rows is marked test and ``allow_test_rows`` is false."""
+    names, where = row_splits(table, column=column, splits=splits)
+    n = len(table)
+    if names is None:
+        return (f"fitting on all {n} rows of {source} (no split column and no --splits: every row is taken as "
+                "validation data)")
+    values, counts = np.unique(names.astype(str), return_counts=True)
+    parts = ", ".join(f"{int(c)} of split {str(v)!r}" for v, c in zip(values, counts))
+    n_test = int((names == "test").sum())
+    if n_test and not allow_test_rows:
+        raise InputError(f"{source}: {n_test} of the {n} rows to fit on are marked test ({where}); a fit on test "
+                         "rows makes the test metrics optimistic. Fit on the validation rows (--split val), or pass "
+                         "--allow-test-rows to fit on them anyway")
+    what = f"of split {str(values[0])!r} ({where})" if len(values) == 1 else f"({parts}; {where})"
+    return f"fitting on {n} rows {what} of {source}" + (" -- test rows allowed" if n_test else "")
 
 
 def load_strategies(truth: PathLike, scores: Sequence[str], *, schema: Any = None, format: str = "auto",
                     labels: Any = None, id_column: str | None = None, from_logits: bool = False,
-                    split: str | None = None, split_column: str | None = None):
+                    split: str | None = None, split_column: str | None = None, splits: PathLike | None = None):
     """The truth table and every scores file (``NAME=PATH`` or a bare path) aligned to it:
     ``(table, {name: (path, scores)})``, in the order given; ``split`` as in :func:`load_inputs`."""
     from .text import check_strategy_name
@@ -210,7 +276,7 @@ def load_strategies(truth: PathLike, scores: Sequence[str], *, schema: Any = Non
         for name, _ in named:
             check_strategy_name(name)
     table, full = _read_selected(truth, schema=schema, format=format, labels=labels, split=split,
-                                 split_column=split_column)
+                                 split_column=split_column, splits=splits)
     return table, {name: (path, read_aligned_scores(table, path, id_column=id_column, from_logits=from_logits,
                                                     strategy=name if len(named) > 1 else None, full=full))
                    for name, path in named}
@@ -231,3 +297,28 @@ def thresholds_per_strategy(values: Sequence[str] | None, names: Sequence[str]) 
     if len(names) == 1:
         return named[names[0]]
     return named
+
+
+def follow_file_labels(y: np.ndarray, known: np.ndarray, scores: np.ndarray, schema: Any, path: PathLike | None):
+    """Columns matched by label name: when ``path`` is a ``decision.json`` or ``calibration.json``
+    whose labels are ``schema``'s in another order (fitted on a truth ``id,a,b``, applied to a truth
+    ``id,b,a``), ``(y, known, scores, its schema)`` with every column put in the file's order;
+    otherwise the inputs unchanged. ``scores`` may be over the labels or the head outputs."""
+    import json
+
+    from ..labels.schema import load_schema
+
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8")) if path is not None else None
+        other = load_schema(doc["schema"]) if isinstance(doc, dict) and isinstance(doc.get("schema"), dict) else None
+    except (OSError, ValueError, TypeError, KeyError, InputError):
+        return y, known, scores, schema  # the file's own reader words any problem
+    if other is None or tuple(other.labels) == tuple(schema.labels) or sorted(other.labels) != sorted(schema.labels):
+        return y, known, scores, schema
+    perm = [schema.labels.index(x) for x in other.labels]
+    names = list(schema.labels) if scores.shape[1] == schema.n_labels else list(schema.output_labels)
+    want = list(other.labels) if scores.shape[1] == schema.n_labels else list(other.output_labels)
+    if sorted(names) != sorted(want):
+        return y, known, scores, schema
+    s_perm = [names.index(x) for x in want]
+    return y[:, perm], known[:, perm], scores[:, s_perm], other

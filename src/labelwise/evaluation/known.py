@@ -174,3 +174,85 @@ def tune_known(yt: np.ndarray, ys: np.ndarray, known: np.ndarray, names: Sequenc
         positives[name] = int(yt[r, j].sum())
     return replace(base, values=values, metric_at_threshold=metric,
                    tuned_on={**base.tuned_on, "positives": positives, "known_rows_only": True})
+
+
+def fit_calibration_known(y: np.ndarray, raw: np.ndarray, known: np.ndarray, schema: Any, *, method: str,
+                          from_logits: bool = False):
+    """:func:`labelwise.decide.calibration.fit_calibration` with each independent label fitted on
+    its own known rows, and each exclusive group on the rows where all its members are known
+    (identity, with a note, when it has none). Equals ``fit_calibration`` when every cell is known."""
+    from dataclasses import replace
+
+    from ..decide.calibration import fit_calibration
+
+    if known.all():
+        return fit_calibration(y, raw, method=method, schema=schema, from_logits=from_logits)
+    filled = np.where(known, y, 0)
+    base = fit_calibration(filled, raw, method="none", schema=schema, from_logits=from_logits)
+    independent = dict(base.independent)
+    groups = dict(base.groups)
+    notes: list[str] = []
+    positives = {}
+    for label in schema.independent:
+        j = schema.index(label)
+        r = known[:, j]
+        positives[label] = int(y[r, j].sum())
+        if method == "none" or not r.any():
+            continue
+        one = fit_calibration(y[r, j:j + 1], raw[r, j:j + 1], method=method, labels=[label], from_logits=from_logits)
+        independent[label] = dict(one.independent[label])
+        notes.extend(one.notes)
+    for block in (b for b in schema.layout if b.kind == "softmax"):
+        cols = [schema.index(x) for x in block.labels]
+        rows = known[:, cols].all(axis=1)
+        if method == "none":
+            continue
+        if not rows.any():
+            notes.append(f"group {block.name!r}: no row has all its members known; it keeps its scores")
+            continue
+        part = fit_calibration(filled[rows], raw[rows], method=method, schema=schema, from_logits=from_logits)
+        groups[block.name] = dict(part.groups[block.name])
+    notes.append(f"{int((~known).sum())} truth cell(s) are unknown: each label is calibrated on its own known rows")
+    fitted_on = {"rows": int(len(y)), "known_rows_only": True, "positives": positives}
+    return replace(base, method=method, independent=independent, groups=groups, notes=tuple(notes),
+                   fitted_on=fitted_on)
+
+
+def fit_policy_known(y: np.ndarray, raw: np.ndarray, known: np.ndarray, schema: Any, *, rule: str,
+                     calibration: Any = None, min_labels: int | None = None, max_labels: int | None = None,
+                     from_logits: bool = False):
+    """:func:`labelwise.decide.policy.fit_policy` when some truth cells are unknown: the
+    calibration (a method name) by :func:`fit_calibration_known`; a per-label rule's thresholds
+    each on its label's known rows (:func:`tune_known`); a set-level rule on the rows whose every
+    label is known (``InputError`` when there is none). Equals ``fit_policy`` when all are known."""
+    from dataclasses import replace
+
+    from ..decide.policy import fit_policy
+    from ..decide.rules import parse_rule
+    from ..errors import InputError
+
+    if known.all():
+        return fit_policy(y, raw, schema, rule=rule, calibration=calibration, min_labels=min_labels,
+                          max_labels=max_labels, from_logits=from_logits)
+    if isinstance(calibration, str):
+        calibration = fit_calibration_known(y, raw, known, schema, method=calibration, from_logits=from_logits)
+    parsed = parse_rule(rule)
+    filled = np.where(known, y, 0)
+    if parsed.per_label:
+        pol = fit_policy(filled, raw, schema, rule=rule, calibration=calibration, min_labels=min_labels,
+                         max_labels=max_labels, from_logits=from_logits)
+        P = pol.probabilities(raw, from_logits=from_logits)
+        th = tune_known(filled, P, known, list(schema.labels), schema, parsed.tune_kwargs())
+        note = (f"{int((~known).sum())} truth cell(s) are unknown: each label's threshold is tuned on its own "
+                "known rows")
+        return replace(pol, thresholds=th, notes=(*pol.notes, note),
+                       fitted_on={"rows": int(len(y)), "known_rows_only": True})
+    full = known.all(axis=1)
+    if not full.any():
+        raise InputError(f"rule {rule!r} is tuned on whole rows, and no row has every label known; use a "
+                         "per-label rule (e.g. --optimize f1), which tunes each label on its known rows")
+    pol = fit_policy(y[full], raw[full], schema, rule=rule, calibration=calibration, min_labels=min_labels,
+                     max_labels=max_labels, from_logits=from_logits)
+    note = (f"rule {rule!r} is tuned on whole rows: fitted on the {int(full.sum())} of {len(y)} rows with every "
+            "label known")
+    return replace(pol, notes=(*pol.notes, note))

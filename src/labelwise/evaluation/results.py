@@ -444,6 +444,9 @@ class ComparisonResult:
             if len(self.labels) > 1:
                 out.append("per-label intervals are not adjusted for multiple comparisons: with many labels, "
                            "expect some to exclude 0 by chance; judge by the macro difference first")
+        elif self.summary.get("unknown_cells"):
+            out.append("unknown truth cells: each strategy's intervals come from its labels' known rows; no paired "
+                       "differences between strategies")
         else:
             out.append("no bootstrap (--bootstrap 0): differences without intervals; cannot tell noise from a real gap")
         left_out = self.results[self.reference].bootstrap.get("ci_left_out") or {}

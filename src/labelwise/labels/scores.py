@@ -210,29 +210,42 @@ def _read_csv(path: Path, ids, labels, outputs, id_column, sep, from_logits=Fals
     if empty:
         raise InputError(f"{path}, line {lines[empty[0]]}, column {id_column!r}: empty id")
     seen: dict[str, int] = {}
+    repeated: list[int] = []
     for r, i in enumerate(file_ids):
         if i in seen:
-            raise InputError(f"{path}, line {lines[r]}: id {i!r} appears twice (first on line {lines[seen[i]]}); "
-                             "give one score row per image")
+            # a table's repeated identical rows are predicted twice: the same image, the same scores
+            # (up to float noise between batches)
+            if np.allclose(values[r], values[seen[i]], rtol=1e-4, atol=1e-6):
+                repeated.append(r)
+                continue
+            raise InputError(f"{path}, line {lines[r]}: id {i!r} appears twice (first on line {lines[seen[i]]}) with "
+                             "other scores; give one score row per image")
         seen[i] = r
+    if repeated:
+        warnings.warn(f"{path}: {len(repeated)} repeated row(s) with the same id and scores as an earlier row are "
+                      f"read once (e.g. {file_ids[repeated[0]]!r} on line {lines[repeated[0]]})", stacklevel=3)
+        keep = [r for r in range(len(file_ids)) if r not in set(repeated)]
+        file_ids, values, lines = [file_ids[r] for r in keep], values[keep], np.asarray(lines)[keep]
     if ids is None:
         return np.asarray(file_ids, dtype=str), values
 
     ids = [str(i) for i in ids]
+    from .ids import match_ids
+
     if other_ids is not None:
-        file_ids, values, seen = _drop_other_rows(path, ids, other_ids, file_ids, values)
-    order = _match(ids, file_ids, seen)
-    if order is None:
-        # Ids given as paths on one side and names on the other: match on the file name.
-        base_truth = [_base(i) for i in ids]
-        base_file = {}
-        for r, i in enumerate(file_ids):
-            base_file.setdefault(_base(i), r)
-        if len(base_file) == len(file_ids) and len(set(base_truth)) == len(ids):
-            order = _match(base_truth, file_ids, base_file)
-    if order is None:
-        missing = [i for i in ids if i not in seen]
-        extra = sorted(set(file_ids) - set(ids))
+        # the rows of the other splits are found by the same id rule as the selected rows
+        other = [str(i) for i in other_ids if str(i) not in set(ids)]
+        every = match_ids([*ids, *other], file_ids)
+        theirs = {int(r) for r in every[len(ids):] if r >= 0}
+        if theirs:
+            keep = [r for r in range(len(file_ids)) if r not in theirs]
+            warnings.warn(f"{path}: {len(theirs)} score row(s) belong to truth rows outside the selected split and "
+                          f"are left out; {len(keep)} row(s) kept", stacklevel=3)
+            file_ids, values = [file_ids[r] for r in keep], values[keep]
+    order = match_ids(ids, file_ids)
+    missing = [i for i, r in zip(ids, order) if r < 0]
+    extra = sorted(set(file_ids) - {file_ids[r] for r in order if r >= 0})
+    if missing or extra:
         parts = []
         if missing:
             parts.append(f"{len(missing)} truth id(s) have no score row (e.g. {missing[:3]})")
@@ -243,28 +256,3 @@ def _read_csv(path: Path, ids, labels, outputs, id_column, sep, from_logits=Fals
             + ". Score exactly the images of the truth table (or pass --scores with the matching file)."
         )
     return np.asarray(ids, dtype=str), values[order]
-
-
-def _drop_other_rows(path: Path, ids: list[str], other_ids, file_ids: list[str], values: np.ndarray):
-    """Leave out the score rows of truth rows outside the selection (another split), said once."""
-    other = {str(i) for i in other_ids} - set(ids)
-    keep = [r for r, i in enumerate(file_ids) if i not in other]
-    if len(keep) < len(file_ids):
-        warnings.warn(f"{path}: {len(file_ids) - len(keep)} score row(s) belong to truth rows outside the selected "
-                      f"split and are left out; {len(keep)} row(s) kept", stacklevel=4)
-        file_ids = [file_ids[r] for r in keep]
-        values = values[keep]
-    return file_ids, values, {i: r for r, i in enumerate(file_ids)}
-
-
-def _match(ids: list[str], file_ids: list[str], index: dict[str, int]) -> np.ndarray | None:
-    if len(ids) != len(file_ids):
-        return None
-    try:
-        return np.fromiter((index[i] for i in ids), dtype=np.int64, count=len(ids))
-    except KeyError:
-        return None
-
-
-def _base(x: str) -> str:
-    return x.replace("\\", "/").rsplit("/", 1)[-1]

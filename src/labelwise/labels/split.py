@@ -34,7 +34,75 @@ import pandas as pd
 from ..errors import InputError, TableError
 
 __all__ = ["grouped_stratified_split", "split_table", "split_report", "check_split", "random_group_split",
-           "parse_fractions", "integer_floor_pp"]
+           "parse_fractions", "integer_floor_pp", "split_name", "SPLIT_ALIASES", "read_splits_file", "splits_for"]
+
+# The usual spellings of the three split names, read as one everywhere (compared after strip + lower).
+SPLIT_ALIASES = {"train": "train", "training": "train",
+                 "val": "val", "valid": "val", "validation": "val", "dev": "val", "tune": "val",
+                 "test": "test", "testing": "test", "holdout": "test", "hold-out": "test",
+                 "hold_out": "test", "heldout": "test", "held-out": "test"}
+
+
+def split_name(value: Any) -> str:
+    """A split value's one name: ``" Validation "`` -> ``"val"``, ``"Holdout"`` -> ``"test"`` (see
+    :data:`SPLIT_ALIASES`); any other value lower-cased and stripped (``"fold3"``)."""
+    text = str(value).strip().lower()
+    return SPLIT_ALIASES.get(text, text)
+
+
+def read_splits_file(path: Any) -> pd.DataFrame:
+    """The file ``labelwise split --out`` writes (``id,group,split``; any CSV with an ``id`` and a
+    ``split`` column): a frame with ``id`` and ``split`` (names normalised by :func:`split_name`)
+    and ``line`` (the file's line of each row). Raises ``InputError`` for a missing file, a missing
+    column, an empty cell, or one id given two different splits (repeated identical rows are kept once)."""
+    from pathlib import Path
+
+    from .csvread import _data_rows, _read_csv
+
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"splits file {p} does not exist (write it with: labelwise split TABLE --out {p})")
+    try:
+        frame, lines = _data_rows(_read_csv(p), p, first_line=2)
+    except TableError as e:
+        raise InputError(str(e)) from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    lower = {c.lower(): c for c in frame.columns}
+    if "id" not in lower or "split" not in lower:
+        raise InputError(f"{p}: a split file needs an 'id' and a 'split' column (as labelwise split --out writes); "
+                         f"the columns are {list(frame.columns)}")
+    ids = frame[lower["id"]].fillna("").astype(str).str.strip()
+    names = frame[lower["split"]].fillna("").astype(str).map(split_name)
+    for col, values in (("id", ids), ("split", names)):
+        empty = np.flatnonzero((values == "").to_numpy())
+        if empty.size:
+            raise InputError(f"{p}, line {int(lines[empty[0]])}: empty {col!r}; every row needs an id and a split")
+    out = pd.DataFrame({"id": ids.to_numpy(), "split": names.to_numpy(), "line": lines})
+    both = out.drop_duplicates(["id", "split"])
+    dup = both["id"].duplicated(keep=False).to_numpy()
+    if dup.any():
+        rows = both[dup]
+        first = rows["id"].iloc[0]
+        where = rows[rows["id"] == first]
+        raise InputError(f"{p}: id {first!r} is in splits {sorted(set(where['split']))} (lines "
+                         f"{', '.join(str(int(x)) for x in where['line'])}); each id belongs to one split")
+    return both.reset_index(drop=True)
+
+
+def splits_for(ids: Sequence[Any], path: Any, *, source: Any = "the table") -> np.ndarray:
+    """Each id's split name from the splits file ``path`` (:func:`read_splits_file`), joined by
+    :func:`labelwise.labels.ids.match_ids` (exact id, relative path, file name, stem). Raises
+    ``InputError`` naming the ids that have no split in the file."""
+    from .ids import match_ids
+
+    frame = read_splits_file(path)
+    at = match_ids(list(ids), frame["id"].tolist(), one_to_one=False)
+    missing = np.flatnonzero(at < 0)
+    if missing.size:
+        shown = ", ".join(repr(str(ids[i])) for i in missing[:5])
+        raise InputError(f"{source}: {missing.size} of {len(ids)} row(s) have no split in {path} (e.g. {shown}); "
+                         f"the split file must come from this table: labelwise split TABLE --out {path}")
+    return frame["split"].to_numpy(dtype=object)[at]
 
 
 def parse_fractions(fractions: Sequence[float] | str) -> np.ndarray:

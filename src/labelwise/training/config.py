@@ -26,8 +26,6 @@ __all__ = ['TrainConfig', 'LR_SCHEDULES', 'PIPELINES', 'PRECISIONS']
 
 
 LR_SCHEDULES = ("constant", "cosine", "plateau")
-_SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
-                "dev": "val", "test": "test", "testing": "test"}
 
 
 # Types and ranges of TrainConfig's keys, checked before any is used: a wrong type from a
@@ -45,7 +43,7 @@ _FLOAT_RANGES = {"learning_rate": (0.0, True, math.inf, False, "at least 0"),
                  "dropout": (0.0, True, 1.0, False, "in [0, 1)"),
                  "bn_momentum": (0.0, True, 1.0, True, "in [0, 1] (1: statistics frozen)"),
                  "plateau_factor": (0.0, False, 1.0, False, "in (0, 1)")}
-_BOOLS = ("cache", "skip_unreadable", "plots", "resume", "overwrite", "repair_implications")
+_BOOLS = ("cache", "skip_unreadable", "plots", "resume", "overwrite", "repair_implications", "allow_test_rows")
 _STRINGS = ("backbone", "weights", "loss", "binary", "loss_weights", "lr_schedule", "threshold_method",
             "calibration", "decide_for",
             "split_column", "group_column", "distribute", "pipeline", "precision", "format", "id_column",
@@ -228,6 +226,7 @@ class TrainConfig:
     augment: Any = None
     cache: bool = False
     skip_unreadable: bool = False
+    allow_test_rows: bool = False
     seed: int = 0
     threshold_method: str | None = None
     # chosen by measurement (benchmarks/bench_decisions.py --trained; README "Calibrated probabilities"):

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..labels.schema import LabelSchema, load_schema
-from .config import _SPLIT_NAMES, TrainConfig
+from .config import TrainConfig
 
 __all__ = ['Part', 'TrainData', 'load_data']
 
@@ -93,8 +93,23 @@ def load_data(config: TrainConfig) -> TrainData:
     for k in ("train", "val"):
         if not masks[k].any():
             raise InputError(f"{config.table}: the {k} split is empty; training needs a train and a val split")
+    _check_fit_rows(config, table, masks)
     return TrainData(schema, part(masks["train"], y_train), part(masks["val"]),
                      part(masks["test"]) if masks["test"].any() else None)
+
+
+def _check_fit_rows(config: TrainConfig, table: Any, masks: dict[str, np.ndarray]) -> None:
+    """A fit never uses rows marked test: the calibration and the decision rule are fitted on val,
+    so an image id in both val and test (one image in two splits) is refused before training,
+    unless ``allow_test_rows``."""
+    if config.allow_test_rows or not masks["test"].any():
+        return
+    ids = np.asarray(table.ids).astype(str)
+    both = set(ids[masks["val"]]) & set(ids[masks["test"]])
+    if both:
+        raise InputError(f"{config.table}: {len(both)} id(s) are in both the val and the test split (e.g. "
+                         f"{sorted(both)[0]!r}); the decisions fitted on val would be fitted on test images. Give "
+                         "each image one split (labelwise split), or set allow_test_rows = true")
 
 
 def split_masks(config: TrainConfig, table: Any) -> dict[str, np.ndarray]:
@@ -110,10 +125,11 @@ def split_masks(config: TrainConfig, table: Any) -> dict[str, np.ndarray]:
         if config.split_column not in table.extra.columns:
             raise InputError(f"{config.table}: no column {config.split_column!r} to split by; columns are "
                              f"{list(table.extra.columns)}")
-        raw = table.extra[config.split_column].astype(str).str.strip().str.lower()
-        names = raw.map(_SPLIT_NAMES)
-        if names.isna().any():
-            bad = sorted(set(raw[names.isna()]))
+        from ..labels.split import split_name
+
+        names = table.extra[config.split_column].map(split_name)
+        bad = sorted(set(names) - {"train", "val", "test"})
+        if bad:
             raise InputError(f"{config.table}: column {config.split_column!r} has value(s) {bad[:5]}; "
                              "use train, val or test")
         masks = {k: (names == k).to_numpy() for k in ("train", "val", "test")}
@@ -131,55 +147,24 @@ def split_masks(config: TrainConfig, table: Any) -> dict[str, np.ndarray]:
 
 def _masks_from_splits_file(path: str, table: Any, table_path: Any) -> dict[str, np.ndarray]:
     """Masks over ``table`` rows from a split file (``labelwise split --out``: ``id,group,split``),
-    joined by id. Every table row needs a split; file rows for ids the table no longer has (e.g.
-    rows left out by skip_unreadable) are ignored with one warning."""
-    import pandas as pd
+    joined by id (:func:`labelwise.labels.split.splits_for`). Every table row needs a split; file
+    rows for ids the table no longer has (e.g. rows left out by skip_unreadable) are ignored."""
+    from ..labels.split import splits_for
 
-    from ..errors import TableError
-    from ..labels.csvread import _data_rows, read_csv
-
-    if not os.path.exists(path):
-        raise InputError(f"splits file {path} does not exist (write it with: labelwise split TABLE --out {path})")
-    try:
-        frame, lines = _data_rows(read_csv(path), Path(path), first_line=2)
-    except TableError as e:
-        raise InputError(f"{e} (a split file as labelwise split --out writes)") from None
-    frame = frame.fillna("")
-    cols = list(frame.columns)
-    id_col = next((c for c in ("id", getattr(table, "id_column", "id")) if c in cols), None)
-    if id_col is None or "split" not in cols:
-        raise InputError(f"{path}: a split file needs an 'id' and a 'split' column (as labelwise split --out writes); "
-                         f"the columns are {cols}")
-    ids = frame[id_col]
-    dup = ids[ids.duplicated()]
-    if len(dup):
-        raise InputError(f"{path}: id {dup.iloc[0]!r} appears more than once; each id belongs to one split")
-    raw = frame["split"].str.lower()
-    names = raw.map(_SPLIT_NAMES)
-    if names.isna().any():
-        bad = sorted(set(raw[names.isna()]))
-        line = lines[int(np.flatnonzero(names.isna().to_numpy())[0])]
-        raise InputError(f"{path}, line {line}: split value(s) {bad[:5]}; use train, val or test")
-    by_id = dict(zip(ids, names))
-    table_ids = [str(i) for i in table.ids]
-    assigned = pd.Series([by_id.get(i) for i in table_ids], dtype=object)
-    missing = np.flatnonzero(assigned.isna().to_numpy())
-    if missing.size:
-        raise InputError(f"{table_path}: {missing.size} of {len(table_ids)} row(s) have no split in {path} (e.g. "
-                         f"{table.row_name(int(missing[0]))}); the split file must come from this table: run "
-                         f"labelwise split {table_path} --out {path} again")
-    extra = len(set(by_id) - set(table_ids))
-    if extra:
-        warnings.warn(f"{path}: {extra} id(s) are not rows of {table_path} (left out of the table, e.g. by "
-                      "skip_unreadable); ignored", stacklevel=3)
-    return {k: (assigned == k).to_numpy() for k in ("train", "val", "test")}
+    names = splits_for([str(i) for i in table.ids], path, source=table_path)
+    bad = sorted(set(names) - {"train", "val", "test"})
+    if bad:
+        raise InputError(f"{path}: split value(s) {bad[:5]}; use train, val or test")
+    return {k: names == k for k in ("train", "val", "test")}
 
 
 def _split_masks(parts: Any, table: Any) -> dict[str, np.ndarray]:
     """Boolean masks over ``table`` rows from what :func:`split_table` returned (a frame with
     ``id`` and ``split`` columns aligned to the rows, or tables / id lists by split name)."""
+    from ..labels.split import split_name
+
     if hasattr(parts, "columns") and "split" in parts.columns:
-        names = parts["split"].astype(str).str.lower().map(_SPLIT_NAMES).to_numpy()
+        names = parts["split"].map(split_name).to_numpy()
         return {k: names == k for k in ("train", "val", "test")}
     if isinstance(parts, Mapping):
         items = dict(parts)
@@ -192,8 +177,8 @@ def _split_masks(parts: Any, table: Any) -> dict[str, np.ndarray]:
     ids = np.asarray(table.ids)
     masks = {}
     for key, value in items.items():
-        name = _SPLIT_NAMES.get(str(key).lower())
-        if name is None:
+        name = split_name(key)
+        if name not in ("train", "val", "test"):
             continue
         part_ids = np.asarray(value.ids if hasattr(value, "ids") else value)
         if part_ids.dtype == bool and len(part_ids) == len(ids):

@@ -98,8 +98,8 @@ def _finish(config, data, schema, model, state, val_ds, val_y, out, resumed_from
     from .predict import predict_scores, probabilities_and_decisions, write_predictions
     from ..decide.policy import fit_policy
 
-    say(f"fitting the decisions on {len(val_y)} validation images: calibration {config.calibration}, "
-        f"rule {config.decide_for}")
+    say(f"fitting the decisions on {len(val_y)} validation images (the {len(val_y)} rows of the val split; no test "
+        f"row): calibration {config.calibration}, rule {config.decide_for}")
     val_scores = schema.complete_scores(model.predict(val_ds, verbose=keras_verbose(config.verbose))[: len(val_y)])
     if (np.asarray(val_y) < 0).any():  # unknown cells: each threshold tuned on its label's known rows
         from ..decide.rules import parse_rule

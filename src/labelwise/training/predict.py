@@ -184,8 +184,14 @@ def read_inputs(source: str | os.PathLike | Sequence[str], *, images: str | os.P
     if empty.size:
         raise InputError(f"{source}, line {lines[empty[0]]}: empty {column!r}; every row needs an image path"
                          + (f" ({empty.size - 1} more row(s) like this)" if empty.size > 1 else ""))
-    names = frame[column].tolist()
-    return names, [str(p if Path(p).is_absolute() else base / p) for p in names]
+    names = [str(x).strip() for x in frame[column].tolist()]
+    from ..labels.ids import resolve_files
+
+    paths, n_stem = resolve_files(names, base)
+    if n_stem:
+        warnings.warn(f"{source}: {n_stem} id(s) have no file extension; each was matched to the one image file "
+                      f"with that name in {base}", stacklevel=2)
+    return names, paths
 
 
 @dataclass(frozen=True)
