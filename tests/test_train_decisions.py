@@ -164,7 +164,10 @@ def test_predict_refuses_rules_that_need_validation(run, tmp_path, capsys, rule,
 def test_old_artifact_decides_by_its_thresholds_as_before():
     from labelwise.decide.thresholds import decide
     from labelwise.training import artifact
-    from labelwise.training.predict import probabilities_and_decisions as decide_scores, resolve_policy
+    from labelwise.training.predict import resolve_policy
+
+    def decide_scores(scores, policy):
+        return policy.apply(scores)
 
     data = np.load(FIXTURES / "inputs.npz")
     _, schema, thresholds, _ = artifact.load(FIXTURES / "image_model.keras")

@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..decide.calibration import fit_calibration
+    from ..decide.policy import DecisionPolicy
     from ..evaluation.text import _table
     from ..io import check_out_file
     from ..metrics import brier_score, expected_calibration_error
@@ -41,8 +42,7 @@ def run(args: argparse.Namespace) -> int:
     schema = table.schema
     cal = fit_calibration(table.y, raw, method=args.method, schema=schema, from_logits=bool(args.from_logits))
     before = cal.schema.complete_scores(_probs(raw[:, :schema.n_outputs], schema, args.from_logits))
-    after = cal.apply(raw[:, :schema.n_outputs])
-    after = schema.complete_scores(after)
+    after = DecisionPolicy(schema, "hamming", calibration=cal).probabilities(raw[:, :schema.n_outputs])
     y = table.y
     e0 = expected_calibration_error(y, before, average=None, labels=list(schema.labels))
     e1 = expected_calibration_error(y, after, average=None, labels=list(schema.labels))

@@ -1,4 +1,5 @@
-"""Decisions in an evaluation: read a decision file, apply its policy, and summarise the decisions
+"""Decisions in an evaluation: read a decision file (its policy is applied by
+:meth:`labelwise.decide.DecisionPolicy.apply`, the one road), and summarise the decisions
 (rule, labels per image predicted vs true, calibration before/after, warnings) for the text, the
 JSON and the report's "Decisions" section.
 
@@ -16,7 +17,7 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["load_decision", "apply_policy", "decisions_info", "REWEIGHTING_LOSSES", "OVERDECIDE_FACTOR"]
+__all__ = ["load_decision", "decisions_info", "REWEIGHTING_LOSSES", "OVERDECIDE_FACTOR"]
 
 # Losses whose minimiser is not the class probability: their sigmoid outputs are inflated or flattened.
 REWEIGHTING_LOSSES = ("weighted", "balanced", "focal", "asymmetric")
@@ -38,21 +39,6 @@ def load_decision(path: str | Path, schema):
 
         return DecisionPolicy.from_dict(data, source=str(p))
     return Thresholds.load(p)
-
-
-def apply_policy(policy, ys: np.ndarray, names: Sequence[str], where: str):
-    """``(uncalibrated scores, calibrated probabilities, decisions, thresholds)`` of ``policy`` on
-    probabilities ``ys`` (n, n_labels) whose columns are ``names``; differing labels are named."""
-    from ..decide.rules import apply_rule
-
-    try:
-        policy.check_labels(names)
-    except InputError as e:
-        raise InputError(f"{where}: {e}") from None
-    probs = policy.probabilities(ys, from_logits=False)
-    y_pred = apply_rule(probs, policy.schema, policy.rule, policy.thresholds,
-                        min_labels=policy.min_labels, max_labels=policy.max_labels)
-    return ys, probs, y_pred.astype(np.uint8), policy.thresholds
 
 
 def decisions_info(policy, yt: np.ndarray, ys: np.ndarray, ys_raw: np.ndarray | None, y_pred: np.ndarray,

@@ -203,7 +203,7 @@ def _finish_cases(config, data, schema, model, state, val_set, test_set, out, re
     from . import artifact
     from .artifact import Preprocessing
     from .finish import keras_verbose
-    from .predict import probabilities_and_decisions, write_predictions
+    from .predict import write_predictions
 
     val_y = np.asarray(data.val.y)
     say(f"fitting the decisions on {len(val_y)} validation cases: calibration {config.calibration}, "
@@ -225,8 +225,9 @@ def _finish_cases(config, data, schema, model, state, val_set, test_set, out, re
                               bootstrap=config.bootstrap, summary=summary,
                               score_source=config.binary if config.loss == "schema" else config.loss)
         evaluation.save(out / "report", plots=config.plots)
-        probs, decisions = probabilities_and_decisions(scores, policy)
-        write_predictions(out / "test_predictions.csv", np.asarray(data.test.ids), probs, decisions, schema)
+        probs, decisions = policy.apply(scores)
+        write_predictions(out / "test_predictions.csv", np.asarray(data.test.ids), probs, decisions, schema,
+                          policy=policy)
         say(evaluation.format_table())
         say(f"report: {out / 'report' / 'report.html'}")
     else:

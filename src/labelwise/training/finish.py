@@ -95,7 +95,7 @@ def training_summary(config, data, state, resumed_from: int = 0, *, n_test: int 
 def _finish(config, data, schema, model, state, val_ds, val_y, out, resumed_from, say, *, plan=None) -> TrainResult:
     from . import artifact
     from .artifact import Preprocessing
-    from .predict import predict_scores, probabilities_and_decisions, write_predictions
+    from .predict import predict_scores, write_predictions
     from ..decide.policy import fit_policy
 
     say(f"fitting the decisions on {len(val_y)} validation images: calibration {config.calibration}, "
@@ -104,7 +104,7 @@ def _finish(config, data, schema, model, state, val_ds, val_y, out, resumed_from
     if (np.asarray(val_y) < 0).any():  # unknown cells: each threshold tuned on its label's known rows
         from ..decide.rules import parse_rule
         from ..evaluation.known import tune_known
-        from .artifact import as_policy
+        from ..decide.policy import as_policy
 
         rule = parse_rule(config.decide_for)
         kwargs = rule.tune_kwargs() if rule.per_label else {"method": "f1"}
@@ -137,9 +137,9 @@ def _finish(config, data, schema, model, state, val_ds, val_y, out, resumed_from
         evaluation.training = training_summary(config, data, state, resumed_from, n_test=len(test_y),
                                                 n_val=len(val_y))
         evaluation.save(out / "report", plots=config.plots)
-        probs, decisions = probabilities_and_decisions(test.scores, policy)
+        probs, decisions = policy.apply(test.scores)
         write_predictions(out / "test_predictions.csv", np.asarray(data.test.ids)[test.keep], probs,
-                          decisions, schema)
+                          decisions, schema, policy=policy)
         say(evaluation.format_table())
         say(f"report: {out / 'report' / 'report.html'}")
     else:
