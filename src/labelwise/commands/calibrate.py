@@ -39,6 +39,10 @@ def run(args: argparse.Namespace) -> int:
 
     check_out_file(args.out)
     table, raw = load_raw(args)
+    if args.method != "none":
+        from ..decide.scorefile import check_fit_input
+
+        check_fit_input(scores_path(args), from_logits=bool(args.from_logits), what=f"a {args.method} calibration")
     schema = table.schema
     cal = fit_calibration(table.y, raw, method=args.method, schema=schema, from_logits=bool(args.from_logits))
     before = cal.schema.complete_scores(_probs(raw[:, :schema.n_outputs], schema, args.from_logits))
@@ -68,6 +72,14 @@ def run(args: argparse.Namespace) -> int:
     return save_or_say(cal, args.out, cal.notes, "calibration.json")
 
 
+def scores_path(args) -> str:
+    """The one ``--scores`` path (no NAME=)."""
+    from ..evaluation.inputs import parse_named_paths
+
+    (_, path), = parse_named_paths(list(args.scores))
+    return str(path)
+
+
 def load_raw(args):
     """The truth table and ONE scores file in its row order, as written: probabilities, or logits
     kept as logits with --from-logits (calibration fits on the logits themselves)."""
@@ -80,6 +92,9 @@ def load_raw(args):
     if len(values) != 1:
         raise InputError(f"this command takes one --scores; got {len(values)} ({', '.join(values)})")
     (_, path), = parse_named_paths(values)
+    from ..decide.scorefile import reconcile
+
+    reconcile(path, None, from_logits=bool(args.from_logits))  # logits vs probabilities, by the sidecar
     with _notes():
         table = read_truth(args.truth, schema=args.schema, format=args.format, labels=args.labels)
         _, scores = read_scores(path, ids=table.ids, schema=table.schema, id_column=args.id_column,

@@ -82,10 +82,23 @@ def _inputs(args):
     from ..decide.calibration import CALIBRATION_METHODS, Calibration
     from .calibrate import load_raw
 
+    from ..decide.scorefile import check_fit_input, reconcile
+    from .calibrate import scores_path
+
     table, raw = load_raw(args)
     cal = args.calibration
     if cal is not None and not (cal in CALIBRATION_METHODS and not Path(cal).exists()):
         cal = Calibration.load(cal)
+        # scores that this very calibration produced are not calibrated again (said once); another one refuses
+        from ..decide.policy import DecisionPolicy
+
+        probe, said = reconcile(scores_path(args), DecisionPolicy(table.schema, "hamming", calibration=cal),
+                                args.calibration, from_logits=bool(args.from_logits))
+        for n in said:
+            print(f"note: {n}")
+        cal = probe.calibration
+    elif cal is not None and cal != "none":
+        check_fit_input(scores_path(args), from_logits=bool(args.from_logits), what=f"a {cal} calibration")
     return table, raw[:, :table.schema.n_outputs], cal
 
 

@@ -87,3 +87,33 @@ def decisions_info(policy, yt: np.ndarray, ys: np.ndarray, ys_raw: np.ndarray | 
 def info_has_cal(policy) -> bool:
     """True when the policy carries a fitted calibration (not the identity)."""
     return policy is not None and policy.calibration is not None and policy.calibration.method != "none"
+
+
+def reconcile_files(thresholds: Any, scores_paths: "dict[str, Any]", schema, *, from_logits: bool = False
+                    ) -> tuple[Any, list[str]]:
+    """Decision files (``--thresholds``: one path, ``{name: path}`` or None) read against the sidecars
+    of the scores files ``{name: path}`` (:mod:`labelwise.decide.scorefile`): a decision file whose
+    calibration already produced the scores is used without it (one note each), a different
+    calibration on calibrated scores and logits/probabilities mix-ups are refused naming both files.
+    Returns the thresholds to evaluate with (policies where a calibration was dropped) and the notes."""
+    from ..decide.scorefile import reconcile
+
+    notes: list[str] = []
+    for path in scores_paths.values():
+        reconcile(path, None, from_logits=from_logits)  # logits vs probabilities, even with no decision file
+    if thresholds is None:
+        return None, notes
+    per = dict(thresholds) if isinstance(thresholds, dict) else {name: thresholds for name in scores_paths}
+    out: dict[str, Any] = {}
+    for name, spath in scores_paths.items():
+        given = per.get(name)
+        decision = load_decision(given, schema) if isinstance(given, (str, Path)) else given
+        if decision is not None and hasattr(decision, "decide"):
+            policy, said = reconcile(spath, decision, given, from_logits=from_logits)
+            if said:
+                notes += said
+                given = policy
+        out[name] = given
+    if not notes:
+        return thresholds, notes
+    return (out[next(iter(out))] if len(out) == 1 else out), notes

@@ -202,13 +202,14 @@ def _finish_cases(config, data, schema, model, state, val_set, test_set, out, re
     from ..decide.policy import fit_policy
     from . import artifact
     from .artifact import Preprocessing
-    from .finish import keras_verbose
+    from .finish import _write_val_scores, keras_verbose
     from .predict import write_predictions
 
     val_y = np.asarray(data.val.y)
     say(f"fitting the decisions on {len(val_y)} validation cases: calibration {config.calibration}, "
         f"rule {config.decide_for}")
     val_scores = schema.complete_scores(model.predict(val_set.for_predict(), verbose=keras_verbose(config.verbose)))
+    _write_val_scores(out, data.val.ids, val_scores, schema)
     policy = fit_policy(val_y, val_scores, schema, rule=config.decide_for,
                         calibration=None if config.calibration == "none" else config.calibration,
                         min_labels=config.min_labels, max_labels=config.max_labels)

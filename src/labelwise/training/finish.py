@@ -54,6 +54,18 @@ def _warn_if_overdeciding(policy, val_y, val_scores, schema, config) -> None:
                or config.calibration == "none" else "consider decide_for = 'hamming' or max_labels"), stacklevel=3)
 
 
+def _write_val_scores(out: Path, ids, val_scores, schema) -> None:
+    """``val_scores.csv``: the raw validation scores the decision policy was fitted on (marked raw in
+    its sidecar), so calibrate / thresholds --compare can be re-run without predicting again."""
+    from .predict import write_scores
+
+    if len(ids) != len(val_scores):
+        return  # the ids cannot be matched to the rows: better no file than a misaligned one
+    write_scores(out / "val_scores.csv", list(ids), val_scores, schema, values="raw",
+                 note="the validation scores train calibrated and tuned the decision policy on (model outputs, "
+                      "no calibration)")
+
+
 def interactive() -> bool:
     """Whether stdout is a terminal: Keras' progress bars there, one line per stage elsewhere."""
     return bool(getattr(sys.stdout, "isatty", lambda: False)())
@@ -101,6 +113,8 @@ def _finish(config, data, schema, model, state, val_ds, val_y, out, resumed_from
     say(f"fitting the decisions on {len(val_y)} validation images: calibration {config.calibration}, "
         f"rule {config.decide_for}")
     val_scores = schema.complete_scores(model.predict(val_ds, verbose=keras_verbose(config.verbose))[: len(val_y)])
+    src = getattr(val_ds, "labelwise_source", None)  # unreadable validation images were left out
+    _write_val_scores(out, np.asarray(data.val.ids)[src.keep] if src is not None else data.val.ids, val_scores, schema)
     if (np.asarray(val_y) < 0).any():  # unknown cells: each threshold tuned on its label's known rows
         from ..decide.rules import parse_rule
         from ..evaluation.known import tune_known
