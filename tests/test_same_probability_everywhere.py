@@ -182,3 +182,46 @@ def test_predict_without_a_policy_decides_at_one_half_and_says_so_once(tmp_path)
     decided = frame[list(SCHEMA.labels)].to_numpy()
     np.testing.assert_array_equal(decided[:, :3], raw[:, :3] >= 0.5)
     np.testing.assert_array_equal(decided[:, 3], raw[:, 3] >= raw[:, 4])  # the group's arg-max
+
+
+def test_case_explanations_use_predicts_slices_and_policy(tmp_path):
+    """A case artifact that samples 2 evenly spaced slices of 6 and calibrates: explain's case
+    probabilities and decisions (captions and predictions.csv) are predict's for the same stacks."""
+    import pandas as pd
+
+    from labelwise.blocks.models import build_case_model
+    from labelwise.commands.cli import main
+    from labelwise.decide import Calibration, DecisionPolicy
+    from labelwise.training import artifact
+
+    schema = LabelSchema(("a", "b"))
+    keras.utils.set_random_seed(13)
+    case = build_case_model(schema, "small_cnn", image_shape=(12, 12, 1), weights=None)
+    cal = Calibration(schema, "platt", {"a": {"kind": "platt", "a": 3.0, "b": 0.4},
+                                        "b": {"kind": "platt", "a": 2.5, "b": -0.3}})
+    policy = DecisionPolicy(schema, "hamming", calibration=cal)
+    pre = artifact.Preprocessing((12, 12), 1, max_slices=2, extra={"unit": "case", "slice_sampling": "even"})
+    path = artifact.save(case, tmp_path / "case.keras", schema, policy, pre)
+    stacks = tmp_path / "stacks"
+    stacks.mkdir()
+    rng = np.random.default_rng(14)
+    for name in ("exam1", "exam2", "exam3"):
+        st = rng.integers(0, 255, (6, 12, 12)).astype("uint8")
+        st[2:4] //= 8  # the central slices differ from the evenly spaced ones (1 and 4)
+        np.save(stacks / f"{name}.npy", st)
+    assert main(["predict", str(path), str(stacks), "--out", str(tmp_path / "p.csv")]) == 0
+    ref = pd.read_csv(tmp_path / "p.csv").set_index("id").sort_index()
+    # the reference for the model's own view: the case model on slices 1 and 4, then Platt by hand
+    st = np.load(stacks / "exam1.npy")[[1, 4]][..., None].astype("float32")
+    raw = np.asarray(case.predict([st[None], np.ones((1, 2), "float32")], verbose=0), "float64")[0]
+    z = np.log(raw / (1 - raw))
+    hand = _sigmoid(np.array([3.0, 2.5]) * z + np.array([0.4, -0.3]))
+    np.testing.assert_allclose(ref.loc["exam1", ["p_a", "p_b"]].to_numpy(np.float64), hand, atol=1e-5)
+    out = tmp_path / "out"
+    assert main(["explain", str(path), str(stacks), "--top-slices", "1", "--out", str(out)]) == 0
+    got = pd.read_csv(out / "predictions.csv").set_index("id").sort_index()
+    np.testing.assert_allclose(got[["p_a", "p_b"]].to_numpy(), ref[["p_a", "p_b"]].to_numpy(), atol=1e-6)
+    np.testing.assert_array_equal(got[["a", "b"]].to_numpy(), ref[["a", "b"]].to_numpy())
+    page = (out / "index.html").read_text()
+    for case_id, row in ref.iterrows():
+        assert f"<td>{case_id}</td><td>a</td><td>{row['p_a']:.3f}</td>" in page
