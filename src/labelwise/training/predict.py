@@ -461,6 +461,9 @@ def predict(model: Any, source: Any, *, out: str | os.PathLike | None = None, im
                                       else model)
     if pre is None:
         raise InputError("the artifact has no preprocessing settings (image size, channels)")
+    if thresholds is None:  # the tuple of artifact.load(path) without policy=True: the stored policy decides
+        meta = artifact.metadata_of(model)
+        thresholds = getattr(meta, "policy", None)
     policy = resolve_policy(thresholds, schema, decide_for)
     if policy.is_default:
         warnings.warn(policy.notes[0] if policy.notes else "no decision policy: 0.5 per label", stacklevel=2)
