@@ -11,7 +11,7 @@ import pytest
 from sklearn.metrics import brier_score_loss
 
 from labelwise.decide import DecisionPolicy, fit_policy
-from labelwise.decide.scorefile import read_state, sidecar_path, write_state
+from labelwise.decide.scorefile import read_state, sidecar_path, write_scores, write_state
 from labelwise.labels.schema import LabelSchema
 
 LABELS = ("A", "B", "C")
@@ -35,7 +35,7 @@ def _truth(path, ids, y):
 def written(tmp_path_factory):
     """A policy with Platt fitted on inflated validation scores; the test split's raw scores (no
     sidecar: another tool's file) and what train writes for it: calibrated probabilities + sidecar."""
-    from labelwise.training.predict import write_predictions, write_scores
+    from labelwise.training.predict import write_predictions
 
     d = tmp_path_factory.mktemp("state")
     rng = np.random.default_rng(3)
@@ -51,12 +51,12 @@ def written(tmp_path_factory):
     policy.save(d / "decision.json")
     ids = [f"img{i}" for i in range(len(y))]
     _truth(d / "truth.csv", ids, y)
-    write_scores(d / "raw.csv", ids, s, SCHEMA)
+    write_scores(d / "raw.csv", ids, s, LABELS)
     sidecar_path(d / "raw.csv").unlink()  # a file without a sidecar, as another tool writes it
     P, D = policy.apply(s)
     write_predictions(d / "test_predictions.csv", ids, P, D, SCHEMA, policy=policy)
     _truth(d / "val_truth.csv", [f"v{i}" for i in range(len(y_val))], y_val)
-    write_scores(d / "val_scores.csv", [f"v{i}" for i in range(len(y_val))], s_val, SCHEMA, values="raw")
+    write_scores(d / "val_scores.csv", [f"v{i}" for i in range(len(y_val))], s_val, LABELS, values="raw")
     return d, y, s, policy
 
 
@@ -132,12 +132,10 @@ def test_thresholds_with_the_calibration_that_made_the_scores_skips_it(written, 
 
 
 def test_logits_and_probabilities_are_not_mixed_up(written, capsys, tmp_path):
-    from labelwise.training.predict import write_scores
-
     d, y, s, policy = written
     ids = [f"img{i}" for i in range(len(y))]
     # logits that all lie in [0, 1] read as probabilities without complaint; the sidecar says otherwise
-    write_scores(tmp_path / "logits.csv", ids, s * 0.9, SCHEMA, values="logits")
+    write_scores(tmp_path / "logits.csv", ids, s * 0.9, LABELS, values="logits")
     assert run_cli("evaluate", "--truth", d / "truth.csv", "--scores", tmp_path / "logits.csv", "--bootstrap", 0) == 2
     assert "holds logits" in capsys.readouterr().err
     assert run_cli("evaluate", "--truth", d / "truth.csv", "--scores", d / "test_predictions.csv", "--from-logits",

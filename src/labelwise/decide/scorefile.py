@@ -24,12 +24,14 @@ import hashlib
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
+
+import numpy as np
 
 from ..errors import InputError
-from ..io import json_text, write_json
+from ..io import atomic_path, json_text, write_json
 
-__all__ = ["ScoreState", "VALUES", "FORMAT", "sidecar_path", "write_state", "read_state", "values_of",
+__all__ = ["ScoreState", "VALUES", "FORMAT", "sidecar_path", "write_state", "read_state", "values_of", "write_scores",
            "calibration_fingerprint", "reconcile", "check_fit_input"]
 
 FORMAT = "labelwise.scores"
@@ -83,6 +85,21 @@ def write_state(path: str | Path, values: str, policy: Any = None, *, columns: s
     if note:
         data["note"] = note
     return write_json(sidecar_path(path), data)
+
+
+def write_scores(path: str | Path, ids: Sequence[Any], scores: np.ndarray, labels: Sequence[str], *,
+                 values: str = "raw", note: str | None = None) -> Path:
+    """Write scores (n, len(labels)) as a plain CSV (``id`` + one column per label, ``%.9g``),
+    atomically, with its sidecar saying what they are (``values``: raw, logits or calibrated).
+    ``labelwise calibrate``/``thresholds``/``evaluate`` read the file and the sidecar."""
+    import pandas as pd
+
+    scores = np.asarray(scores, dtype=np.float64)
+    frame = pd.DataFrame({"id": [str(i) for i in ids], **{str(x): scores[:, j] for j, x in enumerate(labels)}})
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.9g")
+    write_state(path, values, columns="<label>", note=note)
+    return Path(path)
 
 
 def read_state(path: str | Path) -> ScoreState | None:

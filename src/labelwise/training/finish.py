@@ -57,11 +57,11 @@ def _warn_if_overdeciding(policy, val_y, val_scores, schema, config) -> None:
 def _write_val_scores(out: Path, ids, val_scores, schema) -> None:
     """``val_scores.csv``: the raw validation scores the decision policy was fitted on (marked raw in
     its sidecar), so calibrate / thresholds --compare can be re-run without predicting again."""
-    from .predict import write_scores
+    from ..decide.scorefile import write_scores
 
     if len(ids) != len(val_scores):
         return  # the ids cannot be matched to the rows: better no file than a misaligned one
-    write_scores(out / "val_scores.csv", list(ids), val_scores, schema, values="raw",
+    write_scores(out / "val_scores.csv", list(ids), val_scores, schema.labels, values="raw",
                  note="the validation scores train calibrated and tuned the decision policy on (model outputs, "
                       "no calibration)")
 

@@ -37,7 +37,7 @@ from ..labels.schema import LabelSchema
 
 __all__ = ["predict", "predict_scores", "predict_case_scores", "Scores", "ModelInputs", "model_inputs",
            "prepare_stack", "prediction_frame", "write_predictions", "read_inputs", "image_inputs", "outputs_to_scores",
-           "resolve_policy", "sample_slices", "write_scores"]
+           "resolve_policy", "sample_slices"]
 
 _PATH_COLUMNS = ("path", "image", "image_path", "file", "filename", "Image Index", "id")
 
@@ -117,23 +117,6 @@ def write_predictions(path: str | os.PathLike, ids: Sequence[Any], scores: np.nd
         from ..decide.scorefile import values_of, write_state
 
         write_state(path, values_of(policy), policy)
-    return Path(path)
-
-
-def write_scores(path: str | os.PathLike, ids: Sequence[Any], scores: np.ndarray, schema: LabelSchema, *,
-                 values: str = "raw", note: str | None = None) -> Path:
-    """Write scores (n, n_labels) as a plain CSV (``id`` + one column per label, ``%.9g``), atomically,
-    with the sidecar ``<path>.json`` saying what they are (``values``: raw, logits or calibrated;
-    :mod:`labelwise.decide.scorefile`). ``labelwise calibrate``/``thresholds``/``evaluate`` read it."""
-    import pandas as pd
-
-    from ..decide.scorefile import write_state
-
-    frame = pd.DataFrame({"id": [str(i) for i in ids],
-                          **{label: np.asarray(scores, dtype=np.float64)[:, j] for j, label in enumerate(schema.labels)}})
-    with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False, float_format="%.9g")
-    write_state(path, values, columns="<label>", note=note)
     return Path(path)
 
 
