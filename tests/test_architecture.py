@@ -222,3 +222,67 @@ def test_the_csv_rule_catches_a_pandas_read():
     assert _csv_reads(ast.parse("import pandas as pd\nx = pd.read_csv('t.csv')\n")) == [2]
     assert _csv_reads(ast.parse("from pandas import read_csv\nx = read_csv('t.csv')\n")) == [2]
     assert _csv_reads(ast.parse("from .csvread import read_csv\nx = read_csv('t.csv')\n")) == []
+
+
+# Functions that turn probabilities into decisions, or scores into calibrated probabilities. Outside
+# decide/ they are reached only through DecisionPolicy (apply / decide / probabilities), so every
+# surface (predict, serve, explain, train, evaluate) shows the numbers of one road.
+DECIDING = {"decide", "apply_rule", "apply_bounds", "instance_f1_decisions", "_apply_independent"}
+DECIDING_MODULES = {"labelwise.decide", "labelwise.decide.thresholds", "labelwise.decide.rules",
+                    "labelwise.decide.calibration"}
+
+
+def _resolve(name: str, path: Path, node: ast.ImportFrom) -> str:
+    package = name if _is_package(path) else name.rsplit(".", 1)[0]
+    if not node.level:
+        return node.module or ""
+    base = package.split(".")
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def _own_decisions(name: str, path: Path) -> list[str]:
+    """Places in module ``name`` that decide or calibrate without a DecisionPolicy."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    aliases: dict[str, str] = {}  # local name -> a deciding module
+    bad = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            target = _resolve(name, path, node)
+            for a in node.names:
+                if target in DECIDING_MODULES and a.name in DECIDING:
+                    bad.append(f"{name}:{node.lineno} imports {a.name} from {target}")
+                if f"{target}.{a.name}" in DECIDING_MODULES:
+                    aliases[a.asname or a.name] = f"{target}.{a.name}"
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name in DECIDING_MODULES and a.asname:
+                    aliases[a.asname] = a.name
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Attribute):
+            continue
+        owner = ast.unparse(node.value)
+        if node.attr in DECIDING and (owner in aliases or owner in DECIDING_MODULES):
+            bad.append(f"{name}:{node.lineno} calls {owner}.{node.attr}")
+        if node.attr == "apply" and any(w in owner.lower().split(".")[-1] for w in ("cal", "calibration")):
+            bad.append(f"{name}:{node.lineno} applies a calibration itself ({owner}.apply)")
+    return bad
+
+
+def test_only_decide_turns_scores_into_probabilities_and_decisions():
+    bad = []
+    for m, path in MODULES.items():
+        if _part(m) == "decide":
+            continue
+        bad += _own_decisions(m, path)
+    assert not bad, ("outside decide/, decide or calibrate through DecisionPolicy.apply:\n" + "\n".join(bad))
+
+
+def test_the_decision_rule_sees_a_direct_call(tmp_path):
+    # guards the rule above: the three ways a module could decide on its own are all caught
+    code = ("from ..decide import thresholds as T\nfrom ..decide.rules import apply_rule\n"
+            "def f(s, cal):\n    T.decide(s)\n    return cal.apply(s)\n")
+    path = tmp_path / "x.py"
+    path.write_text(code)
+    found = _own_decisions("labelwise.evaluation.x", path)
+    assert len(found) == 3, found

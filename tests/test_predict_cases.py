@@ -137,7 +137,7 @@ def test_predict_cases_via_cli_from_mrnet_label_table(data, tmp_path, capsys):
     SCHEMA.validate(frame[list(SCHEMA.labels)].to_numpy())
     np.testing.assert_array_equal(frame[list(SCHEMA.labels)].to_numpy(),
                                   decide(frame[[f"p_{label}" for label in SCHEMA.labels]].to_numpy(), SCHEMA, thr))
-    assert sorted(p.name for p in out.parent.iterdir()) == ["cases.csv"]  # no temporary left
+    assert sorted(p.name for p in out.parent.iterdir()) == ["cases.csv", "cases.csv.json"]  # no temporary left
 
 
 def test_fixed_length_case_model_and_stored_max_slices(data, tmp_path):

@@ -164,7 +164,10 @@ def test_predict_refuses_rules_that_need_validation(run, tmp_path, capsys, rule,
 def test_old_artifact_decides_by_its_thresholds_as_before():
     from labelwise.decide.thresholds import decide
     from labelwise.training import artifact
-    from labelwise.training.predict import probabilities_and_decisions as decide_scores, resolve_policy
+    from labelwise.training.predict import resolve_policy
+
+    def decide_scores(scores, policy):
+        return policy.apply(scores)
 
     data = np.load(FIXTURES / "inputs.npz")
     _, schema, thresholds, _ = artifact.load(FIXTURES / "image_model.keras")
@@ -235,3 +238,40 @@ def test_calibrated_derived_labels_follow_their_sources():
     np.testing.assert_allclose(P[:, col["greater_than_5"]], P[:, [col[str(k)] for k in (6, 7, 8, 9)]].sum(1))
     np.testing.assert_allclose(P[:, col["even"]], P[:, [col[str(k)] for k in (0, 2, 4, 6, 8)]].sum(1))
     assert np.abs(P[:, :10] - p).max() > 1e-3  # the group was calibrated (a temperature), not passed through
+
+
+def test_train_marks_its_scores_files_and_evaluate_calibrates_them_once(run, tmp_path, capsys):
+    """val_scores.csv holds the raw validation scores the policy was fitted on (refitting Platt on
+    it gives the artifact's parameters); test_predictions.csv holds calibrated probabilities, and
+    evaluate with the policy's decision file gives train's own test numbers, not a second Platt."""
+    import json
+
+    from labelwise.commands.cli import main
+    from labelwise.decide.scorefile import read_state
+    from labelwise.training import artifact
+
+    out = run / "run"
+    assert read_state(out / "val_scores.csv").values == "raw"
+    state = read_state(out / "test_predictions.csv")
+    assert state.values == "calibrated" and state.policy["calibration"] == "platt"
+    _, schema, policy, _ = artifact.load(out / "model.keras", policy=True)
+    assert state.policy["fingerprint"] == policy.fingerprint
+    common = ["--truth", str(run / "labels.csv"), "--schema", str(run / "schema.toml"), "--split-column", "split"]
+    table = pd.read_csv(run / "labels.csv")
+    table[table["split"] == "val"].drop(columns="split").to_csv(tmp_path / "val.csv", index=False)
+    assert main(["calibrate", "--truth", str(tmp_path / "val.csv"), "--schema", str(run / "schema.toml"),
+                 "--scores", str(out / "val_scores.csv"), "--out", str(tmp_path / "cal.json")]) == 0
+    refit = json.loads((tmp_path / "cal.json").read_text())["independent"]
+    for label, spec in policy.calibration.independent.items():
+        assert refit[label]["a"] == pytest.approx(spec["a"], rel=1e-4, abs=1e-4)
+        assert refit[label]["b"] == pytest.approx(spec["b"], rel=1e-4, abs=1e-4)
+    policy.save(tmp_path / "decision.json")
+    capsys.readouterr()
+    assert main(["evaluate", *common, "--split", "test", "--scores", str(out / "test_predictions.csv"),
+                 "--thresholds", str(tmp_path / "decision.json"), "--bootstrap", "0", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.count("not applied twice") == 1
+    doc = json.loads(captured.out)
+    train_doc = json.loads((out / "report" / "metrics.json").read_text())
+    for key in ("labels_per_image_predicted", "brier_macro", "f1_macro"):
+        assert doc["averages"][key] == pytest.approx(train_doc["averages"][key], abs=1e-6), key

@@ -32,6 +32,8 @@ def run(args: argparse.Namespace) -> int:
     """Fit, print the before/after table, write the file."""
     import numpy as np
 
+    from ..decide.policy import DecisionPolicy
+    from ..decide.scorefile import check_fit_input, reconcile
     from ..evaluation.known import fit_calibration_known
     from ..evaluation.text import _table
     from ..io import check_out_file
@@ -39,13 +41,16 @@ def run(args: argparse.Namespace) -> int:
 
     check_out_file(args.out)
     table, raw, said = load_fit(args)
+    reconcile(scores_path(args), None, from_logits=bool(args.from_logits))  # logits vs probabilities, by the sidecar
+    if args.method != "none":
+        check_fit_input(scores_path(args), from_logits=bool(args.from_logits), what=f"a {args.method} calibration")
     schema = table.schema
     raw = raw[:, :schema.n_outputs]
     known = table.known[:, :schema.n_labels]
     y = np.where(known, table.y, 0)
     cal = fit_calibration_known(y, raw, known, schema, method=args.method, from_logits=bool(args.from_logits))
     before = cal.schema.complete_scores(_probs(raw, schema, args.from_logits))
-    after = schema.complete_scores(cal.apply(raw))
+    after = DecisionPolicy(schema, "hamming", calibration=cal).probabilities(raw)
     e0, e1, b0, b1 = (np.full(schema.n_labels, np.nan) for _ in range(4))
     for j in range(schema.n_labels):  # each label on its known rows
         r = known[:, j]
@@ -75,6 +80,14 @@ def run(args: argparse.Namespace) -> int:
     if schema.none:
         print(f"({schema.none!r} is derived: prod(1 - p) of the calibrated independent labels)")
     return save_or_say(cal, args.out, cal.notes, "calibration.json")
+
+
+def scores_path(args) -> str:
+    """The one ``--scores`` path (no NAME=)."""
+    from ..evaluation.inputs import parse_named_paths
+
+    (_, path), = parse_named_paths(list(args.scores))
+    return str(path)
 
 
 def _probs(raw, schema, from_logits):

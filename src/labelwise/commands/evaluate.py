@@ -177,6 +177,7 @@ def run(args: argparse.Namespace) -> int:
         return run_compare(args, table, strategies)
     (path, scores), = strategies.values()
     thresholds = thresholds_per_strategy(args.thresholds, list(strategies))
+    thresholds, said = _reconcile(args, thresholds, strategies, table)
     groups = table.groups(args.group_column) if args.group_column else None
     if args.bootstrap > 0 and not args.json:
         unit = f"groups of {args.group_column!r}" if groups is not None else "images"
@@ -196,8 +197,20 @@ def run(args: argparse.Namespace) -> int:
         score_source=getattr(args, "score_source", None),
         known=known,
     )
-    result.notes.extend(str(n) for n in (*table.schema.notes, *table.notes))
+    result.notes.extend(str(n) for n in (*said, *table.schema.notes, *table.notes))
     return _save_and_print(args, result, lambda written: ', '.join(sorted(written)))
+
+
+def _reconcile(args: argparse.Namespace, thresholds: Any, strategies: dict, table) -> tuple[Any, list[str]]:
+    """The scores files' sidecars against the decision files: a calibration is never applied twice
+    (:func:`labelwise.evaluation.decisions.reconcile_files`); the notes printed once."""
+    from ..evaluation.decisions import reconcile_files
+
+    thresholds, said = reconcile_files(thresholds, {name: p for name, (p, _) in strategies.items()}, table.schema,
+                                       from_logits=bool(args.from_logits))
+    for n in said:
+        print(f"note: {n}", file=sys.stderr)
+    return thresholds, said
 
 
 def _save_and_print(args: argparse.Namespace, result: Any, describe: Any) -> int:
@@ -229,6 +242,7 @@ def run_compare(args: argparse.Namespace, table, strategies: dict) -> int:
 
     names = list(strategies)
     thresholds = thresholds_per_strategy(args.thresholds, names)
+    thresholds, said = _reconcile(args, thresholds, strategies, table)
     groups = table.groups(args.group_column) if args.group_column else None
     if args.bootstrap > 0 and not args.json:
         unit = f"groups of {args.group_column!r}" if groups is not None else "images"
@@ -250,7 +264,7 @@ def run_compare(args: argparse.Namespace, table, strategies: dict) -> int:
                  **({"split": args.split} if args.split else {})},
     )
     result.summary["scores"] = {name: str(path) for name, (path, _) in strategies.items()}
-    notes = [str(n) for n in (*table.schema.notes, *table.notes)]
+    notes = [str(n) for n in (*said, *table.schema.notes, *table.notes)]
     for name, (path, _) in strategies.items():
         result.results[name].summary["scores"] = str(path)
         result.results[name].notes.extend(notes)

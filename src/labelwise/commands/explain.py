@@ -4,7 +4,9 @@ Writes, per image and label, an overlay PNG (the image beside the image under th
 Grad-CAM heatmap; the title gives the label's probability and decision) and DIR/index.html
 showing them all. IMAGES is a folder of images, a table (CSV) with an image path column, or
 one image file; for a case model, a folder of .npy stacks (then, per case and label, the
-slices that drove it with each slice's own score, and their heatmaps). The maps are of each
+slices that drove it with each slice's own score, and their heatmaps). DIR/predictions.csv holds
+the probabilities and decisions shown, in labelwise predict's format (the artifact's calibration
+and rule: the numbers predict and serve give). The maps are of each
 label's logit at the model's last convolutional feature map unless --layer names another
 (a wrong name lists the candidates).
 """
@@ -71,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
 
         n, k, index = explain_cases_to(args.model, args.images, args.out, args.labels, layer=args.layer,
                                        top_k=args.top_slices)
-        print(f"labelwise explain: {n} case(s) x {k} label(s), top {args.top_slices} slices each -> {index}")
+        print(f"labelwise explain: {n} case(s) x {k} label(s), top {args.top_slices} slices each -> {index} "
+              f"(probabilities and decisions: {index.parent / 'predictions.csv'})")
         return 0
     if Path(source).is_file() and Path(source).suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".gif"):
         source = [source]
@@ -82,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     if result.threshold_note:
         print(f"labelwise explain: note: {result.threshold_note}")
     print(f"labelwise explain: {len(result.ids)} image(s) x {len(result.labels)} label(s) at layer "
-          f"{result.layer!r} -> {index}")
+          f"{result.layer!r} -> {index} (probabilities and decisions: {index.parent / 'predictions.csv'})")
     return 0
 
 

@@ -84,9 +84,12 @@ def _inputs(args):
     import numpy as np
 
     from ..decide.calibration import CALIBRATION_METHODS, Calibration
+    from ..decide.scorefile import check_fit_input, reconcile
     from ..evaluation.known import fit_calibration_known
+    from .calibrate import scores_path
 
     table, raw, _ = load_fit(args)
+    reconcile(scores_path(args), None, from_logits=bool(args.from_logits))  # logits vs probabilities, by the sidecar
     raw = raw[:, :table.schema.n_outputs]
     known = np.asarray(table.known, dtype=bool)
     cal = args.calibration
@@ -98,7 +101,17 @@ def _inputs(args):
         y, known, raw, schema = follow_file_labels(table.y, known, raw, table.schema, cal)
         table = replace(table, y=y, known=known, schema=schema) if schema is not table.schema else table
         cal = Calibration.load(cal)
+        # scores that this very calibration produced are not calibrated again (said once); another one refuses
+        from ..decide.policy import DecisionPolicy
+
+        probe, said = reconcile(scores_path(args), DecisionPolicy(table.schema, "hamming", calibration=cal),
+                                args.calibration, from_logits=bool(args.from_logits))
+        for n in said:
+            print(f"note: {n}")
+        cal = probe.calibration
     elif cal is not None:
+        if cal != "none":
+            check_fit_input(scores_path(args), from_logits=bool(args.from_logits), what=f"a {cal} calibration")
         cal = fit_calibration_known(np.where(known, table.y, 0), raw, known, table.schema, method=cal,
                                     from_logits=bool(args.from_logits))
     return table, raw, known, cal

@@ -43,10 +43,13 @@ from .rules import (
 from .thresholds import FORMAT as THRESHOLDS_FORMAT
 from .thresholds import Thresholds
 
-__all__ = ["DecisionPolicy", "fit_policy", "compare_rules", "RuleComparison", "COMPARED_RULES", "FORMAT"]
+__all__ = ["DecisionPolicy", "fit_policy", "compare_rules", "RuleComparison", "COMPARED_RULES", "FORMAT",
+           "as_policy", "resolve_policy", "DEFAULT_NOTE"]
 
 FORMAT = "labelwise.decision"
 COMPARED_RULES = ("hamming", "subset", "micro-f1", "macro-f1", "instance-f1", "top-k")
+DEFAULT_NOTE = ("the model has no decision policy: each label is decided at probability 0.5 and the "
+                "probabilities are the model's own (no calibration)")
 
 
 def _identity(schema: LabelSchema) -> Calibration:
@@ -58,8 +61,11 @@ def _identity(schema: LabelSchema) -> Calibration:
 class DecisionPolicy:
     """Calibration (or None) + rule + thresholds (None for rules that need none) + label-count bounds.
 
-    ``decide(scores)`` = ``apply_rule(probabilities(scores), schema, rule, thresholds, min_labels,
-    max_labels)``; the decisions (n, n_labels) obey the schema.
+    :meth:`apply` is the one road from a model's scores to what a user sees:
+    ``probabilities = calibration(scores)`` (the scores themselves without a calibration; the none
+    column ``prod(1 - p_independent)``), ``decisions = apply_rule(probabilities, schema, rule,
+    thresholds, min_labels, max_labels)`` (n, n_labels) uint8, obeying the schema. predict, serve,
+    explain, train's test predictions and evaluate all decide through it.
     """
 
     schema: LabelSchema
@@ -101,24 +107,66 @@ class DecisionPolicy:
         """Refuse score columns ``labels`` that are not the policy's (names the differing labels)."""
         _check_same_labels(self.schema, labels, "the decision policy", what)
 
+    @classmethod
+    def identity(cls, schema: LabelSchema, *, note: str | None = DEFAULT_NOTE) -> "DecisionPolicy":
+        """The policy of a model saved without one: no calibration, each independent label decided
+        at ``p >= 0.5`` (rule ``hamming``), one member per exclusive group; :attr:`is_default` is True."""
+        return cls(schema, "hamming", notes=() if note is None else (note,), fitted_on={"default": True})
+
+    @property
+    def is_default(self) -> bool:
+        """True for :meth:`identity` policies (the model carried no policy of its own)."""
+        return bool(self.fitted_on.get("default"))
+
+    @property
+    def fingerprint(self) -> str:
+        """A short hash (12 hex digits) of the policy's JSON form: files decided under it name it."""
+        import hashlib
+
+        return hashlib.sha256(json_text(self.to_dict()).encode("utf-8")).hexdigest()[:12]
+
     def probabilities(self, scores: np.ndarray, *, labels: Sequence[str] | None = None,
                       from_logits: bool | None = None) -> np.ndarray:
         """Calibrated probabilities (n, n_labels), the none column derived as ``prod(1 - p_independent)``.
 
-        ``from_logits`` defaults to how the calibration was fitted (False without one).
+        ``from_logits`` defaults to how the calibration was fitted (False without one). Without a
+        calibration, probabilities are the scores as given (a given none column kept).
         """
         if labels is not None:
             self.check_labels(labels)
+        logits = bool(from_logits) if from_logits is not None else bool(
+            self.calibration is not None and self.calibration.from_logits)
+        if self.calibration is None and not logits:
+            P = np.array(scores, dtype=np.float64)
+            if P.ndim != 2 or P.shape[1] not in (self.schema.n_outputs, self.schema.n_labels):
+                raise InputError(f"scores have shape {P.shape}; expected (n, {self.schema.n_labels}) over "
+                                 f"{list(self.schema.labels)}" + (f" or (n, {self.schema.n_outputs}) over the head "
+                                                                  "outputs" if self.schema.none else ""))
+            return self.schema.complete_scores(P) if P.shape[1] == self.schema.n_outputs else P
         cal = self.calibration or _identity(self.schema)
         P = cal.apply(scores, from_logits=from_logits)
         return self.schema.complete_scores(P) if P.shape[1] == self.schema.n_outputs else P
 
+    def apply(self, scores: np.ndarray, *, labels: Sequence[str] | None = None,
+              from_logits: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Scores (n, n_outputs) or (n, n_labels) -> ``(probabilities, decisions)``, both (n, n_labels):
+        the calibration, then the rule, then the bounds (see the class docstring). The only place
+        labelwise turns scores into the probabilities and decisions a user sees."""
+        P = self.probabilities(scores, labels=labels, from_logits=from_logits)
+        D = apply_rule(P, self.schema, self.rule, self.thresholds,
+                       min_labels=self.min_labels, max_labels=self.max_labels)
+        return P, D
+
     def decide(self, scores: np.ndarray, *, labels: Sequence[str] | None = None,
                from_logits: bool | None = None) -> np.ndarray:
-        """0/1 decisions (n, n_labels) uint8: calibrate, then the rule, then the bounds."""
-        P = self.probabilities(scores, labels=labels, from_logits=from_logits)
-        return apply_rule(P, self.schema, self.rule, self.thresholds,
-                          min_labels=self.min_labels, max_labels=self.max_labels)
+        """0/1 decisions (n, n_labels) uint8: ``apply(scores)[1]``."""
+        return self.apply(scores, labels=labels, from_logits=from_logits)[1]
+
+    def state(self) -> dict[str, Any]:
+        """What a scores file decided under this policy records: rule, calibration method, fingerprint."""
+        return {"rule": self.rule, "calibration": self.calibration.method if self.calibration else None,
+                "from_logits": bool(self.calibration is not None and self.calibration.from_logits),
+                "default": self.is_default, "fingerprint": self.fingerprint}
 
     def describe(self) -> str:
         """One line: rule, bounds, calibration."""
@@ -200,6 +248,61 @@ class DecisionPolicy:
     def load(cls, path: str | Path, *, schema: LabelSchema | None = None) -> "DecisionPolicy":
         """Read a decision file (or a plain thresholds file, see :meth:`from_dict`); errors name it."""
         return cls.from_dict(read_json(path, "decision"), source=str(path), schema=schema)
+
+
+def as_policy(decider: Any, schema: LabelSchema | None, *, source: str | None = None) -> DecisionPolicy:
+    """Whatever decides -> a :class:`DecisionPolicy` over ``schema``; never None.
+
+    A policy passes through; a policy dict or a thresholds dict / :class:`Thresholds` (an artifact from
+    before policies) becomes a policy with no calibration whose per-label thresholds decide as before;
+    None becomes :meth:`DecisionPolicy.identity` (0.5 per label, no calibration).
+    """
+    if isinstance(decider, DecisionPolicy):
+        return decider
+    if schema is None:
+        raise InputError("reading thresholds as a decision policy needs the label schema")
+    if decider is None:
+        return DecisionPolicy.identity(schema)
+    if isinstance(decider, Thresholds):
+        decider = decider.to_dict()
+    if not isinstance(decider, Mapping):
+        raise InputError(f"{source or 'the artifact'}: cannot decide with a {type(decider).__name__}; "
+                         "give a DecisionPolicy, a Thresholds or their dict")
+    try:
+        return DecisionPolicy.from_dict(decider, source=source, schema=schema)
+    except InputError:
+        if decider.get("format") == FORMAT:
+            raise
+        # an old thresholds method that is no rule name today: per-label thresholds decide the same
+        th = Thresholds.from_dict(decider, source=source)
+        return DecisionPolicy(schema, "f1", th.for_labels([x for x in schema.labels if x in th.labels]))
+
+
+def resolve_policy(decider: Any, schema: LabelSchema, decide_for: str | None = None) -> DecisionPolicy:
+    """The :class:`DecisionPolicy` that decides: ``decider`` read by :func:`as_policy` (None: the
+    identity, 0.5 per label), its rule replaced by ``decide_for`` when given.
+
+    ``decide_for`` must be a rule that needs no validation data (``hamming``, ``subset``,
+    ``instance-f1``, ``top-k=K``); the policy's calibration and label bounds are kept. Others are
+    refused, naming the allowed ones: their thresholds are tuned on validation data
+    (``labelwise thresholds --optimize RULE``).
+    """
+    from dataclasses import replace
+
+    from .rules import NO_VALIDATION_RULES
+
+    policy = as_policy(decider, schema)
+    if decide_for is None:
+        return policy
+    rule = parse_rule(decide_for)
+    if rule.needs_validation:
+        allowed = ", ".join("top-k=K" if r == "top-k" else r for r in NO_VALIDATION_RULES)
+        raise InputError(f"--decide-for {decide_for}: this rule needs thresholds tuned on validation data, which "
+                         f"predict does not have; the rules predict can apply are {allowed} "
+                         f"(or tune {str(rule)!r} with `labelwise thresholds --optimize {rule}` and evaluate with it)")
+    if policy.is_default:
+        return DecisionPolicy(schema, str(rule))
+    return replace(policy, rule=str(rule), thresholds=None)
 
 
 def _prepare(y_true, y_score, schema, labels, from_logits, calibration, what="y_score"):

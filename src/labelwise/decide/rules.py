@@ -338,6 +338,11 @@ def apply_rule(
         if block.kind == "softmax":
             best = np.argmax(P[:, block.start:block.stop], axis=1)
             out[np.arange(n), block.start + best] = 1
+        elif block.kind == "at_most_one":  # its softmax's arg-max over the members and "absent" (1 - sum)
+            members = P[:, block.start:block.stop]
+            best = np.argmax(np.concatenate([members, 1.0 - members.sum(axis=1, keepdims=True)], axis=1), axis=1)
+            on = best < block.stop - block.start
+            out[np.flatnonzero(on), block.start + best[on]] = 1
     # The schema's structure (parents of decided children, at most one per at-most-one group,
     # derived labels, none) is imposed in one place: schema.enforce (labelwise.labels.structure).
     return schema.enforce(out, P[:, : schema.n_free])

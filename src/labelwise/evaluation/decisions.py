@@ -1,4 +1,5 @@
-"""Decisions in an evaluation: read a decision file, apply its policy, and summarise the decisions
+"""Decisions in an evaluation: read a decision file (its policy is applied by
+:meth:`labelwise.decide.DecisionPolicy.apply`, the one road), and summarise the decisions
 (rule, labels per image predicted vs true, calibration before/after, warnings) for the text, the
 JSON and the report's "Decisions" section.
 
@@ -16,7 +17,7 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["load_decision", "apply_policy", "decisions_info", "REWEIGHTING_LOSSES", "OVERDECIDE_FACTOR"]
+__all__ = ["load_decision", "decisions_info", "REWEIGHTING_LOSSES", "OVERDECIDE_FACTOR"]
 
 # Losses whose minimiser is not the class probability: their sigmoid outputs are inflated or flattened.
 REWEIGHTING_LOSSES = ("weighted", "balanced", "focal", "asymmetric")
@@ -38,21 +39,6 @@ def load_decision(path: str | Path, schema):
 
         return DecisionPolicy.from_dict(data, source=str(p))
     return Thresholds.load(p)
-
-
-def apply_policy(policy, ys: np.ndarray, names: Sequence[str], where: str):
-    """``(uncalibrated scores, calibrated probabilities, decisions, thresholds)`` of ``policy`` on
-    probabilities ``ys`` (n, n_labels) whose columns are ``names``; differing labels are named."""
-    from ..decide.rules import apply_rule
-
-    try:
-        policy.check_labels(names)
-    except InputError as e:
-        raise InputError(f"{where}: {e}") from None
-    probs = policy.probabilities(ys, from_logits=False)
-    y_pred = apply_rule(probs, policy.schema, policy.rule, policy.thresholds,
-                        min_labels=policy.min_labels, max_labels=policy.max_labels)
-    return ys, probs, y_pred.astype(np.uint8), policy.thresholds
 
 
 def decisions_info(policy, yt: np.ndarray, ys: np.ndarray, ys_raw: np.ndarray | None, y_pred: np.ndarray,
@@ -101,3 +87,33 @@ def decisions_info(policy, yt: np.ndarray, ys: np.ndarray, ys_raw: np.ndarray | 
 def info_has_cal(policy) -> bool:
     """True when the policy carries a fitted calibration (not the identity)."""
     return policy is not None and policy.calibration is not None and policy.calibration.method != "none"
+
+
+def reconcile_files(thresholds: Any, scores_paths: "dict[str, Any]", schema, *, from_logits: bool = False
+                    ) -> tuple[Any, list[str]]:
+    """Decision files (``--thresholds``: one path, ``{name: path}`` or None) read against the sidecars
+    of the scores files ``{name: path}`` (:mod:`labelwise.decide.scorefile`): a decision file whose
+    calibration already produced the scores is used without it (one note each), a different
+    calibration on calibrated scores and logits/probabilities mix-ups are refused naming both files.
+    Returns the thresholds to evaluate with (policies where a calibration was dropped) and the notes."""
+    from ..decide.scorefile import reconcile
+
+    notes: list[str] = []
+    for path in scores_paths.values():
+        reconcile(path, None, from_logits=from_logits)  # logits vs probabilities, even with no decision file
+    if thresholds is None:
+        return None, notes
+    per = dict(thresholds) if isinstance(thresholds, dict) else {name: thresholds for name in scores_paths}
+    out: dict[str, Any] = {}
+    for name, spath in scores_paths.items():
+        given = per.get(name)
+        decision = load_decision(given, schema) if isinstance(given, (str, Path)) else given
+        if decision is not None and hasattr(decision, "decide"):
+            policy, said = reconcile(spath, decision, given, from_logits=from_logits)
+            if said:
+                notes += said
+                given = policy
+        out[name] = given
+    if not notes:
+        return thresholds, notes
+    return (out[next(iter(out))] if len(out) == 1 else out), notes

@@ -206,10 +206,14 @@ def _evaluate_prepared(yt, ys, schema, *, thresholds, tune, bootstrap, level, se
         where = f"{thresholds}"
         thresholds = load_decision(thresholds, schema)
     if thresholds is not None and hasattr(thresholds, "decide"):  # a DecisionPolicy
-        from .decisions import apply_policy
-
         policy = thresholds
-        ys_raw, ys, y_pred, thresholds = apply_policy(policy, ys, names, where)
+        try:
+            policy.check_labels(names)
+        except InputError as e:
+            raise InputError(f"{where}: {e}") from None
+        ys_raw = ys
+        ys, y_pred = policy.apply(ys, from_logits=False)
+        thresholds = policy.thresholds
         source = (f"from {where}" if where != "the thresholds" else "given") + f" ({policy.describe()})"
         notes.extend(policy.notes)
     elif thresholds is not None:
@@ -240,8 +244,10 @@ def _evaluate_prepared(yt, ys, schema, *, thresholds, tune, bootstrap, level, se
         notes.append(OPTIMISM_NOTE)
     else:
         source = "default 0.5"
-    if policy is None:
-        y_pred = np.asarray(T.decide(ys, schema, thresholds, default=0.5), dtype=np.uint8)
+    if policy is None:  # plain thresholds (or none: 0.5 per label), decided by the same road
+        from ..decide.policy import as_policy
+
+        y_pred = as_policy(thresholds, schema).apply(ys)[1]
 
     # ---- per-label metrics
     if known is not None:

@@ -24,13 +24,15 @@ __all__ = ["CaseExplanation", "slice_model", "explain_case", "explain_cases_to"]
 class CaseExplanation:
     """``slice_scores``: (n_slices, k) each slice's own score per asked label; ``top``: (k, top_k)
     slice indices, best first; ``maps``: (k, top_k, H, W) Grad-CAM of those slices; ``case_scores``:
-    (k,) the case-level scores."""
+    (k,) the case-level scores (the model's own); ``case_outputs``: (n_outputs,) every head output
+    of the case, for the decision policy."""
 
     labels: list[str]
     slice_scores: np.ndarray
     top: np.ndarray
     maps: np.ndarray
     case_scores: np.ndarray
+    case_outputs: np.ndarray | None = None
 
     def describe(self) -> str:
         """One line per label naming the slices that drove it, e.g. ``Tear (p=0.91): slices 12 (0.88), 13 (0.80)``."""
@@ -87,33 +89,37 @@ def explain_case(model: Any, stack: np.ndarray, labels: Sequence[str] | str | No
     cases = [x[None], np.ones((1, len(x)), "float32")]
     if model_inputs(model).mask_first:
         cases = cases[::-1]
-    case = np.asarray(model.predict(cases, verbose=0))[0, cols]
+    outputs = np.asarray(model.predict(cases, verbose=0))[0]
+    case = outputs[cols]
     top_k = max(1, min(int(top_k), len(x)))
     slice_scores = scores[:, cols]
     top = np.argsort(-slice_scores, axis=0, kind="stable")[:top_k].T  # (k, top_k)
     maps = np.zeros((len(cols), top_k, x.shape[1], x.shape[2]), "float32")
     for j, label in enumerate(target.labels):
         maps[j] = grad_cam(per_slice, x[top[j]], [label], target.layer.name)[:, 0]
-    return CaseExplanation(list(target.labels), slice_scores, top, maps, case)
+    return CaseExplanation(list(target.labels), slice_scores, top, maps, case, outputs)
 
 
 def explain_cases_to(model_path: Any, source: Any, out: Any, labels: Sequence[str] | str | None = None, *,
                      layer: str | None = None, top_k: int = 3, images: Any = None) -> tuple[int, int, Any]:
     """``labelwise explain`` for a case artifact: per case and label one PNG of the ``top_k`` slices
-    under their heatmaps (titled with the case probability, decision and each slice's own score),
-    and ``index.html`` with a line per case and label naming the slices. Returns
+    under their heatmaps (titled with the case's calibrated probability and decision, by the
+    artifact's decision policy as predict gives them, and each slice's own score), ``index.html``
+    with a line per case and label naming the slices, and ``predictions.csv`` in predict's format.
+    The slices are those predict uses (:func:`labelwise.training.predict.sample_slices`). Returns
     ``(cases, labels, index path)``."""
     import html
     from pathlib import Path
 
     from ..data.stacks import read_cases
-    from ..decide import decide
+    from ..decide.policy import as_policy
     from ..io import atomic_path, write_text
     from ..training.artifact import load
-    from ..training.predict import prepare_stack
+    from ..training.predict import prepare_stack, sample_slices, write_predictions
     from .overlay import _safe, overlay_png
 
-    model, schema, thresholds, pre = load(model_path) if not isinstance(model_path, tuple) else model_path
+    model, schema, decider, pre = load(model_path, policy=True) if not isinstance(model_path, tuple) else model_path
+    policy = as_policy(decider, schema)
     if pre is None:
         raise InputError("the artifact has no preprocessing settings (image size, channels)")
     cases = read_cases(source, images)
@@ -121,28 +127,31 @@ def explain_cases_to(model_path: Any, source: Any, out: Any, labels: Sequence[st
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file; give a folder for the pictures and index.html")
     out.mkdir(parents=True, exist_ok=True)
-    rows, n_labels = [], 0
+    sampling = str(pre.extra.get("slice_sampling", "center"))
+    rows, n_labels, all_p, all_d = [], 0, [], []
     for i, case_id in enumerate(cases.case_ids):
-        stack = prepare_stack(cases.load(i), image_size=pre.image_size, channels=pre.channels)
-        if pre.max_slices is not None and len(stack) > pre.max_slices:
-            start = (len(stack) - pre.max_slices) // 2
-            stack = stack[start:start + pre.max_slices]
+        raw = sample_slices(cases.load(i), pre.max_slices, sampling)
+        stack = prepare_stack(raw, image_size=pre.image_size, channels=pre.channels)
         e = explain_case(model, stack, labels, top_k=top_k, layer=layer)
         n_labels = len(e.labels)
-        full = np.zeros((1, schema.n_outputs))
-        full[0, [schema.output_labels.index(l) for l in e.labels]] = e.case_scores
-        said = decide(schema.complete_scores(full), schema, thresholds)[0]
+        probs, said = policy.apply(schema.complete_scores(np.asarray(e.case_outputs, "float64")[None]))
+        all_p.append(probs[0])
+        all_d.append(said[0])
         for j, label in enumerate(e.labels):
-            positive = bool(said[schema.labels.index(label)])
+            k = schema.labels.index(label)
+            positive, p = bool(said[0, k]), float(probs[0, k])
             for r, s in enumerate(e.top[j]):
                 name = f"{i:04d}_{_safe(case_id)}__{_safe(label)}__slice{int(s)}.png"
-                title = (f"{case_id} | {label}: p = {e.case_scores[j]:.3f}, {'positive' if positive else 'negative'}"
+                title = (f"{case_id} | {label}: p = {p:.3f}, {'positive' if positive else 'negative'}"
                          f" | slice {int(s)} alone: {e.slice_scores[s, j]:.3f}")
                 with atomic_path(out / name) as tmp:
                     Path(tmp).write_bytes(overlay_png(stack[s], e.maps[j, r], title))
                 rows.append(f"<tr><td>{html.escape(case_id)}</td><td>{html.escape(label)}</td>"
-                            f"<td>{e.case_scores[j]:.3f}</td><td>{int(s)} ({e.slice_scores[s, j]:.3f})</td>"
+                            f"<td>{p:.3f}</td><td>{int(s)} ({e.slice_scores[s, j]:.3f})</td>"
                             f'<td><img src="{html.escape(name)}" style="width:360px"></td></tr>')
+    if all_p:
+        write_predictions(out / "predictions.csv", list(cases.case_ids), np.stack(all_p), np.stack(all_d), schema,
+                          policy=policy)
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>Which slices?</title></head><body>"
             "<h1>Which slices drove each label?</h1><p>Each slice's own score is what the model says of a case "
             "made of that slice alone; the top slices are shown under the Grad-CAM of the label's logit.</p>"

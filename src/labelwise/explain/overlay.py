@@ -1,6 +1,7 @@
 """What ``labelwise explain`` writes: per image and label an overlay PNG (the image, and the
 image under its Grad-CAM heatmap, titled with the label's probability and decision) and an
-``index.html`` that shows them all in one table (one row per image, one column per label).
+``index.html`` that shows them all in one table (one row per image, one column per label), and
+``predictions.csv``: the probabilities and decisions drawn, in ``labelwise predict``'s format.
 
 :func:`explain_images` reads the images with the artifact's own preprocessing (as ``predict``
 does), scores them and computes the maps; :func:`write_explanations` draws and writes the files,
@@ -28,9 +29,12 @@ __all__ = ["Explanation", "explain_images", "write_explanations"]
 class Explanation:
     """Grad-CAM maps of ``labels`` for ``images`` with the model's view of each image.
 
-    ``maps``: (n, k, H, W) in [0, 1]; ``probabilities``/``decisions``: (n, k), the score of each
-    asked label and its 0/1 decision (thresholds of the artifact; 0.5 when it has none, said in
-    ``threshold_note``); ``layer``: the feature map explained.
+    ``maps``: (n, k, H, W) in [0, 1]; ``probabilities``/``decisions``: (n, k), the calibrated
+    probability of each asked label and its 0/1 decision, by the artifact's decision policy (the
+    numbers predict and serve give; 0.5 per label when the model carries no policy, said in
+    ``threshold_note``); ``layer``: the feature map explained. ``all_probabilities`` /
+    ``all_decisions``: (n, n_labels) over every label of ``schema``, as predict writes them;
+    ``policy``: the :class:`labelwise.decide.DecisionPolicy` that made them.
     """
 
     ids: list[str]
@@ -41,6 +45,10 @@ class Explanation:
     decisions: np.ndarray
     layer: str
     threshold_note: str = ""
+    all_probabilities: np.ndarray | None = None
+    all_decisions: np.ndarray | None = None
+    schema: Any = None
+    policy: Any = None
 
 
 def _read_images(source: Any, image_size: Sequence[int], channels: int) -> tuple[list[str], np.ndarray]:
@@ -60,23 +68,26 @@ def _read_images(source: Any, image_size: Sequence[int], channels: int) -> tuple
 
 def explain_images(model: Any, images: Any, labels: Sequence[str] | str | None = None, layer: str | None = None, *,
                    batch_size: int = 16) -> Explanation:
-    """Scores, decisions and Grad-CAM maps for ``images`` (a folder, a table of paths, a list of
-    paths, or an (n, H, W, C) array of 0-255 pixels).
+    """Probabilities, decisions and Grad-CAM maps for ``images`` (a folder, a table of paths, a list
+    of paths, or an (n, H, W, C) array of 0-255 pixels).
 
-    ``model``: a path to a ``labelwise train`` artifact, the tuple ``artifact.load`` returns, or a
-    Keras model built by ``build_model`` (then images must be an array and decisions use 0.5).
+    ``model``: a path to a ``labelwise train`` artifact (loaded with its decision policy), the tuple
+    ``artifact.load`` returns, or a Keras model built by ``build_model`` (then images must be an
+    array and decisions use 0.5). Probabilities and decisions come from the policy's
+    :meth:`~labelwise.decide.DecisionPolicy.apply`, as in predict and serve.
     """
+    from ..decide.policy import as_policy
     from ..training.artifact import load as load_artifact
-    from ..decide import decide
     from .gradcam import grad_cam, resolve_target
 
-    thresholds = pre = None
+    decider = pre = None
     if isinstance(model, (str, os.PathLike)):
-        model, _, thresholds, pre = load_artifact(model)
+        model, _, decider, pre = load_artifact(model, policy=True)
     elif isinstance(model, tuple):
-        model, _, thresholds, pre = model
+        model, _, decider, pre = model
     target = resolve_target(model, labels, layer)  # bad labels/layer fail before any image is read
     schema = target.schema
+    policy = as_policy(decider, schema)
     shape = tuple(model.inputs[0].shape[1:])
     if pre is not None:
         size, channels = tuple(pre.image_size), pre.channels
@@ -96,10 +107,11 @@ def explain_images(model: Any, images: Any, labels: Sequence[str] | str | None =
         scores = powerset_scores_to_label_scores(raw, target.head.classes, schema)
     else:
         scores = schema.complete_scores(raw)
-    decisions = decide(scores, schema, thresholds)
+    probs, decisions = policy.apply(scores)
     cols = [schema.labels.index(l) for l in target.labels]
-    note = "" if thresholds is not None else "the model has no thresholds: decisions use 0.5"
-    return Explanation(ids, x, list(target.labels), maps, scores[:, cols], decisions[:, cols], target.layer.name, note)
+    note = policy.notes[0] if policy.is_default and policy.notes else ""
+    return Explanation(ids, x, list(target.labels), maps, probs[:, cols], decisions[:, cols], target.layer.name,
+                       note, probs, decisions, schema, policy)
 
 
 def _safe(name: str) -> str:
@@ -131,8 +143,9 @@ def overlay_png(image: np.ndarray, heat: np.ndarray, title: str) -> bytes:
 
 
 def write_explanations(explanation: Explanation, out: str | os.PathLike, *, title: str = "Where did it look?") -> Path:
-    """Write ``<out>/<image>__<label>.png`` for every image and label, then ``<out>/index.html``;
-    returns the index path."""
+    """Write ``<out>/<image>__<label>.png`` for every image and label, ``<out>/predictions.csv`` (the
+    probabilities and decisions drawn, in predict's format, with its sidecar), then
+    ``<out>/index.html``; returns the index path."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file; give a folder for the pictures and index.html")
@@ -150,6 +163,11 @@ def write_explanations(explanation: Explanation, out: str | os.PathLike, *, titl
             cells.append(f'<td><img src="{html.escape(name)}" alt="{html.escape(caption)}"><br>'
                          f'{html.escape(caption)}</td>')
         rows.append(f"<tr><th>{html.escape(str(ident))}</th>{''.join(cells)}</tr>")
+    if e.all_probabilities is not None and e.schema is not None:
+        from ..training.predict import write_predictions
+
+        write_predictions(out / "predictions.csv", e.ids, e.all_probabilities, e.all_decisions, e.schema,
+                          policy=e.policy)
     head = "".join(f"<th>{html.escape(l)}</th>" for l in e.labels)
     note = f"<p>{html.escape(e.threshold_note)}</p>" if e.threshold_note else ""
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"

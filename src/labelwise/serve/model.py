@@ -3,10 +3,10 @@
 :class:`ServedModel` holds the model, its schema, thresholds and preprocessing, and does for
 the server exactly what ``labelwise predict`` does for files, through the same functions
 (:func:`labelwise.training.predict.image_inputs`, :func:`~labelwise.training.predict.outputs_to_scores`,
-:func:`~labelwise.training.predict.decide_scores`): encoded bytes -> model input, model outputs ->
-scores with the derived ``none`` score -> schema-consistent decisions. The app decodes each
-request's images in one call, in its decode pool (:mod:`labelwise.serve.limits`), and queues the
-decoded rows for the model. It also checks what a
+:meth:`labelwise.decide.DecisionPolicy.apply`): encoded bytes -> model input, model outputs ->
+scores with the derived ``none`` score -> the artifact's policy: calibrated probabilities and
+schema-consistent decisions. The app decodes each request's images in one call, in its decode
+pool (:mod:`labelwise.serve.limits`), and queues the decoded rows for the model. It also checks what a
 client sends and words the refusal (:class:`RequestError`, with an HTTP status), and describes
 itself in Open Inference Protocol v2 terms (:meth:`ServedModel.metadata`).
 """
@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import InputError
-from ..training.predict import decide_scores, image_inputs, model_inputs, outputs_to_scores, probabilities_and_decisions
+from ..training.predict import image_inputs, model_inputs, outputs_to_scores
 
 __all__ = ["ServedModel", "RequestError", "READABLE_FORMATS"]
 
@@ -82,7 +82,9 @@ def _num(v: float) -> float | None:
 class ServedModel:
     """An opened artifact plus the request steps (see the module docstring).
 
-    ``input_shape`` is ``(h, w, c)`` of one model input; ``thresholds`` are the artifact's.
+    ``input_shape`` is ``(h, w, c)`` of one model input; ``policy`` is the artifact's
+    :class:`labelwise.decide.DecisionPolicy` (always one: 0.5 per label for a model saved without),
+    ``thresholds`` its per-label thresholds (None for rules that need none).
     """
 
     name: str
@@ -92,22 +94,29 @@ class ServedModel:
     pre: Any
     input_shape: tuple[int, int, int]
     path: str = ""
-    policy: Any = None  # the artifact's DecisionPolicy (calibration + rule); None: its thresholds decide
+    policy: Any = None
+
+    def __post_init__(self) -> None:
+        from ..decide.policy import as_policy
+
+        self.policy = as_policy(self.policy if self.policy is not None else self.thresholds, self.schema)
+        if self.thresholds is None:
+            self.thresholds = self.policy.thresholds
 
     @classmethod
     def open(cls, path: str | os.PathLike, *, name: str | None = None) -> "ServedModel":
-        """Load ``model.keras`` and check it can be served: a per-image model (not a case
-        model) with preprocessing and thresholds stored; :class:`InputError` otherwise."""
-        from ..training.artifact import as_policy, load, metadata_of
+        """Load ``model.keras`` with its decision policy and check it can be served: a per-image model
+        (not a case model) with preprocessing stored; :class:`InputError` otherwise. A model saved
+        without a policy decides at 0.5 per label (a ``UserWarning`` says so)."""
+        import warnings
 
-        model, schema, thresholds, pre = load(path)
-        meta = metadata_of(model)
-        policy = as_policy(meta.policy, schema, source=str(path)) if meta.policy is not None else None
+        from ..training.artifact import load
+
+        model, schema, policy, pre = load(path, policy=True)
         if pre is None:
             raise InputError(f"{path}: the artifact has no preprocessing settings (image size, channels)")
-        if thresholds is None and policy is None:
-            raise InputError(f"{path}: the artifact has no thresholds; tune them (labelwise thresholds) and save "
-                             "them into it")
+        if policy.is_default:
+            warnings.warn(f"{path}: {policy.notes[0]}", stacklevel=2)
         spec = model_inputs(model)
         if spec.kind != "image":
             raise InputError(f"{path}: the model is {spec.describe()}; labelwise serve serves per-image models "
@@ -118,7 +127,7 @@ class ServedModel:
             raise InputError(f"{path}: the artifact's preprocessing gives {h}x{w}x{c} inputs, but the model takes "
                              f"{given}; save the artifact again with matching Preprocessing")
         name = name or Path(path).stem
-        return cls(name, model, schema, thresholds, pre, (h, w, c), str(path), policy)
+        return cls(name, model, schema, policy.thresholds, pre, (h, w, c), str(path), policy)
 
     # ------------------------------------------------------------- the steps
     def check(self, data: bytes, *, name: str = "the image") -> None:
@@ -149,10 +158,7 @@ class ServedModel:
 
     def finish(self, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Head outputs ``(n, n_outputs)`` -> ``(scores, decisions)``, both ``(n, n_labels)``."""
-        scores = outputs_to_scores(outputs, self.schema)
-        if self.policy is not None:  # calibrated probabilities, decided by the artifact's rule
-            return probabilities_and_decisions(scores, self.policy)
-        return scores, decide_scores(scores, self.schema, self.thresholds)
+        return self.policy.apply(outputs_to_scores(outputs, self.schema))
 
     def explain(self, items: Sequence[Any], label: str, scores: np.ndarray, decisions: np.ndarray) -> list[str]:
         """Base64 PNG overlays of ``label``'s Grad-CAM heatmap (:func:`labelwise.explain.grad_cam`),
@@ -207,11 +213,10 @@ class ServedModel:
     def decision_rule(self) -> str:
         """The decision rule in words."""
         parts = []
-        rule = self.policy.parsed_rule if self.policy is not None else None
-        if rule is not None and self.policy.calibration is not None:
+        rule = self.policy.parsed_rule
+        if self.policy.calibration is not None:
             parts.append(f"probabilities calibrated ({self.policy.calibration.method}, fitted on validation)")
-        if rule is not None and rule.name not in ("f1", "fbeta", "youden", "sensitivity", "specificity",
-                                                  "precision", "macro-f1", "micro-f1"):
+        if self.policy.thresholds is None and rule.name not in ("hamming", "subset"):
             parts.append(f"independent labels: decided by the rule {rule} on the probabilities "
                          "(per-label thresholds do not apply)")
         elif self.schema.independent:
@@ -244,9 +249,9 @@ class ServedModel:
                 "schema": self.schema.to_dict(),
                 "thresholds": _clean(thr),
                 # None: probabilities are the model's own
-                "calibration": _clean(self.policy.calibration.to_dict()) if self.policy is not None
-                and self.policy.calibration is not None else None,
-                "rule": self.policy.rule if self.policy is not None else None,
+                "calibration": _clean(self.policy.calibration.to_dict())
+                if self.policy.calibration is not None else None,
+                "rule": self.policy.rule,
                 "decision_rule": self.decision_rule(),
                 "preprocessing": self.pre.to_dict(),
                 "pixel_values": "FP32 inputs are pixels in 0-255, already resized; the model normalises them",

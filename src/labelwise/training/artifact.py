@@ -21,6 +21,7 @@ from typing import Any, Mapping
 
 import keras
 
+from ..decide.policy import as_policy
 from ..errors import InputError
 from ..io import atomic_path
 from ..labels.schema import LabelSchema
@@ -228,40 +229,16 @@ def _check_keras_file(path: Path) -> None:
                          "save the model with labelwise (or keras.Model.save) again")
 
 
-def as_policy(thresholds: Any, schema: LabelSchema, *, source: str | None = None):
-    """Whatever decides -> a :class:`labelwise.decide.DecisionPolicy` over ``schema`` (None stays None).
-
-    A policy passes through; a policy dict or a thresholds dict / ``Thresholds`` (an artifact from
-    before policies) becomes a policy with no calibration whose per-label thresholds decide as before.
-    """
-    from ..decide.policy import DecisionPolicy
-    from ..decide.thresholds import Thresholds
-
-    if thresholds is None or isinstance(thresholds, DecisionPolicy):
-        return thresholds
-    if isinstance(thresholds, Thresholds):
-        thresholds = thresholds.to_dict()
-    if not isinstance(thresholds, Mapping):
-        raise InputError(f"{source or 'the artifact'}: cannot decide with a {type(thresholds).__name__}; "
-                         "give a DecisionPolicy, a Thresholds or their dict")
-    try:
-        return DecisionPolicy.from_dict(thresholds, source=source, schema=schema)
-    except InputError:
-        if thresholds.get("format") == "labelwise.decision":
-            raise
-        # an old thresholds method that is no rule name today: per-label thresholds decide the same
-        th = Thresholds.from_dict(thresholds, source=source)
-        return DecisionPolicy(schema, "f1", th.for_labels([x for x in schema.independent if x in th.labels]))
-
-
 def load(path: str | os.PathLike, *, compile: bool = False, policy: bool = False):
     """Open an artifact: returns ``(model, schema, thresholds, preprocessing)``.
 
     ``thresholds`` is a :class:`labelwise.decide.thresholds.Thresholds` when that module is available
     (else the stored dict), or None when the artifact has none; ``preprocessing`` a
     :class:`Preprocessing` (or None). With ``policy=True`` the third item is instead the
-    :class:`labelwise.decide.DecisionPolicy` that decides (calibration + rule; for an artifact
-    written before policies, its thresholds with no calibration; None when it has neither).
+    :class:`labelwise.decide.DecisionPolicy` that decides, always one: the stored policy
+    (calibration + rule); for an artifact written before policies, its thresholds with no
+    calibration; for a model saved with neither, :meth:`DecisionPolicy.identity` (0.5 per label,
+    no calibration; ``policy.is_default`` is True and its note says so).
     """
     path = Path(path)
     if not path.exists():

@@ -202,13 +202,14 @@ def _finish_cases(config, data, schema, model, state, val_set, test_set, out, re
     from ..decide.policy import fit_policy
     from . import artifact
     from .artifact import Preprocessing
-    from .finish import keras_verbose
-    from .predict import probabilities_and_decisions, write_predictions
+    from .finish import _write_val_scores, keras_verbose
+    from .predict import write_predictions
 
     val_y = np.asarray(data.val.y)
     say(f"fitting the decisions on {len(val_y)} validation cases: calibration {config.calibration}, "
         f"rule {config.decide_for}")
     val_scores = schema.complete_scores(model.predict(val_set.for_predict(), verbose=keras_verbose(config.verbose)))
+    _write_val_scores(out, data.val.ids, val_scores, schema)
     policy = fit_policy(val_y, val_scores, schema, rule=config.decide_for,
                         calibration=None if config.calibration == "none" else config.calibration,
                         min_labels=config.min_labels, max_labels=config.max_labels)
@@ -225,8 +226,9 @@ def _finish_cases(config, data, schema, model, state, val_set, test_set, out, re
                               bootstrap=config.bootstrap, summary=summary,
                               score_source=config.binary if config.loss == "schema" else config.loss)
         evaluation.save(out / "report", plots=config.plots)
-        probs, decisions = probabilities_and_decisions(scores, policy)
-        write_predictions(out / "test_predictions.csv", np.asarray(data.test.ids), probs, decisions, schema)
+        probs, decisions = policy.apply(scores)
+        write_predictions(out / "test_predictions.csv", np.asarray(data.test.ids), probs, decisions, schema,
+                          policy=policy)
         say(evaluation.format_table())
         say(f"report: {out / 'report' / 'report.html'}")
     else:

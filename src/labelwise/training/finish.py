@@ -54,6 +54,18 @@ def _warn_if_overdeciding(policy, val_y, val_scores, schema, config) -> None:
                or config.calibration == "none" else "consider decide_for = 'hamming' or max_labels"), stacklevel=3)
 
 
+def _write_val_scores(out: Path, ids, val_scores, schema) -> None:
+    """``val_scores.csv``: the raw validation scores the decision policy was fitted on (marked raw in
+    its sidecar), so calibrate / thresholds --compare can be re-run without predicting again."""
+    from ..decide.scorefile import write_scores
+
+    if len(ids) != len(val_scores):
+        return  # the ids cannot be matched to the rows: better no file than a misaligned one
+    write_scores(out / "val_scores.csv", list(ids), val_scores, schema.labels, values="raw",
+                 note="the validation scores train calibrated and tuned the decision policy on (model outputs, "
+                      "no calibration)")
+
+
 def interactive() -> bool:
     """Whether stdout is a terminal: Keras' progress bars there, one line per stage elsewhere."""
     return bool(getattr(sys.stdout, "isatty", lambda: False)())
@@ -95,16 +107,18 @@ def training_summary(config, data, state, resumed_from: int = 0, *, n_test: int 
 def _finish(config, data, schema, model, state, val_ds, val_y, out, resumed_from, say, *, plan=None) -> TrainResult:
     from . import artifact
     from .artifact import Preprocessing
-    from .predict import predict_scores, probabilities_and_decisions, write_predictions
+    from .predict import predict_scores, write_predictions
     from ..decide.policy import fit_policy
 
     say(f"fitting the decisions on {len(val_y)} validation images (the {len(val_y)} rows of the val split; no test "
         f"row): calibration {config.calibration}, rule {config.decide_for}")
     val_scores = schema.complete_scores(model.predict(val_ds, verbose=keras_verbose(config.verbose))[: len(val_y)])
+    src = getattr(val_ds, "labelwise_source", None)  # unreadable validation images were left out
+    _write_val_scores(out, np.asarray(data.val.ids)[src.keep] if src is not None else data.val.ids, val_scores, schema)
     if (np.asarray(val_y) < 0).any():  # unknown cells: each threshold tuned on its label's known rows
         from ..decide.rules import parse_rule
         from ..evaluation.known import tune_known
-        from .artifact import as_policy
+        from ..decide.policy import as_policy
 
         rule = parse_rule(config.decide_for)
         kwargs = rule.tune_kwargs() if rule.per_label else {"method": "f1"}
@@ -137,9 +151,9 @@ def _finish(config, data, schema, model, state, val_ds, val_y, out, resumed_from
         evaluation.training = training_summary(config, data, state, resumed_from, n_test=len(test_y),
                                                 n_val=len(val_y))
         evaluation.save(out / "report", plots=config.plots)
-        probs, decisions = probabilities_and_decisions(test.scores, policy)
+        probs, decisions = policy.apply(test.scores)
         write_predictions(out / "test_predictions.csv", np.asarray(data.test.ids)[test.keep], probs,
-                          decisions, schema)
+                          decisions, schema, policy=policy)
         say(evaluation.format_table())
         say(f"report: {out / 'report' / 'report.html'}")
     else:

@@ -6,9 +6,10 @@ model in batches and returns a table with one probability column per label: the 
 scores calibrated by the artifact's decision policy (the derived ``none`` probability included:
 ``prod(1 - p_independent)``), one 0/1 decision column per label by the policy's rule (one member
 per exclusive group, ``none`` derived -- so a decision never breaks the schema), and a ``labels``
-column with the decided labels joined by ``|``. :func:`probabilities_and_decisions` is that last step
-("scores -> (probabilities, decisions)"), shared with serving. An artifact written before
-policies decides by its stored thresholds with no calibration, as it did.
+column with the decided labels joined by ``|``. That last step ("scores -> (probabilities,
+decisions)") is :meth:`labelwise.decide.DecisionPolicy.apply`, the one road serve, explain and
+train take too. An artifact written before policies decides by its stored thresholds with no
+calibration, as it did; a model saved with neither decides at 0.5 per label (said once).
 
 Case models (:func:`labelwise.blocks.models.build_case_model`: inputs ``images (b, n, H, W, C)`` and
 ``mask (b, n)``, told apart by the model's input shapes) get one row per case instead: the
@@ -31,13 +32,12 @@ import numpy as np
 
 from ..errors import InputError
 from ..io import atomic_path
+from ..decide.policy import resolve_policy
 from ..labels.schema import LabelSchema
-from .decisions import probabilities_and_decisions, resolve_policy
 
 __all__ = ["predict", "predict_scores", "predict_case_scores", "Scores", "ModelInputs", "model_inputs",
            "prepare_stack", "prediction_frame", "write_predictions", "read_inputs", "image_inputs", "outputs_to_scores",
-           "decide_scores",
-           "probabilities_and_decisions", "resolve_policy"]
+           "resolve_policy", "sample_slices"]
 
 _PATH_COLUMNS = ("path", "image", "image_path", "file", "filename", "Image Index", "id")
 
@@ -105,12 +105,20 @@ def prediction_frame(ids: Sequence[Any], scores: np.ndarray, decisions: np.ndarr
 
 
 def write_predictions(path: str | os.PathLike, ids: Sequence[Any], scores: np.ndarray, decisions: np.ndarray,
-                      schema: LabelSchema) -> Path:
+                      schema: LabelSchema, *, policy: Any = None) -> Path:
     """Write :func:`prediction_frame` as CSV, atomically. Scores keep 9 significant digits (``%.9g``),
-    so a tiny probability (a derived none score of 1e-7) is written as such, never as 0, and ranks."""
+    so a tiny probability (a derived none score of 1e-7) is written as such, never as 0, and ranks.
+
+    With ``policy`` (the :class:`labelwise.decide.DecisionPolicy` that made them) the sidecar
+    ``<path>.json`` records what the ``p_`` columns hold (:mod:`labelwise.decide.scorefile`):
+    calibrated probabilities under that policy, or raw ones when it has no calibration."""
     frame = prediction_frame(ids, scores, decisions, schema)
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False, float_format="%.9g")
+    if policy is not None:
+        from ..decide.scorefile import values_of, write_state
+
+        write_state(path, values_of(policy), policy)
     return Path(path)
 
 
@@ -293,6 +301,18 @@ def _central(stack: np.ndarray, n: int | None) -> np.ndarray:
     return stack[start : start + n]
 
 
+def sample_slices(stack: np.ndarray, max_slices: int | None, slice_sampling: str = "center") -> np.ndarray:
+    """The slices of a raw stack a case model sees: all of them when ``max_slices`` is None or the
+    stack is no longer; else ``max_slices`` evenly spaced ones (``slice_sampling="even"``,
+    :func:`labelwise.data.cases.even_slices`) or the central ones ("center"). predict and explain
+    both cut through this function."""
+    if slice_sampling == "even" and max_slices is not None:
+        from ..data.cases import even_slices
+
+        stack = stack[even_slices(stack.shape[0], max_slices)]
+    return _central(stack, max_slices)
+
+
 def predict_case_scores(model: Any, cases: Any, *, schema: LabelSchema, image_size: Sequence[int], channels: int,
                         batch_size: int = 8, max_slices: int | None = None,
                         pixel_range: Sequence[float] = (0.0, 255.0), skip_unreadable: bool = False,
@@ -359,12 +379,7 @@ def predict_case_scores(model: Any, cases: Any, *, schema: LabelSchema, image_si
         idx = order[start : start + int(batch_size)]
         stacks = []
         for i in idx:
-            raw = cases.load(int(i))
-            if slice_sampling == "even" and cut is not None:
-                from ..data.cases import even_slices
-
-                raw = raw[even_slices(raw.shape[0], cut)]
-            raw = _central(raw, cut)
+            raw = sample_slices(cases.load(int(i)), cut, slice_sampling)
             vmin, vmax = float(np.min(raw)), float(np.max(raw))
             if vmin < lo or vmax > hi:
                 out_of_range[str(cases.paths[i])] = f"values {vmin:g} to {vmax:g}"
@@ -428,8 +443,9 @@ def predict(model: Any, source: Any, *, out: str | os.PathLike | None = None, im
     for images (see :func:`predict_scores`).
 
     The ``p_`` columns are the calibrated probabilities and the decisions follow the artifact's
-    rule (:func:`probabilities_and_decisions`); ``decide_for`` replaces the rule by one that needs no validation
-    data (see :func:`resolve_policy`).
+    rule (:meth:`labelwise.decide.DecisionPolicy.apply`); ``decide_for`` replaces the rule by one that needs
+    no validation data (see :func:`resolve_policy`). A model saved without a policy decides at 0.5 per
+    label with no calibration, and a ``UserWarning`` says so.
     """
     from . import artifact
 
@@ -437,7 +453,12 @@ def predict(model: Any, source: Any, *, out: str | os.PathLike | None = None, im
                                       else model)
     if pre is None:
         raise InputError("the artifact has no preprocessing settings (image size, channels)")
+    if thresholds is None:  # the tuple of artifact.load(path) without policy=True: the stored policy decides
+        meta = artifact.metadata_of(model)
+        thresholds = getattr(meta, "policy", None)
     policy = resolve_policy(thresholds, schema, decide_for)
+    if policy.is_default:
+        warnings.warn(policy.notes[0] if policy.notes else "no decision policy: 0.5 per label", stacklevel=2)
     spec = model_inputs(model)
     _check_pre(spec, pre)
     given = Path(source) if isinstance(source, (str, os.PathLike)) else None
@@ -481,9 +502,9 @@ def predict(model: Any, source: Any, *, out: str | os.PathLike | None = None, im
                                 batch_size=64 if batch_size is None else batch_size,
                                 skip_unreadable=skip_unreadable, verbose=verbose, pipeline=pipeline)
         ids = [ids[i] for i in result.keep]
-    probs, decisions = probabilities_and_decisions(result.scores, policy)
+    probs, decisions = policy.apply(result.scores)
     if out is not None:
-        write_predictions(out, ids, probs, decisions, schema)
+        write_predictions(out, ids, probs, decisions, schema, policy=policy)
     frame = prediction_frame(ids, probs, decisions, schema)
     frame.attrs["kind"] = spec.kind
     frame.attrs["skipped"] = dict(result.skipped)  # found but not predicted: {path: reason}
@@ -561,15 +582,3 @@ def outputs_to_scores(probs: np.ndarray, schema: LabelSchema) -> np.ndarray:
         raise InputError(f"the model outputs {_per_item(probs.shape)} per image, but its schema has "
                          f"{schema.n_outputs} outputs {list(schema.output_labels)}")
     return schema.complete_scores(probs)
-
-
-def decide_scores(scores: np.ndarray, schema: LabelSchema, thresholds: Any) -> np.ndarray:
-    """Scores ``(n, n_labels)`` -> 0/1 decisions ``(n, n_labels)`` that obey the schema.
-
-    ``thresholds``: a ``Thresholds`` (``score >= threshold`` for independent labels, arg-max per
-    exclusive group, ``none`` when no independent label is on), or a
-    :class:`labelwise.decide.DecisionPolicy` (calibration, then its rule). The decisions of
-    :func:`probabilities_and_decisions`, which also returns the calibrated probabilities: use that
-    one to report probabilities.
-    """
-    return probabilities_and_decisions(scores, thresholds, schema)[1]
