@@ -32,7 +32,7 @@ def _dead_pid() -> int:
     return proc.pid
 
 
-def test_item17_leftovers_of_a_killed_writer_are_removed_on_the_next_write(tmp_path):
+def test_leftovers_of_a_killed_writer_are_removed_on_the_next_write(tmp_path):
     for name in ("model.keras", "log.json", "t.csv"):
         _killed_writer(tmp_path, name)
     left = sorted(p.name for p in tmp_path.iterdir())
@@ -44,7 +44,7 @@ def test_item17_leftovers_of_a_killed_writer_are_removed_on_the_next_write(tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other.json"]
 
 
-def test_item17_live_writers_user_files_and_recent_legacy_names_are_kept(tmp_path):
+def test_live_writers_user_files_and_recent_legacy_names_are_kept(tmp_path):
     live = tmp_path / f".model.{os.getppid()}-abcd1234.tmp.keras"  # a running process's write
     recent = tmp_path / ".log.abcd1234.tmp.json"  # no pid (older versions): kept while recent
     old = tmp_path / ".t.zzzz9999.tmp.csv"

@@ -31,13 +31,13 @@ NOISE = [
 ]
 
 
-def test_item10_noise_lines_are_recognised_and_messages_are_not():
+def test_noise_lines_are_recognised_and_messages_are_not():
     assert all(is_noise(line) for line in NOISE)
     assert not is_noise("labelwise train: error: t.csv: duplicate id 'a'")
     assert not is_noise("F0000 00:00:1.0 1 check.cc:1] Check failed: fatal")  # fatal errors stay
 
 
-def test_item10_warnings_are_printed_as_the_message_alone(tmp_path):
+def test_warnings_are_printed_as_the_message_alone(tmp_path):
     (tmp_path / "t.csv").write_text("id,labels\na,x\nb,y\na,x\n")
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
     run = subprocess.run([sys.executable, "-m", "labelwise", "inspect", str(tmp_path / "t.csv")],
@@ -50,7 +50,7 @@ def test_item10_warnings_are_printed_as_the_message_alone(tmp_path):
 
 
 @pytest.mark.slow
-def test_item10_predict_into_a_file_has_no_native_logs_and_no_escape_codes(tmp_path):
+def test_predict_into_a_file_has_no_native_logs_and_no_escape_codes(tmp_path):
     keras = pytest.importorskip("keras")
     from labelwise import LabelSchema
     from labelwise.training import artifact

@@ -41,7 +41,7 @@ def _expected(model, arrays):
     return model.predict(np.stack(arrays).astype(np.float32)[..., None], verbose=0)
 
 
-def test_item18_predict_one_image_several_paths_and_a_glob(saved, capsys):
+def test_predict_one_image_several_paths_and_a_glob(saved, capsys):
     folder, path, model, pixels = saved
     one = folder / "im1.png"
     assert main(["predict", str(path), str(one), "--out", str(folder / "one.csv"), "--quiet"]) == 0
@@ -62,7 +62,7 @@ def test_item18_predict_one_image_several_paths_and_a_glob(saved, capsys):
     assert "matches no image file" in capsys.readouterr().err
 
 
-def test_item19_truncated_or_empty_keras_file_is_named_not_valid(saved, tmp_path, capsys):
+def test_truncated_or_empty_keras_file_is_named_not_valid(saved, tmp_path, capsys):
     _, path, _, _ = saved
     data = path.read_bytes()
     (tmp_path / "cut.keras").write_bytes(data[: len(data) // 2])
@@ -76,7 +76,7 @@ def test_item19_truncated_or_empty_keras_file_is_named_not_valid(saved, tmp_path
     assert "not a valid .keras file" in err and "not found" not in err.lower()
 
 
-def test_item20_schema_must_fit_the_model_at_save_and_shape_message_has_no_batch(saved, tmp_path):
+def test_schema_must_fit_the_model_at_save_and_shape_message_has_no_batch(saved, tmp_path):
     folder, _, model, _ = saved
     two = LabelSchema(independent=("cat", "dog"))
     with pytest.raises(InputError, match=r"outputs 3 scores per image, but the schema has 2 outputs \['cat', 'dog'\]"):

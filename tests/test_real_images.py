@@ -22,7 +22,7 @@ def _photos(tmp_path, sizes):
     return files
 
 
-def test_item1_cache_with_targets_and_files_of_different_sizes(tmp_path):
+def test_cache_with_targets_and_files_of_different_sizes(tmp_path):
     # Portrait, landscape, square, smaller and larger than the model size: train --cache used to
     # stack (pixels, y) pairs into one array and crash with "inhomogeneous shape".
     files = _photos(tmp_path, [(40, 30), (30, 50), (64, 64), (20, 20), (33, 17)])
@@ -52,7 +52,7 @@ def _quadrants(h=24, w=40):
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
-def test_item12_exif_orientation_is_applied_like_pillow(tmp_path, orientation):
+def test_exif_orientation_is_applied_like_pillow(tmp_path, orientation):
     path = tmp_path / f"o{orientation}.jpg"
     exif = Image.Exif()
     exif[0x0112] = orientation
@@ -70,7 +70,7 @@ def test_item12_exif_orientation_is_applied_like_pillow(tmp_path, orientation):
             assert np.abs(stored - got).mean() > 40
 
 
-def test_item12_orientation_reader_ignores_non_jpeg_and_cut_headers(tmp_path):
+def test_orientation_reader_ignores_non_jpeg_and_cut_headers(tmp_path):
     png = tmp_path / "a.png"
     Image.fromarray(_quadrants()).save(png)
     assert exif_orientation(png.read_bytes()) == 1
@@ -83,7 +83,7 @@ def test_item12_orientation_reader_ignores_non_jpeg_and_cut_headers(tmp_path):
     assert exif_orientation((tmp_path / "c.jpg").read_bytes()) == 1
 
 
-def test_item12_served_bytes_are_turned_upright_too(tmp_path):
+def test_served_bytes_are_turned_upright_too(tmp_path):
     from labelwise.training.predict import image_inputs
 
     path = tmp_path / "six.jpg"

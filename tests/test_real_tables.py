@@ -19,7 +19,7 @@ def _images(folder, names):
     return folder
 
 
-def test_item2_ids_without_extension_match_the_one_file_with_that_stem(tmp_path):
+def test_ids_without_extension_match_the_one_file_with_that_stem(tmp_path):
     imgs = _images(tmp_path / "img", ["tt01.jpg", "tt02.jpg", "tt03.png"])
     (tmp_path / "t.csv").write_text("id,labels\ntt01,a\ntt02,b\ntt03,a|b\n")
     with warnings.catch_warnings(record=True) as caught:
@@ -30,7 +30,7 @@ def test_item2_ids_without_extension_match_the_one_file_with_that_stem(tmp_path)
     assert [p.rsplit("/", 1)[1] for p in t.paths] == ["tt01.jpg", "tt02.jpg", "tt03.png"]
 
 
-def test_item2_not_found_names_a_near_miss_and_never_suggests_dropping_most_rows(tmp_path):
+def test_not_found_names_a_near_miss_and_never_suggests_dropping_most_rows(tmp_path):
     imgs = _images(tmp_path / "img", ["tt01.jpg", "tt01.png", "tt02.JPG", "tt03.jpg", "tt04.jpg"])
     # tt01 is ambiguous (two files), the rest are named by another spelling: every row is missing
     (tmp_path / "t.csv").write_text("id,labels\ntt01,a\nTT02.jpg,b\ntt03.jpeg,a\n")
@@ -48,7 +48,7 @@ def test_item2_not_found_names_a_near_miss_and_never_suggests_dropping_most_rows
     assert "on_missing='drop'" in str(e.value)
 
 
-def test_item5_duplicate_rows_with_the_same_labels_are_merged_with_a_count(tmp_path):
+def test_duplicate_rows_with_the_same_labels_are_merged_with_a_count(tmp_path):
     (tmp_path / "t.csv").write_text("id,labels,site\na.png,x|y,1\nb.png,x,2\na.png,y|x,3\nc.png,y,4\n"
                                     "b.png,x,5\na.png,x|y,6\n")
     with warnings.catch_warnings(record=True) as caught:
@@ -66,7 +66,7 @@ def test_item5_duplicate_rows_with_the_same_labels_are_merged_with_a_count(tmp_p
         assert list(read_table(tmp_path / "o.csv", format="onehot").ids) == ["a", "b"]
 
 
-def test_item5_duplicate_ids_with_different_labels_name_both_lines(tmp_path):
+def test_duplicate_ids_with_different_labels_name_both_lines(tmp_path):
     (tmp_path / "t.csv").write_text("id,labels\na.png,x\nb.png,y\na.png,y\n")
     with pytest.raises(TableError) as e:
         read_table(tmp_path / "t.csv")
@@ -74,7 +74,7 @@ def test_item5_duplicate_ids_with_different_labels_name_both_lines(tmp_path):
     assert "'a.png'" in msg and "line 2 says 'x'" in msg and "line 4 says 'y'" in msg
 
 
-def test_item6_list_literal_cells_are_read_as_lists(tmp_path):
+def test_list_literal_cells_are_read_as_lists(tmp_path):
     (tmp_path / "t.csv").write_text('id,genres\nm1,"[\'Comedy\', \'Drama\']"\nm2,"[""Drama""]"\n'
                                     'm3,"[\'Sci-Fi, Fantasy\']"\nm4,Comedy\n')
     with warnings.catch_warnings(record=True) as caught:
@@ -88,7 +88,7 @@ def test_item6_list_literal_cells_are_read_as_lists(tmp_path):
     assert rows == {"m1": {"Comedy", "Drama"}, "m2": {"Drama"}, "m3": {"Sci-Fi, Fantasy"}, "m4": {"Comedy"}}
 
 
-def test_item6_broken_list_cell_is_refused_naming_it_and_odd_names_warn(tmp_path):
+def test_broken_list_cell_is_refused_naming_it_and_odd_names_warn(tmp_path):
     (tmp_path / "t.csv").write_text('id,labels\nm1,"[\'Comedy\', \'Drama\'"\nm2,Drama\n')
     with pytest.raises(TableError) as e:
         read_table(tmp_path / "t.csv")
@@ -100,7 +100,7 @@ def test_item6_broken_list_cell_is_refused_naming_it_and_odd_names_warn(tmp_path
     assert [w for w in caught if "brackets or quotes" in str(w.message) and "\"'Comedy'\"" in str(w.message)]
 
 
-def test_item21_schema_none_means_infer_not_a_file_name(tmp_path, capsys, monkeypatch):
+def test_schema_none_means_infer_not_a_file_name(tmp_path, capsys, monkeypatch):
     from labelwise.commands.cli import main
 
     monkeypatch.chdir(tmp_path)

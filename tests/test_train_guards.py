@@ -40,7 +40,7 @@ def _dead_pid() -> int:
 
 
 @pytest.mark.slow
-def test_item13_disk_full_while_checkpointing_is_one_error_and_resume_continues(small, capsys, monkeypatch):
+def test_disk_full_while_checkpointing_is_one_error_and_resume_continues(small, capsys, monkeypatch):
     import keras
 
     folder, config = small
@@ -81,7 +81,7 @@ def test_item13_disk_full_while_checkpointing_is_one_error_and_resume_continues(
     assert 'id="plot-learning_curves"' in page and page.count("data:image/png;base64,") >= 2
 
 
-def test_item9_learning_curves_png_and_training_section(tmp_path):
+def test_learning_curves_png_and_training_section(tmp_path):
     from PIL import Image
 
     from labelwise import LabelSchema
@@ -107,7 +107,7 @@ def test_item9_learning_curves_png_and_training_section(tmp_path):
 
 
 @pytest.mark.slow
-def test_item14_15_resume_refuses_changed_data_or_rates_and_one_run_per_out_dir(small, capsys):
+def test_resume_refuses_changed_data_or_rates_and_one_run_per_out_dir(small, capsys):
     folder, config = small
     run = folder / "run"
     run.mkdir()
@@ -149,7 +149,7 @@ def test_item14_15_resume_refuses_changed_data_or_rates_and_one_run_per_out_dir(
     assert pd.read_csv(run / "log.csv")["epoch"].tolist() == [1]
 
 
-def test_item21_learning_rate_zero_is_said(small):
+def test_learning_rate_zero_is_said(small):
     _, config = small
     with pytest.warns(UserWarning, match="learning_rate = 0: the weights will not change"):
         TrainConfig.from_toml(config, learning_rate=0.0)
@@ -160,7 +160,7 @@ def test_item21_learning_rate_zero_is_said(small):
         TrainConfig.from_toml(config)  # the usual rate: no word
 
 
-def test_item3_train_takes_the_split_file_joined_by_id(small, capsys):
+def test_train_takes_the_split_file_joined_by_id(small, capsys):
     folder, config = small
     table = pd.read_csv(folder / "labels.csv")
     table.drop(columns=["split"]).to_csv(folder / "nosplit.csv", index=False)
@@ -187,7 +187,7 @@ def test_item3_train_takes_the_split_file_joined_by_id(small, capsys):
                               images=str(folder / "images"), splits=str(folder / "short.csv")))
 
 
-def test_item2_train_never_offers_to_skip_most_rows(small, capsys):
+def test_train_never_offers_to_skip_most_rows(small, capsys):
     folder, config = small
     table = pd.read_csv(folder / "labels.csv")
     table["id"] = table["id"].str.replace(".png", ".jpg")  # the user's ids name other files
