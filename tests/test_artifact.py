@@ -64,6 +64,7 @@ def test_load_returns_model_and_metadata(saved):
     assert sorted(p.name for p in folder.iterdir()) == ["model.keras", "x.npy"]
 
 
+@pytest.mark.slow
 def test_fresh_process_plain_keras_load_gives_identical_outputs(saved, tmp_path):
     folder, path, model, thresholds, x = saved
     code = f"""

@@ -30,6 +30,7 @@ def test_fallback_to_scikit_learn_digits(monkeypatch):
     assert sorted(set(d.tolist())) == list(range(10)) and "load_digits" in source
 
 
+@pytest.mark.slow
 def test_demo_end_to_end_tiny(tmp_path, capsys):
     require(MNIST_IDX)
     out = tmp_path / "demo"
@@ -62,6 +63,7 @@ def test_demo_end_to_end_tiny(tmp_path, capsys):
     assert len(pd.read_csv(out / "log.csv")) == 1
 
 
+@pytest.mark.slow
 def test_fallback_demo_end_to_end_learns_the_digits(tmp_path, monkeypatch, capsys):
     """A fresh clone (no shared MNIST) trains on scikit-learn's digits; at MNIST's batch/epochs
     that was 51 steps and a model calling most digits "8" (digit accuracy ~0.2)."""

@@ -187,6 +187,7 @@ def _check_against_reference(result: dict, replicas: int) -> None:
     assert "global batch 16 = " in result["plan"] and "0.05 -> 0.1 (linear scaling" in result["plan"]
 
 
+@pytest.mark.slow
 def test_mirrored_two_logical_cpus_matches_one_device(tmp_path):
     (result,) = _run_workers(tmp_path, [{"kind": "mirrored", "devices": 2, "logical_cpus": 2}], [_env()])
     _check_against_reference(result, replicas=2)
@@ -206,6 +207,7 @@ def _free_ports(n: int) -> list[int]:
             s.close()
 
 
+@pytest.mark.slow
 def test_multiworker_two_processes_agree_and_match_one_device(tmp_path):
     ports = _free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
@@ -234,6 +236,7 @@ def test_multiworker_two_processes_agree_and_match_one_device(tmp_path):
     assert (tmp_path / "ckpt.weights.h5").exists() and (tmp_path / ".worker-1" / "ckpt.weights.h5").exists()
 
 
+@pytest.mark.slow
 def test_jax_dataparallel_two_host_devices_matches_one_device(tmp_path):
     pytest.importorskip("jax")
     env = _env(KERAS_BACKEND="jax", XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
@@ -321,6 +324,7 @@ def test_devices_needs_a_device_strategy():
     assert TrainConfig(devices=2, distribute="mirrored").devices == 2
 
 
+@pytest.mark.slow
 def test_train_mirrored_two_logical_cpus_logs_plan_and_resumes(tmp_path):
     from test_train import make_digit_table
 
@@ -391,6 +395,7 @@ _BN_SCRIPT = textwrap.dedent(r'''
 ''')
 
 
+@pytest.mark.slow
 def test_mirrored_batchnorm_is_synchronized_and_matches_one_device(tmp_path):
     """small_cnn (BatchNormalization) under MirroredStrategy on 2 logical CPUs vs one device.
 
@@ -417,6 +422,7 @@ def test_mirrored_batchnorm_is_synchronized_and_matches_one_device(tmp_path):
     assert max(abs(a - b) / b for a, b in zip(unsynced["losses"], one["losses"])) > 10 * RTOL
 
 
+@pytest.mark.slow
 def test_process_shard_slices_match_padded_global_batches():
     """make_epoch_dataset(process_shard=...): the processes' batches, joined in process order (as
     Keras joins them), are the global batches of one process, the last one padded as
@@ -438,6 +444,7 @@ def test_process_shard_slices_match_padded_global_batches():
         make_epoch_dataset(x, y, process_shard=(4, 0, 4), **{**kw, "batch_size": 18})
 
 
+@pytest.mark.slow
 def test_train_jax_dataparallel_two_processes_matches_one_process(tmp_path):
     """`labelwise train --distribute dataparallel` on 2 JAX processes (jax.distributed on
     127.0.0.1, gloo CPU collectives, one CPU device each) logs the same epochs as one process

@@ -64,6 +64,7 @@ os._exit(0)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kill_after", [1, 4])
 def test_killed_save_never_mixes_two_reports(tmp_path, old_report, kill_after):
     out = _copy(old_report, tmp_path / "report")

@@ -55,6 +55,7 @@ def _reference_auc(y, s):
     return [roc_auc_score(y[:, j], s[:, j]) if 0 < y[:, j].sum() < len(y) else None for j in range(y.shape[1])]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scores", ["pred_test.csv", "pred_all.csv", "pred_all.npy"])
 def test_evaluate_split_selects_the_rows(nih_split, capsys, scores):
     d, full, y, s, test = nih_split

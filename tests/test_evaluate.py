@@ -130,6 +130,7 @@ def result(xray):
     return evaluate(schema.complete(y), scores, schema=schema, bootstrap=200, seed=0)
 
 
+@pytest.mark.slow
 def test_evaluate_matches_sklearn(xray, result):
     from sklearn import metrics as skm
 
@@ -211,6 +212,7 @@ def test_parse_tune_errors(spec, msg):
         parse_tune(spec)
 
 
+@pytest.mark.slow
 def test_tuned_thresholds_reach_targets_and_say_optimistic(xray, tmp_path):
     _, _, y, scores = xray
     schema = nih_schema_15()
@@ -297,6 +299,7 @@ def run_cli(*argv):
     return main([str(a) for a in argv])
 
 
+@pytest.mark.slow
 def test_cli_evaluate_writes_report(xray, tmp_path, capsys):
     d, _, y, _ = xray
     out = tmp_path / "report"
@@ -346,6 +349,7 @@ def test_cli_thresholds_command(xray, tmp_path, capsys):
     assert t.method == "youden" and list(t.labels)[:14] == NIH_FINDINGS
 
 
+@pytest.mark.slow
 def test_cli_nih_table_grouped_by_patient(xray, tmp_path, capsys):
     d, ids, _, _ = xray
     full = pd.read_csv(require(NIH_TABLE), usecols=["Image Index", "Finding Labels", "Patient ID"])
@@ -372,6 +376,7 @@ def test_cli_errors_are_clear(xray, tmp_path, capsys):
     assert rc == 2 and "unknown tuning rule" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_evaluate_command_does_not_import_frameworks(xray):
     d, _, _, _ = xray
     code = (
@@ -396,6 +401,7 @@ def test_logits_without_flag_are_refused(xray):
         evaluate(y, np.log(scores / (1 - scores)), labels=NIH_FINDINGS, bootstrap=0)
 
 
+@pytest.mark.slow
 def test_cli_from_logits(xray, tmp_path, capsys):
     d, ids, _, scores = xray
     frame = pd.DataFrame(np.log(scores / (1 - scores)), columns=NIH_FINDINGS)

@@ -280,6 +280,7 @@ def test_tuning_warning_says_which_class_is_missing():
 
 
 # ------------------------------------------------------------------ item 8: output folders
+@pytest.mark.slow
 def test_stale_report_files_are_removed(files, capsys):
     d, *_ = files
     out = d / "out"
@@ -350,6 +351,7 @@ def test_scores_passed_as_decisions_get_a_hint():
 
 
 # ------------------------------------------------------------------ item 11: ranking metrics in the output
+@pytest.mark.slow
 def test_samples_and_ranking_metrics_are_reported(files, capsys):
     from sklearn import metrics as skm
 

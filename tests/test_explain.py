@@ -72,6 +72,7 @@ def test_powerset_label_is_the_logit_of_its_summed_score():
         np.testing.assert_allclose(maps[i, 0], _cam_reference(lambda _: A[i:i + 1], None, w)[0], atol=2e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.backend
 def test_gradient_of_an_inner_layer_matches_finite_differences():
     model = build_model(SCHEMA, "small_cnn", input_shape=(12, 12, 1), weights=None)
@@ -95,6 +96,7 @@ def test_gradient_of_an_inner_layer_matches_finite_differences():
         assert (up - down) / (2 * eps) == pytest.approx(grads[(0, *pos)], rel=0.05, abs=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.backend
 def test_one_backward_pass_equals_a_loop_over_labels_and_images():
     model = build_model(SCHEMA, "small_cnn", input_shape=(16, 16, 1), weights=None)
@@ -106,6 +108,7 @@ def test_one_backward_pass_equals_a_loop_over_labels_and_images():
     assert batched.min() >= 0 and batched.max() <= 1
 
 
+@pytest.mark.slow
 @pytest.mark.backend
 def test_a_layer_that_a_shortcut_bypasses_gives_the_same_maps_as_one_image_and_label_at_a_time():
     keras.utils.set_random_seed(7)
@@ -123,6 +126,7 @@ def test_a_layer_that_a_shortcut_bypasses_gives_the_same_maps_as_one_image_and_l
                                            atol=1e-5, err_msg=layer)
 
 
+@pytest.mark.slow
 def test_default_layer_is_the_last_feature_map_of_backbones():
     small = build_model(SCHEMA, "small_cnn", input_shape=(16, 16, 1), weights=None)
     assert G.feature_map_candidates(small)[-1] == "relu3"
@@ -196,6 +200,7 @@ def _quadrant_task(n, rng, images, digits, keep=(0, 1, 2)):
     return canvas, y, quadrant
 
 
+@pytest.mark.slow
 @pytest.mark.backend
 def test_heatmap_mass_lands_in_the_digits_quadrant():
     from labelwise.labels.tables import read_mnist_idx
@@ -218,6 +223,7 @@ def test_heatmap_mass_lands_in_the_digits_quadrant():
     assert np.mean(share > 0.5) >= 0.7, np.round(share, 2)
 
 
+@pytest.mark.slow
 def test_explain_command_on_a_saved_artifact(tmp_path, capsys):
     from PIL import Image
 

@@ -74,6 +74,7 @@ def saved(tmp_path_factory):
     return root, preds
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("order", list(ORDERS))
 def test_load_model_works_for_every_first_import(saved, order):
     root, preds = saved

@@ -174,6 +174,7 @@ def _case_model(loss):
     return model
 
 
+@pytest.mark.slow
 def test_models_save_and_load_in_a_fresh_process(tmp_path):
     """Registration works through the import hook alone: the child does `import labelwise, keras`."""
     r = np.random.default_rng(5)

@@ -74,6 +74,7 @@ def test_every_keras_applications_constructor_can_be_named(monkeypatch):
 @pytest.mark.parametrize("backbone,size,channels", [("densenet121", 32, 1), ("vgg16", 32, 3),
                                                     ("mobilenetv3small", 32, 3), ("nasnetmobile", 32, 3),
                                                     ("efficientnetb1", 32, 1)])
+@pytest.mark.slow
 def test_keras_applications_backbones_build_without_weights(backbone, size, channels):
     model = M.build_model(SCHEMA, backbone, input_shape=(size, size, 3), channels=channels, weights=None,
                           head_output="logits")

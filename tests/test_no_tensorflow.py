@@ -74,6 +74,7 @@ def _digit_table(folder, n=(64, 32, 32), epochs=2, extra=""):
     return config
 
 
+@pytest.mark.slow
 def test_train_predict_evaluate_on_the_python_pipeline(tmp_path):
     config = _digit_table(tmp_path)
     assert main(["train", str(config)]) == 0
@@ -98,6 +99,7 @@ def test_train_predict_evaluate_on_the_python_pipeline(tmp_path):
     assert metrics  # the run's own report, written without TensorFlow
 
 
+@pytest.mark.slow
 def test_resume_repeats_the_uninterrupted_run_exactly(tmp_path):
     aug = '\naugment = { rotate = 8.0, shift = 0.1, brightness = 0.05 }\n'
     whole = _digit_table(tmp_path / "a", n=(48, 16, 0), epochs=2, extra=aug)

@@ -14,6 +14,7 @@ from labelwise.errors import InputError  # noqa: E402
 from labelwise.data.pipeline import Augment, check_images, make_dataset, make_epoch_dataset  # noqa: E402
 
 
+@pytest.mark.slow
 def test_real_nih_pngs_decode_including_rgba():
     folder = require(NIH_IMAGES / "images")
     paths = sorted(folder.glob("*.png"))
@@ -128,6 +129,7 @@ def test_augmentation_is_seeded_and_bounded():
         Augment.from_any({"zoom": 0.1})
 
 
+@pytest.mark.slow
 def test_cache_gives_the_same_batches(tmp_path):
     rng = np.random.default_rng(2)
     files = []
@@ -162,6 +164,7 @@ def _formats(tmp_path):
     return rgb, files
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("channels", [1, 3])
 def test_bmp_gif_and_cmyk_jpeg_decode_for_gray_and_rgb_models(tmp_path, channels):
     rgb, files = _formats(tmp_path)

@@ -121,6 +121,7 @@ print("RESULT" + json.dumps({"decisions": ps.schema.decode(decisions), "classes"
 """
 
 
+@pytest.mark.slow
 def test_saved_powerset_model_decodes_on_its_own(tmp_path):
     """A fresh process gets everything it needs to decode from the .keras file alone."""
     import json

@@ -62,6 +62,7 @@ def test_predict_folder_via_cli(setup, tmp_path, capsys):
     assert frame["labels"].tolist() == ["|".join(r) for r in SCHEMA.decode(d)]
 
 
+@pytest.mark.slow
 def test_predict_table_with_paths_and_unreadable_files(setup, tmp_path, capsys):
     folder, path, model, thr, images, pixels = setup
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
@@ -90,6 +91,7 @@ def test_predict_python_api_and_errors(setup, tmp_path):
     assert main(["predict", str(tmp_path / "none.keras"), str(images), "--quiet"]) == 2
 
 
+@pytest.mark.slow
 def test_bmp_gif_cmyk_on_gray_model_and_undecodable_files(setup, tmp_path, capsys):
     """Files Pillow accepts but TF's channels=1 decode refused crashed predict with a TF traceback."""
     folder, path, model, thr, images, pixels = setup

@@ -41,6 +41,7 @@ def _expected(model, arrays):
     return model.predict(np.stack(arrays).astype(np.float32)[..., None], verbose=0)
 
 
+@pytest.mark.slow
 def test_predict_one_image_several_paths_and_a_glob(saved, capsys):
     folder, path, model, pixels = saved
     one = folder / "im1.png"

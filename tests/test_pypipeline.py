@@ -117,6 +117,7 @@ def test_jpeg_differs_only_by_the_idct(tmp_path):
     assert np.array_equal(pp.decode_file(path, 3), exact.astype(np.float32))
 
 
+@pytest.mark.slow
 def test_nih_pngs_same_batches_as_tf_pipeline():
     tf, tp = _tf()
     files = sorted(str(p) for p in (require(NIH_IMAGES) / "images").glob("*.png"))[11:14]  # one is RGBA

@@ -13,6 +13,7 @@ nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
 
 
+@pytest.mark.slow
 def test_quickstart_notebook_executes(tmp_path, monkeypatch):
     nb = nbformat.read(ROOT / "examples" / "quickstart.ipynb", as_version=4)
     # the kernel (a subprocess) imports this checkout's labelwise

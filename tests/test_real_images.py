@@ -22,6 +22,7 @@ def _photos(tmp_path, sizes):
     return files
 
 
+@pytest.mark.slow
 def test_cache_with_targets_and_files_of_different_sizes(tmp_path):
     # Portrait, landscape, square, smaller and larger than the model size: train --cache used to
     # stack (pixels, y) pairs into one array and crash with "inhomogeneous shape".
@@ -51,6 +52,7 @@ def _quadrants(h=24, w=40):
     return a
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_exif_orientation_is_applied_like_pillow(tmp_path, orientation):
     path = tmp_path / f"o{orientation}.jpg"
@@ -83,6 +85,7 @@ def test_orientation_reader_ignores_non_jpeg_and_cut_headers(tmp_path):
     assert exif_orientation((tmp_path / "c.jpg").read_bytes()) == 1
 
 
+@pytest.mark.slow
 def test_served_bytes_are_turned_upright_too(tmp_path):
     from labelwise.training.predict import image_inputs
 

@@ -52,6 +52,7 @@ class _Imgs(HTMLParser):
                 self.links.append(a[key])
 
 
+@pytest.mark.slow
 def test_plots_are_pngs(saved):
     _, out, written = saved
     for name in ("roc", "pr", "calibration", "histograms", "error_cooccurrence"):
@@ -167,6 +168,7 @@ document.body.setAttribute('data-test-scroll',String(document.documentElement.sc
 document.body.setAttribute('data-test-heatmap-scale',(h.clientWidth/h.naturalWidth).toFixed(3));});</script>"""
 
 
+@pytest.mark.slow
 def test_error_heatmap_with_25_labels_fits_the_page_unscaled():
     from labelwise.evaluation.report.plots import error_cooccurrence_plot
 

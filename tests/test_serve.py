@@ -40,6 +40,7 @@ def _files(pngs):
     return [("image", (p.name, p.read_bytes(), "image/png")) for p in pngs]
 
 
+@pytest.mark.slow
 def test_health_and_metadata(setup):
     folder, path, served, app, pixels, pngs, url = setup
     with httpx.Client(base_url=url) as c:
@@ -61,6 +62,7 @@ def test_health_and_metadata(setup):
     assert rules["even"]["threshold"] == 0.52 and rules["3"]["role"] == "group" and rules["neither"]["role"] == "none"
 
 
+@pytest.mark.slow
 def test_served_scores_and_decisions_equal_predict(setup):
     """/predict, infer with BYTES and infer with FP32 pixels all give predict's numbers on the same files."""
     folder, path, served, app, pixels, pngs, url = setup

@@ -60,6 +60,7 @@ def test_whole_table_shards_are_refused(digits, capsys):
     assert not (folder / "run_all" / "checkpoints" / "latest.json").exists()
 
 
+@pytest.mark.slow
 def test_inferred_schema_shards_are_remapped_and_resume_repeats_the_run(digits):
     folder, config = digits
     # remap: shards in another column order train exactly as shards in the run's order
@@ -78,6 +79,7 @@ def test_inferred_schema_shards_are_remapped_and_resume_repeats_the_run(digits):
     assert b["val_macro_auc"].tolist() == pytest.approx(a["val_macro_auc"].tolist(), rel=1e-6)
 
 
+@pytest.mark.slow
 def test_training_from_shards_never_reads_the_loose_train_files(digits):
     # The shards hold the train images; the loose copies are only listed in the table (their
     # labels give the loss weights). A run that checked or decoded them would fail here.

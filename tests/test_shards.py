@@ -59,6 +59,7 @@ def test_index_and_files(shard_dir, table):
     assert not [p.name for p in shard_dir.iterdir() if p.name.startswith(".")]  # no temp files left
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("channels", [1, 3])
 def test_round_trip_equals_loose_files(shard_dir, table, channels):
     from labelwise.data import pipeline
@@ -74,6 +75,7 @@ def test_round_trip_equals_loose_files(shard_dir, table, channels):
     assert x.std() > 10  # real pixels, not a constant
 
 
+@pytest.mark.slow
 def test_native_size_pixels_equal_pillow(shard_dir, table):
     """Independent of TF's decoder on the loose-file side: Pillow's pixels, gray and the RGBA one."""
     from PIL import Image
@@ -93,6 +95,7 @@ def test_native_size_pixels_equal_pillow(shard_dir, table):
     assert checked == 1  # the RGBA image was among them
 
 
+@pytest.mark.slow
 def test_outputs_columns_drop_the_none_label(shard_dir, table):
     from labelwise.data.shards import read_shards
 
@@ -103,6 +106,7 @@ def test_outputs_columns_drop_the_none_label(shard_dir, table):
         read_shards(shard_dir, image_size=8, channels=1, batch_size=4, y_columns="some")
 
 
+@pytest.mark.slow
 def test_workers_get_disjoint_files_covering_all(shard_dir, table):
     import tensorflow as tf
 
@@ -120,6 +124,7 @@ def test_workers_get_disjoint_files_covering_all(shard_dir, table):
     assert auto.options().experimental_distribute.auto_shard_policy == tf.data.experimental.AutoShardPolicy.FILE
 
 
+@pytest.mark.slow
 def test_shuffle_is_seeded_permutation(shard_dir, table):
     from labelwise.data.shards import read_shards
 
@@ -144,6 +149,7 @@ def test_refuses_to_mix_runs_and_overwrites_on_request(shard_dir, table, tmp_pat
     assert ids == [str(i) for i in table.ids[:5]]
 
 
+@pytest.mark.slow
 def test_unreadable_image_is_named(table, tmp_path):
     from labelwise.data.shards import read_shards, write_shards
     from labelwise.labels.tables import read_table
@@ -173,6 +179,7 @@ def test_missing_index_is_a_clear_error(tmp_path):
         read_shards(tmp_path / "nope", image_size=8, channels=1, batch_size=1)
 
 
+@pytest.mark.slow
 def test_cli_shard(tmp_path, capsys):
     from labelwise.commands.cli import main
     from labelwise.data.shards import read_shards

@@ -133,6 +133,7 @@ def test_pad_stack_pads_crops_and_checks_shapes():
         pad_stack([a, np.zeros((2, 3, 3))], names=["k1", "k2"])
 
 
+@pytest.mark.slow
 def test_mrnet_stacks_feed_a_case_model(tmp_path):
     pytest.importorskip("keras")
     from labelwise import LabelSchema

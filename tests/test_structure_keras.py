@@ -130,6 +130,7 @@ def test_schema_loss_policy_groups_absent_and_derived_by_hand():
     np.testing.assert_allclose(got, ind + grp + der, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_fit_with_unknown_targets_and_reload_in_a_fresh_process(tmp_path):
     from labelwise.blocks.layers import SchemaHead
     from labelwise.blocks.losses import SchemaLoss

@@ -27,6 +27,7 @@ def read_events(folder):
     return out
 
 
+@pytest.mark.slow
 def test_train_writes_loss_lr_and_every_labels_auc_per_epoch(tmp_path):
     config = make_digit_table(tmp_path, n={"train": 96, "val": 64, "test": 16})
     tb = tmp_path / "board"

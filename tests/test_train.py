@@ -91,6 +91,7 @@ def tiny(tmp_path_factory):
     return folder, config
 
 
+@pytest.mark.slow
 def test_train_writes_every_output(tiny):
     folder, _ = tiny
     run = folder / "run"
@@ -181,6 +182,7 @@ sys.exit(main(["train", sys.argv[1], "--out-dir", sys.argv[3]]))
 """
 
 
+@pytest.mark.slow
 def test_kill_9_mid_epoch_then_resume_equals_uninterrupted_run(tiny, tmp_path):
     """kill -9 during epoch 2, --resume: final weights and log equal the uninterrupted run.
 
@@ -231,6 +233,7 @@ def test_kill_9_mid_epoch_then_resume_equals_uninterrupted_run(tiny, tmp_path):
                                   pd.read_csv(out / "test_predictions.csv").iloc[:, 2:].to_numpy())
 
 
+@pytest.mark.slow
 def test_freeze_schedule_and_plateau_resume_at_phase_boundary(tmp_path):
     """Two phases (frozen backbone, then unfrozen at a lower LR) with reduce-on-plateau: a run
     stopped after the frozen phase and resumed equals one run straight through."""
@@ -261,6 +264,7 @@ def test_freeze_schedule_and_plateau_resume_at_phase_boundary(tmp_path):
     assert convs and all(l.trainable for l in convs)
 
 
+@pytest.mark.slow
 def test_early_stopping_on_val_macro_auc(tmp_path):
     """With a zero learning rate (and frozen BatchNorm statistics) nothing improves: patience 1
     stops after epoch 2 of 6, and the

@@ -125,6 +125,7 @@ def test_evaluate_at_the_case_level_matches_sklearn(run, tmp_path, capsys):
             assert row["auc"] == pytest.approx(roc_auc_score(y, preds[f"p_{row['label']}"]), abs=1e-6)
 
 
+@pytest.mark.slow
 def test_resume_repeats_the_uninterrupted_case_run_exactly(tmp_path):
     root = _write_cases(tmp_path / "data", n=12, seed=3)
     (root / "run.toml").write_text(_config_text(epochs=2, bootstrap=0, split_fractions="[0.5, 0.25, 0.25]"))

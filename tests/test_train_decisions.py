@@ -95,6 +95,7 @@ def _raw_scores(folder):
     return schema, paths, raw
 
 
+@pytest.mark.slow
 def test_artifact_carries_the_policy_and_predict_writes_calibrated_probabilities(run, tmp_path):
     from labelwise.commands.cli import main
     from labelwise.training import artifact

@@ -63,6 +63,7 @@ def test_zero_split_fraction_message_is_not_contradictory(small, capsys):
     assert "split_fractions" in err and "more than 0" in err and "at least two positive" not in err
 
 
+@pytest.mark.slow
 def test_bad_test_image_is_found_before_training(small, capsys):
     folder, config = small
     labels = pd.read_csv(folder / "labels.csv")
@@ -78,6 +79,7 @@ def test_bad_test_image_is_found_before_training(small, capsys):
     assert len(preds) == SMALL["test"] - 1 and bad not in set(preds["id"])
 
 
+@pytest.mark.slow
 def test_missing_train_image_is_skipped_only_with_the_flag(small, capsys):
     folder, config = small
     labels = pd.read_csv(folder / "labels.csv")
@@ -92,6 +94,7 @@ def test_missing_train_image_is_skipped_only_with_the_flag(small, capsys):
     assert any(gone in str(w.message) and "missing" in str(w.message) for w in caught)
 
 
+@pytest.mark.slow
 def test_resume_with_other_settings_is_refused_but_more_epochs_are_fine(small, capsys):
     folder, config = small
     assert main(["train", str(config), "--epochs", "1", "--verbose", "1"]) == 0

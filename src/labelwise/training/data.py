@@ -149,12 +149,14 @@ def _masks_from_splits_file(path: str, table: Any, table_path: Any) -> dict[str,
     """Masks over ``table`` rows from a split file (``labelwise split --out``: ``id,group,split``),
     joined by id (:func:`labelwise.labels.split.splits_for`). Every table row needs a split; file
     rows for ids the table no longer has (e.g. rows left out by skip_unreadable) are ignored."""
-    from ..labels.split import splits_for
+    from ..labels.split import read_splits_file, splits_for
 
     names = splits_for([str(i) for i in table.ids], path, source=table_path)
     bad = sorted(set(names) - {"train", "val", "test"})
     if bad:
-        raise InputError(f"{path}: split value(s) {bad[:5]}; use train, val or test")
+        rows = read_splits_file(path)
+        line = int(rows["line"][rows["split"].isin(bad)].iloc[0])
+        raise InputError(f"{path}, line {line}: split value(s) {bad[:5]}; use train, val or test")
     return {k: names == k for k in ("train", "val", "test")}
 
 
