@@ -36,6 +36,7 @@ from .rules import (
     Rule,
     apply_rule,
     check_bounds,
+    check_decision_fields,
     decision_metrics,
     fit_rule,
     parse_rule,
@@ -177,16 +178,19 @@ class DecisionPolicy:
             raise InputError(f"{at}not a decision file (format {data.get('format')!r}; expected {FORMAT!r}); "
                              "write one with `labelwise thresholds --truth val.csv --scores val_scores.csv "
                              "--optimize RULE --out decision.json`")
+        check_decision_fields(data, at)
         try:
             file_schema = LabelSchema.from_dict(data["schema"])
             cal = data.get("calibration")
-            cal = None if cal is None else Calibration.from_dict(cal, source=source)
+            cal = None if cal is None else Calibration.from_dict(cal, source=f"{source or 'decision'}: calibration")
             th = data.get("thresholds")
             th = None if th is None else Thresholds.from_dict(th, source=source)
             return cls(file_schema, str(data["rule"]), th, cal, data.get("min_labels"), data.get("max_labels"),
                        tuple(str(n) for n in data.get("notes") or ()), dict(data.get("fitted_on") or {}))
         except KeyError as e:
             raise InputError(f"{at}malformed decision file: missing {e}") from None
+        except (TypeError, ValueError, AttributeError) as e:
+            raise InputError(f"{at}malformed decision file ({type(e).__name__}: {e})") from None
         except InputError as e:
             if source and not str(e).startswith(str(source)):
                 raise InputError(f"{at}{e}") from None
