@@ -72,7 +72,13 @@ def add_parser(subparsers: Any) -> None:
                         "than N positives or N negatives in the evaluated data; the macro intervals average the "
                         "other labels (default 10)")
     p.add_argument("--group-column", metavar="C",
-                   help="resample groups (e.g. 'Patient ID') instead of images in the bootstrap")
+                   help="resample groups of this column instead of images in the bootstrap (default: the table's "
+                        "'Patient ID'-like column when it has one)")
+    p.add_argument("--no-groups", action="store_true",
+                   help="resample images in the bootstrap even when the table has a patient column")
+    p.add_argument("--average-over", choices=("free", "all"), default="free",
+                   help="labels the averages cover: free (default: independent labels and group members; derived "
+                        "and none labels in their own rows) or all")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--out", metavar="DIR", help="write report.html, PNG plots, metrics.json, thresholds.json here "
                    "(several --scores: DIR/<name>/ per strategy plus DIR/comparison.json and DIR/report.html)")
@@ -156,9 +162,9 @@ def run(args: argparse.Namespace) -> int:
         return run_compare(args, table, strategies)
     (path, scores), = strategies.values()
     thresholds = thresholds_per_strategy(args.thresholds, list(strategies))
-    groups = table.groups(args.group_column) if args.group_column else None
+    groups, gcol = _groups(args, table)
     if args.bootstrap > 0 and not args.json:
-        unit = f"groups of {args.group_column!r}" if groups is not None else "images"
+        unit = f"groups of {gcol!r}" if groups is not None else "images"
         print(f"labelwise evaluate: {len(table)} images, {table.schema.n_labels} labels; "
               f"bootstrapping {args.bootstrap} resamples of {unit} ...", file=sys.stderr, flush=True)
     progress = _progress if (args.bootstrap > 0 and not args.json and sys.stderr.isatty()) else None
@@ -169,10 +175,34 @@ def run(args: argparse.Namespace) -> int:
         summary={"truth": str(args.truth), "scores": str(path), "format": table.format or args.format,
                  **({"split": args.split} if args.split else {})},
         score_source=getattr(args, "score_source", None),
-        known=getattr(table, "known", None),
+        known=getattr(table, "known", None), average_over=getattr(args, "average_over", "free"),
     )
     result.notes.extend(str(n) for n in (*table.schema.notes, *table.notes))
+    if groups is not None and args.bootstrap > 0:
+        result.notes.append(_groups_note(args, gcol, groups))
+        result.bootstrap["group_column"] = gcol
     return _save_and_print(args, result, lambda written: ', '.join(sorted(written)))
+
+
+def _groups(args: argparse.Namespace, table: Any):
+    """``(groups, column)`` the bootstrap resamples: --group-column, else the table's patient column
+    (found by name), unless --no-groups; ``(None, None)`` for images."""
+    from ..errors import InputError
+    from ..evaluation.evaluate import default_groups
+
+    column = getattr(args, "group_column", None)
+    if getattr(args, "no_groups", False):
+        if column:
+            raise InputError(f"--no-groups and --group-column {column!r} contradict each other; give one")
+        return None, None
+    return default_groups(table, column)
+
+
+def _groups_note(args: argparse.Namespace, column: str, groups: Any) -> str:
+    n = len(set(map(str, groups)))
+    how = "--group-column" if getattr(args, "group_column", None) else "found in the table; --no-groups resamples images"
+    return (f"the confidence intervals resample the {n} groups of column {column!r} ({how}): images of one "
+            "patient are not independent")
 
 
 def _save_and_print(args: argparse.Namespace, result: Any, describe: Any) -> int:
@@ -204,9 +234,9 @@ def run_compare(args: argparse.Namespace, table, strategies: dict) -> int:
 
     names = list(strategies)
     thresholds = thresholds_per_strategy(args.thresholds, names)
-    groups = table.groups(args.group_column) if args.group_column else None
+    groups, gcol = _groups(args, table)
     if args.bootstrap > 0 and not args.json:
-        unit = f"groups of {args.group_column!r}" if groups is not None else "images"
+        unit = f"groups of {gcol!r}" if groups is not None else "images"
         print(f"labelwise evaluate: {len(table)} images, {table.schema.n_labels} labels, {len(names)} strategies "
               f"({', '.join(names)}); bootstrapping {args.bootstrap} resamples of {unit}, the same for each ...",
               file=sys.stderr, flush=True)
@@ -220,6 +250,8 @@ def run_compare(args: argparse.Namespace, table, strategies: dict) -> int:
     )
     result.summary["scores"] = {name: str(path) for name, (path, _) in strategies.items()}
     notes = [str(n) for n in (*table.schema.notes, *table.notes)]
+    if groups is not None and args.bootstrap > 0:
+        notes.append(_groups_note(args, gcol, groups))
     for name, (path, _) in strategies.items():
         result.results[name].summary["scores"] = str(path)
         result.results[name].notes.extend(notes)

@@ -80,6 +80,19 @@ class BootstrapResult:
     min_class_count: int = 1
     macro_n_valid: int = 0
 
+    def macro_over(self, mask: np.ndarray) -> tuple[float, float, float]:
+        """``(point, low, high)`` of the macro average over the labels of ``mask`` that are
+        ``eligible`` (the same labels in every resample; needs the kept ``samples``)."""
+        ok = np.asarray(self.eligible if self.eligible is not None else np.isfinite(self.point), dtype=bool)
+        ok = ok & np.asarray(mask, dtype=bool) & np.isfinite(self.point)
+        if not ok.any() or self.samples is None:
+            return float("nan"), float("nan"), float("nan")
+        alpha = (1.0 - self.level) / 2.0
+        macro_s = self.samples[:, ok].mean(axis=1)
+        macro_s = macro_s[np.isfinite(macro_s)]
+        low, high = np.quantile(macro_s, [alpha, 1 - alpha]) if macro_s.size else (np.nan, np.nan)
+        return float(self.point[ok].mean()), float(low), float(high)
+
     def to_dict(self) -> dict:
         """JSON-friendly form (NaN stays NaN; :func:`labelwise.io.write_json` writes it as null)."""
         return {

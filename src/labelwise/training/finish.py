@@ -132,8 +132,12 @@ def _finish(config, data, schema, model, state, val_ds, val_y, out, resumed_from
                               skip_unreadable=config.skip_unreadable, verbose=keras_verbose(config.verbose))
         test_y = data.test.y[test.keep]
         # score_source: the report says when a reweighting loss's scores go uncalibrated
+        groups = None if data.test.groups is None else np.asarray(data.test.groups)[test.keep]
+        if groups is not None and config.bootstrap:
+            say(f"the report's intervals resample the {len(set(groups.tolist()))} patients (groups) of the test "
+                f"split, not its {len(test_y)} images")
         evaluation = evaluate(test_y, test.scores, schema=schema, thresholds=judge, bootstrap=config.bootstrap,
-                              score_source=config.binary if config.loss == "schema" else config.loss)
+                              score_source=config.binary if config.loss == "schema" else config.loss, groups=groups)
         evaluation.training = training_summary(config, data, state, resumed_from, n_test=len(test_y),
                                                 n_val=len(val_y))
         evaluation.save(out / "report", plots=config.plots)
