@@ -412,13 +412,26 @@ def _evaluate_prepared(yt, ys, schema, *, thresholds, tune, bootstrap, level, se
     # ---- diagnostics (on the bootstrap interval when there is one)
     auc_ci = ci["roc_auc"] if bootstrap and bootstrap > 0 else None
     full = kn.all(axis=1)
+    from .decisions import info_has_cal
+
     findings = diagnose(yt[full], ys[full], labels=names, auc=auc, auc_ci=auc_ci, level=level,
-                        independent=list(schema.independent), groups=dict(schema.exclusive)) if full.any() else []
+                        independent=list(schema.independent), groups=dict(schema.exclusive), ece=ece,
+                        calibration=policy.calibration.method if info_has_cal(policy) else None,
+                        loss=score_source) if full.any() else []
     if any(f.code in ("collapse", "chance") for f in findings):
         notes.insert(0, COLLAPSE_NOTE)
 
     decisions = decisions_info(policy, yt, ys, ys_raw, y_pred, score_source, names,
                                rule=(thresholds.method if thresholds is not None else "default 0.5"))
+    # One ECE everywhere (text, JSON, the Decisions section and its plot's legend): the classwise
+    # mean over the labels the averages cover, 15 bins.
+    decisions["ece_after"] = averages["ece_classwise"]
+    decisions["ece_labels"] = a_names
+    if decisions.get("ece_before") is not None and ys_raw is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            before = _arr(M.expected_calibration_error(yt, ys_raw, average=None, labels=names))
+        decisions["ece_before"] = _num(np.nanmean(before[avg]))
     notes.extend(decisions["warnings"])
     n = yt.shape[0]
     summ = {"n_images": n, "n_labels": len(names), "positives": {x: int(p) for x, p in zip(names, positives)},
