@@ -118,8 +118,9 @@ def test_the_report_states_the_rule_and_calibration_applied_and_one_ece(policy_r
 
 
 def test_evaluate_tells_the_diagnostics_the_calibration_the_loss_and_the_ece(monkeypatch):
-    import labelwise.evaluation.evaluate as ev
+    import importlib
 
+    ev = importlib.import_module("labelwise.evaluation.evaluate")
     seen = {}
     real = ev.diagnose
 
