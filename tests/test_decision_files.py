@@ -183,5 +183,6 @@ def test_min_labels_one_keeps_the_none_label_decided(files, capsys):
                    "--compare", "--json") == 0
     without = json.loads(capsys.readouterr().out)
     assert with_bound["rules"] == without["rules"]
+    assert any("'No Finding' counting as one" in n for n in with_bound["notes"]), with_bound["notes"]
     _fails(capsys, ["thresholds", "--truth", d / "yn.csv", "--schema", d / "s.toml", "--scores", d / "s.csv",
                     "--optimize", "f1", "--min-labels", "2"], "min_labels 2", "No Finding")

@@ -345,6 +345,11 @@ def compare_rules(
     if any(parse_rule(r["rule"]).needs_validation for r in out):
         notes.append("micro-f1 and macro-f1 thresholds are tuned and scored on this same data (optimistic); "
                      "confirm the chosen rule on test data")
+    if min_labels is not None or max_labels is not None:
+        bounds = [f"at least {min_labels}" if min_labels is not None else "",
+                  f"at most {max_labels}" if max_labels is not None else ""]
+        notes.append(f"every rule decides {' and '.join(b for b in bounds if b)} label(s) per image"
+                     + (f", {schema.none!r} counting as one (so at least 1 changes nothing)" if schema.none else ""))
     if cal is None:
         notes.append("no calibration: the set-level rules assume the scores are calibrated probabilities")
     else:

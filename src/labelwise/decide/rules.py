@@ -54,7 +54,7 @@ from .thresholds import Thresholds, tune_thresholds
 
 __all__ = ["Rule", "parse_rule", "RULES", "PER_LABEL_RULES", "SET_RULES", "NO_VALIDATION_RULES", "fit_rule",
            "apply_rule", "apply_bounds", "instance_f1_decisions", "expected_f1_topk", "check_bounds",
-           "check_decision_fields", "decision_metrics"]
+           "check_decision_fields", "decision_metrics", "labels_per_image"]
 
 PER_LABEL_RULES = ("f1", "fbeta", "youden", "sensitivity", "specificity", "precision")
 SET_RULES = ("hamming", "subset", "micro-f1", "macro-f1", "instance-f1", "top-k")
@@ -394,6 +394,16 @@ def _silence(func, *args, **kwargs):
         return func(*args, **kwargs)
 
 
+def labels_per_image(matrix: np.ndarray, schema: LabelSchema) -> float:
+    """Mean number of labels per image of a 0/1 ``matrix`` (decisions or truth) over every label
+    column of ``schema``: the none label and derived labels included (a matrix over the head outputs
+    is completed with the none label first). The one definition every "labels per image" uses."""
+    M = np.asarray(matrix, dtype=np.float64)
+    if M.shape[1] == schema.n_outputs and schema.none:
+        M = schema.complete(M.astype(np.uint8)).astype(np.float64)
+    return float(M.sum(axis=1).mean()) if M.shape[0] else math.nan
+
+
 def decision_metrics(y_true: np.ndarray, decisions: np.ndarray, schema: LabelSchema) -> dict[str, float]:
     """Hamming loss, subset accuracy, micro/macro/instance F1 and labels per image (predicted and
     true) of ``decisions`` against ``y_true``, both (n, schema.n_labels). F1s count every label
@@ -415,6 +425,6 @@ def decision_metrics(y_true: np.ndarray, decisions: np.ndarray, schema: LabelSch
         "micro_f1": float(_silence(f1_score, Y, D, average="micro", zero_division=0.0)),
         "macro_f1": float(macro),
         "instance_f1": float(_silence(f1_score, Y, D, average="samples", zero_division=1.0)),
-        "labels_per_image_predicted": float(D.sum(axis=1).mean()),
-        "labels_per_image_true": float(Y.sum(axis=1).mean()),
+        "labels_per_image_predicted": labels_per_image(D, schema),
+        "labels_per_image_true": labels_per_image(Y, schema),
     }
