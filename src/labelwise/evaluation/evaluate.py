@@ -458,19 +458,13 @@ def _evaluate_prepared(yt, ys, schema, *, thresholds, tune, bootstrap, level, se
 
 
 def _macro_over(r: Any, mask: np.ndarray, level: float) -> tuple[float, float, float]:
-    """``(point, low, high)`` of the macro average over the eligible labels of ``mask``, from the
-    kept resamples of a bootstrap result (the same labels in every resample)."""
+    """The macro (point, low, high) of a bootstrap result over the labels of ``mask``
+    (:func:`labelwise.metrics.bootstrap.macro_over`); its own macro when no resamples were kept."""
+    from ..metrics.bootstrap import macro_over
+
     if getattr(r, "samples", None) is None:
         return r.macro_point, r.macro_low, r.macro_high
-    point = np.asarray(r.point, dtype=np.float64)
-    ok = np.asarray(r.eligible, dtype=bool) & np.asarray(mask, dtype=bool) & np.isfinite(point)
-    if not ok.any():
-        return math.nan, math.nan, math.nan
-    alpha = (1.0 - level) / 2.0
-    macro = np.asarray(r.samples)[:, ok].mean(axis=1)
-    macro = macro[np.isfinite(macro)]
-    low, high = np.quantile(macro, [alpha, 1 - alpha]) if macro.size else (math.nan, math.nan)
-    return float(point[ok].mean()), float(low), float(high)
+    return macro_over(r.point, r.samples, r.eligible, mask, level)
 
 
 def default_groups(table: Any, column: str | None = None) -> tuple[np.ndarray | None, str | None]:
