@@ -186,3 +186,24 @@ def test_min_labels_one_keeps_the_none_label_decided(files, capsys):
     assert any("'No Finding' counting as one" in n for n in with_bound["notes"]), with_bound["notes"]
     _fails(capsys, ["thresholds", "--truth", d / "yn.csv", "--schema", d / "s.toml", "--scores", d / "s.csv",
                     "--optimize", "f1", "--min-labels", "2"], "min_labels 2", "No Finding")
+
+
+def test_training_refuses_min_labels_that_contradict_the_none_label_before_it_starts(tmp_path):
+    from PIL import Image
+
+    from labelwise.training.config import TrainConfig
+    from labelwise.training.data import load_data
+
+    (tmp_path / "images").mkdir()
+    rows = ["id,A,B,No Finding,split"]
+    for i in range(12):
+        Image.new("L", (8, 8), color=i * 10).save(tmp_path / "images" / f"i{i}.png")
+        a, b = i % 2, (i // 2) % 2
+        rows.append(f"i{i}.png,{a},{b},{int(a + b == 0)},{['train', 'val', 'test'][i % 3]}")
+    (tmp_path / "t.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "s.toml").write_text('[labels]\nindependent = ["A", "B"]\nnone = "No Finding"\n')
+    config = dict(table=str(tmp_path / "t.csv"), images=str(tmp_path / "images"), split_column="split",
+                  schema=str(tmp_path / "s.toml"))
+    with pytest.raises(InputError, match="contradicts the none label"):
+        load_data(TrainConfig(**config, min_labels=2))
+    assert len(load_data(TrainConfig(**config, min_labels=1)).train) == 4

@@ -61,8 +61,9 @@ def load_case_data(config: TrainConfig) -> TrainData:
     y_train = table.y if known is None or known.all() else table.targets().astype(np.int8)
     y_eval = table.y if known is None or known.all() else np.where(known, table.y, -1).astype(np.int8)
 
-    from .data import _groups
+    from .data import _groups, check_label_bounds
 
+    check_label_bounds(config, table.schema)
     groups = _groups(table, config)
 
     def part(m: np.ndarray, y_all: np.ndarray = y_eval) -> Part:

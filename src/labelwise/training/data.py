@@ -93,8 +93,19 @@ def load_data(config: TrainConfig) -> TrainData:
     for k in ("train", "val"):
         if not masks[k].any():
             raise InputError(f"{config.table}: the {k} split is empty; training needs a train and a val split")
+    check_label_bounds(config, schema)
     return TrainData(schema, part(masks["train"], y_train), part(masks["val"]),
                      part(masks["test"]) if masks["test"].any() else None)
+
+
+def check_label_bounds(config: Any, schema: LabelSchema) -> None:
+    """Refuse ``min_labels``/``max_labels`` that contradict the schema (e.g. min_labels 2 with a
+    none label) before training, not after it (:func:`labelwise.decide.rules.check_bounds`)."""
+    from ..decide.rules import check_bounds
+
+    lo, hi = getattr(config, "min_labels", None), getattr(config, "max_labels", None)
+    if lo is not None or hi is not None:
+        check_bounds(schema, lo, hi)
 
 
 def _groups(table: Any, config: Any) -> np.ndarray | None:
