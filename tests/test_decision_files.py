@@ -77,7 +77,6 @@ def _set(label, key, value):
     ("a", "x", ["'a'", "finite number"]),
     ("a", float("nan"), ["'a'", "finite number"]),
     ("b", None, ["'b'", "finite number"]),
-    ("a", -0.5, ["'a'", ">= 0"]),
 ])
 def test_a_calibration_file_with_a_bad_parameter_is_refused_naming_the_file_and_field(files, capsys, key, value, words):
     d, y, s = files
@@ -94,6 +93,14 @@ def test_a_calibration_file_with_a_bad_parameter_is_refused_naming_the_file_and_
     line = _fails(capsys, ["evaluate", "--truth", d / "y.csv", "--scores", d / "s.csv", "--thresholds", dec,
                            "--bootstrap", "0"], str(dec), "calibration", "'B'", *words)
     assert "scores" not in line.split(str(dec))[-1]
+
+
+def test_a_negative_platt_slope_in_a_file_is_read_with_a_warning_naming_it(files):
+    d, _, _ = files
+    old = _edit(d / "cal.json", d / "negative_a.json", _set("B", "a", -0.5))
+    with pytest.warns(UserWarning, match=r"negative_a.json: label 'B': field 'a' is -0.5.*reverses"):
+        cal = Calibration.load(old)
+    assert cal.independent["B"]["a"] == -0.5
 
 
 def test_unsorted_isotonic_knots_are_refused(files, capsys):

@@ -359,8 +359,11 @@ def _check_spec(spec: Any, where: str, members: Sequence[str] | None = None) -> 
         elif not _number(v):
             raise InputError(f"{where}: field {key!r} must be a finite number; got {v!r}")
     if kind == "platt" and spec["a"] < 0:
-        raise InputError(f"{where}: field 'a' is {spec['a']!r}; a Platt slope must be >= 0 (a negative one "
-                         "reverses the label's ranking)")
+        # Files fitted before slopes were constrained (models among them) stay readable, said once.
+        import warnings
+
+        warnings.warn(f"{where}: field 'a' is {spec['a']!r}: this Platt slope is negative and reverses the label's "
+                      "ranking; fit the calibration again (labelwise calibrate keeps slopes >= 0)", stacklevel=3)
     if kind == "temperature" and not spec["T"] > 0:
         raise InputError(f"{where}: temperature T must be a positive number; got {spec['T']!r}")
     if kind == "prior":
