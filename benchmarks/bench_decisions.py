@@ -186,6 +186,8 @@ def decision_table(y_val, s_val, y_test, s_test, schema, *, calibrations=("none"
             cal = None if cal_name == "none" else fit_calibration(y_val, s_val, method=cal_name, schema=schema,
                                                                   from_logits=from_logits)
             for r in rules:
+                if r == "top-k" and not n_ind:
+                    continue  # top-k ranks independent labels; a schema without any has none to rank
                 rule = f"top-k={min(k, n_ind)}" if r == "top-k" else r
                 pol = fit_policy(y_val, s_val, schema, rule=rule, calibration=cal, from_logits=from_logits)
                 P = pol.probabilities(s_test)
@@ -274,7 +276,7 @@ def train_scores(name, schema, parts, *, image_size, epochs, batch_size, weighte
     return parts["val"][1], scores["val"], parts["test"][1], scores["test"], seconds
 
 
-def trained_tables(quick: bool, smoke: bool = False) -> None:
+def trained_tables(quick: bool, only: str | None = None, smoke: bool = False) -> None:
     import tempfile
 
     from labelwise.training.demo import DEMO_SCHEMA, digit_targets
@@ -293,6 +295,8 @@ def trained_tables(quick: bool, smoke: bool = False) -> None:
     epochs = 1 if smoke else 2 if quick else 3
     tasks = [("demo (MNIST: 2 independent + 10-digit group)", DEMO_SCHEMA, demo, (28, 28)),
              ("grid of 2-4 MNIST digits (20 independent labels)", GRID_SCHEMA, grid, (32, 32))]
+    if only:
+        tasks = [t for t in tasks if t[0].startswith(only)]
     with tempfile.TemporaryDirectory() as tmp:
         for title, schema, parts, size in tasks:
             for weighted in (False, True):
@@ -308,12 +312,13 @@ def trained_tables(quick: bool, smoke: bool = False) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="smaller sizes (200,000 instead of 1,000,000 rows)")
+    ap.add_argument("--only", choices=("demo", "grid"), help="with --trained: only this task")
     ap.add_argument("--trained", action="store_true",
                     help="only the rules x metrics tables of trained models (demo task + a 20-label MNIST grid task)")
     add_smoke(ap, quick=True)
     args = parse(ap)
     if args.trained:
-        trained_tables(args.quick, smoke=args.smoke)
+        trained_tables(args.quick, args.only, smoke=args.smoke)
         return
     big = 5_000 if args.smoke else 200_000 if args.quick else 1_000_000
     print(f"numpy {np.__version__}; {os.cpu_count()} CPU(s)\n")

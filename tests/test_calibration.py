@@ -91,7 +91,7 @@ def test_isotonic_equals_sklearn_and_falls_back_to_platt_with_a_note(data):
     schema, y, s = data
     y = y.copy()
     y[:, 2] = 0
-    y[:30, 2] = 1  # label c: 30 positives, fewer than 50
+    y[np.argsort(-s[:, 2])[:600:20], 2] = 1  # label c: 30 positives among high scores, fewer than 50
     y = schema.complete(y[:, :6])
     cal = fit_calibration(y, s, method="isotonic", schema=schema)
     new = np.random.default_rng(5).random((500, 6))
@@ -102,15 +102,83 @@ def test_isotonic_equals_sklearn_and_falls_back_to_platt_with_a_note(data):
     assert any("'c' (30)" in n and "Platt" in n for n in cal.notes), cal.notes
 
 
-def test_label_without_positives_keeps_its_scores_with_a_note(data):
+def test_label_without_positives_gets_the_smoothed_prevalence_with_a_note(data):
     schema, y, s = data
     y = y.copy()
     y[:, 1] = 0
+    y[:, 2] = 1  # c: no negatives
     y = schema.complete(y[:, :6])
-    cal = fit_calibration(y, s, method="platt", schema=schema)
-    assert cal.independent["b"] == {"kind": "identity"}
-    np.testing.assert_array_equal(cal.apply(s)[:, 1], s[:, 1])
-    assert any("'b' (no positives)" in n for n in cal.notes), cal.notes
+    n = len(y)
+    for method in ("platt", "temperature", "isotonic"):
+        cal = fit_calibration(y, s, method=method, schema=schema)
+        p = cal.apply(s)
+        # (k + 1/2) / (n + 1), whatever the raw score was
+        np.testing.assert_allclose(p[:, 1], 0.5 / (n + 1), rtol=1e-12)
+        np.testing.assert_allclose(p[:, 2], (n + 0.5) / (n + 1), rtol=1e-12)
+        assert any("'b' (no positives)" in x and "'c' (no negatives)" in x and "prevalence" in x
+                   for x in cal.notes), cal.notes
+        back = Calibration.from_dict(json.loads(json.dumps(cal.to_dict())))
+        np.testing.assert_array_equal(back.apply(s), p)
+
+
+def _decreasing_label(n=3000, seed=3):
+    """Scores that rank positives below negatives: the likelihood's best Platt slope is negative."""
+    rng = np.random.default_rng(seed)
+    s = rng.uniform(0.05, 0.95, size=n)
+    y = (rng.random(n) < 0.35 - 0.25 * s).astype(np.uint8)
+    return s, y
+
+
+def test_platt_never_reverses_a_ranking_the_label_gets_its_prevalence():
+    s, y = _decreasing_label()
+    ref = LogisticRegression(C=1e10, tol=1e-12, max_iter=10000).fit(_logit(s)[:, None], y)
+    assert ref.coef_[0, 0] < -0.1  # unconstrained, the fit would reverse the ranking
+    cal = fit_calibration(y[:, None], s[:, None], method="platt", labels=["rare"])
+    p = cal.apply(s[:, None])[:, 0]
+    # the likelihood is concave, so the optimum on a >= 0 is a = 0 with sigmoid(b) = k / n
+    np.testing.assert_allclose(p, y.mean(), rtol=1e-12)
+
+    def loglik(a, b):
+        q = _sigmoid(a * _logit(s) + b)
+        return np.sum(y * np.log(q) + (1 - y) * np.log(1 - q))
+
+    best = max((loglik(a, b), a, b) for a in np.linspace(0, 1, 11) for b in np.linspace(-2, 0, 41))
+    assert best[1] == 0.0  # brute force on a >= 0 agrees: the best slope is 0
+    assert any("'rare'" in x and "reverse" in x for x in cal.notes), cal.notes
+    # where the best slope is positive nothing changes: flipping the scores flips the sign
+    up = fit_calibration(y[:, None], 1 - s[:, None], method="platt", labels=["rare"])
+    ref = LogisticRegression(C=1e10, tol=1e-12, max_iter=10000).fit(_logit(1 - s)[:, None], y)
+    assert up.independent["rare"]["a"] == pytest.approx(ref.coef_[0, 0], rel=1e-4)
+    assert up.independent["rare"]["b"] == pytest.approx(ref.intercept_[0], rel=1e-4)
+
+
+def test_temperature_and_isotonic_stay_increasing():
+    s, y = _decreasing_label()
+    cal = fit_calibration(y[:, None], s[:, None], method="temperature", labels=["rare"])
+    assert cal.independent["rare"]["kind"] in ("prior", "temperature")
+    assert cal.independent["rare"].get("T", 1.0) > 0
+    p = cal.apply(np.sort(s)[:, None])[:, 0]
+    assert np.all(np.diff(p) >= 0)
+    iso = fit_calibration(np.tile(y[:, None], (4, 1)), np.tile(s[:, None], (4, 1)), method="isotonic", labels=["rare"])
+    q = iso.apply(np.sort(s)[:, None])[:, 0]
+    assert np.all(np.diff(q) >= 0)
+
+
+def test_group_temperature_is_positive_a_reversed_group_gets_its_frequencies():
+    rng = np.random.default_rng(4)
+    n = 2000
+    schema = LabelSchema((), {"view": ("PA", "AP", "LL")})
+    k = rng.choice(3, size=n, p=[0.5, 0.3, 0.2])
+    y = np.eye(3, dtype=np.uint8)[k]
+    s = np.full((n, 3), 0.45)
+    s[np.arange(n), k] = 0.1  # the true member always has the lowest score
+    s /= s.sum(1, keepdims=True)
+    cal = fit_calibration(y, s, method="temperature", schema=schema)
+    spec = cal.groups["view"]
+    assert spec["kind"] == "prior"
+    counts = y.sum(0)
+    np.testing.assert_allclose(cal.apply(s)[0], (counts + 0.5) / (n + 1.5), rtol=1e-12)
+    assert any("group 'view'" in x for x in cal.notes), cal.notes
 
 
 def test_none_probability_is_the_product_of_calibrated_complements(data):

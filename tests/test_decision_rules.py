@@ -95,13 +95,22 @@ ALL = ["f1", "fbeta=2", "youden", "sensitivity=0.8", "specificity=0.8", "precisi
 
 @pytest.mark.parametrize("rule", ALL)
 @pytest.mark.parametrize("bounds", [(None, None), (1, None), (None, 2), (1, 3), (2, 2)])
-def test_every_rule_obeys_the_schema_and_the_bounds(rule, bounds):
+@pytest.mark.parametrize("none", ["none", None])
+def test_every_rule_obeys_the_schema_and_the_bounds(rule, bounds, none):
     schema = _schema()
     y, p = _random(schema)
+    if none is None:
+        schema = LabelSchema(schema.independent, schema.exclusive)
+        y = y[:, :schema.n_labels]
     th = fit_rule(y, p, schema, rule)
+    if none and bounds[0] is not None and bounds[0] >= 2:
+        with pytest.raises(InputError, match="contradicts the none label"):
+            apply_rule(p, schema, rule, th, min_labels=bounds[0], max_labels=bounds[1])
+        return
     D = apply_rule(p, schema, rule, th, min_labels=bounds[0], max_labels=bounds[1])
     schema.validate(D)  # one member per group, none derived
-    count = D[:, :4].sum(1)
+    # the bounds count the none label as a label: an image decided "none" has one
+    count = D[:, :4].sum(1) + (D[:, schema.index(none)] if none else 0)
     if bounds[0] is not None:
         assert count.min() >= bounds[0]
     if bounds[1] is not None:

@@ -106,4 +106,7 @@ def _describe(spec: dict) -> str:
         return f"T={spec['T']:.3g}"
     if kind == "isotonic":
         return f"isotonic ({len(spec['x'])} knots)"
+    if kind == "prior":
+        p = spec["p"]
+        return f"prior p={p:.3g}" if not isinstance(p, list) else "prior (member frequencies)"
     return str(kind)

@@ -73,7 +73,13 @@ def add_parser(subparsers: Any) -> None:
                         "than N positives or N negatives in the evaluated data; the macro intervals average the "
                         "other labels (default 10)")
     p.add_argument("--group-column", metavar="C",
-                   help="resample groups (e.g. 'Patient ID') instead of images in the bootstrap")
+                   help="resample groups of this column instead of images in the bootstrap (default: the table's "
+                        "'Patient ID'-like column when it has one)")
+    p.add_argument("--no-groups", action="store_true",
+                   help="resample images in the bootstrap even when the table has a patient column")
+    p.add_argument("--average-over", choices=("free", "all"), default="free",
+                   help="labels the averages cover: free (default: independent labels and group members; derived "
+                        "and none labels in their own rows) or all")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--out", metavar="DIR", help="write report.html, PNG plots, metrics.json, thresholds.json here "
                    "(several --scores: DIR/<name>/ per strategy plus DIR/comparison.json and DIR/report.html)")
@@ -178,9 +184,9 @@ def run(args: argparse.Namespace) -> int:
     (path, scores), = strategies.values()
     thresholds = thresholds_per_strategy(args.thresholds, list(strategies))
     thresholds, said = _reconcile(args, thresholds, strategies, table)
-    groups = table.groups(args.group_column) if args.group_column else None
+    groups, gcol = _groups(args, table)
     if args.bootstrap > 0 and not args.json:
-        unit = f"groups of {args.group_column!r}" if groups is not None else "images"
+        unit = f"groups of {gcol!r}" if groups is not None else "images"
         print(f"labelwise evaluate: {len(table)} images, {table.schema.n_labels} labels; "
               f"bootstrapping {args.bootstrap} resamples of {unit} ...", file=sys.stderr, flush=True)
     progress = _progress if (args.bootstrap > 0 and not args.json and sys.stderr.isatty()) else None
@@ -195,10 +201,34 @@ def run(args: argparse.Namespace) -> int:
         summary={"truth": str(args.truth), "scores": str(path), "format": table.format or args.format,
                  **({"split": args.split} if args.split else {})},
         score_source=getattr(args, "score_source", None),
-        known=known,
+        known=known, average_over=getattr(args, "average_over", "free"),
     )
     result.notes.extend(str(n) for n in (*said, *table.schema.notes, *table.notes))
+    if groups is not None and args.bootstrap > 0:
+        result.notes.append(_groups_note(args, gcol, groups))
+        result.bootstrap["group_column"] = gcol
     return _save_and_print(args, result, lambda written: ', '.join(sorted(written)))
+
+
+def _groups(args: argparse.Namespace, table: Any):
+    """``(groups, column)`` the bootstrap resamples: --group-column, else the table's patient column
+    (found by name), unless --no-groups; ``(None, None)`` for images."""
+    from ..errors import InputError
+    from ..evaluation.evaluate import default_groups
+
+    column = getattr(args, "group_column", None)
+    if getattr(args, "no_groups", False):
+        if column:
+            raise InputError(f"--no-groups and --group-column {column!r} contradict each other; give one")
+        return None, None
+    return default_groups(table, column)
+
+
+def _groups_note(args: argparse.Namespace, column: str, groups: Any) -> str:
+    n = len(set(map(str, groups)))
+    how = "--group-column" if getattr(args, "group_column", None) else "found in the table; --no-groups resamples images"
+    return (f"the confidence intervals resample the {n} groups of column {column!r} ({how}): images of one "
+            "patient are not independent")
 
 
 def _reconcile(args: argparse.Namespace, thresholds: Any, strategies: dict, table) -> tuple[Any, list[str]]:
@@ -243,9 +273,9 @@ def run_compare(args: argparse.Namespace, table, strategies: dict) -> int:
     names = list(strategies)
     thresholds = thresholds_per_strategy(args.thresholds, names)
     thresholds, said = _reconcile(args, thresholds, strategies, table)
-    groups = table.groups(args.group_column) if args.group_column else None
+    groups, gcol = _groups(args, table)
     if args.bootstrap > 0 and not args.json:
-        unit = f"groups of {args.group_column!r}" if groups is not None else "images"
+        unit = f"groups of {gcol!r}" if groups is not None else "images"
         print(f"labelwise evaluate: {len(table)} images, {table.schema.n_labels} labels, {len(names)} strategies "
               f"({', '.join(names)}); bootstrapping {args.bootstrap} resamples of {unit}, the same for each ...",
               file=sys.stderr, flush=True)
@@ -265,6 +295,8 @@ def run_compare(args: argparse.Namespace, table, strategies: dict) -> int:
     )
     result.summary["scores"] = {name: str(path) for name, (path, _) in strategies.items()}
     notes = [str(n) for n in (*said, *table.schema.notes, *table.notes)]
+    if groups is not None and args.bootstrap > 0:
+        notes.append(_groups_note(args, gcol, groups))
     for name, (path, _) in strategies.items():
         result.results[name].summary["scores"] = str(path)
         result.results[name].notes.extend(notes)

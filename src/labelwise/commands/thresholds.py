@@ -38,8 +38,9 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--calibration", metavar="FILE|METHOD",
                    help="a calibration.json (labelwise calibrate), or a method fitted here: platt, temperature, "
                         "isotonic, none")
-    p.add_argument("--min-labels", type=int, metavar="N", help="decide at least N independent labels per image")
-    p.add_argument("--max-labels", type=int, metavar="K", help="decide at most K independent labels per image")
+    p.add_argument("--min-labels", type=int, metavar="N", help="decide at least N labels per image (the none label, e.g. 'No Finding', counts as one; with it, "
+                        "N above 1 is refused)")
+    p.add_argument("--max-labels", type=int, metavar="K", help="decide at most K labels per image (K >= 1)")
     p.add_argument("--compare", action="store_true",
                    help="print every set-level rule x metrics on this data instead of writing a file")
     p.add_argument("--json", action="store_true", help="with --compare: print the table as JSON")

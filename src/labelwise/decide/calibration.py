@@ -4,8 +4,11 @@ Methods (``fit_calibration(..., method=...)``):
 
 * ``"platt"``: per independent label ``p' = sigmoid(a * z + b)`` with ``z = logit(p)`` (or the raw
   logit with ``from_logits=True``); ``a, b`` maximise the Bernoulli likelihood on the validation
-  rows (Newton's method; a 1e-8 ridge on ``a`` only keeps separable data finite, so results equal
-  scikit-learn's ``LogisticRegression(C=1e8)`` on ``z``).
+  rows subject to ``a >= 0`` (Newton's method; a 1e-8 ridge on ``a`` only keeps separable data
+  finite, so where the unconstrained slope is positive results equal scikit-learn's
+  ``LogisticRegression(C=1e8)`` on ``z``). The likelihood is concave, so when the unconstrained
+  slope is negative the constrained optimum is ``a = 0``, ``sigmoid(b) = k / n``: the label gets
+  its prevalence (a ``prior``), with a note naming it; a calibration never reverses a ranking.
 * ``"temperature"``: per independent label ``p' = sigmoid(z / T)``, one ``T > 0`` each; per
   exclusive group one ``T`` applied to the group's log-probabilities, ``p'_k = softmax(log p / T)_k``,
   so the members still sum to 1.
@@ -16,9 +19,12 @@ Methods (``fit_calibration(..., method=...)``):
 * ``"none"``: identity (logits still go through the head's sigmoid/softmax).
 
 Exclusive groups are always calibrated by one temperature per group (Platt or isotonic per member
-would break "members sum to 1"; ``platt``/``isotonic`` say so in a note). A label with no positives
-or no negatives in the calibration data cannot be fitted: it keeps its scores (identity) with a
-note naming it. The derived none label is never calibrated itself: its probability is computed from
+would break "members sum to 1"; ``platt``/``isotonic`` say so in a note). Temperatures are
+constrained to ``T > 0``: a label or group whose best fit is not positive gets its prevalence
+(``prior``; a group the smoothed member frequencies ``(k_j + 1/2) / (n + m/2)``), with a note.
+A label with no positives (or no negatives) in the calibration data cannot be fitted: it gets the
+smoothed prevalence ``(k + 1/2) / (n + 1)`` (a ``prior``; never its raw score, which a weighted or
+from-scratch model leaves near 0.5), with a note naming it. Isotonic maps are non-decreasing. The derived none label is never calibrated itself: its probability is computed from
 the calibrated independent labels as ``prod_i (1 - p'_i)``, which is exact when the independent
 labels are independent given the image (the assumption the sigmoid head makes).
 
@@ -27,6 +33,7 @@ This module imports neither Keras nor TensorFlow (scikit-learn only inside ``iso
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -46,6 +53,26 @@ FORMAT = "labelwise.calibration"
 _EPS = 1e-12
 _RIDGE = 1e-8
 _LOG_FLOOR = -700.0  # log of a probability of 0: finite, so 0 * log(0) terms stay 0 in the softmax
+
+
+MIN_FIT_ROWS = 10
+
+
+def too_few_rows(y_true: np.ndarray, labels: Sequence[str], what: str = "fit") -> str | None:
+    """A note when ``y_true`` (n, L) 0/1 is too small to ``what`` on: fewer than ``MIN_FIT_ROWS``
+    rows, or labels with exactly one positive (none at all is noted where it is handled)."""
+    Y = np.asarray(y_true)
+    if Y.ndim != 2:
+        return None
+    if Y.shape[0] < MIN_FIT_ROWS:
+        return (f"too few rows: {what} on {Y.shape[0]} row(s) (fewer than {MIN_FIT_ROWS}); the fitted values "
+                "are unreliable, use more validation data")
+    k = np.nansum(Y, axis=0)
+    single = [str(x) for x, c in zip(labels, k) if c == 1]
+    if single:
+        return (f"too few rows: label(s) {single} have a single positive to {what} on; their fitted values are "
+                "unreliable")
+    return None
 
 
 def resolve_schema(schema: LabelSchema | None, n_columns: int, labels: Sequence[str] | None) -> LabelSchema:
@@ -110,7 +137,9 @@ def _newton(loss_fn, grad_hess, theta: np.ndarray, max_iter: int = 100) -> np.nd
 
 
 def fit_platt(z: np.ndarray, y: np.ndarray, *, ridge: float = _RIDGE, max_iter: int = 100) -> tuple[float, float]:
-    """Maximum-likelihood ``(a, b)`` of ``P(y=1) = sigmoid(a z + b)`` (Newton with step halving)."""
+    """Maximum-likelihood ``(a, b)`` of ``P(y=1) = sigmoid(a z + b)`` (Newton with step halving),
+    unconstrained: :func:`fit_calibration` replaces a negative ``a`` by the constrained optimum
+    ``a = 0`` (the prevalence)."""
     z = np.asarray(z, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
 
@@ -166,8 +195,10 @@ class Calibration:
     calibrated probabilities, column for column, under ``schema``.
 
     ``independent[label]``: ``{"kind": "platt", "a", "b"}``, ``{"kind": "temperature", "T"}``,
-    ``{"kind": "isotonic", "x": [...], "y": [...]}`` or ``{"kind": "identity"}``;
-    ``groups[name]``: ``{"kind": "temperature", "T"}`` or ``{"kind": "identity"}``.
+    ``{"kind": "isotonic", "x": [...], "y": [...]}``, ``{"kind": "prior", "p"}`` (a constant
+    probability) or ``{"kind": "identity"}``;
+    ``groups[name]``: ``{"kind": "temperature", "T"}``, ``{"kind": "prior", "p": [...]}`` (one per
+    member) or ``{"kind": "identity"}``.
     ``notes`` say which labels fell back and why. See the module docstring for the formulas.
     """
 
@@ -212,6 +243,9 @@ class Calibration:
             x = S[:, block.start:block.stop]
             logp = _log_softmax(x) if logits else np.log(np.maximum(x, 0.0) + 1e-300).clip(_LOG_FLOOR)
             spec = self.groups.get(block.name, {"kind": "identity"})
+            if spec.get("kind") == "prior":
+                out[:, block.start:block.stop] = np.asarray(spec["p"], dtype=np.float64)[None, :]
+                continue
             u = 1.0 / float(spec["T"]) if spec.get("kind") == "temperature" else 1.0
             out[:, block.start:block.stop] = np.exp(_log_softmax(u * logp))
         if schema.derived:  # derived labels follow their calibrated sources, as the head computes them
@@ -247,22 +281,43 @@ class Calibration:
                              "`labelwise calibrate --truth val.csv --scores val_scores.csv --out calibration.json`")
         try:
             schema = LabelSchema.from_dict(data["schema"])
-            method = str(data["method"])
-            independent = {str(k): dict(v) for k, v in dict(data.get("independent") or {}).items()}
-            groups = {str(k): dict(v) for k, v in dict(data.get("groups") or {}).items()}
-        except (KeyError, TypeError, ValueError) as e:
-            raise InputError(f"{at}malformed calibration ({type(e).__name__}: {e})") from None
+        except InputError as e:
+            raise InputError(f"{at}field 'schema': {e}") from None
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise InputError(f"{at}malformed calibration: field 'schema' ({type(e).__name__}: {e})") from None
+        method = data.get("method")
         if method not in CALIBRATION_METHODS:
-            raise InputError(f"{at}unknown calibration method {method!r}; the methods are {list(CALIBRATION_METHODS)}")
-        for label, spec in independent.items():
-            _check_spec(spec, f"{at}label {label!r}")
-        for name, spec in groups.items():
-            _check_spec(spec, f"{at}group {name!r}")
+            raise InputError(f"{at}field 'method': unknown calibration method {method!r}; the methods are "
+                             f"{list(CALIBRATION_METHODS)}")
+        parts = {}
+        for key in ("independent", "groups", "fitted_on"):
+            v = data.get(key)
+            if v is not None and not isinstance(v, Mapping):
+                raise InputError(f"{at}field {key!r} must be a JSON object; got {type(v).__name__}")
+            parts[key] = dict(v or {})
+        notes = data.get("notes")
+        if notes is not None and not isinstance(notes, list):
+            raise InputError(f"{at}field 'notes' must be a list of strings; got {type(notes).__name__}")
+        if not isinstance(data.get("from_logits", False), bool):
+            raise InputError(f"{at}field 'from_logits' must be true or false; got {data.get('from_logits')!r}")
+        independent = {str(k): v for k, v in parts["independent"].items()}
+        groups = {str(k): v for k, v in parts["groups"].items()}
         unknown = sorted(set(independent) - set(schema.independent)) + sorted(set(groups) - set(schema.exclusive))
         if unknown:
             raise InputError(f"{at}calibration entries {unknown} are not in its schema {list(schema.labels)}")
-        return cls(schema, method, independent, groups, bool(data.get("from_logits", False)),
-                   tuple(str(n) for n in data.get("notes") or ()), dict(data.get("fitted_on") or {}))
+        if method != "none":  # a label the file forgets would silently stay uncalibrated
+            lacking = [x for x in schema.independent if x not in independent]
+            lacking += [g for g in schema.exclusive if g not in groups]
+            if lacking:
+                raise InputError(f"{at}field 'independent'/'groups' lacks the label(s) or group(s) {lacking} of its "
+                                 "schema (fit it again with labelwise calibrate)")
+        for label, spec in independent.items():
+            _check_spec(spec, f"{at}label {label!r}")
+        for name, spec in groups.items():
+            _check_spec(spec, f"{at}group {name!r}", schema.exclusive[name])
+        return cls(schema, method, {k: dict(v) for k, v in independent.items()},
+                   {k: dict(v) for k, v in groups.items()}, bool(data.get("from_logits", False)),
+                   tuple(str(n) for n in notes or ()), parts["fitted_on"])
 
     def save(self, path: str | Path) -> Path:
         """Write the JSON form atomically."""
@@ -274,18 +329,59 @@ class Calibration:
         return cls.from_dict(read_json(path, "calibration"), source=str(path))
 
 
-def _check_spec(spec: Mapping[str, Any], where: str) -> None:
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _numbers(v: Any) -> bool:
+    return isinstance(v, (list, tuple)) and all(_number(x) for x in v)
+
+
+def _check_spec(spec: Any, where: str, members: Sequence[str] | None = None) -> None:
+    """Refuse a malformed per-label (or, with ``members``, per-group) calibration entry: unknown kind,
+    missing or non-finite parameters, a negative Platt slope, ``T <= 0``, unsorted isotonic knots or a
+    decreasing isotonic map, a probability outside [0, 1]. The error names ``where`` and the field."""
+    if not isinstance(spec, Mapping):
+        raise InputError(f"{where}: a calibration entry is a JSON object with a \"kind\"; got {spec!r}")
     kind = spec.get("kind")
-    need = {"platt": ("a", "b"), "temperature": ("T",), "isotonic": ("x", "y"), "identity": ()}
+    need = ({"temperature": ("T",), "prior": ("p",), "identity": ()} if members is not None else
+            {"platt": ("a", "b"), "temperature": ("T",), "isotonic": ("x", "y"), "prior": ("p",), "identity": ()})
     if kind not in need:
         raise InputError(f"{where}: unknown calibration kind {kind!r}; expected one of {list(need)}")
     missing = [k for k in need[kind] if k not in spec]
     if missing:
         raise InputError(f"{where}: {kind} calibration lacks {missing}")
-    if kind == "temperature" and not (isinstance(spec["T"], (int, float)) and spec["T"] > 0):
+    for key in need[kind]:
+        v = spec[key]
+        if key in ("x", "y") or (key == "p" and members is not None):
+            if not _numbers(v):
+                raise InputError(f"{where}: field {key!r} must be a list of finite numbers; got {v!r}")
+        elif not _number(v):
+            raise InputError(f"{where}: field {key!r} must be a finite number; got {v!r}")
+    if kind == "platt" and spec["a"] < 0:
+        # Files fitted before slopes were constrained (models among them) stay readable, said once.
+        import warnings
+
+        warnings.warn(f"{where}: field 'a' is {spec['a']!r}: this Platt slope is negative and reverses the label's "
+                      "ranking; fit the calibration again (labelwise calibrate keeps slopes >= 0)", stacklevel=3)
+    if kind == "temperature" and not spec["T"] > 0:
         raise InputError(f"{where}: temperature T must be a positive number; got {spec['T']!r}")
-    if kind == "isotonic" and len(spec["x"]) != len(spec["y"]):
-        raise InputError(f"{where}: isotonic x and y differ in length")
+    if kind == "prior":
+        p = np.atleast_1d(np.asarray(spec["p"], dtype=np.float64))
+        if np.any(p < 0) or np.any(p > 1):
+            raise InputError(f"{where}: field 'p' must lie in [0, 1]; got {spec['p']!r}")
+        if members is not None and (len(p) != len(members) or abs(float(p.sum()) - 1.0) > 1e-6):
+            raise InputError(f"{where}: field 'p' must give one probability per member of {list(members)}, "
+                             f"summing to 1; got {spec['p']!r}")
+    if kind == "isotonic":
+        x, y = np.asarray(spec["x"], dtype=np.float64), np.asarray(spec["y"], dtype=np.float64)
+        if len(x) != len(y) or len(x) == 0:
+            raise InputError(f"{where}: isotonic x and y must be non-empty and of the same length "
+                             f"({len(x)} and {len(y)})")
+        if np.any(np.diff(x) < 0):
+            raise InputError(f"{where}: isotonic field 'x' is not sorted (knots must increase)")
+        if np.any(np.diff(y) < 0) or np.any(y < 0) or np.any(y > 1):
+            raise InputError(f"{where}: isotonic field 'y' must be non-decreasing probabilities in [0, 1]")
 
 
 def _check_same_labels(schema: LabelSchema, labels: Sequence[str], mine: str, theirs: str) -> None:
@@ -318,6 +414,8 @@ def _as_scores(scores: np.ndarray, schema: LabelSchema, logits: bool) -> np.ndar
 
 def _apply_independent(spec: Mapping[str, Any], s: np.ndarray, logits: bool) -> np.ndarray:
     kind = spec.get("kind", "identity")
+    if kind == "prior":
+        return np.full(s.shape, float(spec["p"]))
     if kind == "isotonic":
         p = sigmoid(s) if logits else s
         return np.interp(p, np.asarray(spec["x"], float), np.asarray(spec["y"], float))
@@ -373,6 +471,8 @@ def fit_calibration(
     groups: dict[str, dict[str, Any]] = {}
     one_class: list[str] = []
     to_platt: list[str] = []
+    decreasing: list[str] = []
+    n = int(Y.shape[0])
     for j, label in enumerate(schema.independent):
         y, s = Y[:, j].astype(np.float64), S[:, j]
         pos = int(y.sum())
@@ -381,7 +481,7 @@ def fit_calibration(
             continue
         if pos == 0 or pos == len(y):
             one_class.append(f"{label!r} ({'no positives' if pos == 0 else 'no negatives'})")
-            independent[label] = {"kind": "identity"}
+            independent[label] = {"kind": "prior", "p": (pos + 0.5) / (n + 1.0)}
             continue
         z = s if from_logits else _logit(s)
         kind = method
@@ -393,18 +493,22 @@ def fit_calibration(
             kind = "platt"
         if kind == "platt":
             a, b = fit_platt(z, y)
-            independent[label] = {"kind": "platt", "a": a, "b": b}
+            ok = a >= 0.0
+            spec = {"kind": "platt", "a": a, "b": b}
         else:
             u = fit_temperature(z, y)
-            if u <= 1e-6:
-                notes.append(f"label {label!r}: its scores rank positives below negatives (the fitted temperature "
-                             "is not positive); it keeps its scores")
-                independent[label] = {"kind": "identity"}
-            else:
-                independent[label] = {"kind": "temperature", "T": 1.0 / u}
+            ok = u > 1e-6
+            spec = {"kind": "temperature", "T": 1.0 / u} if ok else {}
+        if not ok:  # the constrained optimum (slope 0): the label's prevalence
+            decreasing.append(f"{label!r} ({pos}/{n})")
+            spec = {"kind": "prior", "p": pos / n}
+        independent[label] = spec
     if one_class:
-        notes.append(f"label(s) {', '.join(one_class)} in the calibration data cannot be calibrated; they keep "
-                     "their scores (identity)")
+        notes.append(f"label(s) {', '.join(one_class)} in the calibration data cannot be calibrated; they get "
+                     "the smoothed prevalence (k + 1/2) / (n + 1), not their scores")
+    if decreasing:
+        notes.append(f"label(s) {', '.join(decreasing)}: the best fit decreases with the score (it would reverse "
+                     "their ranking); they get their prevalence instead")
     if to_platt:
         notes.append(f"isotonic needs >= {min_isotonic} positives and negatives per label; label(s) "
                      f"{', '.join(to_platt)} have fewer and get Platt scaling instead")
@@ -424,13 +528,19 @@ def fit_calibration(
         logp = _log_softmax(x) if from_logits else np.log(np.maximum(x, 0.0) + 1e-300).clip(_LOG_FLOOR)
         u = fit_group_temperature(logp, np.argmax(yg, axis=1))
         if u <= 1e-6:
-            notes.append(f"group {block.name!r}: the fitted temperature is not positive; it keeps its scores")
-            groups[block.name] = {"kind": "identity"}
+            counts = yg.sum(axis=0)
+            prior = (counts + 0.5) / (n + 0.5 * len(block.labels))
+            notes.append(f"group {block.name!r}: the best temperature is not positive (its scores rank the members "
+                         "backwards); it gets its members' smoothed frequencies instead")
+            groups[block.name] = {"kind": "prior", "p": [float(v) for v in prior]}
         else:
             groups[block.name] = {"kind": "temperature", "T": 1.0 / u}
     if method in ("platt", "isotonic") and schema.exclusive:
         notes.append(f"exclusive group(s) {list(schema.exclusive)} get one temperature each (so their members "
                      f"still sum to 1), not {method}")
+    few = too_few_rows(Y, schema.output_labels, "calibrate") if method != "none" else None
+    if few:
+        notes.insert(0, few)
     fitted_on = {"rows": int(Y.shape[0]),
                  "positives": {x: int(c) for x, c in zip(schema.output_labels, Y.sum(axis=0))}}
     return Calibration(schema, method, independent, groups, bool(from_logits), tuple(notes), fitted_on)

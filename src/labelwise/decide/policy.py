@@ -36,6 +36,7 @@ from .rules import (
     Rule,
     apply_rule,
     check_bounds,
+    check_decision_fields,
     decision_metrics,
     fit_rule,
     parse_rule,
@@ -225,16 +226,19 @@ class DecisionPolicy:
             raise InputError(f"{at}not a decision file (format {data.get('format')!r}; expected {FORMAT!r}); "
                              "write one with `labelwise thresholds --truth val.csv --scores val_scores.csv "
                              "--optimize RULE --out decision.json`")
+        check_decision_fields(data, at)
         try:
             file_schema = LabelSchema.from_dict(data["schema"])
             cal = data.get("calibration")
-            cal = None if cal is None else Calibration.from_dict(cal, source=source)
+            cal = None if cal is None else Calibration.from_dict(cal, source=f"{source or 'decision'}: calibration")
             th = data.get("thresholds")
             th = None if th is None else Thresholds.from_dict(th, source=source)
             return cls(file_schema, str(data["rule"]), th, cal, data.get("min_labels"), data.get("max_labels"),
                        tuple(str(n) for n in data.get("notes") or ()), dict(data.get("fitted_on") or {}))
         except KeyError as e:
             raise InputError(f"{at}malformed decision file: missing {e}") from None
+        except (TypeError, ValueError, AttributeError) as e:
+            raise InputError(f"{at}malformed decision file ({type(e).__name__}: {e})") from None
         except InputError as e:
             if source and not str(e).startswith(str(source)):
                 raise InputError(f"{at}{e}") from None
@@ -444,6 +448,11 @@ def compare_rules(
     if any(parse_rule(r["rule"]).needs_validation for r in out):
         notes.append("micro-f1 and macro-f1 thresholds are tuned and scored on this same data (optimistic); "
                      "confirm the chosen rule on test data")
+    if min_labels is not None or max_labels is not None:
+        bounds = [f"at least {min_labels}" if min_labels is not None else "",
+                  f"at most {max_labels}" if max_labels is not None else ""]
+        notes.append(f"every rule decides {' and '.join(b for b in bounds if b)} label(s) per image"
+                     + (f", {schema.none!r} counting as one (so at least 1 changes nothing)" if schema.none else ""))
     if cal is None:
         notes.append("no calibration: the set-level rules assume the scores are calibrated probabilities")
     else:

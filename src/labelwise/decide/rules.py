@@ -28,10 +28,12 @@ Set-level rules, each the Bayes-optimal decision for one metric on calibrated ma
   set optimisation;
 * ``top-k=K``: the K most probable independent labels.
 
-Bounds ``min_labels`` / ``max_labels`` combine with any rule: they count the independent labels
-decided per image (group members, always one per group, and the derived none label are not
-counted); an image with too few gets the most probable undecided labels added, one with too many
-keeps only its most probable decided labels.
+Bounds ``min_labels`` / ``max_labels`` combine with any rule: they count the labels decided per
+image among the independent labels and the none label (an image decided as the none label has one
+label; group members, always one per group, are not counted); an image with too few gets the most
+probable undecided labels added, one with too many keeps only its most probable decided labels.
+With a none label every image has at least one label, so ``min_labels = 1`` changes nothing and
+``min_labels >= 2`` is refused (:func:`check_bounds`).
 
 This module imports neither Keras nor TensorFlow.
 """
@@ -47,11 +49,12 @@ import numpy as np
 from ..errors import InputError
 from ..labels.schema import LabelSchema
 from ..metrics._validation import check_scores, check_targets, warn_undefined
+from .calibration import too_few_rows
 from .thresholds import Thresholds, tune_thresholds
 
 __all__ = ["Rule", "parse_rule", "RULES", "PER_LABEL_RULES", "SET_RULES", "NO_VALIDATION_RULES", "fit_rule",
            "apply_rule", "apply_bounds", "instance_f1_decisions", "expected_f1_topk", "check_bounds",
-           "decision_metrics"]
+           "check_decision_fields", "decision_metrics", "labels_per_image"]
 
 PER_LABEL_RULES = ("f1", "fbeta", "youden", "sensitivity", "specificity", "precision")
 SET_RULES = ("hamming", "subset", "micro-f1", "macro-f1", "instance-f1", "top-k")
@@ -133,7 +136,12 @@ def parse_rule(rule: "str | Rule") -> Rule:
 
 
 def check_bounds(schema: LabelSchema, min_labels: int | None, max_labels: int | None) -> tuple[int | None, int | None]:
-    """Validate ``min_labels``/``max_labels`` against the schema's independent labels."""
+    """Validate ``min_labels``/``max_labels`` against the schema.
+
+    Both count the labels decided per image, the none label included (an image decided as the none
+    label has one label, and no other). So with a none label ``min_labels = 1`` always holds, and
+    ``min_labels >= 2`` contradicts the none label (refused); ``max_labels = 0`` would decide nothing
+    on any image (refused)."""
     n_ind = len(schema.independent)
     for name, v in (("min_labels", min_labels), ("max_labels", max_labels)):
         if v is None:
@@ -142,11 +150,43 @@ def check_bounds(schema: LabelSchema, min_labels: int | None, max_labels: int | 
             raise InputError(f"{name} must be a whole number >= 0; got {v!r}")
         if n_ind == 0:
             raise InputError(f"{name} counts independent labels, and this schema has none")
+    if max_labels is not None and max_labels == 0:
+        raise InputError("max_labels 0 decides no label on any image; give at least 1 (or leave it out)")
     if min_labels is not None and max_labels is not None and min_labels > max_labels:
         raise InputError(f"min_labels ({min_labels}) is above max_labels ({max_labels}); give min <= max")
     if min_labels is not None and min_labels > n_ind:
         raise InputError(f"min_labels ({min_labels}) is above the number of independent labels ({n_ind})")
+    if min_labels is not None and min_labels >= 2 and schema.none:
+        raise InputError(f"min_labels {min_labels} contradicts the none label {schema.none!r}: an image decided "
+                         f"{schema.none!r} has exactly one label (min_labels counts it); use min_labels 1, which "
+                         "every image meets, or a schema without a none label")
     return (None if min_labels is None else int(min_labels)), (None if max_labels is None else int(max_labels))
+
+
+def check_decision_fields(data: dict, at: str = "") -> None:
+    """Refuse a decision file (format ``labelwise.decision``) whose fields have the wrong type:
+    ``rule`` a string, ``params`` an object, ``min_labels``/``max_labels`` whole numbers or null,
+    ``calibration``/``thresholds``/``fitted_on`` objects or null, ``notes`` a list. ``at`` (the file)
+    starts the one-line error, which names the field. Values in range are checked by
+    :func:`parse_rule`, :func:`check_bounds` and the calibration and thresholds readers."""
+    if "rule" not in data:
+        raise InputError(f"{at}malformed decision file: missing field 'rule'")
+    if not isinstance(data["rule"], str):
+        raise InputError(f"{at}field 'rule' must be a string such as 'instance-f1'; got {data['rule']!r}")
+    for key in ("min_labels", "max_labels"):
+        v = data.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+            raise InputError(f"{at}field {key!r} must be a whole number >= 0 or null; got {v!r}")
+    for key in ("params", "calibration", "thresholds", "fitted_on", "schema"):
+        v = data.get(key)
+        if v is not None and not isinstance(v, dict):
+            raise InputError(f"{at}field {key!r} must be a JSON object or null; got {v!r}")
+    if data.get("notes") is not None and not isinstance(data["notes"], list):
+        raise InputError(f"{at}field 'notes' must be a list of strings; got {data['notes']!r}")
+    try:
+        parse_rule(data["rule"])
+    except InputError as e:
+        raise InputError(f"{at}field 'rule': {e}") from None
 
 
 def _probs(probs: np.ndarray, schema: LabelSchema) -> np.ndarray:
@@ -205,6 +245,9 @@ def fit_rule(y_true: np.ndarray, probs: np.ndarray, schema: LabelSchema, rule: "
     if rule.name in ("hamming", "subset"):
         values[:n_ind] = 0.5
     else:  # micro-f1
+        few = too_few_rows(Y[:, :n_ind], schema.independent, f"tune {rule}")
+        if few:
+            warn_undefined(few)
         t, f = _micro_threshold(Y[:, :n_ind], P[:, :n_ind])
         if math.isnan(t):
             warn_undefined("micro-f1: no independent label has a positive in the validation data; the shared "
@@ -332,6 +375,8 @@ def apply_rule(
                              f"{list(NO_VALIDATION_RULES)}")
         thr = thresholds.for_labels(schema.independent).values if n_ind else np.zeros(0)
         out[:, :n_ind] = Pi >= np.where(np.isnan(thr), float(default), thr)
+    if schema.none and min_labels == 1:
+        min_labels = None  # an image with no independent label decided has one label: the none label
     if n_ind and (min_labels is not None or max_labels is not None):
         out[:, :n_ind] = apply_bounds(out[:, :n_ind], Pi, min_labels, max_labels)
     for block in schema.layout:
@@ -352,6 +397,16 @@ def _silence(func, *args, **kwargs):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return func(*args, **kwargs)
+
+
+def labels_per_image(matrix: np.ndarray, schema: LabelSchema) -> float:
+    """Mean number of labels per image of a 0/1 ``matrix`` (decisions or truth) over every label
+    column of ``schema``: the none label and derived labels included (a matrix over the head outputs
+    is completed with the none label first). The one definition every "labels per image" uses."""
+    M = np.asarray(matrix, dtype=np.float64)
+    if M.shape[1] == schema.n_outputs and schema.none:
+        M = schema.complete(M.astype(np.uint8)).astype(np.float64)
+    return float(M.sum(axis=1).mean()) if M.shape[0] else math.nan
 
 
 def decision_metrics(y_true: np.ndarray, decisions: np.ndarray, schema: LabelSchema) -> dict[str, float]:
@@ -375,6 +430,6 @@ def decision_metrics(y_true: np.ndarray, decisions: np.ndarray, schema: LabelSch
         "micro_f1": float(_silence(f1_score, Y, D, average="micro", zero_division=0.0)),
         "macro_f1": float(macro),
         "instance_f1": float(_silence(f1_score, Y, D, average="samples", zero_division=1.0)),
-        "labels_per_image_predicted": float(D.sum(axis=1).mean()),
-        "labels_per_image_true": float(Y.sum(axis=1).mean()),
+        "labels_per_image_predicted": labels_per_image(D, schema),
+        "labels_per_image_true": labels_per_image(Y, schema),
     }

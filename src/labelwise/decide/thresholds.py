@@ -284,6 +284,11 @@ def tune_thresholds(
         v, m, undefined, unreachable = _tune_columns(Y[:, tuned], S[:, tuned], method, beta, target)
         values[tuned], metric[tuned] = v, m
         tuned_names = [x for x, t in zip(names, tuned) if t]
+        from .calibration import too_few_rows
+
+        few = too_few_rows(Y[:, tuned], tuned_names, f"tune {method} thresholds")
+        if few:
+            warn_undefined(few)
         if undefined.any():
             pos = Y[:, tuned].sum(axis=0)
             # Name which class is missing for each label: "no positives and negatives" read as both.

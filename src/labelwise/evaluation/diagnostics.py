@@ -125,8 +125,20 @@ def diagnose(
     groups: Mapping[str, Sequence[str]] | None = None,
     group_excess: float = 0.3,
     noise_tol: float = 1e-6,
+    flat_std: float = 1e-5,
+    ece: Sequence[float] | None = None,
+    ece_tol: float = 0.05,
+    calibration: str | None = None,
+    loss: str | None = None,
 ) -> list[Finding]:
     """Look for a collapsed, chance-level or mis-wired model; return the findings (empty = healthy).
+
+    What the caller knows shapes the advice: ``ece`` (per label, same order as ``labels``) lets a
+    compressed label be called uncalibrated only when its ECE exceeds ``ece_tol``; ``calibration``
+    (the method already applied, e.g. "platt") stops advice to recalibrate; ``loss`` (the training
+    loss, e.g. "bce", "weighted") puts "loss weighting" among the causes only when the loss
+    reweights. Scores whose std is below ``flat_std`` (1e-5: float32 rounding scale) count as
+    collapsed whatever ranking their rounding noise gives.
 
     ``y_true`` (n, k) 0/1 and ``y_score`` (n, k) probabilities, columns named by ``labels``.
     ``auc`` per label (computed with :func:`labelwise.metrics.roc_auc_score` when None) and
@@ -205,7 +217,7 @@ def diagnose(
         # "Constant" relative to the mean: a good model of a rare label also has a small std.
         flat = std < max(std_tol, 0.1 * abs(mean))
         # Float rounding noise (float32 eps ~1.2e-7 times the score): a ranking of it is an artefact.
-        noise = (smax - smin) <= noise_tol * max(1.0, abs(mean))
+        noise = (smax - smin) <= noise_tol * max(1.0, abs(mean)) or std < flat_std * max(1.0, abs(mean))
         if noise:
             ev["float_noise"] = 1.0
         collapse: Finding | None = None
@@ -236,12 +248,25 @@ def diagnose(
             # Compressed but well-ranked (e.g. every score in 0.49-0.51, positives on top): the model
             # learned the task; its scores only need recalibration. Calling this collapse sends people
             # debugging a working model.
+            e = float(ece[j]) if ece is not None and math.isfinite(float(ece[j])) else math.nan
+            if math.isfinite(e):
+                ev["ece"] = e
+            if math.isfinite(e) and e <= ece_tol:
+                advice = (f"their ECE is {e:.3f}, so they read as probabilities: the narrow range reflects a rare or "
+                          "hard label, and thresholds near 0.5 decide it rarely; tune thresholds on a validation set "
+                          "if it must be decided more often")
+            elif calibration and calibration != "none":
+                advice = (f"they are already calibrated ({calibration})"
+                          + (f" and keep an ECE of {e:.3f}" if math.isfinite(e) else "")
+                          + ": check the calibration data (enough rows, the same distribution as this data)")
+            else:
+                advice = ("the scores are uncalibrated" + (f" (ECE {e:.3f})" if math.isfinite(e) else "")
+                          + ", so probabilities and thresholds near 0.5 mean little; tune thresholds on a validation "
+                          "set or recalibrate (e.g. Platt/isotonic) before reading them as probabilities")
             findings.append(Finding(
                 label, "compressed", "warning",
                 f"scores are compressed (all in {smin:.4f}-{smax:.4f}, std {std:.2g}) but rank well, {auc_text}: "
-                "the scores are uncalibrated, so probabilities and thresholds near 0.5 mean little; tune "
-                "thresholds on a validation set or recalibrate (e.g. Platt/isotonic) before reading them "
-                "as probabilities", ev))
+                + advice, ev))
             continue
         if collapse is not None and not has_both:
             continue  # one class only: flat scores are what a good model gives; single_class says the rest
@@ -273,6 +298,12 @@ def diagnose(
 
     findings = _global_findings(findings, ys, labels, collapsed, chance, two_class, independent, majority)
     findings += _group_findings(yt, ys, labels, groups or {}, group_excess)
+    from .decisions import REWEIGHTING_LOSSES
+
+    if loss is not None and str(loss).lower() not in REWEIGHTING_LOSSES:
+        # no loss weighting was used: it cannot be the cause
+        findings = [Finding(f.label, f.code, f.severity, f.message, f.evidence,
+                            tuple(c for c in f.causes if c != "loss_weighting")) for f in findings]
     if n < min_rows:
         findings.insert(0, Finding(
             None, "too_few_rows", "warning",

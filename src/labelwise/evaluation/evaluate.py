@@ -109,6 +109,7 @@ def evaluate(
     score_source: str | None = None,
     min_class_count: int = 10,
     known: np.ndarray | None = None,
+    average_over: str = "free",
 ) -> EvaluationResult:
     """Evaluate scores against the truth; see the module docstring.
 
@@ -124,6 +125,11 @@ def evaluate(
     result's notes say so, naming it) and the macro intervals average the same other labels in
     every resample (:func:`labelwise.metrics.bootstrap_ci`); when labels are left out, the macro
     AUC/AP over the labels with intervals is ``averages["auc_macro_ci_labels"]`` with its interval.
+    ``average_over``: ``"free"`` (default) averages the per-label metrics (macro, micro, weighted,
+    samples; ECE, Brier) over the free labels (independent labels and group members), as the field
+    reports "the mean over the findings"; derived labels and the none label, computed from the
+    others, keep their own rows. ``"all"`` averages over every label. ``averages_cover`` in the
+    JSON names the labels each average covers.
     ``thresholds`` may also be a :class:`~labelwise.decide.DecisionPolicy` (or a ``decision.json``
     path): its calibration is applied to the scores first (every metric is then computed on the
     calibrated probabilities), then its rule decides. ``score_source`` names the training loss the
@@ -148,7 +154,7 @@ def evaluate(
     return _evaluate_prepared(yt, ys, schema, thresholds=thresholds, tune=tune, bootstrap=bootstrap, level=level,
                               seed=seed, groups=groups, summary=summary, progress=progress,
                               score_source=score_source, min_class_count=min_class_count,
-                              known=None if known is None or known.all() else known)
+                              known=None if known is None or known.all() else known, average_over=average_over)
 
 
 def _prepare(y_true, y_score, *, schema, labels, from_logits):
@@ -186,7 +192,8 @@ def _prepare(y_true, y_score, *, schema, labels, from_logits):
 
 def _evaluate_prepared(yt, ys, schema, *, thresholds, tune, bootstrap, level, seed, groups, summary, progress,
                        boot: Mapping[str, Any] | None = None, score_source: str | None = None,
-                       min_class_count: int = 10, known: np.ndarray | None = None) -> EvaluationResult:
+                       min_class_count: int = 10, known: np.ndarray | None = None,
+                       average_over: str = "free") -> EvaluationResult:
     """:func:`evaluate` on checked inputs; ``boot``: a ``bootstrap_ci`` result computed already (same
     settings), used instead of bootstrapping again (``compare`` passes its paired resamples)."""
     from .. import metrics as M
@@ -195,6 +202,7 @@ def _evaluate_prepared(yt, ys, schema, *, thresholds, tune, bootstrap, level, se
     names = list(schema.labels)
     n = yt.shape[0]
     notes: list[str] = []
+    avg = averaged_labels(schema, average_over)
 
     # ---- decisions
     if thresholds is not None and tune is not None:
@@ -265,8 +273,13 @@ def _evaluate_prepared(yt, ys, schema, *, thresholds, tune, bootstrap, level, se
             brier = np.array([_arr(M.brier_score(yt[known[:, j], j:j + 1], ys[known[:, j], j:j + 1],
                                                  average=None))[0] if known[:, j].any() else np.nan
                               for j in range(len(names))])
-            averages["ece_classwise"] = _num(np.nanmean(ece))
-            averages["brier_macro"] = _num(np.nanmean(brier))
+            averages["ece_classwise"] = _num(np.nanmean(ece[avg]))
+            averages["brier_macro"] = _num(np.nanmean(brier[avg]))
+            if not avg.all():  # the macros of the labels covered (micro and the like stay over every label)
+                for key, per_label in (("auc_macro", auc), ("ap_macro", ap), ("f1_macro", f1),
+                                       ("precision_macro", prec), ("recall_macro", rec), ("specificity_macro", spec)):
+                    if key in averages:
+                        averages[key] = _num(np.nanmean(np.asarray(per_label, dtype=np.float64)[avg]))
             averages["labels_per_image_predicted"] = _num(y_pred[full_rows].sum(axis=1).mean())
             averages["labels_per_image_true"] = _num(yt[full_rows].sum(axis=1).mean())
             if full_rows.any():
@@ -287,28 +300,37 @@ def _evaluate_prepared(yt, ys, schema, *, thresholds, tune, bootstrap, level, se
             spec = _arr(M.specificity_score(yt, y_pred, average=None, **zd))
             f1 = _arr(M.f1_score(yt, y_pred, average=None, **zd))
             averages: dict[str, float] = {}
+            a_names = [x for x, k in zip(names, avg) if k]
+            at, as_, ap_ = yt[:, avg], ys[:, avg], y_pred[:, avg]
             for kind in ("macro", "micro", "weighted", "samples"):
-                averages[f"auc_{kind}"] = _num(M.roc_auc_score(yt, ys, average=kind, labels=names))
-                averages[f"ap_{kind}"] = _num(M.average_precision_score(yt, ys, average=kind, labels=names))
+                averages[f"auc_{kind}"] = _num(M.roc_auc_score(at, as_, average=kind, labels=a_names))
+                averages[f"ap_{kind}"] = _num(M.average_precision_score(at, as_, average=kind, labels=a_names))
             averages["lrap"] = _num(M.label_ranking_average_precision_score(yt, ys, labels=names))
             averages["coverage_error"] = _num(M.coverage_error(yt, ys, labels=names))
             averages["ranking_loss"] = _num(M.label_ranking_loss(yt, ys, labels=names))
+            za = {"labels": a_names, "zero_division": np.nan}
             for kind in ("macro", "micro"):
-                averages[f"f1_{kind}"] = _num(M.f1_score(yt, y_pred, average=kind, **zd))
-                averages[f"precision_{kind}"] = _num(M.precision_score(yt, y_pred, average=kind, **zd))
-                averages[f"recall_{kind}"] = _num(M.recall_score(yt, y_pred, average=kind, **zd))
-            averages["specificity_macro"] = _num(M.specificity_score(yt, y_pred, average="macro", **zd))
+                averages[f"f1_{kind}"] = _num(M.f1_score(at, ap_, average=kind, **za))
+                averages[f"precision_{kind}"] = _num(M.precision_score(at, ap_, average=kind, **za))
+                averages[f"recall_{kind}"] = _num(M.recall_score(at, ap_, average=kind, **za))
+            averages["specificity_macro"] = _num(M.specificity_score(at, ap_, average="macro", **za))
             ece = _arr(M.expected_calibration_error(yt, ys, average=None, labels=names))
             brier = _arr(M.brier_score(yt, ys, average=None, labels=names))
-            averages["ece_classwise"] = _num(np.mean(ece))
-            averages["brier_macro"] = _num(np.mean(brier))
+            averages["ece_classwise"] = _num(np.mean(ece[avg]))
+            averages["brier_macro"] = _num(np.mean(brier[avg]))
             averages["labels_per_image_predicted"] = _num(y_pred.sum(axis=1).mean())
             averages["labels_per_image_true"] = _num(yt.sum(axis=1).mean())
             averages["hamming_loss"] = _num(M.hamming_loss(yt, y_pred))
             averages["subset_accuracy"] = _num(M.subset_accuracy(yt, y_pred))
             report_text = M.classification_report(yt, y_pred, **zd)
             report_dict = M.classification_report(yt, y_pred, output_dict=True, **zd)
-    notes.extend(_left_out_notes(names, AUC=auc, AP=ap, precision=prec, recall=rec, specificity=spec, F1=f1))
+    a_names = [x for x, k in zip(names, avg) if k]
+    notes.extend(_left_out_notes(a_names, AUC=auc[avg], AP=ap[avg], precision=prec[avg], recall=rec[avg],
+                                 specificity=spec[avg], F1=f1[avg]))
+    if not avg.all():
+        notes.append(f"the averages cover the {int(avg.sum())} free label(s) (independent labels and group members); "
+                     f"{[x for x, k in zip(names, avg) if not k]} (computed from the others) have their own rows "
+                     "(average_over='all' / --average-over all includes them)")
 
     ci = {k: np.full((len(names), 2), np.nan) for k in ("roc_auc", "average_precision")}
     averages_ci: dict[str, tuple[float, float]] = {}
@@ -330,16 +352,18 @@ def _evaluate_prepared(yt, ys, schema, *, thresholds, tune, bootstrap, level, se
             r = res[metric]
             ci[metric][:, 0] = _arr(r.low)
             ci[metric][:, 1] = _arr(r.high)
-            lo, hi = _num(r.macro_low), _num(r.macro_high)
+            eligible = np.asarray(r.eligible, dtype=bool) & avg
+            mp, lo, hi = _macro_over(r, avg, level)
+            lo, hi = _num(lo), _num(hi)
             if not (math.isfinite(lo) and math.isfinite(hi)):
                 continue
-            defined = np.isfinite(_arr(r.point))
-            if np.array_equal(np.asarray(r.eligible, dtype=bool), defined):
+            defined = np.isfinite(_arr(r.point)) & avg
+            if np.array_equal(eligible, defined):
                 averages_ci[f"{key}_macro"] = (lo, hi)
             else:
                 # The macro over every defined label has no interval of its own; the one computed is of
                 # the mean over the labels with intervals, so it is shown beside that mean.
-                averages[f"{key}_macro_ci_labels"] = _num(r.macro_point)
+                averages[f"{key}_macro_ci_labels"] = _num(mp)
                 averages_ci[f"{key}_macro_ci_labels"] = (lo, hi)
         left_out = _ci_left_out(names, yt, res["roc_auc"].eligible, res["roc_auc"].point, min_class_count)
         boot_info["min_class_count"] = int(min_class_count)
@@ -397,18 +421,33 @@ def _evaluate_prepared(yt, ys, schema, *, thresholds, tune, bootstrap, level, se
     # ---- diagnostics (on the bootstrap interval when there is one)
     auc_ci = ci["roc_auc"] if bootstrap and bootstrap > 0 else None
     full = kn.all(axis=1)
+    from .decisions import info_has_cal
+
     findings = diagnose(yt[full], ys[full], labels=names, auc=auc, auc_ci=auc_ci, level=level,
-                        independent=list(schema.independent), groups=dict(schema.exclusive)) if full.any() else []
+                        independent=list(schema.independent), groups=dict(schema.exclusive), ece=ece,
+                        calibration=policy.calibration.method if info_has_cal(policy) else None,
+                        loss=score_source) if full.any() else []
     if any(f.code in ("collapse", "chance") for f in findings):
         notes.insert(0, COLLAPSE_NOTE)
 
     decisions = decisions_info(policy, yt, ys, ys_raw, y_pred, score_source, names,
                                rule=(thresholds.method if thresholds is not None else "default 0.5"))
+    # One ECE everywhere (text, JSON, the Decisions section and its plot's legend): the classwise
+    # mean over the labels the averages cover, 15 bins.
+    decisions["ece_after"] = averages["ece_classwise"]
+    decisions["ece_labels"] = a_names
+    if decisions.get("ece_before") is not None and ys_raw is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            before = _arr(M.expected_calibration_error(yt, ys_raw, average=None, labels=names))
+        decisions["ece_before"] = _num(np.nanmean(before[avg]))
     notes.extend(decisions["warnings"])
     n = yt.shape[0]
     summ = {"n_images": n, "n_labels": len(names), "positives": {x: int(p) for x, p in zip(names, positives)},
             "known": {x: int(k) for x, k in zip(names, n_known)},
-            "labels_per_image": float(yt[:, : len(schema.independent)].sum(axis=1).mean()) if schema.independent else math.nan}
+            "labels_per_image": float(yt.sum(axis=1).mean()) if n else math.nan,
+            "labels_per_image_counts": LABELS_PER_IMAGE,
+            "averages_cover": {"over": average_over, "labels": a_names}}
     if schema.has_structure:
         from ..labels.structure import violation_rate
 
@@ -425,6 +464,46 @@ def _evaluate_prepared(yt, ys, schema, *, thresholds, tune, bootstrap, level, se
         bootstrap=boot_info, y_true=yt, y_score=ys, y_pred=y_pred, summary=summ,
         decisions=decisions, y_score_uncalibrated=ys_raw, policy=policy,
     )
+
+
+def _macro_over(r: Any, mask: np.ndarray, level: float) -> tuple[float, float, float]:
+    """The macro (point, low, high) of a bootstrap result over the labels of ``mask``
+    (:func:`labelwise.metrics.bootstrap.macro_over`); its own macro when no resamples were kept."""
+    from ..metrics.bootstrap import macro_over
+
+    if getattr(r, "samples", None) is None:
+        return r.macro_point, r.macro_low, r.macro_high
+    return macro_over(r.point, r.samples, r.eligible, mask, level)
+
+
+def default_groups(table: Any, column: str | None = None) -> tuple[np.ndarray | None, str | None]:
+    """``(groups, column)`` to resample by: ``table.groups(column)``, or with no ``column`` the first
+    of :data:`labelwise.labels.stats.DEFAULT_GROUP_COLUMNS` ("Patient ID", ...) the table has, so
+    the intervals resample patients rather than images by default; ``(None, None)`` when none."""
+    from ..labels.stats import DEFAULT_GROUP_COLUMNS
+
+    extra = getattr(table, "extra", None)
+    if column is None:
+        cols = list(getattr(extra, "columns", ()))
+        column = next((c for c in DEFAULT_GROUP_COLUMNS if c in cols), None)
+        if column is None:
+            return None, None
+    return np.asarray(table.groups(column)), column
+
+
+LABELS_PER_IMAGE = "every label column of the schema: the none label and derived labels included"
+
+
+def averaged_labels(schema: LabelSchema, average_over: str = "free") -> np.ndarray:
+    """Mask over ``schema.labels`` of the labels the averages cover: ``"free"`` the free labels
+    (independent labels and group members; all labels when there is none), ``"all"`` every label."""
+    if average_over not in ("free", "all"):
+        raise InputError(f"average_over must be 'free' or 'all'; got {average_over!r}")
+    free = set(schema.free_labels)
+    mask = np.array([x in free for x in schema.labels], dtype=bool)
+    if average_over == "all" or not mask.any():
+        return np.ones(len(schema.labels), dtype=bool)
+    return mask
 
 
 def _thresholded(policy) -> bool:

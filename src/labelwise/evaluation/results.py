@@ -357,9 +357,14 @@ class ComparisonResult:
                         row[f"{key}_diff_low"] = row[f"{key}_diff_high"] = math.nan
                         row[f"{key}_verdict"] = "n/a"
                     continue
-                row[f"{key}_diff"], row[f"{key}_diff_low"], row[f"{key}_diff_high"] = (
-                    d.macro_point, d.macro_low, d.macro_high)
-                row[f"{key}_verdict"] = _verdict(d.macro_low, d.macro_high)
+                cover = (r.summary.get("averages_cover") or {}).get("labels")
+                if cover is not None and d.samples is not None:  # the labels the averages cover
+                    row[f"{key}_diff"], lo, hi = d.macro_over(np.array([x in cover for x in r.labels]))
+                    row[f"{key}_diff_low"], row[f"{key}_diff_high"] = lo, hi
+                else:
+                    row[f"{key}_diff"], row[f"{key}_diff_low"], row[f"{key}_diff_high"] = (
+                        d.macro_point, d.macro_low, d.macro_high)
+                row[f"{key}_verdict"] = _verdict(row[f"{key}_diff_low"], row[f"{key}_diff_high"])
             rows.append(row)
         return rows
 

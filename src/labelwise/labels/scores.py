@@ -61,19 +61,29 @@ def read_scores(
         labels = schema.labels
     labels = [str(x) for x in labels]
     outputs = list(schema.output_labels) if schema is not None else labels
+    # Scores over the free labels only (external scores): derived labels and the none label are
+    # computed from them, as the head computes them.
+    free = list(schema.free_labels) if schema is not None and schema.derived else outputs
     if not path.exists():
         raise InputError(f"scores file {path} does not exist")
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        file_ids, matrix = _read_npy(path, ids, labels, outputs, from_logits)
+        file_ids, matrix = _read_npy(path, ids, labels, outputs, from_logits, free)
     elif suffix in (".csv", ".tsv", ".txt"):
         file_ids, matrix = _read_csv(path, ids, labels, outputs, id_column, sep="\t" if suffix == ".tsv" else ",",
-                                     from_logits=from_logits, other_ids=other_ids)
+                                     from_logits=from_logits, other_ids=other_ids, free=free)
     else:
         raise InputError(f"{path}: unknown scores format {suffix!r}; give a .csv (id + one column per label) or a .npy array")
     if matrix.shape[1] != len(labels):
         if schema is None:  # pragma: no cover - outputs == labels without a schema
             raise InputError(f"{path}: expected {len(labels)} score columns, got {matrix.shape[1]}")
+        if matrix.shape[1] == len(free) and len(free) < len(outputs):
+            if from_logits:
+                raise InputError(f"{path}: the file holds no column for the derived label(s) {list(schema.derived)}; "
+                                 "they are computed from probabilities, not logits (give probabilities, or a "
+                                 "column per derived label)")
+            warnings.warn(f"{path}: no column for the derived label(s) {list(schema.derived)}; their scores are "
+                          "computed from their sources' (as the model's head does)", stacklevel=2)
         matrix = schema.complete_scores(matrix)
     return file_ids, matrix
 
@@ -89,12 +99,13 @@ def _check_range(path: Path, m: np.ndarray, columns: Sequence[str], where) -> No
                          + out_of_range_advice(m, cli=True))
 
 
-def _read_npy(path: Path, ids, labels, outputs, from_logits=False):
+def _read_npy(path: Path, ids, labels, outputs, from_logits=False, free=None):
+    free = outputs if free is None else free
     try:
         m = np.load(path, allow_pickle=False)
     except Exception as e:  # noqa: BLE001 - numpy raises several types for a bad file
         raise InputError(f"{path}: not a readable .npy array ({e})") from None
-    if m.ndim != 2 or m.shape[1] not in (len(labels), len(outputs)):
+    if m.ndim != 2 or m.shape[1] not in (len(labels), len(outputs), len(free)):
         want = f"(n, {len(labels)})" + (f" or (n, {len(outputs)}) over the head outputs" if len(outputs) != len(labels) else "")
         raise InputError(f"{path}: scores array has shape {m.shape}; expected {want}, columns {labels}")
     if ids is not None and m.shape[0] != len(ids):
@@ -111,12 +122,14 @@ def _read_npy(path: Path, ids, labels, outputs, from_logits=False):
         raise InputError(f"{path}: row {r}, column {c}: score is {m[r, c]}; every score must be a finite number"
                          + (f" ({len(bad) - 1} more)" if len(bad) > 1 else ""))
     if not from_logits:
-        _check_range(path, m, labels if m.shape[1] == len(labels) else outputs, lambda r: f"row {r} (0-based)")
+        _check_range(path, m, labels if m.shape[1] == len(labels) else outputs if m.shape[1] == len(outputs)
+                     else free, lambda r: f"row {r} (0-based)")
     file_ids = np.asarray(ids if ids is not None else [str(i) for i in range(m.shape[0])], dtype=str)
     return file_ids, m
 
 
-def _read_csv(path: Path, ids, labels, outputs, id_column, sep, from_logits=False, other_ids=None):
+def _read_csv(path: Path, ids, labels, outputs, id_column, sep, from_logits=False, other_ids=None, free=None):
+    free = outputs if free is None else free
     import pandas as pd
 
     from ..errors import TableError
@@ -131,7 +144,8 @@ def _read_csv(path: Path, ids, labels, outputs, id_column, sep, from_logits=Fals
     df = df.fillna("")
     cols = list(df.columns)
     prefixed = {c[2:]: c for c in cols if c.startswith("p_")}
-    if prefixed and (all(c in prefixed for c in labels) or all(c in prefixed for c in outputs)):
+    if prefixed and (all(c in prefixed for c in labels) or all(c in prefixed for c in outputs)
+                     or all(c in prefixed for c in free)):
         # A `labelwise predict` file: p_<label> are the scores; the columns named like the labels hold
         # its 0/1 decisions and `labels` the decided names. Scoring the 0/1 columns would be silent garbage.
         decisions = [c for c in cols if c in labels or c == "labels"]
@@ -143,8 +157,10 @@ def _read_csv(path: Path, ids, labels, outputs, id_column, sep, from_logits=Fals
         use = labels
     elif all(c in cols for c in outputs):
         use = outputs
+    elif all(c in cols for c in free):
+        use = free
     else:
-        missing = [c for c in outputs if c not in cols]
+        missing = [c for c in free if c not in cols]
         import difflib
 
         hints = []
@@ -167,7 +183,7 @@ def _read_csv(path: Path, ids, labels, outputs, id_column, sep, from_logits=Fals
         id_column = named[0] if named else next((c for c in cols if c not in labels), None)
     if len(df) == 0:
         raise InputError(f"{path}: no score rows below the header")
-    ignored = [c for c in cols if c not in use and c != id_column and not (use is outputs and c in labels)]
+    ignored = [c for c in cols if c not in use and c != id_column and not (use is not labels and c in labels)]
     if ignored:
         # Typically a label that never occurs in the truth table, so the inferred schema lacks it.
         warnings.warn(f"{path}: column(s) {ignored} are not labels of the truth table's schema and are ignored "

@@ -80,6 +80,11 @@ class BootstrapResult:
     min_class_count: int = 1
     macro_n_valid: int = 0
 
+    def macro_over(self, mask: np.ndarray) -> tuple[float, float, float]:
+        """``(point, low, high)`` of the macro average over the ``eligible`` labels of ``mask``
+        (see :func:`macro_over`)."""
+        return macro_over(self.point, self.samples, self.eligible, mask, self.level)
+
     def to_dict(self) -> dict:
         """JSON-friendly form (NaN stays NaN; :func:`labelwise.io.write_json` writes it as null)."""
         return {
@@ -167,6 +172,25 @@ def _evaluate(r: _Ranked, W: np.ndarray, metrics: Sequence[str]) -> dict[str, np
             ap = np.einsum("ij,ij->i", Wp.astype(np.float64), prec) / P
             out["average_precision"] = np.where(defined, ap, np.nan)
     return out
+
+
+def macro_over(point: np.ndarray, samples: np.ndarray | None, eligible: np.ndarray | None, mask: np.ndarray,
+               level: float) -> tuple[float, float, float]:
+    """``(point, low, high)`` of the macro average over the labels of ``mask`` that are eligible and
+    defined: the mean of ``point`` over them, and the percentile interval of the per-resample mean of
+    ``samples`` (R, L) over the same labels in every resample (resamples where one is undefined are
+    dropped, never averaged over fewer labels). NaN when no label qualifies or no samples were kept."""
+    point = np.asarray(point, dtype=np.float64)
+    ok = np.asarray(mask, dtype=bool) & np.isfinite(point)
+    if eligible is not None:
+        ok &= np.asarray(eligible, dtype=bool)
+    if not ok.any() or samples is None:
+        return float("nan"), float("nan"), float("nan")
+    alpha = (1.0 - level) / 2.0
+    macro = np.asarray(samples)[:, ok].mean(axis=1)
+    macro = macro[np.isfinite(macro)]
+    low, high = np.quantile(macro, [alpha, 1 - alpha]) if macro.size else (np.nan, np.nan)
+    return float(point[ok].mean()), float(low), float(high)
 
 
 def _check_metrics(metrics: Sequence[str] | str) -> tuple[str, ...]:

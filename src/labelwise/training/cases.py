@@ -61,8 +61,13 @@ def load_case_data(config: TrainConfig) -> TrainData:
     y_train = table.y if known is None or known.all() else table.targets().astype(np.int8)
     y_eval = table.y if known is None or known.all() else np.where(known, table.y, -1).astype(np.int8)
 
+    from .data import _groups, check_label_bounds
+
+    check_label_bounds(config, table.schema)
+    groups = _groups(table, config)
+
     def part(m: np.ndarray, y_all: np.ndarray = y_eval) -> Part:
-        return Part(paths[m], y_all[m], np.asarray(table.ids)[m])
+        return Part(paths[m], y_all[m], np.asarray(table.ids)[m], None if groups is None else groups[m])
 
     return TrainData(table.schema, part(masks["train"], y_train), part(masks["val"]),
                      part(masks["test"]) if masks["test"].any() else None)

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, TableError
 from ..labels.schema import LabelSchema, load_schema
 from .config import TrainConfig
 
@@ -32,6 +32,8 @@ class Part:
     x: Any
     y: np.ndarray
     ids: np.ndarray
+    #: the rows' group (patient) ids when the table has a group column: the report resamples them
+    groups: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.y)
@@ -86,14 +88,17 @@ def load_data(config: TrainConfig) -> TrainData:
     y_train = table.y if table.known.all() else table.targets().astype(np.int8)
     y_eval = table.y if table.known.all() else np.where(table.known, table.y, -1).astype(np.int8)
 
+    groups = _groups(table, config)
+
     def part(mask: np.ndarray, y_all: np.ndarray = y_eval) -> Part:
         xs = np.asarray(x, dtype=str) if table.paths is not None else np.asarray(x)
-        return Part(xs[mask], y_all[mask], np.asarray(table.ids)[mask])
+        return Part(xs[mask], y_all[mask], np.asarray(table.ids)[mask], None if groups is None else groups[mask])
 
     for k in ("train", "val"):
         if not masks[k].any():
             raise InputError(f"{config.table}: the {k} split is empty; training needs a train and a val split")
     _check_fit_rows(config, table, masks)
+    check_label_bounds(config, schema)
     return TrainData(schema, part(masks["train"], y_train), part(masks["val"]),
                      part(masks["test"]) if masks["test"].any() else None)
 
@@ -110,6 +115,26 @@ def _check_fit_rows(config: TrainConfig, table: Any, masks: dict[str, np.ndarray
         raise InputError(f"{config.table}: {len(both)} id(s) are in both the val and the test split (e.g. "
                          f"{sorted(both)[0]!r}); the decisions fitted on val would be fitted on test images. Give "
                          "each image one split (labelwise split), or set allow_test_rows = true")
+
+
+def check_label_bounds(config: Any, schema: LabelSchema) -> None:
+    """Refuse ``min_labels``/``max_labels`` that contradict the schema (e.g. min_labels 2 with a
+    none label) before training, not after it (:func:`labelwise.decide.rules.check_bounds`)."""
+    from ..decide.rules import check_bounds
+
+    lo, hi = getattr(config, "min_labels", None), getattr(config, "max_labels", None)
+    if lo is not None or hi is not None:
+        check_bounds(schema, lo, hi)
+
+
+def _groups(table: Any, config: Any) -> np.ndarray | None:
+    """The rows' group ids (``group_column``, else a "Patient ID"-like column), or None."""
+    from ..evaluation.evaluate import default_groups
+
+    try:
+        return default_groups(table, getattr(config, "group_column", None))[0]
+    except (InputError, TableError):
+        return None
 
 
 def split_masks(config: TrainConfig, table: Any) -> dict[str, np.ndarray]:
@@ -206,5 +231,6 @@ def _check_test_images(config: TrainConfig, data: TrainData) -> TrainData:
     if not src.skipped:
         return data
     keep = src.keep
-    test = Part(np.asarray(data.test.x)[keep], data.test.y[keep], np.asarray(data.test.ids)[keep])
+    test = Part(np.asarray(data.test.x)[keep], data.test.y[keep], np.asarray(data.test.ids)[keep],
+                None if data.test.groups is None else np.asarray(data.test.groups)[keep])
     return dataclasses.replace(data, test=test)

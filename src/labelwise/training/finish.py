@@ -39,11 +39,12 @@ class TrainResult:
 def _warn_if_overdeciding(policy, val_y, val_scores, schema, config) -> None:
     """Say so when the policy decides more than twice the true labels per image on validation (the
     sign of uncalibrated scores from a reweighting loss under a set-level rule)."""
-    n = len(schema.independent)
-    if not n:
+    from ..decide.rules import labels_per_image
+
+    if not schema.independent:
         return
-    predicted = float(policy.decide(val_scores)[:, :n].sum(axis=1).mean())
-    true = float(np.asarray(val_y)[:, :n].sum(axis=1).mean())
+    predicted = labels_per_image(policy.decide(val_scores), schema)
+    true = labels_per_image(np.asarray(val_y), schema)
     if predicted > 2 * true:
         import warnings
 
@@ -146,8 +147,16 @@ def _finish(config, data, schema, model, state, val_ds, val_y, out, resumed_from
                               skip_unreadable=config.skip_unreadable, verbose=keras_verbose(config.verbose))
         test_y = data.test.y[test.keep]
         # score_source: the report says when a reweighting loss's scores go uncalibrated
+        groups = None if data.test.groups is None else np.asarray(data.test.groups)[test.keep]
+        if groups is not None and config.bootstrap:
+            say(f"the report's intervals resample the {len(set(groups.tolist()))} patients (groups) of the test "
+                f"split, not its {len(test_y)} images")
         evaluation = evaluate(test_y, test.scores, schema=schema, thresholds=judge, bootstrap=config.bootstrap,
-                              score_source=config.binary if config.loss == "schema" else config.loss)
+                              score_source=config.binary if config.loss == "schema" else config.loss, groups=groups)
+        if groups is not None and config.bootstrap:
+            evaluation.notes.append(f"the confidence intervals resample the {len(set(groups.tolist()))} patients "
+                                    f"(groups) of the test split, not its {len(test_y)} images: images of one "
+                                    "patient are not independent")
         evaluation.training = training_summary(config, data, state, resumed_from, n_test=len(test_y),
                                                 n_val=len(val_y))
         evaluation.save(out / "report", plots=config.plots)

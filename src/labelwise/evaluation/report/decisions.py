@@ -44,18 +44,20 @@ def labels_per_image_plot(hist_predicted: Sequence[int], hist_true: Sequence[int
 
 
 def reliability_before_after_plot(y_true: np.ndarray, before: np.ndarray, after: np.ndarray, *,
-                                  bins: int = 15) -> bytes:
-    """Pooled reliability curves (all label-image pairs, ``bins`` equal-width bins), before and after."""
+                                  bins: int = 15, ece: "tuple[float, float] | None" = None) -> bytes:
+    """Pooled reliability curves (all label-image pairs, ``bins`` equal-width bins), before and after.
+    The legend shows ``ece`` (before, after) when given (the evaluation's own numbers), else the
+    classwise ECE of these columns."""
     from ...metrics import expected_calibration_error, reliability_curve
     from .plots import _figure, _png
 
     fig = _figure(5.0, 4.4)
     ax = fig.subplots()
     ax.plot([0, 1], [0, 1], ls=":", color="#999999", lw=0.8, label="perfect calibration")
-    for scores, name, colour in ((before, "before", "#c0392b"), (after, "after", "#2c7fb8")):
+    for k, (scores, name, colour) in enumerate(((before, "before", "#c0392b"), (after, "after", "#2c7fb8"))):
         m, f, _ = reliability_curve(y_true, scores, n_bins=bins)
-        ece = expected_calibration_error(y_true, scores, n_bins=bins)
-        ax.plot(m, f, marker="o", ms=3, color=colour, lw=1.4, label=f"{name} calibration (ECE {ece:.3f})")
+        e = ece[k] if ece is not None else expected_calibration_error(y_true, scores, n_bins=bins)
+        ax.plot(m, f, marker="o", ms=3, color=colour, lw=1.4, label=f"{name} calibration (ECE {e:.3f})")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("mean predicted probability in bin", fontsize=9)
@@ -74,9 +76,13 @@ def decision_plots(result: Any) -> dict[str, bytes]:
     out = {"labels_per_image": labels_per_image_plot(info["histogram_predicted"], info["histogram_true"])}
     raw = getattr(result, "y_score_uncalibrated", None)
     if raw is not None and info.get("ece_before") is not None:
-        n_out = result.schema.n_outputs  # the none label is derived, not calibrated itself
+        # the labels the evaluation's ECE covers (the free labels by default): one number everywhere
+        labels = list(result.schema.labels)
+        cover = info.get("ece_labels") or list(result.schema.output_labels)
+        cols = [labels.index(x) for x in cover if x in labels]
         out["reliability_before_after"] = reliability_before_after_plot(
-            result.y_true[:, :n_out], raw[:, :n_out], result.y_score[:, :n_out])
+            result.y_true[:, cols], raw[:, cols], result.y_score[:, cols],
+            ece=(info["ece_before"], info.get("ece_after", math.nan)))
     return out
 
 

@@ -204,7 +204,12 @@ def render_report(result: "EvaluationResult", images: Mapping[str, bytes] | None
         lo, hi = avci.get(key, (math.nan, math.nan))
         add(f"<tr><td>{_e(label)}</td><td>{_ci(value, lo, hi)}</td></tr>")
     add("</table>")
-    if result.thresholds is not None:
+    policy = getattr(result, "policy", None)
+    if policy is not None:  # what was actually applied; the Decisions section below has the details
+        cal = policy.calibration.method if policy.calibration is not None else "none"
+        add(f"<p>Decisions: rule <b>{_e(policy.rule)}</b> after calibration <b>{_e(cal)}</b>; "
+            f"{_e(result.threshold_source)}.</p>")
+    elif result.thresholds is not None:
         params = {k: v for k, v in dict(getattr(result.thresholds, "params", {}) or {}).items() if v is not None}
         text = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
         add(f"<p>Threshold method: <b>{_e(result.thresholds.method)}</b>" + (f" ({_e(text)})" if text else "")
