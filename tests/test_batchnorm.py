@@ -112,3 +112,83 @@ def test_a_failing_batch_leaves_the_layer_as_it_was():
     assert bn.momentum == momentum
     for b, now in zip(before, _weights(bn)):
         np.testing.assert_array_equal(b, now)
+
+
+# ----------------------------------------------------------------- the diagnostic
+def _flat_scores(n_constant: int, k: int = 10, rows: int = 200):
+    rng = np.random.default_rng(3)
+    s = rng.uniform(size=(rows, k))
+    s[:, :n_constant] = 0.31 + rng.normal(scale=1e-7, size=(rows, n_constant))
+    return s
+
+
+def test_constant_scores_while_the_loss_falls_name_batchnorm():
+    from labelwise.evaluation.diagnostics import LIKELY_CAUSES, constant_while_learning
+
+    labels = [f"l{j}" for j in range(10)]
+    s = _flat_scores(7)
+    f = constant_while_learning(s, [0.56, 0.41, 0.32], labels=labels)
+    assert f is not None and f.severity == "error" and f.label is None
+    assert f.evidence["constant_labels"] == int((s.std(axis=0) < 1e-3).sum()) == 7
+    assert "BatchNorm" in f.message and "bn_recalibrate_images" in f.message
+    assert "bn_momentum" in LIKELY_CAUSES[f.causes[0]]
+    # with re-estimated statistics BatchNorm is not what is blamed first
+    again = constant_while_learning(s, [0.56, 0.32], labels=labels, recalibrated=512)
+    assert again is not None and "batchnorm_statistics" not in again.causes
+    none = constant_while_learning(s, [0.56, 0.32], labels=labels, batchnorm=False)
+    assert none is not None and "no trainable BatchNorm" in none.message
+
+
+@pytest.mark.parametrize("n_constant, losses", [(7, [0.56, 0.55]),   # the loss did not fall
+                                                (7, [0.56]),         # one epoch: no trend
+                                                (5, [0.56, 0.30]),   # half the labels, not more
+                                                (0, [0.56, 0.30])])
+def test_no_finding_without_both_signs(n_constant, losses):
+    from labelwise.evaluation.diagnostics import constant_while_learning
+
+    assert constant_while_learning(_flat_scores(n_constant), losses, labels=[f"l{j}" for j in range(10)]) is None
+
+
+# ----------------------------------------------------------------- in the training loop
+@pytest.mark.slow
+def test_training_re_estimates_statistics_without_changing_the_training_path(monkeypatch, tmp_path):
+    """BatchNorm statistics frozen at their initial values (bn_momentum = 1): the losses of the
+    two runs are identical (re-estimation touches no weight), and the re-estimated run
+    validates better; the diagnostic is consulted every epoch and its finding is a warning."""
+    import warnings
+
+    from conftest import MNIST_IDX, require
+
+    from labelwise.evaluation import diagnostics
+    from labelwise.labels.schema import LabelSchema
+    from labelwise.labels.tables import load_mnist_idx
+    from labelwise.training import TrainConfig, train
+    from labelwise.training.data import Part, TrainData
+
+    x = load_mnist_idx(require(MNIST_IDX) / "t10k-images-idx3-ubyte.gz")[:320, ..., None]
+    d = load_mnist_idx(MNIST_IDX / "t10k-labels-idx1-ubyte.gz")[:320].astype(int)
+    y = np.stack([d > 5, d % 2 == 0, d == 1], 1).astype(np.int8)
+    schema = LabelSchema(independent=("big", "even", "one"))
+    data = TrainData(schema, Part(x[:240], y[:240], np.arange(240).astype(str)),
+                     Part(x[240:], y[240:], np.arange(80).astype(str)))
+    seen = []
+
+    def spy(scores, losses, **kw):
+        seen.append((len(losses), kw["batchnorm"], kw["recalibrated"]))
+        return diagnostics.Finding(None, "constant_while_learning", "error", "spy finding") if len(losses) > 1 else None
+
+    monkeypatch.setattr(diagnostics, "constant_while_learning", spy)
+    runs = {}
+    for n in (0, 100):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            runs[n] = train(TrainConfig(
+                schema=schema, backbone="small_cnn", image_size=(28, 28), channels=1, epochs=2, batch_size=32,
+                learning_rate=3e-3, bn_momentum=1.0, bn_recalibrate_images=n, verbose=0, bootstrap=0, plots=False,
+                out_dir=str(tmp_path / str(n)), early_stopping_patience=None), data)
+        assert sum("spy finding" in str(w.message) for w in caught) == 1
+    assert seen[:2] == [(1, True, 0), (2, True, 0)]
+    assert seen[2:] == [(1, True, 100), (2, True, 100)]
+    assert [r["bn_images"] for r in runs[100].history] == [100, 100]
+    assert [r["loss"] for r in runs[0].history] == [r["loss"] for r in runs[100].history]
+    assert runs[100].best_val_auc > runs[0].best_val_auc

@@ -97,6 +97,7 @@ def _epoch_callback(*, config: TrainConfig, schema: LabelSchema, state: _State, 
                 else:
                     per_label = np.asarray(roc_auc_score(val_y, scores, average=None), dtype=float)
             auc = float(np.nanmean(per_label)) if np.isfinite(per_label).any() else float("nan")
+            self._check_constant(model, scores, [r["loss"] for r in state.log] + [logs.get("loss")], bn_images)
             lr = _current_lr(model)
             n = epoch + 1
             improved = math.isfinite(auc) and auc > state.best_auc
@@ -140,6 +141,19 @@ def _epoch_callback(*, config: TrainConfig, schema: LabelSchema, state: _State, 
             if state.stopped_early:
                 printer(f"early stopping: no better val macro AUC for {state.wait} epochs; "
                         f"best {state.best_auc:.4f} at epoch {state.best_epoch}")
+
+        def _check_constant(self, model, scores, losses, bn_images: int) -> None:
+            """Warn once when validation scores are constant while the training loss falls."""
+            if getattr(self, "_warned", False):
+                return
+            from ..evaluation.diagnostics import constant_while_learning
+            from .batchnorm import live_batchnorm_layers
+
+            finding = constant_while_learning(scores, losses, labels=list(schema.labels),
+                                              batchnorm=bool(live_batchnorm_layers(model)), recalibrated=bn_images)
+            if finding is not None:
+                self._warned = True
+                warnings.warn(finding.message, stacklevel=2)
 
         @contextlib.contextmanager
         def _writing(self, n: int):
