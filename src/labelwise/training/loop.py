@@ -190,15 +190,17 @@ def _bn_batches(config: TrainConfig, model, train_src, pipeline, strategy, steps
     """A callable giving the unaugmented training batches whose statistics BatchNormalization's
     moving averages are re-estimated from after every epoch (``config.bn_recalibrate_images``
     of them, a fixed seeded subset), or None: off, no trainable BatchNormalization layer, or
-    several JAX processes (each holds only its rows of a batch)."""
+    JAX DataParallel (several processes hold only their rows of a batch; one process skips it
+    too, so that 1 and N processes train the same run). Batches of up to 128 images (at most
+    ~2 megapixels, never fewer than the training batch): eager forward passes cost per call."""
     from .batchnorm import live_batchnorm_layers
 
     n = int(config.bn_recalibrate_images or 0)
     layers = live_batchnorm_layers(model) if n else []
     if not layers:
         return None
-    if getattr(strategy, "multi_process", False):
-        say("note: BatchNorm statistics are not re-estimated across several processes; if validation scores "
+    if getattr(strategy, "kind", None) == "dataparallel":
+        say("note: BatchNorm statistics are not re-estimated under JAX DataParallel; if validation scores "
             "come out constant, set bn_momentum = 0.9")
         return None
     say(f"BatchNorm: the moving statistics of {len(layers)} layers are re-estimated after every epoch over "
@@ -209,12 +211,14 @@ def _bn_batches(config: TrainConfig, model, train_src, pipeline, strategy, steps
         return lambda: read_shard_epochs(config.train_shards, image_size=config.image_size, channels=config.channels,
                                          batch_size=config.batch_size, seed=config.seed, epochs=(0, 1),
                                          steps_per_epoch=min(steps, math.ceil(n / config.batch_size)))
+    h, w = config.image_size
+    batch = max(config.batch_size, min(128, 2_000_000 // max(1, h * w)))
     pick = np.sort(np.random.default_rng([config.seed, 2]).permutation(len(train_src))[:n])
     sub = pipeline.ImageSource(None if train_src.paths is None else train_src.paths[pick],
                                None if train_src.arrays is None else train_src.arrays[pick],
                                None, np.arange(len(pick)), {})
     return lambda: pipeline.make_dataset(sub, image_size=config.image_size, channels=config.channels,
-                                         batch_size=config.batch_size)
+                                         batch_size=batch)
 
 
 # ------------------------------------------------------------------ train
