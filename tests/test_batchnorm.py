@@ -192,3 +192,15 @@ def test_training_re_estimates_statistics_without_changing_the_training_path(mon
     assert [r["bn_images"] for r in runs[100].history] == [100, 100]
     assert [r["loss"] for r in runs[0].history] == [r["loss"] for r in runs[100].history]
     assert runs[100].best_val_auc > runs[0].best_val_auc
+
+
+def test_config_key_defaults_on_and_rejects_negative_counts():
+    from labelwise.errors import InputError
+    from labelwise.training import TrainConfig
+
+    assert TrainConfig().bn_recalibrate_images == 512
+    assert TrainConfig(bn_recalibrate_images=0).bn_recalibrate_images == 0
+    with pytest.raises(InputError, match="bn_recalibrate_images"):
+        TrainConfig(bn_recalibrate_images=-1)
+    with pytest.raises(InputError, match="bn_recalibrate_images"):
+        TrainConfig(bn_recalibrate_images=2.5)
