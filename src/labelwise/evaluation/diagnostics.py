@@ -48,7 +48,7 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["Finding", "diagnose", "LIKELY_CAUSES", "format_findings", "headline"]
+__all__ = ["Finding", "diagnose", "LIKELY_CAUSES", "format_findings", "headline", "constant_while_learning"]
 
 # The checklist a practitioner walks through when a model's outputs collapse.
 LIKELY_CAUSES: dict[str, str] = {
@@ -60,6 +60,10 @@ LIKELY_CAUSES: dict[str, str] = {
                      "a large learning rate that destroyed the pretrained features",
     "batchnorm": "batch size 1 (or tiny batches) with batch statistics: BatchNorm normalises every "
                  "image to the same activations; use larger batches, freeze BN, or GroupNorm",
+    "batchnorm_statistics": "BatchNorm moving statistics that never settled: scores constant in inference mode "
+                            "while the training loss falls (Keras' momentum 0.99, MobileNetV3's 0.999, leaves a "
+                            "short from-scratch run near the initial statistics); re-estimate them after each "
+                            "epoch (labelwise train: bn_recalibrate_images, default 512) or set bn_momentum = 0.9",
     "misaligned": "labels misaligned with images (ids shuffled, rows sorted differently in the label "
                   "table and the image list); check a few images by eye",
     "head": "sigmoid vs softmax head: a softmax over independent labels (or a sigmoid over an exclusive "
@@ -448,3 +452,43 @@ def _hanley_mcneil_ci(auc, n_pos, n_neg, level):
         se = np.sqrt(np.maximum(var, 0))
     # AUC lives in [0, 1]; the normal approximation does not know that near the ends
     return np.clip(np.stack([auc - z * se, auc + z * se], axis=1), 0.0, 1.0)
+
+
+def constant_while_learning(y_score: np.ndarray, train_loss: Sequence[float], *, labels: Sequence[str],
+                            std_tol: float = 1e-3, majority: float = 0.5, fall: float = 0.05,
+                            batchnorm: bool = True, recalibrated: int = 0) -> Finding | None:
+    """The ``constant_while_learning`` error, or None: more than ``majority`` of the labels have
+    validation scores with std < ``std_tol`` while the training loss fell (its last value at least
+    ``fall`` below its first, relative; two epochs or more), i.e. the model learned in training
+    mode but ignores its input in inference mode. With ``batchnorm`` (the model has trainable
+    BatchNormalization layers) and ``recalibrated == 0`` (their statistics were not re-estimated)
+    the cause named is BatchNorm's moving statistics, with what to do."""
+    ys = np.asarray(y_score, dtype=np.float64)
+    loss = [float(v) for v in train_loss if v is not None and math.isfinite(float(v))]
+    if ys.ndim != 2 or not len(ys) or len(loss) < 2 or not loss[-1] < loss[0] * (1 - fall):
+        return None
+    std = np.nanstd(ys, axis=0)
+    flat = [name for name, s in zip(labels, std) if s < std_tol]
+    if len(flat) <= majority * len(labels):
+        return None
+    said = (f"validation scores are constant for {len(flat)} of {len(labels)} labels (std < {std_tol:g}; "
+            f"{', '.join(flat[:5])}{', ...' if len(flat) > 5 else ''}) while the training loss fell "
+            f"{loss[0]:.4g} -> {loss[-1]:.4g}: the model learned in training mode but ignores its input in "
+            "inference mode")
+    evidence = {"constant_labels": float(len(flat)), "labels": float(len(labels)), "first_loss": loss[0],
+                "last_loss": loss[-1]}
+    if batchnorm and not recalibrated:
+        return Finding(None, "constant_while_learning", "error",
+                       said + ". BatchNorm's moving statistics are the likely cause: they lag (or still hold "
+                       "their initial values) after a short from-scratch run. Re-estimate them after every "
+                       "epoch (bn_recalibrate_images, default 512; it is 0 here) or set bn_momentum = 0.9",
+                       evidence, ("batchnorm_statistics", "learning_rate"))
+    if batchnorm:
+        return Finding(None, "constant_while_learning", "error",
+                       said + f". BatchNorm's statistics were re-estimated over {recalibrated} training images, "
+                       "so they match the weights; check the learning rate and whether the validation images "
+                       "are preprocessed as the training images are",
+                       {**evidence, "recalibrated_images": float(recalibrated)}, ("learning_rate", "preprocessing"))
+    return Finding(None, "constant_while_learning", "error", said + "; the model has no trainable BatchNorm layer: "
+                   "check the learning rate and the validation images' preprocessing", evidence,
+                   ("learning_rate", "preprocessing"))

@@ -187,7 +187,7 @@ def train_cases(config: TrainConfig, data: TrainData | None = None, *, epoch_cal
         pointer = None
         callback = epoch_callback(config=config, schema=schema, state=state, phase=phase,
                                   val_ds=val_set.for_predict(), val_y=val_y, loss_fn=model.loss, out=out,
-                                  ckdir=ckdir, printer=say)
+                                  ckdir=ckdir, printer=say, bn_batches=_bn_batches(config, model, train_cases_, kw))
         model.fit(train_set.for_fit(state.epoch, phase.stop), epochs=phase.stop, initial_epoch=state.epoch,
                   steps_per_epoch=steps, callbacks=[callback], verbose=config.verbose, shuffle=False)
     if model is None:  # the checkpoint already covered every epoch
@@ -199,6 +199,18 @@ def train_cases(config: TrainConfig, data: TrainData | None = None, *, epoch_cal
         say(f"best epoch {state.best_epoch}: val macro AUC {state.best_auc:.4f}")
     test_set = CaseDataset(test_cases, **kw) if test_cases is not None else None
     return _finish_cases(config, data, schema, model, state, val_set, test_set, out, resumed_from, say)
+
+
+def _bn_batches(config: TrainConfig, model, cases, kw: dict):
+    """Batches of the training cases (a fixed seeded order, training's slice sampling) for
+    :func:`labelwise.training.batchnorm.recalibrate_batchnorm`; None when there is nothing to re-estimate."""
+    from ..data.casepipe import CaseDataset
+    from .batchnorm import live_batchnorm_layers
+
+    if not config.bn_recalibrate_images or not live_batchnorm_layers(model):
+        return None
+    ds = CaseDataset(cases, train=True, **kw)
+    return lambda: (ds.batch(0, i) for i in range(len(ds)))
 
 
 def _finish_cases(config, data, schema, model, state, val_set, test_set, out, resumed_from, say) -> TrainResult:

@@ -32,7 +32,8 @@ LR_SCHEDULES = ("constant", "cosine", "plateau")
 # TOML file otherwise surfaces as a TensorFlow/Keras traceback deep in training, or (a string
 # where a bool belongs) is silently truthy.
 _INT_RANGES = {"min_labels": 0, "max_labels": 1, "epochs": 1, "batch_size": 1, "plateau_patience": 1, "freeze_epochs": 0, "seed": 0, "bootstrap": 0,
-               "verbose": 0, "unfreeze_top": 0, "early_stopping_patience": 1, "devices": 1, "lr_reference_batch": 1}
+               "verbose": 0, "unfreeze_top": 0, "early_stopping_patience": 1, "devices": 1, "lr_reference_batch": 1,
+               "bn_recalibrate_images": 0}
 _OPTIONAL = {"unfreeze_top", "early_stopping_patience", "devices", "lr_reference_batch", "bn_momentum",
              "fine_tune_lr", "weights", "loss_weights", "split_column", "splits", "group_column", "distribute", "table",
              "images", "train_shards", "tensorboard", "id_column", "label_column",
@@ -159,9 +160,14 @@ class TrainConfig:
     train/val/test), or ``splits`` (the CSV ``labelwise split --out`` writes: ``id,group,split``,
     joined to the table by id), or ``split_fractions`` + ``group_column`` (e.g. the patient id).
     Model: ``backbone`` ("small_cnn", "densenet121", ...), ``weights`` ("imagenet" or None),
-    ``image_size`` (h, w), ``channels``, ``dropout``, ``bn_momentum`` (set on every
-    BatchNormalization layer; 0.9 lets the moving statistics settle in a short run, where
-    Keras' 0.99 leaves them near their initial values and inference fails). Loss: ``loss`` ("schema" for
+    ``image_size`` (h, w), ``channels``, ``dropout``, ``bn_recalibrate_images`` (after every
+    epoch, before validation and the checkpoint, the moving mean and variance of every trainable
+    BatchNormalization layer are set to the exact statistics of this many training images,
+    unaugmented, in training-mode forward passes; weights and optimizer untouched; frozen layers
+    and models without BatchNormalization skip it; 0: off. Keras' running averages (momentum
+    0.99, MobileNetV3 0.999) still hold their initial values after a short from-scratch run and
+    the model's validation scores come out constant), ``bn_momentum`` (set on every
+    BatchNormalization layer; None: the backbone's own). Loss: ``loss`` ("schema" for
     :class:`labelwise.blocks.losses.SchemaLoss`, or "bce"), ``binary`` (SchemaLoss's binary part:
     "bce", "weighted", "focal", "asymmetric"), ``loss_weights`` ("balanced" or None).
     Optimisation: ``epochs``, ``batch_size`` (global, over all replicas), ``learning_rate``,
@@ -210,6 +216,7 @@ class TrainConfig:
     channels: int = 3
     dropout: float = 0.0
     bn_momentum: float | None = None
+    bn_recalibrate_images: int = 512
     loss: str = "schema"
     binary: str = "bce"
     loss_weights: str | None = None

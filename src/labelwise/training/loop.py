@@ -56,10 +56,13 @@ __all__ = ["train", "TrainResult", "TrainConfig", "TrainData", "Part", "build_an
 # ------------------------------------------------------------------ the epoch callback
 def _epoch_callback(*, config: TrainConfig, schema: LabelSchema, state: _State, phase: Phase, val_ds,
                     val_y: np.ndarray, loss_fn, out: Path, ckdir: Path, printer, predicting=None, events=None,
-                    fingerprint: dict[str, Any] | None = None):
+                    fingerprint: dict[str, Any] | None = None, bn_batches=None):
+    """The epoch-end callback; ``bn_batches`` (a callable returning training batches, or None)
+    feeds :func:`labelwise.training.batchnorm.recalibrate_batchnorm` before validation."""
     import keras
 
     from ..metrics import roc_auc_score
+    from .batchnorm import recalibrate_batchnorm
 
     class EpochEnd(keras.callbacks.Callback):
         """Exact validation AUC, logs, best weights, early stopping, plateau, atomic checkpoint."""
@@ -71,6 +74,12 @@ def _epoch_callback(*, config: TrainConfig, schema: LabelSchema, state: _State, 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs if logs is not None else {}
             model = self.model
+            # before validation, the best-weights copy and the checkpoint: all of them see (and a
+            # resumed run restarts from) statistics of the weights as they are now
+            t_bn = time.perf_counter()
+            bn_images = (recalibrate_batchnorm(model, bn_batches, max_images=config.bn_recalibrate_images)
+                         if bn_batches is not None and config.bn_recalibrate_images else 0)
+            t_bn = time.perf_counter() - t_bn
             if config.verbose == 1:  # Keras' epoch bar is still open on this line: start a new one
                 print(("\n" if interactive() else "") + f"validation: {len(val_y)} images", flush=True)
             with (predicting or contextlib.nullcontext)(model) as predictor:  # multi-process JAX: a local twin
@@ -88,12 +97,14 @@ def _epoch_callback(*, config: TrainConfig, schema: LabelSchema, state: _State, 
                 else:
                     per_label = np.asarray(roc_auc_score(val_y, scores, average=None), dtype=float)
             auc = float(np.nanmean(per_label)) if np.isfinite(per_label).any() else float("nan")
+            self._check_constant(model, scores, [r["loss"] for r in state.log] + [logs.get("loss")], bn_images)
             lr = _current_lr(model)
             n = epoch + 1
             improved = math.isfinite(auc) and auc > state.best_auc
             row = {"epoch": n, "phase": phase.index, "loss": float(logs.get("loss", float("nan"))),
                    "val_loss": val_loss, "val_macro_auc": auc, "learning_rate": lr,
                    "seconds": round(time.perf_counter() - self._t0, 3), "best": improved,
+                   "bn_images": bn_images, "bn_seconds": round(t_bn, 3),
                    "val_auc": {lab: float(a) for lab, a in zip(schema.labels, per_label)}}
             state.log.append(row)
             if events is not None:
@@ -131,6 +142,19 @@ def _epoch_callback(*, config: TrainConfig, schema: LabelSchema, state: _State, 
                 printer(f"early stopping: no better val macro AUC for {state.wait} epochs; "
                         f"best {state.best_auc:.4f} at epoch {state.best_epoch}")
 
+        def _check_constant(self, model, scores, losses, bn_images: int) -> None:
+            """Warn once when validation scores are constant while the training loss falls."""
+            if getattr(self, "_warned", False):
+                return
+            from ..evaluation.diagnostics import constant_while_learning
+            from .batchnorm import live_batchnorm_layers
+
+            finding = constant_while_learning(scores, losses, labels=list(schema.labels),
+                                              batchnorm=bool(live_batchnorm_layers(model)), recalibrated=bn_images)
+            if finding is not None:
+                self._warned = True
+                warnings.warn(finding.message, stacklevel=2)
+
         @contextlib.contextmanager
         def _writing(self, n: int):
             """Disk full (or any write failure) while saving epoch ``n``: one clear error; the
@@ -158,6 +182,42 @@ def _epoch_callback(*, config: TrainConfig, schema: LabelSchema, state: _State, 
                     (ckdir / old_best).unlink()
 
     return EpochEnd()
+
+
+# ------------------------------------------------------------------ BatchNorm statistics
+def _bn_batches(config: TrainConfig, model, train_src, pipeline, strategy, steps: int, say):
+    """A callable giving the unaugmented training batches whose statistics BatchNormalization's
+    moving averages are re-estimated from after every epoch (``config.bn_recalibrate_images``
+    of them, a fixed seeded subset), or None: off, no trainable BatchNormalization layer, or
+    JAX DataParallel (several processes hold only their rows of a batch; one process skips it
+    too, so that 1 and N processes train the same run). Batches of up to 128 images (at most
+    ~2 megapixels, never fewer than the training batch): eager forward passes cost per call."""
+    from .batchnorm import live_batchnorm_layers
+
+    n = int(config.bn_recalibrate_images or 0)
+    layers = live_batchnorm_layers(model) if n else []
+    if not layers:
+        return None
+    if getattr(strategy, "kind", None) == "dataparallel":
+        say("note: BatchNorm statistics are not re-estimated under JAX DataParallel; if validation scores "
+            "come out constant, set bn_momentum = 0.9")
+        return None
+    say(f"BatchNorm: the moving statistics of {len(layers)} layers are re-estimated after every epoch over "
+        f"{n} training images (bn_recalibrate_images)")
+    if config.train_shards:
+        from ..data.shards import read_shard_epochs
+
+        return lambda: read_shard_epochs(config.train_shards, image_size=config.image_size, channels=config.channels,
+                                         batch_size=config.batch_size, seed=config.seed, epochs=(0, 1),
+                                         steps_per_epoch=min(steps, math.ceil(n / config.batch_size)))
+    h, w = config.image_size
+    batch = max(config.batch_size, min(128, 2_000_000 // max(1, h * w)))
+    pick = np.sort(np.random.default_rng([config.seed, 2]).permutation(len(train_src))[:n])
+    sub = pipeline.ImageSource(None if train_src.paths is None else train_src.paths[pick],
+                               None if train_src.arrays is None else train_src.arrays[pick],
+                               None, np.arange(len(pick)), {})
+    return lambda: pipeline.make_dataset(sub, image_size=config.image_size, channels=config.channels,
+                                         batch_size=batch)
 
 
 # ------------------------------------------------------------------ train
@@ -327,7 +387,8 @@ def _train_locked(config: TrainConfig, data: TrainData, strategy: Any, out: Path
         callback = _epoch_callback(config=config, schema=schema, state=state, phase=phase, val_ds=val_ds,
                                    val_y=val_y, loss_fn=model.loss, out=out, ckdir=ckdir, printer=say,
                                    predicting=getattr(strategy, "predicting", None), events=events,
-                                   fingerprint=fingerprint)
+                                   fingerprint=fingerprint,
+                                   bn_batches=_bn_batches(config, model, train_src, pipeline, strategy, steps, say))
         if phase.frozen:
             say(f"phase {phase.index + 1}: epochs {phase.start + 1}-{phase.stop}, backbone frozen, lr {phase.learning_rate:g}")
         elif config.freeze_epochs:

@@ -188,6 +188,7 @@ _RESUME_KEYS = ("schema", "table", "images", "split_column", "split_fractions", 
                 "learning_rate", "fine_tune_lr", "lr_schedule")
 
 _RESUME_KEYS += ("unit", "pooling", "max_slices")  # case runs (labelwise.training.cases)
+_RESUME_KEYS += ("bn_recalibrate_images",)  # the statistics every later epoch's checkpoint holds
 
 
 def _check_resume_config(config: TrainConfig, saved: Mapping[str, Any] | None, where: Path) -> None:
