@@ -14,7 +14,7 @@ load generator that cannot send faster (a Python client on few cores often canno
 The reference, measured in this process on the same decoded images before the server starts:
 ``model.predict(x, batch_size=--max-batch)`` images/s (raw throughput), and one-image latency
 of ``model.predict`` and of ``model.predict_on_batch`` (the call the server makes). Goals from
-issue 18: at 16 clients >= 0.7x raw images/s; single-client p50 <= 2x a raw one-image predict
+targets: at 16 clients >= 0.7x raw images/s; single-client p50 <= 2x a raw one-image predict
 + 5 ms.
 
 The model is ``--model PATH`` or, by default, an untrained small_cnn built here at

@@ -1,4 +1,4 @@
-"""Item 17 of issue 13: temporary files left by a killed writer go on the next write into the folder."""
+"""Temporary files left by a killed writer go on the next write into the folder."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Bad input found by the issue-2/issue-3 audits: each case must end in a clear one-line error
+"""Bad input: each case must end in a clear one-line error
 (file, row and line, label, what to do) or, where the input is fine, in the right reading.
 
 Every expected value here is written out by hand from the file the test writes, not computed
@@ -34,7 +34,7 @@ def _cli(capsys, *argv):
     return rc, out, err
 
 
-# ------------------------------------------------------------ split --check (audit items 1-3)
+# ------------------------------------------------------------ split --check
 def test_check_empty_split_cell_names_the_row(tmp_path, capsys):
     p = _write(tmp_path / "hole_split.csv", "id,group,split\na,1,train\nb,2,\nc,3,test\n")
     rc, _, err = _cli(capsys, "split", p, "--check")
@@ -67,7 +67,7 @@ def test_no_groups_with_group_column_is_an_error(tmp_path, capsys):
     assert rc == 2 and "--no-groups" in err and "--group-column" in err
 
 
-# ------------------------------------------------------------ ragged rows (item 4)
+# ------------------------------------------------------------ ragged rows
 def test_row_with_an_extra_field_is_an_error(tmp_path, capsys):
     p = _write(tmp_path / "ragged_all.csv", "Image Index,Finding Labels,Patient ID\na.png,Effusion,1,X\nb.png,Mass,2,Y\n")
     with pytest.raises(TableError, match=r"ragged_all\.csv, line 2: 4 fields but the header has 3 \(extra value 'X'\)"):
@@ -90,7 +90,7 @@ def test_trailing_empty_fields_are_harmless(tmp_path):
     assert list(t.ids) == ["a.png", "b.png"] and t.lines.tolist() == [2, 3]
 
 
-# ------------------------------------------------------------ single-label tables (item 5)
+# ------------------------------------------------------------ single-label tables
 def test_single_label_table_proposes_no_none_label(tmp_path, capsys):
     p = _write(tmp_path / "mc.csv", "id,cat,dog,bird\na,1,0,0\nb,0,1,0\nc,0,0,1\nd,1,0,0\n")
     t = read_table(p)
@@ -111,7 +111,7 @@ def test_infer_proposes_only_a_unique_candidate():
     assert LabelSchema.infer(y, ["A", "B", "C", "D"]).none is None
 
 
-# ------------------------------------------------------------ separator-only cell (item 6)
+# ------------------------------------------------------------ separator-only cell
 def test_separator_only_cell_names_file_and_row(tmp_path):
     p = _write(tmp_path / "pipeonly.csv",
                "Image Index,Finding Labels,Patient ID\na.png,Effusion,1\nb.png,Effusion,2\nc.png,Effusion,3\nd.png,|,4\n")
@@ -119,7 +119,7 @@ def test_separator_only_cell_names_file_and_row(tmp_path):
         read_table(p)
 
 
-# ------------------------------------------------------------ NIH "No Finding" (item 7)
+# ------------------------------------------------------------ NIH "No Finding"
 def test_nih_format_without_schema_rejects_no_finding_with_a_finding(tmp_path, capsys):
     p = _write(tmp_path / "nofind_eff.csv", "Image Index,Finding Labels,Patient ID\na.png,Effusion,1\n"
                                              "b.png,No Finding|Effusion,2\nc.png,No Finding,3\n")
@@ -150,7 +150,7 @@ def test_real_nih_table_still_reads_the_same(capsys):
     assert hernia and hernia[0].split()[1] == "227"
 
 
-# ------------------------------------------------------------ decode (item 8)
+# ------------------------------------------------------------ decode
 MIXED = LabelSchema(["Effusion", "Mass"], none="No Finding", exclusive={"view": ["PA", "AP"]})
 
 
@@ -175,7 +175,7 @@ def test_decode_rejects_rows_that_break_the_schema():
     assert MIXED.decode(np.array([[0.0, 1.0, 1.0, 0.0]])) == [["Mass", "PA"]]
 
 
-# ------------------------------------------------------------ missing columns (item 9)
+# ------------------------------------------------------------ missing columns
 def test_nih_table_without_finding_labels_names_the_column(tmp_path):
     p = _write(tmp_path / "missingcol.csv", "Image Index,Patient ID\na.png,1\nb.png,2\n")
     with pytest.raises(TableError, match=r"missingcol\.csv: no labels column 'Finding Labels'"):
@@ -191,7 +191,7 @@ def test_patient_column_is_never_taken_as_the_id(tmp_path):
         read_table(q)
 
 
-# ------------------------------------------------------------ one-hot label columns (item 10; issue 3 item 1)
+# ------------------------------------------------------------ one-hot label columns
 def test_onehot_label_column_with_a_stray_value_is_an_error(tmp_path):
     rows = "".join(f"img{i:02d}.png,{i % 2},{(i // 2) % 2},{30 + i},P{i % 7}\n" for i in range(40))
     rows = rows.replace("img07.png,1,1,", "img07.png,1,2,")  # Mass = 2 on the row at file line 9
@@ -223,7 +223,7 @@ def test_onehot_metadata_columns_stay_extras(tmp_path):
     assert set(read_table(q).labels) == {"Effusion", "Mass"}
 
 
-# ------------------------------------------------------------ output paths (item 11)
+# ------------------------------------------------------------ output paths
 def test_atomic_path_turns_oserror_into_a_clear_error(tmp_path):
     folder = tmp_path / "outdir"
     folder.mkdir()
@@ -245,7 +245,7 @@ def test_cli_output_path_errors_are_one_line(tmp_path, capsys):
     table = _write(tmp_path / "t.csv", "id,labels,Patient ID\na,x,1\nb,y,2\nc,x,3\nd,y,4\n")
     (tmp_path / "outdir").mkdir()
     rc, _, err = _cli(capsys, "split", table, "--fractions", "0.5,0.5", "--out", tmp_path / "outdir")
-    # Refused before splitting (issue 13, item 22), in one line that says what to give instead.
+    # Refused before splitting, in one line that says what to give instead.
     assert rc == 2 and "this is a folder; give a file path" in err and len(err.strip().splitlines()) == 1
     rc, _, err = _cli(capsys, "split", table, "--fractions", "0.5,0.5", "--out", tmp_path / "t.csv" / "s.csv")
     assert rc == 2 and "is a file, not a folder" in err and len(err.strip().splitlines()) == 1
@@ -263,7 +263,7 @@ def test_cli_reports_a_stray_oserror_without_traceback(capsys, monkeypatch):
     assert rc == 2 and "/some/where.png: Permission denied" in err
 
 
-# ------------------------------------------------------------ seed (item 12)
+# ------------------------------------------------------------ seed
 def test_negative_seed_is_a_clear_error(tmp_path, capsys):
     table = _write(tmp_path / "t.csv", "id,labels,Patient ID\na,x,1\nb,y,2\nc,x,3\nd,y,4\n")
     with pytest.raises(SystemExit) as e:
@@ -275,7 +275,7 @@ def test_negative_seed_is_a_clear_error(tmp_path, capsys):
         grouped_stratified_split(np.array([[1], [0]]), np.array([1, 2]), "0.5,0.5", seed=-1)
 
 
-# ------------------------------------------------------------ IDX (item 13)
+# ------------------------------------------------------------ IDX
 def test_truncated_idx_header_is_a_table_error(tmp_path):
     p = tmp_path / "trunc-labels-idx1-ubyte"
     p.write_bytes(b"\x00\x00\x08\x05\x00\x00\x00\x01")
@@ -290,7 +290,7 @@ def test_idx_digit_out_of_range_is_named(tmp_path):
         read_table(p)
 
 
-# ------------------------------------------------------------ violation counts (item 14)
+# ------------------------------------------------------------ violation counts
 def test_more_rows_count_only_the_same_violation():
     s = LabelSchema(["x"], exclusive={"view": ["PA", "AP"]})
     y = np.array([[1, 1, 1], [0, 0, 0], [1, 1, 0]])

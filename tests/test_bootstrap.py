@@ -109,7 +109,7 @@ def test_rare_and_undefined_labels():
         res = bootstrap_ci(Y, S, n_resamples=100, labels=["a", "rare", "none_here"])
     r = res["roc_auc"]
     assert 0 < r.n_valid[1] < 100 and r.n_valid[2] == 0
-    # One positive (< min_class_count = 10): no interval, out of the macro (issue 13, item 7) ...
+    # One positive (< min_class_count = 10): no interval, out of the macro ...
     assert np.isfinite(r.point[1]) and np.isnan([r.low[1], r.high[1]]).all()
     assert np.isnan([r.point[2], r.low[2], r.high[2]]).all()
     assert list(r.eligible) == [True, False, False] and r.macro_point == pytest.approx(r.point[0])

@@ -1,4 +1,4 @@
-"""Issue 13 item 10: no TensorFlow native log noise, warnings without source lines, no escape-code
+"""No TensorFlow native log noise, warnings without source lines, no escape-code
 progress bars written into files."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 13, item 8: diagnostics on real failure modes. Scores that vary only by float noise are a
+"""Diagnostics on real failure modes. Scores that vary only by float noise are a
 collapse, not "compressed but ranks well"; an AUC whose interval contains 0.5 never ranks well; the
 MODEL HEALTH banner leads with the model-level finding, not a derived label with 2 positives."""
 

@@ -1,4 +1,4 @@
-"""Issue 13, item 7: no confidence interval and no significance mark for a label with fewer than
+"""No confidence interval and no significance mark for a label with fewer than
 ``min_class_count`` (default 10) positives or negatives; macro intervals over ONE fixed label set in
 every resample; the left-out labels listed in the text, the JSON and the HTML page."""
 

@@ -1,4 +1,4 @@
-"""Issue 13, items 16 and 22: ``evaluate --out DIR`` never leaves a report that mixes two runs (a kill
+"""``evaluate --out DIR`` never leaves a report that mixes two runs (a kill
 midway leaves the old report or the new one), and ``evaluate``, ``thresholds`` and ``split`` refuse
 an unwritable ``--out`` before computing anything."""
 
@@ -125,7 +125,7 @@ def test_in_place_when_the_parent_folder_is_not_writable(tmp_path, monkeypatch, 
     assert '"n_samples": 200' in (out / "metrics.json").read_text()
 
 
-# ------------------------------------------------------------------ item 22: --out checked first
+# ------------------------------------------------------------------ --out checked first
 def _cli(*argv):
     from labelwise.commands.cli import main
 

@@ -1,4 +1,4 @@
-"""Issue 13, item 4: ``evaluate`` / ``thresholds`` on a truth table with a split column select the
+"""``evaluate`` / ``thresholds`` on a truth table with a split column select the
 rows of one split (``--split test``); the scores may cover that split alone or the whole table.
 
 Truth: 3,000 real rows of the NIH table (Image Index, Finding Labels, Patient ID) with a split

@@ -148,7 +148,7 @@ def test_evaluate_matches_sklearn(xray, result):
         assert r.ap == pytest.approx(skm.average_precision_score(yt[:, j], ys[:, j]), abs=1e-12)
         if min(r.positives, len(yt) - r.positives) >= 10:
             assert r.auc_low <= r.auc <= r.auc_high
-        else:  # Hernia: 4 positives, too few for an interval (issue 13, item 7)
+        else:  # Hernia: 4 positives, too few for an interval
             assert np.isnan([r.auc_low, r.auc_high]).all()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

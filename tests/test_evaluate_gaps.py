@@ -1,4 +1,4 @@
-"""Regression tests for the gaps found by the evaluation audit (issue 3, section b, items 2-11).
+"""Evaluation edge cases: output folders, input checks, single-class metrics, collapse diagnostics, messages.
 
 Small synthetic files in ``tmp_path``: a truth table (id + 4 labels) and scores written in a
 shuffled order, so every test runs in well under a second (no bootstrap unless the item needs one).
@@ -55,7 +55,7 @@ def write_scores(path, ids, s, *, order_seed=1, with_id=True):
     return order
 
 
-# ------------------------------------------------------------------ item 2: --out checked up front
+# ------------------------------------------------------------------ --out checked up front
 def test_evaluate_out_that_is_a_file_is_refused_before_any_work(files, capsys):
     d, *_ = files
     (d / "afile").write_text("x")
@@ -84,7 +84,7 @@ def test_thresholds_out_that_is_a_folder_or_under_a_file_is_refused(files, capsy
     assert not list((d / "outdir").iterdir())
 
 
-# ------------------------------------------------------------------ item 3: evaluate() checks y_true
+# ------------------------------------------------------------------ evaluate() checks y_true
 @pytest.mark.parametrize("value, says", [(np.nan, "nan at row 5, label 'Effusion'"),
                                          (0.7, "found 0.7 at row 5, label 'Effusion'")])
 def test_evaluate_api_refuses_bad_truth_values(value, says):
@@ -104,7 +104,7 @@ def test_evaluate_api_nan_score_names_the_label():
         evaluate(y, s, labels=LABELS, bootstrap=0)
 
 
-# ------------------------------------------------------------------ item 4: out-of-range scores
+# ------------------------------------------------------------------ out-of-range scores
 def test_one_bad_score_cell_names_file_line_label_and_value(files, capsys):
     d, ids, y, s = files
     s = s.copy()
@@ -168,7 +168,7 @@ def test_api_out_of_range_message_plain_numbers():
         evaluate(y, z, labels=LABELS, bootstrap=0)
 
 
-# ------------------------------------------------------------------ item 5: thresholds tuned on this data
+# ------------------------------------------------------------------ thresholds tuned on this data
 def test_thresholds_tuned_on_the_same_data_are_flagged(files, capsys):
     d, *_ = files
     assert run_cli("thresholds", "--truth", d / "y_true.csv", "--scores", d / "y_pred.csv", "--out", d / "T.json") == 0
@@ -183,7 +183,7 @@ def test_thresholds_tuned_on_the_same_data_are_flagged(files, capsys):
     assert not any("optimistic" in n for n in r.notes)
 
 
-# ------------------------------------------------------------------ item 6: collapse diagnostics
+# ------------------------------------------------------------------ collapse diagnostics
 def test_compressed_but_informative_scores_are_not_collapse():
     y, _ = make_data(400)
     rng = np.random.default_rng(2)
@@ -209,7 +209,7 @@ def test_one_row_is_too_few_not_collapse():
     assert not any(x.severity == "error" for x in f)
 
 
-# ------------------------------------------------------------------ item 7: single-class decision metrics
+# ------------------------------------------------------------------ single-class decision metrics
 def test_single_class_decision_metrics_are_nan_and_left_out_like_sklearn():
     from sklearn.metrics import precision_recall_fscore_support as prfs
 
@@ -279,7 +279,7 @@ def test_tuning_warning_says_which_class_is_missing():
     assert "no positives and negatives" not in text
 
 
-# ------------------------------------------------------------------ item 8: output folders
+# ------------------------------------------------------------------ output folders
 @pytest.mark.slow
 def test_stale_report_files_are_removed(files, capsys):
     d, *_ = files
@@ -307,7 +307,7 @@ def test_missing_matplotlib_is_a_clean_error_and_writes_nothing(files, capsys, m
     assert not out.exists() or not list(out.iterdir())
 
 
-# ------------------------------------------------------------------ item 9: scores without ids
+# ------------------------------------------------------------------ scores without ids
 def test_scores_without_id_column_say_matched_by_position(files, capsys):
     d, ids, y, s = files
     pd.DataFrame(s, columns=LABELS).to_csv(d / "noid.csv", index=False)
@@ -316,7 +316,7 @@ def test_scores_without_id_column_say_matched_by_position(files, capsys):
     assert "no id column" in err and "position" in err
 
 
-# ------------------------------------------------------------------ item 10: small messages
+# ------------------------------------------------------------------ small messages
 def test_thresholds_file_messages(files, capsys, tmp_path):
     d, *_ = files
     (d / "bad.json").write_text('{"labels": ["a"]}')
@@ -350,7 +350,7 @@ def test_scores_passed_as_decisions_get_a_hint():
         f1_score(y, s)
 
 
-# ------------------------------------------------------------------ item 11: ranking metrics in the output
+# ------------------------------------------------------------------ ranking metrics in the output
 @pytest.mark.slow
 def test_samples_and_ranking_metrics_are_reported(files, capsys):
     from sklearn import metrics as skm

@@ -89,7 +89,7 @@ def test_load_model_works_for_every_first_import(saved, order):
 
 
 # ---------------------------------------------------------------- the top-level namespace
-AUDITED_NAMES = {  # missing from the top level before (audit 4.17), each with its home module
+AUDITED_NAMES = {  # public names served at the top level, each with its home module
     "weighted_binary_crossentropy": "blocks.losses", "binary_focal_loss": "blocks.losses",
     "asymmetric_loss": "blocks.losses", "schema_loss": "blocks.losses", "ImagePreprocess": "blocks.models",
     "small_cnn": "blocks.models", "build_backbone": "blocks.models", "WeightsUnavailable": "blocks.models",

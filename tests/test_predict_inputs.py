@@ -1,4 +1,4 @@
-"""Issue 13 items 18-20: predict one image, several paths or a glob; a broken .keras file is
+"""Predict one image, several paths or a glob; a broken .keras file is
 named as such; a schema that does not fit the model is refused at save time."""
 
 from __future__ import annotations

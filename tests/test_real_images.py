@@ -1,4 +1,4 @@
-"""Images as real datasets hold them (issue 13): files of different sizes, EXIF-rotated JPEGs."""
+"""Images as real datasets hold them: files of different sizes, EXIF-rotated JPEGs."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Label tables as a new user brings them (issue 13 items 2, 5, 6): ids without extensions,
+"""Label tables as a new user brings them: ids without extensions,
 duplicate rows, label cells holding list literals."""
 
 from __future__ import annotations

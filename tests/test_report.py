@@ -152,7 +152,7 @@ def test_report_renders_in_headless_chromium(saved, tmp_path):
     assert pixels.std() > 10 and (pixels < 100).mean() > 0.005
 
 
-# ------------------------------------------------------------------ issue 13, item 11: 25 labels at 1,400 px
+# ------------------------------------------------------------------ 25 labels at 1,400 px
 GENRES = ["Action", "Adventure", "Animation", "Biography", "Comedy", "Crime", "Documentary", "Drama", "Family",
           "Fantasy", "Film-Noir", "History", "Horror", "Music", "Musical", "Mystery", "News", "Reality-TV",
           "Romance", "Sci-Fi", "Short", "Sport", "Thriller", "War", "Western"]

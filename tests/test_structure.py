@@ -1,4 +1,4 @@
-"""Schema structures (issue 15): implications, derived labels, at-most-one groups, unknown cells.
+"""Schema structures: implications, derived labels, at-most-one groups, unknown cells.
 
 Parse, round-trip and every refused declaration; the numpy rules (enforce, violations,
 derived scores, known-mask propagation, policies) against hand-computed cases and brute force.

@@ -1,4 +1,4 @@
-"""Issue 15 in evaluation and split: a truth table with unknown cells is evaluated on each label's
+"""Evaluation and split: a truth table with unknown cells is evaluated on each label's
 known rows (equal to scikit-learn on those rows), the structure-violation rate of naive decisions
 is reported, and the split stratifies on known positives."""
 

@@ -1,4 +1,4 @@
-"""Issue 15 in Keras: the structured SchemaHead (max-constraint, derived labels, at-most-one
+"""Keras: the structured SchemaHead (max-constraint, derived labels, at-most-one
 softmax with an absent member) and the unknown-masking losses.
 
 References are independent: numpy on the head's own outputs, the unmasked loss on the known

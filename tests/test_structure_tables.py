@@ -1,4 +1,4 @@
-"""Issue 15 in the table readers and ``inspect``: unknown cells (known mask), refused or
+"""The table readers and ``inspect``: unknown cells (known mask), refused or
 repaired implications, derived labels given against their definition, training targets."""
 
 from __future__ import annotations

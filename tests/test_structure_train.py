@@ -1,4 +1,4 @@
-"""Issue 15 end to end on real images: a structured schema with unknown cells drives
+"""End to end on real images: a structured schema with unknown cells drives
 labelwise train -> predict -> evaluate (tiny MNIST PNGs, small_cnn, a few seconds of training)."""
 
 from __future__ import annotations

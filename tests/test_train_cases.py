@@ -1,5 +1,5 @@
-"""labelwise train with unit = "case": a tiny run end to end (train -> predict -> evaluate), an
-exact resume, the slice-selection rules, and every bad case input named in issue 16.
+"""`labelwise train` with unit = "case": a tiny run end to end (train -> predict -> evaluate), an
+exact resume, the slice-selection rules, and every bad case input named in the case-training checks.
 
 References: a case's score from ``predict`` equals the model run on that case alone (batch of
 one, all-ones mask) on slices chosen here by the documented formula; evaluate's AUC equals

@@ -1,4 +1,4 @@
-"""Issue 13 items 1, 2, 3, 10, 13, 14, 15, 21 at the level of `labelwise train`: a disk full while
+"""`labelwise train` guards: a disk full while
 checkpointing, a resume on changed data or rates, two runs in one out dir, a split file joined by
 id, ids without their files, a zero learning rate."""
 
@@ -72,7 +72,7 @@ def test_disk_full_while_checkpointing_is_one_error_and_resume_continues(small, 
     assert main(["train", str(config), "--epochs", "3", "--resume"]) == 0
     assert pd.read_csv(folder / "run" / "log.csv")["epoch"].tolist() == [1, 2, 3]
     assert (folder / "run" / "model.keras").exists()
-    # item 9: the report says how the model was trained
+    # the report says how the model was trained
     page = (folder / "run" / "report" / "report.html").read_text()
     assert '<h2 id="training">Training</h2>' in page and "small_cnn" in page
     assert "<th>epochs run / asked</th><td>3 / 3</td>" in page and "<th>resumed from epoch</th><td>1</td>" in page
@@ -111,19 +111,19 @@ def test_resume_refuses_changed_data_or_rates_and_one_run_per_out_dir(small, cap
     folder, config = small
     run = folder / "run"
     run.mkdir()
-    # a lock left by a run whose process is gone: taken over with a note (item 15)
+    # a lock left by a run whose process is gone: taken over with a note
     (run / LOCK_NAME).write_text(json.dumps({"pid": _dead_pid(), "host": socket.gethostname(),
                                              "started": "2026-01-01T00:00:00"}))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        # --cache on a file table (item 1) and output into a non-terminal (item 10)
+        # --cache on a file table and output into a non-terminal
         assert main(["train", str(config), "--epochs", "1", "--cache", "--verbose", "1"]) == 0
     assert [w for w in caught if "taking over the lock of a run that is gone" in str(w.message)]
     out = capsys.readouterr().out
     assert "\x1b[" not in out and "validation: 32 images" in out
     assert not (run / LOCK_NAME).exists()
 
-    # a live run holds the lock: a second one refuses, naming it (item 15)
+    # a live run holds the lock: a second one refuses, naming it
     (run / LOCK_NAME).write_text(json.dumps({"pid": os.getppid(), "host": socket.gethostname(),
                                              "started": "2026-01-01T00:00:00"}))
     assert main(["train", str(config), "--epochs", "2", "--resume"]) == 2
@@ -131,12 +131,12 @@ def test_resume_refuses_changed_data_or_rates_and_one_run_per_out_dir(small, cap
     assert f"in use by another labelwise train (pid {os.getppid()}" in err and "another --out-dir" in err
     (run / LOCK_NAME).unlink()
 
-    # a changed learning rate is refused, config.json keeps the rate the epochs ran with (item 14)
+    # a changed learning rate is refused, config.json keeps the rate the epochs ran with
     assert main(["train", str(config), "--epochs", "2", "--resume", "--learning-rate", "0.05"]) == 2
     assert "learning_rate: 0.003 -> 0.05" in capsys.readouterr().err
     assert json.loads((run / "config.json").read_text())["learning_rate"] == 0.003
 
-    # the labels of train rows shuffled: refused, naming what changed (item 14)
+    # the labels of train rows shuffled: refused, naming what changed
     table = pd.read_csv(folder / "labels.csv")
     train_rows = np.flatnonzero(table["split"].to_numpy() == "train")
     labels = table.loc[train_rows, "labels"].to_numpy()

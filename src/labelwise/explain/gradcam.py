@@ -166,7 +166,7 @@ def _label_logits(head: Any, features):
 
     z = ops.cast(head.dense(features), "float32")
     if not isinstance(head, PowersetHead):
-        # Implications and derived labels (issue 15): the head's own logits over every output --
+        # Implications and derived labels: the head's own logits over every output --
         # a parent's max-constrained logit, a derived label's logit(score) -- from the free ones.
         from ..blocks.layers import structured_logits
 
