@@ -71,11 +71,16 @@ def saved(tmp_path_factory):
     for j, label in enumerate(("a", "b", "c")):
         spec = policy.calibration.independent[label]
         p = np.clip(raw[:, j], 1e-12, 1 - 1e-12)
-        ref[:, j] = _sigmoid(spec["a"] * np.log(p / (1 - p)) + spec["b"]) if spec["kind"] == "platt" else raw[:, j]
+        ref[:, j] = {"platt": lambda: _sigmoid(spec["a"] * np.log(p / (1 - p)) + spec["b"]),
+                     "prior": lambda: np.full(N_IMAGES, spec.get("p", np.nan)),  # a label the fit could not rank
+                     "identity": lambda: raw[:, j]}[spec["kind"]]()
     group = policy.calibration.groups.get("view", {"kind": "identity"})  # one temperature for the group
-    t = float(group["T"]) if group.get("kind") == "temperature" else 1.0
-    e = np.exp(np.log(raw[:, 3:5]) / t)
-    ref[:, 3:5] = e / e.sum(axis=1, keepdims=True)
+    if group.get("kind") == "prior":
+        ref[:, 3:5] = np.asarray(group["p"], dtype=np.float64)[None, :]
+    else:
+        t = float(group["T"]) if group.get("kind") == "temperature" else 1.0
+        e = np.exp(np.log(raw[:, 3:5]) / t)
+        ref[:, 3:5] = e / e.sum(axis=1, keepdims=True)
     ref[:, 5] = 1 - (1 - ref[:, 0]) * (1 - ref[:, 1])
     ref[:, 6] = np.prod(1 - ref[:, :3], axis=1)
     return d, path, folder, names, policy, ref

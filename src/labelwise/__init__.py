@@ -153,7 +153,7 @@ _KERAS_MODULES = ("labelwise.blocks.layers", "labelwise.blocks.losses", "labelwi
 _LAZY: dict[str, str] = {
     # data
     "read_table": "labelwise.labels.tables",
-    "LabelTable": "labelwise.labels.tables",
+    "LabelTable": "labelwise.labels.spec",
     "read_mnist_idx": "labelwise.labels.tables",
     "summarize": "labelwise.labels.stats",
     "split_table": "labelwise.labels.split",
