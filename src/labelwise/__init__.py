@@ -65,23 +65,38 @@ def is_native_log_noise(line: str) -> bool:
     return bool(_NATIVE_LOG.match(line)) or any(line.startswith(t) for t in _NATIVE_NOISE)
 
 
-class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
-    """One-shot import hook: while the ``tensorflow`` package loads, file descriptor 2 goes to a
-    temporary file; afterwards the lines that are not native log noise are written back.
+class _OneShotImportHook(importlib.abc.MetaPathFinder):
+    """An import hook that fires once, for the package ``name``: it removes itself from
+    ``sys.meta_path``, finds the real spec and wraps its loader's ``exec_module`` with
+    :meth:`wrap` (``wrap(exec_module) -> exec_module``)."""
+
+    name = ""
+
+    def find_spec(self, fullname, path, target=None):  # noqa: D401 - importlib protocol
+        if fullname != self.name:
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(self.name)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        spec.loader.exec_module = self.wrap(spec.loader.exec_module)
+        return spec
+
+    def wrap(self, exec_module):
+        raise NotImplementedError
+
+
+class _QuietTensorFlowImport(_OneShotImportHook):
+    """While the ``tensorflow`` package loads, file descriptor 2 goes to a temporary file;
+    afterwards the lines that are not native log noise are written back.
 
     Installed only when the user has not set ``TF_CPP_MIN_LOG_LEVEL`` (setting it, to any value,
     brings every line back), so ``import labelwise, keras`` prints nothing on stderr.
     """
 
-    def find_spec(self, fullname, path, target=None):  # noqa: D401 - importlib protocol
-        if fullname != "tensorflow":
-            return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec("tensorflow")
-        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
-            return spec
-        exec_module = spec.loader.exec_module
+    name = "tensorflow"
 
+    def wrap(self, exec_module):
         def exec_quietly(module):
             import os
             import tempfile
@@ -105,8 +120,7 @@ class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
                     if kept:
                         print("\n".join(kept), file=sys.stderr)
 
-        spec.loader.exec_module = exec_quietly
-        return spec
+        return exec_quietly
 
 
 _TF_LOGS = {"quieted": False}  # whether labelwise (not the user) set TF_CPP_MIN_LOG_LEVEL
@@ -286,30 +300,23 @@ def _register_keras_objects() -> None:
         _registration["running"] = False
 
 
-class _RegisterWhenKerasLoads(importlib.abc.MetaPathFinder):
-    """One-shot import hook: after the ``keras`` package finishes loading, import our Keras
-    modules so that their ``@keras.saving.register_keras_serializable`` decorators run.
+class _RegisterWhenKerasLoads(_OneShotImportHook):
+    """After the ``keras`` package finishes loading, import our Keras modules so that their
+    ``@keras.saving.register_keras_serializable`` decorators run.
 
     Why a hook: importing Keras takes seconds (it loads the backend), which the light
     commands must not pay, yet a user who writes ``import labelwise`` and later calls
     ``keras.saving.load_model`` must find our layers and losses registered.
     """
 
-    def find_spec(self, fullname, path, target=None):  # noqa: D401 - importlib protocol
-        if fullname != "keras":
-            return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec("keras")
-        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
-            return spec
-        exec_module = spec.loader.exec_module
+    name = "keras"
 
+    def wrap(self, exec_module):
         def exec_then_register(module):
             exec_module(module)
             _register_keras_objects()
 
-        spec.loader.exec_module = exec_then_register
-        return spec
+        return exec_then_register
 
 
 if "keras" in sys.modules:
