@@ -92,17 +92,6 @@ def skipped_list(out: str, skipped: dict) -> "str | None":
     return str(path)
 
 
-def _check_rule(text: str) -> None:
-    from ..decide.rules import NO_VALIDATION_RULES, parse_rule
-    from ..errors import InputError
-
-    rule = parse_rule(text)
-    if rule.needs_validation:
-        allowed = ", ".join("top-k=K" if r == "top-k" else r for r in NO_VALIDATION_RULES)
-        raise InputError(f"--decide-for {text}: this rule needs thresholds tuned on validation data; predict can "
-                         f"apply {allowed} (set decide_for = {str(rule)!r} at training, or tune it with "
-                         f"`labelwise thresholds --optimize {rule}`)")
-
 
 def run(args: argparse.Namespace) -> int:
     from ..training.predict import predict
@@ -110,7 +99,9 @@ def run(args: argparse.Namespace) -> int:
 
     check_out(args.out)  # before loading the model: a bad path should cost nothing
     if args.decide_for is not None:  # a refused rule should cost nothing either
-        _check_rule(args.decide_for)
+        from ..decide.policy import rule_without_validation
+
+        rule_without_validation(args.decide_for)  # before the model loads
 
     # One argument stays a path (folder, table, image or pattern); several are a list of them.
     inputs = args.inputs[0] if len(args.inputs) == 1 else args.inputs

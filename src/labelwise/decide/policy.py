@@ -282,6 +282,20 @@ def as_policy(decider: Any, schema: LabelSchema | None, *, source: str | None = 
         return DecisionPolicy(schema, "f1", th.for_labels([x for x in schema.labels if x in th.labels]))
 
 
+def rule_without_validation(text: str):
+    """The parsed rule ``text`` (``--decide-for``) when it needs no validation data (``hamming``,
+    ``subset``, ``instance-f1``, ``top-k=K``); otherwise an ``InputError`` naming the allowed rules."""
+    from .rules import NO_VALIDATION_RULES
+
+    rule = parse_rule(text)
+    if rule.needs_validation:
+        allowed = ", ".join("top-k=K" if r == "top-k" else r for r in NO_VALIDATION_RULES)
+        raise InputError(f"--decide-for {text}: this rule needs thresholds tuned on validation data, which "
+                         f"predict does not have; the rules predict can apply are {allowed} "
+                         f"(or tune {str(rule)!r} with `labelwise thresholds --optimize {rule}` and evaluate with it)")
+    return rule
+
+
 def resolve_policy(decider: Any, schema: LabelSchema, decide_for: str | None = None) -> DecisionPolicy:
     """The :class:`DecisionPolicy` that decides: ``decider`` read by :func:`as_policy` (None: the
     identity, 0.5 per label), its rule replaced by ``decide_for`` when given.
@@ -293,17 +307,10 @@ def resolve_policy(decider: Any, schema: LabelSchema, decide_for: str | None = N
     """
     from dataclasses import replace
 
-    from .rules import NO_VALIDATION_RULES
-
     policy = as_policy(decider, schema)
     if decide_for is None:
         return policy
-    rule = parse_rule(decide_for)
-    if rule.needs_validation:
-        allowed = ", ".join("top-k=K" if r == "top-k" else r for r in NO_VALIDATION_RULES)
-        raise InputError(f"--decide-for {decide_for}: this rule needs thresholds tuned on validation data, which "
-                         f"predict does not have; the rules predict can apply are {allowed} "
-                         f"(or tune {str(rule)!r} with `labelwise thresholds --optimize {rule}` and evaluate with it)")
+    rule = rule_without_validation(decide_for)
     if policy.is_default:
         return DecisionPolicy(schema, str(rule))
     return replace(policy, rule=str(rule), thresholds=None)

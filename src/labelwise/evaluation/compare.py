@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..labels.schema import LabelSchema, load_schema
-from .evaluate import _evaluate_prepared, _prepare, parse_tune
+from .evaluate import _evaluate_prepared, _prepare, known_truth, parse_tune
 from .results import ComparisonResult
 from .text import check_strategy_name
 
@@ -76,16 +76,9 @@ def compare(
     if tune is not None:
         parse_tune(tune)  # fail before any work
     schema = load_schema(schema)
-    y_in = np.asarray(y_true)
-    if known is None and y_in.ndim == 2 and np.issubdtype(y_in.dtype, np.number) and (y_in < 0).any():
-        known = y_in >= 0
-    if known is not None:
-        known = np.asarray(known, dtype=bool)
-        if known.shape != y_in.shape:
-            raise InputError(f"known has shape {known.shape} but y_true has shape {y_in.shape}")
-        y_true = np.where(known, y_in, 0)
-        if known.all():
-            known = None
+    y_true, known = known_truth(y_true, known)
+    if known is not None and known.all():
+        known = None
     prepared: dict[str, np.ndarray] = {}
     yt = None
     for name in names:

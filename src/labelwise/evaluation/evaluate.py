@@ -91,6 +91,20 @@ def scores_from_logits(logits: np.ndarray, schema: LabelSchema) -> np.ndarray:
     return out
 
 
+def known_truth(y_true: Any, known: Any = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(y, known)``: the truth with unknown cells filled by 0, and the known mask (``known`` as
+    given, else ``y_true >= 0`` when ``y_true`` holds -1 cells, else None: every cell known)."""
+    y = np.asarray(y_true)
+    if known is None and y.ndim == 2 and np.issubdtype(y.dtype, np.number) and (y < 0).any():
+        known = y >= 0
+    if known is None:
+        return y, None
+    known = np.asarray(known, dtype=bool)
+    if known.shape != y.shape:
+        raise InputError(f"known has shape {known.shape} but y_true has shape {y.shape}")
+    return np.where(known, y, 0), known
+
+
 def evaluate(
     y_true: np.ndarray,
     y_score: np.ndarray,
@@ -142,14 +156,7 @@ def evaluate(
     at-most-one groups) ``summary["structure_violations"]`` is the share of images whose naive
     ``score >= 0.5`` decisions break the schema -- what ``decide`` (which breaks none) buys.
     """
-    yt_in = np.asarray(y_true)
-    if known is None and yt_in.ndim == 2 and np.issubdtype(yt_in.dtype, np.number) and (yt_in < 0).any():
-        known = yt_in >= 0
-    if known is not None:
-        known = np.asarray(known, dtype=bool)
-        if known.shape != yt_in.shape:
-            raise InputError(f"known has shape {known.shape} but y_true has shape {yt_in.shape}")
-        yt_in = np.where(known, yt_in, 0)
+    yt_in, known = known_truth(y_true, known)
     schema, yt, ys = _prepare(yt_in, y_score, schema=schema, labels=labels, from_logits=from_logits)
     return _evaluate_prepared(yt, ys, schema, thresholds=thresholds, tune=tune, bootstrap=bootstrap, level=level,
                               seed=seed, groups=groups, summary=summary, progress=progress,
