@@ -154,3 +154,23 @@ def test_sidecar_values_are_checked(tmp_path):
         read_state(tmp_path / "s.csv")
     with pytest.raises(InputError, match="values"):
         write_state(tmp_path / "s.csv", "percent")
+
+
+def test_evaluate_without_a_decision_file_decides_by_the_policy_the_sidecar_records(written, capsys):
+    d, y, s, policy = written
+    _, D = policy.apply(s)  # the decisions the file's writer made
+    assert run_cli("evaluate", "--truth", d / "truth.csv", "--scores", d / "test_predictions.csv",
+                   "--bootstrap", "0", "--json") == 0
+    out, err = capsys.readouterr()
+    doc = json.loads(out)
+    assert err.count("decided by the policy its sidecar records") == 1
+    assert doc["averages"]["labels_per_image_predicted"] == pytest.approx(D.sum(1).mean(), abs=1e-9)
+    assert doc["averages"]["labels_per_image_predicted"] != pytest.approx(
+        (policy.probabilities(s) >= 0.5).sum(1).mean(), abs=1e-9)  # not 0.5 per label
+    # a file without a sidecar keeps the documented 0.5 per label, with no such note
+    assert run_cli("evaluate", "--truth", d / "truth.csv", "--scores", d / "raw.csv", "--bootstrap", "0",
+                   "--json") == 0
+    out, err = capsys.readouterr()
+    assert "sidecar records" not in err
+    assert json.loads(out)["averages"]["labels_per_image_predicted"] == pytest.approx(
+        (s >= 0.5).sum(1).mean(), abs=1e-9)

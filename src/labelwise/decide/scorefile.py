@@ -46,6 +46,7 @@ class ScoreState:
     path: Path
     values: str
     policy: Mapping[str, Any] = field(default_factory=dict)
+    decision: Mapping[str, Any] | None = None  # the whole decision policy (``DecisionPolicy.to_dict``)
 
     @property
     def calibrated(self) -> bool:
@@ -82,6 +83,8 @@ def write_state(path: str | Path, values: str, policy: Any = None, *, columns: s
                             "columns": columns}
     if policy is not None:
         data["policy"] = {**policy.state(), "calibration_fingerprint": calibration_fingerprint(policy.calibration)}
+        if hasattr(policy, "to_dict"):  # the whole policy, so evaluate can decide as the file's writer did
+            data["decision"] = policy.to_dict()
     if note:
         data["note"] = note
     return write_json(sidecar_path(path), data)
@@ -118,7 +121,9 @@ def read_state(path: str | Path) -> ScoreState | None:
     values = data.get("values")
     if values not in VALUES:
         raise InputError(f"{side}: \"values\" is {values!r}; expected one of {list(VALUES)}")
-    return ScoreState(Path(path), str(values), dict(data.get("policy") or {}))
+    decision = data.get("decision")
+    return ScoreState(Path(path), str(values), dict(data.get("policy") or {}),
+                      dict(decision) if isinstance(decision, Mapping) else None)
 
 
 def reconcile(scores_path: str | Path, policy: Any, decision_path: str | Path | None = None, *,

@@ -95,6 +95,8 @@ def reconcile_files(thresholds: Any, scores_paths: "dict[str, Any]", schema, *, 
     of the scores files ``{name: path}`` (:mod:`labelwise.decide.scorefile`): a decision file whose
     calibration already produced the scores is used without it (one note each), a different
     calibration on calibrated scores and logits/probabilities mix-ups are refused naming both files.
+    Without a decision file, a scores file whose sidecar records the policy that decided it (what
+    ``labelwise predict`` and ``train`` write) is judged by that policy, said once.
     Returns the thresholds to evaluate with (policies where a calibration was dropped) and the notes."""
     from ..decide.scorefile import reconcile
 
@@ -102,14 +104,17 @@ def reconcile_files(thresholds: Any, scores_paths: "dict[str, Any]", schema, *, 
     for path in scores_paths.values():
         reconcile(path, None, from_logits=from_logits)  # logits vs probabilities, even with no decision file
     if thresholds is None:
-        return None, notes
+        thresholds = _recorded_policies(scores_paths, schema, notes)
+        if thresholds is None:
+            return None, notes
     per = dict(thresholds) if isinstance(thresholds, dict) else {name: thresholds for name in scores_paths}
     out: dict[str, Any] = {}
     for name, spath in scores_paths.items():
         given = per.get(name)
         decision = load_decision(given, schema) if isinstance(given, (str, Path)) else given
         if decision is not None and hasattr(decision, "decide"):
-            policy, said = reconcile(spath, decision, given, from_logits=from_logits)
+            where = given if isinstance(given, (str, Path)) else f"the policy recorded beside {spath}"
+            policy, said = reconcile(spath, decision, where, from_logits=from_logits)
             if said:
                 notes += said
                 given = policy
@@ -117,3 +122,35 @@ def reconcile_files(thresholds: Any, scores_paths: "dict[str, Any]", schema, *, 
     if not notes:
         return thresholds, notes
     return (out[next(iter(out))] if len(out) == 1 else out), notes
+
+
+def _recorded_policies(scores_paths: "dict[str, Any]", schema, notes: list[str]) -> Any:
+    """Without ``--thresholds``: the decision policy each scores file's sidecar records (a
+    ``labelwise predict`` file, train's ``test_predictions.csv``), so its decisions are judged by the
+    rule that made them, said once per file; None when no file records one (0.5 per label then)."""
+    from ..decide.policy import DecisionPolicy
+    from ..decide.scorefile import read_state
+
+    found: dict[str, Any] = {}
+    for name, path in scores_paths.items():
+        state = read_state(path)
+        if state is None or not state.decision:
+            continue
+        try:
+            policy = DecisionPolicy.from_dict(state.decision, source=f"the sidecar of {path}")
+        except Exception:  # noqa: BLE001 - an unreadable record: evaluate as if there were none, said
+            notes.append(f"{path}: its sidecar's decision policy cannot be read; decisions at 0.5 per label "
+                         "(give --thresholds DECISION.json)")
+            continue
+        if set(policy.labels) != set(schema.labels):
+            notes.append(f"{path}: its sidecar's decision policy is for other labels than the truth's; decisions "
+                         "at 0.5 per label (give --thresholds DECISION.json)")
+            continue
+        found[name] = policy
+        notes.append(f"{path}: decided by the policy its sidecar records ({policy.describe()}); give "
+                     "--thresholds to decide otherwise")
+    if not found:
+        return None
+    if len(scores_paths) == 1:
+        return next(iter(found.values()))
+    return {name: found.get(name) for name in scores_paths} if len(found) == len(scores_paths) else None
