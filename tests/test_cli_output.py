@@ -49,6 +49,20 @@ def test_warnings_are_printed_as_the_message_alone(tmp_path):
     assert ".py:" not in run.stderr and "args.func" not in run.stderr and "UserWarning" not in run.stderr
 
 
+def test_what_the_reader_chose_is_a_note_and_a_problem_is_a_warning(tmp_path):
+    (tmp_path / "t.csv").write_text("Image Index,Finding Labels,Patient ID\na.png,Mass,1\nb.png,No Finding,2\n"
+                                    "a.png,Mass,1\n")
+    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    run = subprocess.run([sys.executable, "-m", "labelwise", "inspect", str(tmp_path / "t.csv")],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert run.returncode == 0, run.stderr
+    lines = [ln for ln in run.stderr.splitlines() if ln.strip()]
+    notes = [ln for ln in lines if ln.startswith("labelwise inspect: note: ")]
+    warned = [ln for ln in lines if ln.startswith("labelwise inspect: warning: ")]
+    assert len(notes) == 1 and "read as nih" in notes[0] and "'Patient ID'" in notes[0], run.stderr
+    assert len(warned) == 1 and "duplicate row(s)" in warned[0], run.stderr
+
+
 @pytest.mark.slow
 def test_predict_into_a_file_has_no_native_logs_and_no_escape_codes(tmp_path):
     keras = pytest.importorskip("keras")

@@ -36,3 +36,8 @@ def where(source: str | None = None, row: object | None = None) -> str:
     if row is not None:
         parts.append(f"row {row}")
     return (", ".join(parts) + ": ") if parts else ""
+
+
+class Note(UserWarning):
+    """Not a problem: what labelwise read or chose where the input allowed several readings (the
+    format, the id column, a predict file's columns), said once. The CLI prints it as ``note:``."""

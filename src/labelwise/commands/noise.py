@@ -88,13 +88,17 @@ def _imports() -> None:
 
 @contextlib.contextmanager
 def plain_warnings(command: str) -> Iterator[None]:
-    """Print Python warnings as ``labelwise COMMAND: warning: MESSAGE`` (no file, line or source).
+    """Print Python warnings as ``labelwise COMMAND: warning: MESSAGE`` (``note:`` for a
+    :class:`labelwise.errors.Note`; no file, line or source).
 
     Replaces ``warnings.formatwarning`` only, so whoever records warnings (``catch_warnings``,
     pytest) still receives them; the filters (each warning once per place) stay as they are.
     """
+    from ..errors import Note
+
     def fmt(message, category, filename, lineno, line=None):
-        return f"labelwise {command}: warning: {str(message).rstrip()}\n"
+        kind = "note" if issubclass(category, Note) else "warning"
+        return f"labelwise {command}: {kind}: {str(message).rstrip()}\n"
 
     old = warnings.formatwarning
     warnings.formatwarning = fmt

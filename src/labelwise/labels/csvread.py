@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from ..errors import TableError
+from ..errors import Note, TableError
 from .stats import DEFAULT_GROUP_COLUMNS
 
 #: Id column names, compared ignoring case, best first: a file-name column is the id before a path column.
@@ -239,7 +239,7 @@ def _pick_column(frame: pd.DataFrame, p: Path, given: str | None, candidates: Se
     if len(present) > 1:
         warnings.warn(f"{p}: {present[0]!r} is read as the {what} column (also present: "
                       f"{', '.join(repr(c) for c in present[1:])}, kept as information; name another with "
-                      f"--{'label' if what == 'labels' else 'id'}-column)", stacklevel=4)
+                      f"--{'label' if what == 'labels' else 'id'}-column)", Note, stacklevel=4)
     if present:
         return present[0]
     why = ""

@@ -22,7 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, Note
 from .schema import LabelSchema
 
 __all__ = ["read_scores"]
@@ -152,7 +152,7 @@ def _read_csv(path: Path, ids, labels, outputs, id_column, sep, from_logits=Fals
         df = df.drop(columns=decisions).rename(columns={v: k for k, v in prefixed.items()})
         cols = list(df.columns)
         warnings.warn(f"{path}: a labelwise predict file; its p_<label> columns are read as the scores "
-                      "(the 0/1 decision columns named like the labels are not)", stacklevel=3)
+                      "(the 0/1 decision columns named like the labels are not)", Note, stacklevel=3)
     if all(c in cols for c in labels):
         use = labels
     elif all(c in cols for c in outputs):

@@ -50,7 +50,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from ..errors import SchemaError, SchemaViolation, TableError
+from ..errors import Note, SchemaError, SchemaViolation, TableError
 from .schema import LabelSchema, load_schema
 from .structure import settle_table
 from .cells import list_literals, merge_duplicates, warn_odd_names
@@ -152,7 +152,7 @@ def read_table(
                 table.format = "nih"
                 table.extra = table.extra.rename(columns=_NIH_RENAME)
     if auto and table.format in ("onehot", "labels", "nih") and len(table.extra.columns):
-        warnings.warn(_reading(table), stacklevel=2)
+        warnings.warn(_reading(table), Note, stacklevel=2)
     if images is not None:
         table = attach_paths(table, Path(images), on_missing)
     return table
@@ -224,7 +224,7 @@ def _onehot_or_list(frame: pd.DataFrame, p: Path, schema: LabelSchema | None, la
     differ = _rows_that_differ(onehot, as_list) if as_list is not None else np.arange(len(onehot))
     if not differ.size:
         warnings.warn(f"{p}: the one-hot columns {list(onehot.labels)} are read as the labels; the list column "
-                      f"{list_col!r} agrees with them on every row and is kept as information", stacklevel=4)
+                      f"{list_col!r} agrees with them on every row and is kept as information", Note, stacklevel=4)
         return onehot
     r = int(differ[0])
     said = (f"e.g. {onehot.ids[r]!r}: one-hot {_names(onehot, r)}, {list_col!r} {_names(as_list, r)}; "
