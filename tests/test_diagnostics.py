@@ -151,3 +151,19 @@ def test_group_collapse_stays_quiet_for_a_good_model_and_without_groups():
     bad = 0.05 + 0.3 * y
     bad[:, 8] += 0.5
     assert not [f for f in diagnose(y, bad, labels=names) if f.code == "group_collapse"]
+
+
+def test_a_label_the_calibration_set_to_its_prevalence_is_not_called_a_collapse():
+    rng = np.random.default_rng(5)
+    n = 400
+    y = (rng.random((n, 2)) < 0.3).astype(int)
+    good = np.clip(0.3 + 0.4 * (y[:, 1] - 0.3) + rng.normal(0, 0.1, n), 0.01, 0.99)
+    flat = 0.3 + 1e-6 * rng.normal(size=n)  # a prior nudged along the scores: std ~1e-6
+    scores = np.column_stack([flat, good])
+    plain = {(f.label, f.code) for f in diagnose(y, scores, labels=["a", "b"])}
+    assert ("a", "near_constant") in plain or ("a", "prevalence") in plain  # without the knowledge: a collapse
+    told = diagnose(y, scores, labels=["a", "b"], priors=["a"])
+    codes = {(f.label, f.code) for f in told}
+    assert ("a", "calibrated_to_prior") in codes
+    assert not any(f.label == "a" and f.severity == "error" for f in told)
+    assert "prevalence" in next(f.message for f in told if f.code == "calibrated_to_prior")

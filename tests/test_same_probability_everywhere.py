@@ -72,7 +72,10 @@ def saved(tmp_path_factory):
         spec = policy.calibration.independent[label]
         p = np.clip(raw[:, j], 1e-12, 1 - 1e-12)
         ref[:, j] = {"platt": lambda: _sigmoid(spec["a"] * np.log(p / (1 - p)) + spec["b"]),
-                     "prior": lambda: np.full(N_IMAGES, spec.get("p", np.nan)),  # a label the fit could not rank
+                     # a label the fit could not rank: its prevalence, nudged along the logit to keep the order
+                     "prior": lambda: _sigmoid(np.log(spec["p"] / (1 - spec["p"]))
+                                               + spec.get("rank_slope", 0.0) * (np.log(p / (1 - p))
+                                                                                - spec.get("rank_center", 0.0))),
                      "identity": lambda: raw[:, j]}[spec["kind"]]()
     group = policy.calibration.groups.get("view", {"kind": "identity"})  # one temperature for the group
     if group.get("kind") == "prior":

@@ -373,6 +373,11 @@ def _check_spec(spec: Any, where: str, members: Sequence[str] | None = None) -> 
         if members is not None and (len(p) != len(members) or abs(float(p.sum()) - 1.0) > 1e-6):
             raise InputError(f"{where}: field 'p' must give one probability per member of {list(members)}, "
                              f"summing to 1; got {spec['p']!r}")
+        if members is None and "rank_slope" in spec:
+            for key in ("rank_slope", "rank_center"):
+                if not _number(spec.get(key)) or (key == "rank_slope" and spec[key] < 0):
+                    raise InputError(f"{where}: field {key!r} must be a finite number (rank_slope >= 0); "
+                                     f"got {spec.get(key)!r}")
     if kind == "isotonic":
         x, y = np.asarray(spec["x"], dtype=np.float64), np.asarray(spec["y"], dtype=np.float64)
         if len(x) != len(y) or len(x) == 0:
@@ -412,10 +417,29 @@ def _as_scores(scores: np.ndarray, schema: LabelSchema, logits: bool) -> np.ndar
     return S[:, :schema.n_outputs]
 
 
+RANK_SPREAD = 1e-4  # logit units: how far a prior's probabilities move to keep the scores' order
+
+
+def _prior(p: float, z: np.ndarray) -> dict[str, Any]:
+    """A constant probability ``p`` for a label the fit cannot rank (no positives, or a fit that would
+    reverse the ranking), nudged by at most ~``RANK_SPREAD`` in logit along the scores ``z`` so that the
+    order of the images (and the label's AUC) stays the model's: ``sigmoid(logit(p) + a (z - c))``."""
+    z = np.asarray(z, dtype=np.float64)
+    z = z[np.isfinite(z)]
+    spread = float(np.max(np.abs(z - np.median(z)))) if z.size else 0.0
+    if not spread > 0:
+        return {"kind": "prior", "p": float(p)}
+    return {"kind": "prior", "p": float(p), "rank_slope": RANK_SPREAD / spread, "rank_center": float(np.median(z))}
+
+
 def _apply_independent(spec: Mapping[str, Any], s: np.ndarray, logits: bool) -> np.ndarray:
     kind = spec.get("kind", "identity")
     if kind == "prior":
-        return np.full(s.shape, float(spec["p"]))
+        slope = float(spec.get("rank_slope", 0.0))
+        if not slope:
+            return np.full(s.shape, float(spec["p"]))
+        z = s if logits else _logit(s)  # the prevalence, kept in the scores' order (within RANK_SPREAD)
+        return sigmoid(_logit(np.float64(spec["p"])) + slope * (z - float(spec["rank_center"])))
     if kind == "isotonic":
         p = sigmoid(s) if logits else s
         return np.interp(p, np.asarray(spec["x"], float), np.asarray(spec["y"], float))
@@ -479,11 +503,11 @@ def fit_calibration(
         if method == "none":
             independent[label] = {"kind": "identity"}
             continue
+        z = s if from_logits else _logit(s)
         if pos == 0 or pos == len(y):
             one_class.append(f"{label!r} ({'no positives' if pos == 0 else 'no negatives'})")
-            independent[label] = {"kind": "prior", "p": (pos + 0.5) / (n + 1.0)}
+            independent[label] = _prior((pos + 0.5) / (n + 1.0), z)
             continue
-        z = s if from_logits else _logit(s)
         kind = method
         if method == "isotonic":
             if min(pos, len(y) - pos) >= min_isotonic:
@@ -501,14 +525,16 @@ def fit_calibration(
             spec = {"kind": "temperature", "T": 1.0 / u} if ok else {}
         if not ok:  # the constrained optimum (slope 0): the label's prevalence
             decreasing.append(f"{label!r} ({pos}/{n})")
-            spec = {"kind": "prior", "p": pos / n}
+            spec = _prior(pos / n, z)
         independent[label] = spec
     if one_class:
         notes.append(f"label(s) {', '.join(one_class)} in the calibration data cannot be calibrated; they get "
-                     "the smoothed prevalence (k + 1/2) / (n + 1), not their scores")
+                     "the smoothed prevalence (k + 1/2) / (n + 1), not their scores (kept in their scores' "
+                     "order, within 1e-4, so their AUC is the model's)")
     if decreasing:
         notes.append(f"label(s) {', '.join(decreasing)}: the best fit decreases with the score (it would reverse "
-                     "their ranking); they get their prevalence instead")
+                     "their ranking); they get their prevalence instead (kept in their scores' order, within "
+                     "1e-4, so their AUC is the model's)")
     if to_platt:
         notes.append(f"isotonic needs >= {min_isotonic} positives and negatives per label; label(s) "
                      f"{', '.join(to_platt)} have fewer and get Platt scaling instead")

@@ -134,6 +134,7 @@ def diagnose(
     ece_tol: float = 0.05,
     calibration: str | None = None,
     loss: str | None = None,
+    priors: Sequence[str] = (),
 ) -> list[Finding]:
     """Look for a collapsed, chance-level or mis-wired model; return the findings (empty = healthy).
 
@@ -142,7 +143,10 @@ def diagnose(
     (the method already applied, e.g. "platt") stops advice to recalibrate; ``loss`` (the training
     loss, e.g. "bce", "weighted") puts "loss weighting" among the causes only when the loss
     reweights. Scores whose std is below ``flat_std`` (1e-5: float32 rounding scale) count as
-    collapsed whatever ranking their rounding noise gives.
+    collapsed whatever ranking their rounding noise gives. ``priors`` names the labels the
+    calibration set to their prevalence (it could not rank them on the validation data): their
+    near-constant probabilities are the calibration's doing, said as ``calibrated_to_prior``, not a
+    collapse of the model.
 
     ``y_true`` (n, k) 0/1 and ``y_score`` (n, k) probabilities, columns named by ``labels``.
     ``auc`` per label (computed with :func:`labelwise.metrics.roc_auc_score` when None) and
@@ -214,10 +218,18 @@ def diagnose(
                 f"only {'positives' if pos else 'negatives'} in this data ({pos} of {n} positive): "
                 "AUC and AP are undefined (n/a); evaluate on data that has both classes", ev))
 
+        if label in priors:
+            findings.append(Finding(
+                label, "calibrated_to_prior", "warning",
+                f"the calibration set this label to its prevalence (the validation data could not rank it: no "
+                f"positives, or a fit that would reverse the ranking), so its probabilities barely vary; its "
+                + (f"{auc_text_of(a, lo, hi)} is the model's own ranking. " if not math.isnan(a) else "")
+                + "More validation positives (a larger validation split) or a better model let it be calibrated", ev))
+            continue
         # Constant-at-prevalence is the most specific reading of a constant output, so check it first.
         prev_tol = max(0.02, 0.1 * prev)
         chance_auc = has_both and not math.isnan(a) and lo <= 0.5 <= hi
-        auc_text = f"AUC {a:.3f} (CI {lo:.3f}-{hi:.3f})" if not math.isnan(a) else "AUC n/a"
+        auc_text = auc_text_of(a, lo, hi) if not math.isnan(a) else "AUC n/a"
         # "Constant" relative to the mean: a good model of a rare label also has a small std.
         flat = std < max(std_tol, 0.1 * abs(mean))
         # Float rounding noise (float32 eps ~1.2e-7 times the score): a ranking of it is an artefact.
@@ -397,6 +409,11 @@ def headline(findings: Sequence[Finding], *, derived: Sequence[str] = ()) -> Fin
         return (f.label in derived, -min(pos, n - pos))
 
     return sorted(errors, key=weight)[0]
+
+
+def auc_text_of(a: float, lo: float, hi: float) -> str:
+    """``AUC 0.612 (CI 0.55-0.67)``."""
+    return f"AUC {a:.3f} (CI {lo:.3f}-{hi:.3f})"
 
 
 def format_findings(findings: Sequence[Finding], *, causes: bool = True) -> str:

@@ -433,7 +433,7 @@ def _evaluate_prepared(yt, ys, schema, *, thresholds, tune, bootstrap, level, se
     findings = diagnose(yt[full], ys[full], labels=names, auc=auc, auc_ci=auc_ci, level=level,
                         independent=list(schema.independent), groups=dict(schema.exclusive), ece=ece,
                         calibration=policy.calibration.method if info_has_cal(policy) else None,
-                        loss=score_source) if full.any() else []
+                        loss=score_source, priors=_prior_labels(policy)) if full.any() else []
     if any(f.code in ("collapse", "chance") for f in findings):
         notes.insert(0, COLLAPSE_NOTE)
 
@@ -562,3 +562,11 @@ def _num(x: Any) -> float:
         return float(x)
     except (TypeError, ValueError):
         return math.nan
+
+
+def _prior_labels(policy: Any) -> list[str]:
+    """The labels ``policy``'s calibration set to their prevalence (kind ``prior``)."""
+    cal = getattr(policy, "calibration", None)
+    if cal is None:
+        return []
+    return [label for label, spec in cal.independent.items() if spec.get("kind") == "prior"]
