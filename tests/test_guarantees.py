@@ -214,3 +214,23 @@ def test_cli_prints_and_writes_the_promise(tmp_path, capsys):
     assert line in data["thresholds"]["params"]["promises"]
     assert main(["thresholds", "--truth", str(tmp_path / "y.csv"), "--scores", str(tmp_path / "s.csv"),
                  "--optimize", "f1", "--fallback", "point"]) == 2
+
+
+def test_training_config_takes_a_guarantee_rule():
+    from labelwise.training.config import TrainConfig
+
+    c = TrainConfig(decide_for="Recall >= 0.95 @ 0.9")
+    assert c.decide_for == "sensitivity>=0.95@0.9"
+    with pytest.raises(InputError, match="decide_for"):
+        TrainConfig(decide_for="sensitivity>=0.95")
+
+
+def test_the_python_example_of_the_docs_runs(capsys):
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "guarantees.md").read_text(encoding="utf-8")
+    (code,) = re.findall(r"```python\n(.*?)```", text, re.S)
+    exec(compile(code, "guarantees.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert out.count("with 90 % confidence, certified on") == 3 and out.count("met") == 3

@@ -65,7 +65,9 @@ _CHUNK = 8192  # rows per block in expected_f1_topk
 
 
 def _rules_text() -> str:
-    return ", ".join(_EXAMPLE.get(r, r) for r in RULES)
+    return (", ".join(_EXAMPLE.get(r, r) for r in RULES)
+            + "; with a guarantee: sensitivity>=0.95@0.9, specificity>=0.9@0.9, precision>=0.8@0.9, fnr<=0.1, "
+              "fnr<=0.1@0.9")
 
 
 @dataclass(frozen=True)
