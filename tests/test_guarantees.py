@@ -73,9 +73,10 @@ def test_precision_ltt_fixed_sequence_by_hand():
     grid = np.linspace(0, 1, 51)
     t, n_t, prec = precision_threshold(y, s, 0.8, 0.9, grid=grid)
     chosen = None
+    need = next(n for n in range(1, 1000) if 0.8 ** n <= 0.1)
     for g in grid[::-1]:
         sel = s >= g
-        if not sel.any():
+        if sel.sum() < need:
             continue
         if tail_ge(int(y[sel].sum()), int(sel.sum()), 0.8) > 0.1:
             break

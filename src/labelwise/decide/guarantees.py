@@ -16,7 +16,8 @@ Rules (written ``name op target[@confidence]``; ``;fallback=point`` lets uncerti
   p-value ``P(Bin(n_t, r) >= k_t)`` (``n_t`` validation images scoring >= t, ``k_t`` positives among
   them); testing stops at the first p-value > 1 - c and the lowest rejected threshold is taken.
   Fixed-sequence testing controls the family-wise error at 1 - c, so ``P(precision >= r) >= c``,
-  conditional on the validation scores (grid points with no validation image above are skipped).
+  conditional on the validation scores (grid points with fewer validation images above than could ever
+  certify r, :func:`min_count_possible`, are skipped: which they are depends on the scores only).
 * ``fnr<=a``: conformal risk control (Angelopoulos et al. 2022) for the per-image false-negative rate
   ``L_i(t) = |{true independent labels with p < t}| / |true independent labels|`` (0 for an image
   with none; bounded by 1, nondecreasing in t): one threshold for all independent labels, the largest
@@ -197,7 +198,8 @@ def precision_threshold(y: np.ndarray, scores: np.ndarray, target: float, confid
                         grid: np.ndarray | None = None) -> tuple[float, int, float]:
     """Learn-Then-Test threshold for precision >= target (module docstring): fixed-sequence over
     ``grid`` from high to low, p-value ``P(Bin(n_t, target) >= k_t)``. Returns ``(t, n_t, precision
-    on validation at t)``; NaN when the first testable threshold is not rejected."""
+    on validation at t)``; NaN when the first testable threshold is not rejected. Thresholds with fewer
+    than ``min_count_possible(target, confidence)`` images above are skipped (never certifiable)."""
     y = np.asarray(y).astype(bool)
     s = np.asarray(scores, dtype=np.float64)
     g = np.sort(_GRID if grid is None else np.asarray(grid, dtype=np.float64))[::-1]
@@ -205,7 +207,9 @@ def precision_threshold(y: np.ndarray, scores: np.ndarray, target: float, confid
     s_desc, cum_pos = s[order], np.concatenate([[0], np.cumsum(y[order])])
     n_t = np.searchsorted(-s_desc, -g, side="right")  # images with score >= t
     k_t = cum_pos[n_t]
-    testable = n_t > 0
+    # a threshold with fewer images above it than min_count_possible can never be certified (even all
+    # positive); which ones those are depends on the scores only, so skipping them keeps the sequence fixed
+    testable = n_t >= min_count_possible(target, confidence)
     p = np.where(testable, stats.binom.sf(k_t - 1, np.maximum(n_t, 1), target), 1.0)
     reject = p <= 1.0 - confidence
     idx = np.flatnonzero(testable)
