@@ -235,3 +235,29 @@ def test_the_python_example_of_the_docs_runs(capsys):
     exec(compile(code, "guarantees.md", "exec"), {})
     out = capsys.readouterr().out
     assert out.count("with 90 % confidence, certified on") == 3 and out.count("met") == 3
+
+
+def test_evaluate_checks_the_promise_on_other_data(tmp_path, capsys):
+    from labelwise.commands.cli import main
+
+    rng = np.random.default_rng(3)
+    y = (rng.random((1200, 3)) < 0.3).astype(int)
+    s = np.clip(0.4 * y + rng.random((1200, 3)) * 0.6, 0, 1)
+    for name, m, fmt, rows in (("yv.csv", y, "{:d}", slice(0, 600)), ("sv.csv", s, "{:.9g}", slice(0, 600)),
+                               ("yt.csv", y, "{:d}", slice(600, None)), ("st.csv", s, "{:.9g}", slice(600, None))):
+        with open(tmp_path / name, "w") as f:
+            f.write("id,A,B,C\n")
+            for i, row in zip(range(1200)[rows], m[rows]):
+                f.write(",".join([f"img{i}", *(fmt.format(v) for v in row)]) + "\n")
+    d = tmp_path / "decision.json"
+    assert main(["thresholds", "--truth", str(tmp_path / "yv.csv"), "--scores", str(tmp_path / "sv.csv"),
+                 "--optimize", "sensitivity>=0.8@0.9", "--out", str(d)]) == 0
+    t = json.loads(d.read_text(encoding="utf-8"))["thresholds"]
+    capsys.readouterr()
+    assert main(["evaluate", "--truth", str(tmp_path / "yt.csv"), "--scores", str(tmp_path / "st.csv"),
+                 "--thresholds", str(d), "--bootstrap", "0"]) == 0
+    out = capsys.readouterr().out
+    yt, st = y[600:, 0] == 1, s[600:, 0]
+    rec = (st[yt] >= t["values"][0]).mean()
+    assert f"promise check (sensitivity>=0.8@0.9): A: recall {rec:.3f}" in out
+    assert f"{int(yt.sum())} positives) vs target ≥ 0.8: {'met' if rec >= 0.8 else 'NOT met'}" in out

@@ -172,6 +172,9 @@ def run(args: argparse.Namespace) -> int:
         known=getattr(table, "known", None),
     )
     result.notes.extend(str(n) for n in (*table.schema.notes, *table.notes))
+    from ..decide.guarantees import promise_lines  # a guarantee rule's promise, checked on this data
+
+    result.notes.extend(promise_lines(result.thresholds, result.y_true, result.y_pred, result.schema.labels))
     return _save_and_print(args, result, lambda written: ', '.join(sorted(written)))
 
 

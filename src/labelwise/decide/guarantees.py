@@ -46,7 +46,7 @@ from .thresholds import Thresholds, tune_thresholds
 __all__ = ["GuaranteeRule", "parse_guarantee", "is_guarantee", "clopper_pearson_lower", "clopper_pearson_interval",
            "min_successes", "min_count_possible", "recall_threshold", "specificity_threshold",
            "precision_threshold", "fnr_losses", "crc_fnr_threshold", "ltt_fnr_threshold", "fit_guarantee",
-           "check_guarantees", "GUARANTEE_RULES", "FALLBACKS"]
+           "check_guarantees", "promise_lines", "GUARANTEE_RULES", "FALLBACKS"]
 
 GUARANTEE_RULES = ("sensitivity", "specificity", "precision", "fnr")
 FALLBACKS = ("none", "point")
@@ -418,4 +418,31 @@ def check_guarantees(y_true: np.ndarray, decisions: np.ndarray, rule: "str | Gua
         out.append({"label": str(label), "target": rule.param, "estimate": est,
                     "ci": clopper_pearson_interval(k, n, confidence), "met": bool(n and est >= rule.param),
                     "n": n})
+    return out
+
+
+def promise_lines(thresholds, y_true: np.ndarray, decisions: np.ndarray, labels, confidence: float = 0.95) -> list[str]:
+    """The promise of a guarantee rule checked on other data, one line per certified label (or one for
+    ``fnr``): the estimate, its interval (:func:`check_guarantees`) and met / NOT met. ``thresholds``
+    from a guarantee rule (else ``[]``); ``y_true``/``decisions`` (n, len(labels)) in ``labels`` order."""
+    spec = (getattr(thresholds, "params", None) or {}).get("guarantee")
+    if not spec:
+        return []
+    rule = parse_guarantee(spec)
+    labels = [str(x) for x in labels]
+    certified = [x for x, m in zip(thresholds.labels, thresholds.label_methods) if m == str(rule) and x in labels]
+    if not certified:
+        return []
+    idx = [labels.index(x) for x in certified]
+    rows = check_guarantees(np.asarray(y_true)[:, idx], np.asarray(decisions)[:, idx], rule, certified, confidence)
+    what = {"sensitivity": ("recall", "positives", "≥"), "specificity": ("specificity", "negatives", "≥"),
+            "precision": ("precision", "decided positives", "≥"), "fnr": ("mean false-negative rate", "images", "≤")}
+    name, unit, op = what[rule.name]
+    out = []
+    for r in rows:
+        lo, hi = r["ci"]
+        who = "all certified labels" if rule.name == "fnr" else r["label"]
+        out.append(f"promise check ({rule}): {who}: {name} {r['estimate']:.3f} ({_pct(confidence)} CI "
+                   f"{lo:.3f}-{hi:.3f}, {r['n']} {unit}) vs target {op} {r['target']:g}: "
+                   f"{'met' if r['met'] else 'NOT met'}")
     return out
