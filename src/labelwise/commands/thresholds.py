@@ -34,7 +34,12 @@ def add_parser(subparsers: Any) -> None:
     add_fit_args(p)
     p.add_argument("--optimize", "--method", dest="method", default="f1", metavar="RULE",
                    help="f1 (default), fbeta=2, youden, sensitivity=0.9, specificity=0.95, precision=0.8, hamming, "
-                        "subset, micro-f1, macro-f1, instance-f1, top-k=3, or all (= --compare); --method is an alias")
+                        "subset, micro-f1, macro-f1, instance-f1, top-k=3, or all (= --compare); --method is an alias. "
+                        "With a guarantee: sensitivity>=0.95@0.9, specificity>=0.9@0.9, precision>=0.8@0.9, "
+                        "fnr<=0.1, fnr<=0.1@0.9 (docs/guarantees.md)")
+    p.add_argument("--fallback", choices=("none", "point"), default=None,
+                   help="with a guarantee rule (sensitivity>=0.95@0.9, ...): labels with too few validation data "
+                        "to certify are refused (none, the default) or decided by the uncertified point estimate")
     p.add_argument("--calibration", metavar="FILE|METHOD",
                    help="a calibration.json (labelwise calibrate), or a method fitted here: platt, temperature, "
                         "isotonic, none")
@@ -55,6 +60,13 @@ def run(args: argparse.Namespace) -> int:
     from ..io import check_out_file
 
     check_out_file(args.out)
+    from ..decide.guarantees import is_guarantee
+
+    if args.fallback is not None:
+        if not is_guarantee(args.method):
+            raise InputError("--fallback goes with a guarantee rule such as 'sensitivity>=0.95@0.9'")
+        if args.fallback != "none":
+            args.method = f"{args.method};fallback={args.fallback}"
     compare = args.compare or str(args.method).strip().lower() == "all"
     if compare:
         if args.out:
@@ -168,6 +180,8 @@ def _run_policy(args) -> int:
             j = schema.index(label)
             rows.append([label, str(int(y[known[:, j], j].sum())), f"{v:.3f}" if math.isfinite(v) else how])
         print("\n".join(_table(["label", "pos", "threshold"], rows, right=[1, 2])))
+    for line in (pol.thresholds.params.get("promises", []) if pol.thresholds is not None else []):
+        print(f"promise: {line}")
     if full.any():
         m = decision_metrics(y[full], D[full], schema)
         print(f"on this data{'' if full.all() else f' ({int(full.sum())} rows with every label known)'}: "

@@ -50,6 +50,7 @@ from ..errors import InputError
 from ..labels.schema import LabelSchema
 from ..metrics._validation import check_scores, check_targets, warn_undefined
 from .calibration import too_few_rows
+from .guarantees import GuaranteeRule, fit_guarantee, is_guarantee, parse_guarantee
 from .thresholds import Thresholds, tune_thresholds
 
 __all__ = ["Rule", "parse_rule", "RULES", "PER_LABEL_RULES", "SET_RULES", "NO_VALIDATION_RULES", "fit_rule",
@@ -67,7 +68,9 @@ _CHUNK = 8192  # rows per block in expected_f1_topk
 
 
 def _rules_text() -> str:
-    return ", ".join(_EXAMPLE.get(r, r) for r in RULES)
+    return (", ".join(_EXAMPLE.get(r, r) for r in RULES)
+            + "; with a guarantee: sensitivity>=0.95@0.9, specificity>=0.9@0.9, precision>=0.8@0.9, fnr<=0.1, "
+              "fnr<=0.1@0.9")
 
 
 @dataclass(frozen=True)
@@ -103,13 +106,15 @@ class Rule:
         return kw
 
 
-def parse_rule(rule: "str | Rule") -> Rule:
+def parse_rule(rule: "str | Rule | GuaranteeRule") -> "Rule | GuaranteeRule":
     """``"fbeta=2"`` -> ``Rule("fbeta", 2.0)``; an unknown rule or a parameter out of range is an
     :class:`InputError` that lists the rules."""
-    if isinstance(rule, Rule):
+    if isinstance(rule, (Rule, GuaranteeRule)):
         rule = str(rule)
     if not isinstance(rule, str):
         raise InputError(f"a decision rule is a string such as 'f1' or 'top-k=3'; got {rule!r}")
+    if is_guarantee(rule):  # a rule with a finite-sample promise (decide/guarantees.py)
+        return parse_guarantee(rule)
     text = rule.strip().lower().replace("_", "-")
     name, _, value = text.partition("=")
     name = {"topk": "top-k", "microf1": "micro-f1", "macrof1": "macro-f1", "instancef1": "instance-f1",
@@ -230,6 +235,8 @@ def fit_rule(y_true: np.ndarray, probs: np.ndarray, schema: LabelSchema, rule: "
         raise InputError(f"top-k={int(rule.param)} is more than the {len(schema.independent)} independent labels")
     if rule.name in ("instance-f1", "top-k"):
         return None
+    if isinstance(rule, GuaranteeRule):
+        return fit_guarantee(Y, P, schema, rule)
     labels = list(schema.labels)
     full = schema.complete_scores(P)
     Yf = schema.complete(Y) if Y.shape[1] == schema.n_outputs else Y
