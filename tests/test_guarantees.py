@@ -261,3 +261,36 @@ def test_evaluate_checks_the_promise_on_other_data(tmp_path, capsys):
     rec = (st[yt] >= t["values"][0]).mean()
     assert f"promise check (sensitivity>=0.8@0.9): A: recall {rec:.3f}" in out
     assert f"{int(yt.sum())} positives) vs target ≥ 0.8: {'met' if rec >= 0.8 else 'NOT met'}" in out
+
+
+def test_the_promise_travels_to_predict_serve_and_the_report(tmp_path, capsys):
+    keras = pytest.importorskip("keras")
+    from PIL import Image
+
+    from labelwise.blocks.models import build_model
+    from labelwise.commands.cli import main
+    from labelwise.decide import fit_policy
+    from labelwise.evaluation import evaluate
+    from labelwise.labels.schema import LabelSchema
+    from labelwise.serve.model import ServedModel
+    from labelwise.training import artifact
+
+    schema = LabelSchema(("A", "B"))
+    rng = np.random.default_rng(1)
+    n = 400
+    y = (rng.random((n, 2)) < 0.4).astype(int)
+    s = np.clip(0.35 * y + rng.random((n, 2)) * 0.65, 0, 1)
+    policy = fit_policy(y, s, schema, rule="sensitivity>=0.9@0.9")
+    promises = policy.promises
+    assert len(promises) == 2 and all("recall ≥ 0.9 with 90 % confidence" in p for p in promises)
+    # the report: evaluate checks each promise on other data, met or not
+    notes = evaluate(y, s, schema=schema, thresholds=policy, bootstrap=0).notes
+    assert sum("promise check" in str(x) for x in notes) == 2
+    keras.utils.set_random_seed(0)
+    model = build_model(schema, "small_cnn", input_shape=(16, 16, 1), weights=None)
+    path = artifact.save(model, tmp_path / "model.keras", schema, policy, artifact.Preprocessing((16, 16), 1))
+    Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8)).save(tmp_path / "x.png")
+    assert main(["predict", str(path), str(tmp_path / "x.png"), "--out", str(tmp_path / "p.csv"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"promise: {p}" in out for p in promises)
+    assert ServedModel.open(path).metadata()["parameters"]["promises"] == promises

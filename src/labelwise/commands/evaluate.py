@@ -207,9 +207,6 @@ def run(args: argparse.Namespace) -> int:
     if groups is not None and args.bootstrap > 0:
         result.notes.append(_groups_note(args, gcol, groups))
         result.bootstrap["group_column"] = gcol
-    from ..decide.guarantees import promise_lines  # a guarantee rule's promise, checked on this data
-
-    result.notes.extend(promise_lines(result.thresholds, result.y_true, result.y_pred, result.schema.labels))
     return _save_and_print(args, result, lambda written: ', '.join(sorted(written)))
 
 

@@ -110,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
                     verbose=0 if args.quiet else 1 if interactive() else 2, pipeline=args.pipeline,
                     decide_for=args.decide_for)
     print(f"labelwise predict: {len(frame)} {frame.attrs.get('kind', 'image')}(s) -> {args.out}")
+    for line in frame.attrs.get("promises") or []:
+        print(f"labelwise predict: promise: {line}")
     listed = skipped_list(args.out, frame.attrs.get("skipped") or {})
     if listed is not None:
         n = len(frame.attrs["skipped"])

@@ -163,6 +163,13 @@ class DecisionPolicy:
         """0/1 decisions (n, n_labels) uint8: ``apply(scores)[1]``."""
         return self.apply(scores, labels=labels, from_logits=from_logits)[1]
 
+    @property
+    def promises(self) -> list[str]:
+        """The promises of a guarantee rule in words, one per certified label (e.g. "Pneumothorax:
+        recall >= 0.95 with 90 % confidence, certified on 61 validation positives"); [] otherwise."""
+        params = getattr(self.thresholds, "params", None) or {}
+        return [str(x) for x in params.get("promises", [])]
+
     def state(self) -> dict[str, Any]:
         """What a scores file decided under this policy records: rule, calibration method, fingerprint."""
         return {"rule": self.rule, "calibration": self.calibration.method if self.calibration else None,

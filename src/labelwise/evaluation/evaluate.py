@@ -156,12 +156,17 @@ def evaluate(
     at-most-one groups) ``summary["structure_violations"]`` is the share of images whose naive
     ``score >= 0.5`` decisions break the schema -- what ``decide`` (which breaks none) buys.
     """
+    from ..decide.guarantees import promise_lines
+
     yt_in, known = known_truth(y_true, known)
     schema, yt, ys = _prepare(yt_in, y_score, schema=schema, labels=labels, from_logits=from_logits)
-    return _evaluate_prepared(yt, ys, schema, thresholds=thresholds, tune=tune, bootstrap=bootstrap, level=level,
-                              seed=seed, groups=groups, summary=summary, progress=progress,
-                              score_source=score_source, min_class_count=min_class_count,
-                              known=None if known is None or known.all() else known, average_over=average_over)
+    result = _evaluate_prepared(yt, ys, schema, thresholds=thresholds, tune=tune, bootstrap=bootstrap, level=level,
+                                seed=seed, groups=groups, summary=summary, progress=progress,
+                                score_source=score_source, min_class_count=min_class_count,
+                                known=None if known is None or known.all() else known, average_over=average_over)
+    # a guarantee rule's promise, checked on this data (met / NOT met), in the notes and the report
+    result.notes.extend(promise_lines(result.thresholds, result.y_true, result.y_pred, result.schema.labels))
+    return result
 
 
 def _prepare(y_true, y_score, *, schema, labels, from_logits):

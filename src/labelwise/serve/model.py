@@ -253,6 +253,7 @@ class ServedModel:
                 if self.policy.calibration is not None else None,
                 "rule": self.policy.rule,
                 "decision_rule": self.decision_rule(),
+                "promises": self.policy.promises,  # a guarantee rule's promise per label, in words
                 "preprocessing": self.pre.to_dict(),
                 "pixel_values": "FP32 inputs are pixels in 0-255, already resized; the model normalises them",
                 "bytes_input": {"datatype": "BYTES", "shape": [-1],

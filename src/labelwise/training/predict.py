@@ -508,6 +508,7 @@ def predict(model: Any, source: Any, *, out: str | os.PathLike | None = None, im
     frame = prediction_frame(ids, probs, decisions, schema)
     frame.attrs["kind"] = spec.kind
     frame.attrs["skipped"] = dict(result.skipped)  # found but not predicted: {path: reason}
+    frame.attrs["promises"] = policy.promises  # a guarantee rule's promise, in words
     return frame
 
 
