@@ -54,8 +54,8 @@ from ..errors import SchemaError, SchemaViolation, TableError
 from .schema import LabelSchema, load_schema
 from .structure import settle_table
 from .cells import list_literals, merge_duplicates, warn_odd_names
-from .csvread import (_check_binary, _data_rows, _ids, _looks_headerless, _looks_like_label,  # noqa: F401
-                      _pick_column, _read_csv, _RowNames, _short, is_split_column, read_csv,
+from .csvread import (_check_binary, _data_rows, _ids, _looks_headerless, _looks_like_label,
+                      _pick_column, _read_csv, _RowNames, is_split_column, read_csv,
                       ID_COLUMN_NAMES as _ID_COLUMN_NAMES)
 from .ids import IMAGE_EXTENSIONS
 from .paths import attach_paths
