@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .evaluate import add_common, add_fit_args, load_fit, save_or_say
+from .evaluate import add_common, load_fit, save_or_say
 
 HELP = "fit a calibration (platt, temperature, isotonic) of the scores on a validation set"
 
@@ -19,8 +19,7 @@ HELP = "fit a calibration (platt, temperature, isotonic) of the scores on a vali
 def add_parser(subparsers: Any) -> None:
     """Register ``labelwise calibrate``."""
     p = subparsers.add_parser("calibrate", help=HELP, description=HELP)
-    add_common(p)
-    add_fit_args(p)
+    add_common(p, fit=True)
     p.add_argument("--method", default="platt", metavar="METHOD",
                    help="platt (default; a*logit+b per label), temperature (one T per label / per exclusive "
                         "group), isotonic (labels with >= 50 positives and negatives; Platt for the others), none")

@@ -28,9 +28,10 @@ from .tableargs import add_table_arguments, table_spec_from_args
 HELP = "evaluate scores against a truth table: per-label metrics with CIs, thresholds, report, diagnostics"
 
 
-def add_common(p: argparse.ArgumentParser, *, compare: bool = False) -> None:
-    """Arguments shared by ``evaluate`` and ``thresholds``. ``--scores`` collects a list either way;
-    ``compare`` (evaluate) documents it as repeatable; a fit refuses several."""
+def add_common(p: argparse.ArgumentParser, *, compare: bool = False, fit: bool = False) -> None:
+    """Arguments shared by ``evaluate``, ``calibrate`` and ``thresholds``. ``--scores`` collects a list
+    either way; ``compare`` (evaluate) documents it as repeatable; ``fit`` (calibrate, thresholds:
+    one ``--scores``) adds ``--allow-test-rows``."""
     p.add_argument("--truth", required=True, metavar="TABLE",
                    help="truth label table (id + 0/1 columns, NIH Data_Entry CSV, CheXNet list, ...)")
     scores_help = "scores: CSV (id column + one column per label) or .npy in the truth table's row order"
@@ -51,6 +52,10 @@ def add_common(p: argparse.ArgumentParser, *, compare: bool = False) -> None:
     p.add_argument("--splits", metavar="FILE",
                    help="the split file labelwise split --out wrote (id,group,split), joined to the truth by id: "
                         "--split NAME then picks its rows (instead of a split column)")
+    if fit:
+        p.add_argument("--allow-test-rows", action="store_true",
+                       help="fit even on rows whose split is test (refused by default: it makes test metrics "
+                            "optimistic)")
 
 
 def add_parser(subparsers: Any) -> None:
@@ -108,12 +113,6 @@ def non_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"{value} is negative; give 0 (no intervals) or a number of resamples")
     return value
-
-
-def add_fit_args(p: argparse.ArgumentParser) -> None:
-    """``--allow-test-rows`` of the commands that fit (calibrate, thresholds)."""
-    p.add_argument("--allow-test-rows", action="store_true",
-                   help="fit even on rows whose split is test (refused by default: it makes test metrics optimistic)")
 
 
 def _read(loader: Any, args: argparse.Namespace, **extra: Any):

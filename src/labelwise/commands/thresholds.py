@@ -21,7 +21,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from .evaluate import add_common, add_fit_args, load_fit, save_or_say
+from .evaluate import add_common, load_fit, save_or_say
 
 HELP = ("choose decisions on a validation set: per-label thresholds (f1, youden, fbeta=2, ...) or a set-level "
         "rule (hamming, subset, micro-f1, macro-f1, instance-f1, top-k=K), optionally after calibration")
@@ -30,8 +30,7 @@ HELP = ("choose decisions on a validation set: per-label thresholds (f1, youden,
 def add_parser(subparsers: Any) -> None:
     """Register ``labelwise thresholds``."""
     p = subparsers.add_parser("thresholds", help=HELP, description=HELP)
-    add_common(p)
-    add_fit_args(p)
+    add_common(p, fit=True)
     p.add_argument("--optimize", "--method", dest="method", default="f1", metavar="RULE",
                    help="f1 (default), fbeta=2, youden, sensitivity=0.9, specificity=0.95, precision=0.8, hamming, "
                         "subset, micro-f1, macro-f1, instance-f1, top-k=3, or all (= --compare); --method is an alias")
