@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 
 
-from .tableargs import add_table_arguments, table_spec_from_args
+from .tableargs import add_table_arguments, read_args_table
 
 
 def add_parser(subparsers) -> None:
@@ -44,9 +44,8 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..data.shards import INDEX_NAME, write_shards
-    from ..labels.tables import read_table
 
-    table = read_table(table_spec_from_args(args, args.table), images=args.images, on_missing=args.on_missing)
+    table = read_args_table(args, args.table, images=args.images, on_missing=args.on_missing)
     table, split = _select_split(table, args.table, args.split_column, args.split)
     group = args.group_column
     if group is None and "Patient ID" in table.extra.columns:
