@@ -33,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..decide.policy import DecisionPolicy
     from ..decide.scorefile import check_fit_input, reconcile
+    from ..evaluation.inputs import as_probabilities
     from ..evaluation.known import fit_calibration_known
     from ..evaluation.text import _table
     from ..io import check_out_file
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     known = table.known[:, :schema.n_labels]
     y = np.where(known, table.y, 0)
     cal = fit_calibration_known(y, raw, known, schema, method=args.method, from_logits=bool(args.from_logits))
-    before = cal.schema.complete_scores(_probs(raw, schema, args.from_logits))
+    before = cal.schema.complete_scores(as_probabilities(raw, schema, bool(args.from_logits)))
     after = DecisionPolicy(schema, "hamming", calibration=cal).probabilities(raw)
     e0, e1, b0, b1 = (np.full(schema.n_labels, np.nan) for _ in range(4))
     for j in range(schema.n_labels):  # each label on its known rows
@@ -87,14 +88,6 @@ def scores_path(args) -> str:
 
     (_, path), = parse_named_paths(list(args.scores))
     return str(path)
-
-
-def _probs(raw, schema, from_logits):
-    if not from_logits:
-        return raw
-    from ..evaluation import scores_from_logits
-
-    return scores_from_logits(raw, schema)
 
 
 def _describe(spec: dict) -> str:

@@ -181,12 +181,11 @@ def _run_plain(args: argparse.Namespace, kw: dict) -> int:
     from ..decide.thresholds import tune_thresholds
     from ..evaluation.text import _table
 
-    table, scores, _ = load_fit(args)
-    schema = table.schema
-    if args.from_logits:
-        from ..evaluation import scores_from_logits
+    from ..evaluation.inputs import as_probabilities
 
-        scores = schema.complete_scores(scores_from_logits(scores[:, : schema.n_outputs], schema))
+    table, raw, _ = load_fit(args)
+    schema = table.schema
+    scores = as_probabilities(raw, schema, bool(args.from_logits))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if table.known.all():

@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import InputError
 
 __all__ = ["parse_named_paths", "read_truth", "select_split", "row_splits", "read_aligned_scores", "load_inputs",
-           "load_fit_inputs", "fit_rows_said", "load_strategies", "thresholds_per_strategy"]
+           "load_fit_inputs", "fit_rows_said", "as_probabilities", "load_strategies", "thresholds_per_strategy"]
 
 PathLike = str | os.PathLike
 
@@ -167,12 +167,18 @@ def read_aligned_scores(table: Any, path: PathLike, *, id_column: str | None = N
         if msg == str(e):
             raise
         raise InputError(msg) from None
-    if from_logits and not raw:
-        from .evaluate import scores_from_logits
+    return scores if raw else as_probabilities(scores, table.schema, from_logits)
 
-        schema = table.schema
-        scores = schema.complete_scores(scores_from_logits(scores[:, : schema.n_outputs], schema))
-    return scores
+
+def as_probabilities(scores: np.ndarray, schema: Any, from_logits: bool) -> np.ndarray:
+    """``scores`` unchanged, or with ``from_logits`` the head's activations (sigmoid per independent
+    label, softmax per exclusive group) of its first ``schema.n_outputs`` columns, completed with
+    the none score (:meth:`~labelwise.labels.schema.LabelSchema.complete_scores`)."""
+    if not from_logits:
+        return scores
+    from .evaluate import scores_from_logits
+
+    return schema.complete_scores(scores_from_logits(scores[:, : schema.n_outputs], schema))
 
 
 def _npy_rows(path: PathLike) -> int | None:
