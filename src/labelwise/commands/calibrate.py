@@ -32,7 +32,6 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..decide.policy import DecisionPolicy
-    from ..decide.scorefile import check_fit_input, reconcile
     from ..evaluation.inputs import as_probabilities
     from ..evaluation.known import fit_calibration_known
     from ..evaluation.text import _table
@@ -40,10 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from ..metrics import brier_score, expected_calibration_error
 
     check_out_file(args.out)
-    table, raw, said = load_fit(args)
-    reconcile(scores_path(args), None, from_logits=bool(args.from_logits))  # logits vs probabilities, by the sidecar
-    if args.method != "none":
-        check_fit_input(scores_path(args), from_logits=bool(args.from_logits), what=f"a {args.method} calibration")
+    table, raw = load_raw(args, args.method)
     schema = table.schema
     raw = raw[:, :schema.n_outputs]
     known = table.known[:, :schema.n_labels]
@@ -80,6 +76,19 @@ def run(args: argparse.Namespace) -> int:
     if schema.none:
         print(f"({schema.none!r} is derived: prod(1 - p) of the calibrated independent labels)")
     return save_or_say(cal, args.out, cal.notes, "calibration.json")
+
+
+def load_raw(args: argparse.Namespace, method: str | None) -> tuple[Any, Any]:
+    """``(table, raw scores)`` of a fit (:func:`~labelwise.commands.evaluate.load_fit`), the scores
+    file's state checked by its sidecar: logits vs probabilities, and for a calibration ``method``
+    (not none) scores not calibrated already."""
+    from ..decide.scorefile import check_fit_input, reconcile
+
+    table, raw, _ = load_fit(args)
+    reconcile(scores_path(args), None, from_logits=bool(args.from_logits))
+    if method not in (None, "none"):
+        check_fit_input(scores_path(args), from_logits=bool(args.from_logits), what=f"a {method} calibration")
+    return table, raw
 
 
 def scores_path(args) -> str:

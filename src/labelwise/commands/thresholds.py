@@ -84,16 +84,16 @@ def _inputs(args):
     import numpy as np
 
     from ..decide.calibration import CALIBRATION_METHODS, Calibration
-    from ..decide.scorefile import check_fit_input, reconcile
+    from ..decide.scorefile import reconcile
     from ..evaluation.known import fit_calibration_known
-    from .calibrate import scores_path
+    from .calibrate import load_raw, scores_path
 
-    table, raw, _ = load_fit(args)
-    reconcile(scores_path(args), None, from_logits=bool(args.from_logits))  # logits vs probabilities, by the sidecar
+    cal = args.calibration
+    method = cal if cal in CALIBRATION_METHODS and not Path(cal).exists() else None
+    table, raw = load_raw(args, method)
     raw = raw[:, :table.schema.n_outputs]
     known = np.asarray(table.known, dtype=bool)
-    cal = args.calibration
-    if cal is not None and not (cal in CALIBRATION_METHODS and not Path(cal).exists()):
+    if cal is not None and method is None:
         from dataclasses import replace
 
         from ..evaluation.inputs import follow_file_labels
@@ -110,8 +110,6 @@ def _inputs(args):
             print(f"note: {n}")
         cal = probe.calibration
     elif cal is not None:
-        if cal != "none":
-            check_fit_input(scores_path(args), from_logits=bool(args.from_logits), what=f"a {cal} calibration")
         cal = fit_calibration_known(np.where(known, table.y, 0), raw, known, table.schema, method=cal,
                                     from_logits=bool(args.from_logits))
     return table, raw, known, cal
