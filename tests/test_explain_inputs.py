@@ -50,3 +50,19 @@ def test_a_table_and_an_image_are_still_explained(model_path, tmp_path, capsys):
         assert main(["explain", str(model_path), str(tmp_path / source), "--out", str(out)]) == 0
         assert (out / "index.html").exists()
         assert "1 image(s)" in capsys.readouterr().out
+
+
+def test_a_tables_image_column_is_named_with_id_column_as_in_predict(model_path, tmp_path, capsys):
+    for name, v in (("x.png", 10), ("y.png", 200)):
+        Image.fromarray(np.full((8, 8), v, dtype=np.uint8)).save(tmp_path / name)
+    # "case" comes first and is no path column, so without the flag it would be read as the paths
+    (tmp_path / "list.csv").write_text("case,img\nc1,x.png\nc2,y.png\n")
+    out = tmp_path / "out"
+    assert main(["explain", str(model_path), str(tmp_path / "list.csv"), "--id-column", "img", "--out", str(out)]) == 0
+    assert "2 image(s)" in capsys.readouterr().out
+    explained = sorted(line.split(",")[0] for line in (out / "predictions.csv").read_text().splitlines()[1:])
+    assert main(["predict", str(model_path), str(tmp_path / "list.csv"), "--id-column", "img",
+                 "--out", str(tmp_path / "p.csv")]) == 0
+    predicted = sorted(line.split(",")[0] for line in (tmp_path / "p.csv").read_text().splitlines()[1:])
+    assert explained == predicted and len(explained) == 2 and all(i.endswith((".png")) for i in explained)
+    assert main(["explain", str(model_path), str(tmp_path / "list.csv"), "--out", str(tmp_path / "o2")]) != 0

@@ -75,6 +75,26 @@ def test_predict_table_finds_images_without_extension_like_train(tmp_path):
     assert sorted(i.replace("\\", "/") for i in ids) == ["a1.png", "a2.jpg", "sub/a3.png"]
 
 
+def test_train_and_predict_resolve_a_tables_ids_to_the_same_files(tmp_path):
+    from labelwise.errors import TableError
+    from labelwise.labels.tables import read_table
+
+    (tmp_path / "imgs" / "sub").mkdir(parents=True)
+    for name in ("a1.png", "a2.jpg", "sub/a3.png", "b.png", "b.jpg"):
+        Image.new("L", (8, 8)).save(tmp_path / "imgs" / name)
+    pd.DataFrame({"id": ["a1", "a2.jpg", "sub/a3"], "x": [1, 0, 1]}).to_csv(tmp_path / "t.csv", index=False)
+    with pytest.warns(UserWarning, match="2 id"):
+        table = read_table(tmp_path / "t.csv", images=tmp_path / "imgs")
+    with pytest.warns(UserWarning, match="2 id"):
+        _, paths = read_inputs(tmp_path / "t.csv", images=(tmp_path / "imgs").resolve())
+    assert list(table.paths) == paths
+    assert [p.replace("\\", "/").split("imgs/")[1] for p in paths] == ["a1.png", "a2.jpg", "sub/a3.png"]
+    # a stem two files share names both, and is never guessed
+    pd.DataFrame({"id": ["b", "a1"], "x": [1, 0]}).to_csv(tmp_path / "u.csv", index=False)
+    with pytest.raises(TableError, match="'b.jpg' and 'b.png'"):
+        read_table(tmp_path / "u.csv", images=tmp_path / "imgs")
+
+
 def test_a_score_file_with_a_tables_repeated_rows_is_read_once(tmp_path):
     from labelwise.errors import InputError
     from labelwise.labels.scores import read_scores

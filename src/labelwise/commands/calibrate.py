@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .evaluate import add_common, add_fit_args, load_fit, save_or_say
+from .evaluate import add_common, load_fit, save_or_say
 
 HELP = "fit a calibration (platt, temperature, isotonic) of the scores on a validation set"
 
@@ -19,8 +19,7 @@ HELP = "fit a calibration (platt, temperature, isotonic) of the scores on a vali
 def add_parser(subparsers: Any) -> None:
     """Register ``labelwise calibrate``."""
     p = subparsers.add_parser("calibrate", help=HELP, description=HELP)
-    add_common(p)
-    add_fit_args(p)
+    add_common(p, fit=True)
     p.add_argument("--method", default="platt", metavar="METHOD",
                    help="platt (default; a*logit+b per label), temperature (one T per label / per exclusive "
                         "group), isotonic (labels with >= 50 positives and negatives; Platt for the others), none")
@@ -33,23 +32,20 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..decide.policy import DecisionPolicy
-    from ..decide.scorefile import check_fit_input, reconcile
+    from ..evaluation.inputs import as_probabilities
     from ..evaluation.known import fit_calibration_known
     from ..evaluation.text import _table
     from ..io import check_out_file
     from ..metrics import brier_score, expected_calibration_error
 
     check_out_file(args.out)
-    table, raw, said = load_fit(args)
-    reconcile(scores_path(args), None, from_logits=bool(args.from_logits))  # logits vs probabilities, by the sidecar
-    if args.method != "none":
-        check_fit_input(scores_path(args), from_logits=bool(args.from_logits), what=f"a {args.method} calibration")
+    table, raw = load_raw(args, args.method)
     schema = table.schema
     raw = raw[:, :schema.n_outputs]
     known = table.known[:, :schema.n_labels]
     y = np.where(known, table.y, 0)
     cal = fit_calibration_known(y, raw, known, schema, method=args.method, from_logits=bool(args.from_logits))
-    before = cal.schema.complete_scores(_probs(raw, schema, args.from_logits))
+    before = cal.schema.complete_scores(as_probabilities(raw, schema, bool(args.from_logits)))
     after = DecisionPolicy(schema, "hamming", calibration=cal).probabilities(raw)
     e0, e1, b0, b1 = (np.full(schema.n_labels, np.nan) for _ in range(4))
     for j in range(schema.n_labels):  # each label on its known rows
@@ -82,20 +78,25 @@ def run(args: argparse.Namespace) -> int:
     return save_or_say(cal, args.out, cal.notes, "calibration.json")
 
 
+def load_raw(args: argparse.Namespace, method: str | None) -> tuple[Any, Any]:
+    """``(table, raw scores)`` of a fit (:func:`~labelwise.commands.evaluate.load_fit`), the scores
+    file's state checked by its sidecar: logits vs probabilities, and for a calibration ``method``
+    (not none) scores not calibrated already."""
+    from ..decide.scorefile import check_fit_input, reconcile
+
+    table, raw, _ = load_fit(args)
+    reconcile(scores_path(args), None, from_logits=bool(args.from_logits))
+    if method not in (None, "none"):
+        check_fit_input(scores_path(args), from_logits=bool(args.from_logits), what=f"a {method} calibration")
+    return table, raw
+
+
 def scores_path(args) -> str:
     """The one ``--scores`` path (no NAME=)."""
     from ..evaluation.inputs import parse_named_paths
 
     (_, path), = parse_named_paths(list(args.scores))
     return str(path)
-
-
-def _probs(raw, schema, from_logits):
-    if not from_logits:
-        return raw
-    from ..evaluation import scores_from_logits
-
-    return scores_from_logits(raw, schema)
 
 
 def _describe(spec: dict) -> str:

@@ -28,9 +28,10 @@ from .tableargs import add_table_arguments, table_spec_from_args
 HELP = "evaluate scores against a truth table: per-label metrics with CIs, thresholds, report, diagnostics"
 
 
-def add_common(p: argparse.ArgumentParser, *, compare: bool = False) -> None:
-    """Arguments shared by ``evaluate`` and ``thresholds``. ``--scores`` collects a list either way;
-    ``compare`` (evaluate) documents it as repeatable, and :func:`load_inputs` refuses several."""
+def add_common(p: argparse.ArgumentParser, *, compare: bool = False, fit: bool = False) -> None:
+    """Arguments shared by ``evaluate``, ``calibrate`` and ``thresholds``. ``--scores`` collects a list
+    either way; ``compare`` (evaluate) documents it as repeatable; ``fit`` (calibrate, thresholds:
+    one ``--scores``) adds ``--allow-test-rows``."""
     p.add_argument("--truth", required=True, metavar="TABLE",
                    help="truth label table (id + 0/1 columns, NIH Data_Entry CSV, CheXNet list, ...)")
     scores_help = "scores: CSV (id column + one column per label) or .npy in the truth table's row order"
@@ -47,10 +48,14 @@ def add_common(p: argparse.ArgumentParser, *, compare: bool = False) -> None:
                         "scores may cover that split alone or the whole table")
     p.add_argument("--split-column", metavar="C",
                    help="the truth table's split column for --split (default: a column named split, subset, "
-                        "partition or fold)")
+                        "partition, fold or set)")
     p.add_argument("--splits", metavar="FILE",
                    help="the split file labelwise split --out wrote (id,group,split), joined to the truth by id: "
                         "--split NAME then picks its rows (instead of a split column)")
+    if fit:
+        p.add_argument("--allow-test-rows", action="store_true",
+                       help="fit even on rows whose split is test (refused by default: it makes test metrics "
+                            "optimistic)")
 
 
 def add_parser(subparsers: Any) -> None:
@@ -110,21 +115,13 @@ def non_negative_int(text: str) -> int:
     return value
 
 
-def load_inputs(args: argparse.Namespace):
-    """The truth and ONE scores file from argv (:func:`labelwise.evaluation.inputs.load_inputs`),
-    the files' notes printed."""
-    from ..evaluation.inputs import load_inputs as load
-
+def _read(loader: Any, args: argparse.Namespace, **extra: Any):
+    """``loader(truth spec, --scores, ...)`` from :mod:`labelwise.evaluation.inputs` with the flags of
+    :func:`add_common`, the files' notes printed."""
     with _notes():
-        return load(table_spec_from_args(args, args.truth), args.scores, schema=args.schema, format=args.format, labels=args.labels,
-                    id_column=args.id_column, from_logits=args.from_logits, split=args.split,
-                    split_column=args.split_column, splits=args.splits)
-
-
-def add_fit_args(p: argparse.ArgumentParser) -> None:
-    """``--allow-test-rows`` of the commands that fit (calibrate, thresholds)."""
-    p.add_argument("--allow-test-rows", action="store_true",
-                   help="fit even on rows whose split is test (refused by default: it makes test metrics optimistic)")
+        return loader(table_spec_from_args(args, args.truth), args.scores, id_column=args.id_column,
+                      from_logits=args.from_logits, split=args.split, split_column=args.split_column,
+                      splits=args.splits, **extra)
 
 
 def load_fit(args: argparse.Namespace):
@@ -132,23 +129,9 @@ def load_fit(args: argparse.Namespace):
     the files' notes printed; ``said`` (how many rows of which split) is printed too."""
     from ..evaluation.inputs import load_fit_inputs
 
-    with _notes():
-        table, raw, said = load_fit_inputs(
-            table_spec_from_args(args, args.truth), args.scores, schema=args.schema, format=args.format, labels=args.labels,
-            id_column=args.id_column, from_logits=args.from_logits, split=args.split,
-            split_column=args.split_column, splits=args.splits, allow_test_rows=args.allow_test_rows)
+    table, raw, said = _read(load_fit_inputs, args, allow_test_rows=args.allow_test_rows)
     print(said, file=sys.stderr if getattr(args, "json", False) else sys.stdout)
     return table, raw, said
-
-
-def load_strategies(args: argparse.Namespace):
-    """The truth and every ``--scores`` from argv (:func:`labelwise.evaluation.inputs.load_strategies`)."""
-    from ..evaluation.inputs import load_strategies as load
-
-    with _notes():
-        return load(table_spec_from_args(args, args.truth), args.scores, schema=args.schema, format=args.format, labels=args.labels,
-                    id_column=args.id_column, from_logits=args.from_logits, split=args.split,
-                    split_column=args.split_column, splits=args.splits)
 
 
 class _notes(warnings.catch_warnings):
@@ -174,11 +157,11 @@ def run(args: argparse.Namespace) -> int:
     Several ``--scores``: compare them (:func:`run_compare`)."""
 
     from ..evaluation import evaluate
-    from ..evaluation.inputs import thresholds_per_strategy
+    from ..evaluation.inputs import follow_file_labels, load_strategies, thresholds_per_strategy
     from ..io import check_out_dir
 
     check_out_dir(args.out)
-    table, strategies = load_strategies(args)
+    table, strategies = _read(load_strategies, args)
     if len(strategies) > 1:
         return run_compare(args, table, strategies)
     (path, scores), = strategies.values()
@@ -190,8 +173,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"labelwise evaluate: {len(table)} images, {table.schema.n_labels} labels; "
               f"bootstrapping {args.bootstrap} resamples of {unit} ...", file=sys.stderr, flush=True)
     progress = _progress if (args.bootstrap > 0 and not args.json and sys.stderr.isatty()) else None
-    from ..evaluation.inputs import follow_file_labels
-
     y, known, scores, schema = follow_file_labels(table.y, table.known, scores, table.schema,
                                                   thresholds if isinstance(thresholds, str) else None)
     result = evaluate(
@@ -268,7 +249,7 @@ def _save_and_print(args: argparse.Namespace, result: Any, describe: Any) -> int
 def run_compare(args: argparse.Namespace, table, strategies: dict) -> int:
     """Several ``--scores``: evaluate each, compare them to the first (paired bootstrap), print, write."""
     from ..evaluation import compare
-    from ..evaluation.inputs import thresholds_per_strategy
+    from ..evaluation.inputs import follow_file_labels, thresholds_per_strategy
 
     names = list(strategies)
     thresholds = thresholds_per_strategy(args.thresholds, names)
@@ -280,8 +261,6 @@ def run_compare(args: argparse.Namespace, table, strategies: dict) -> int:
               f"({', '.join(names)}); bootstrapping {args.bootstrap} resamples of {unit}, the same for each ...",
               file=sys.stderr, flush=True)
     progress = _progress if (args.bootstrap > 0 and not args.json and sys.stderr.isatty()) else None
-    from ..evaluation.inputs import follow_file_labels
-
     y, known, schema, by_name = table.y, table.known, table.schema, {}
     for name, (_, scores) in strategies.items():
         y, known, by_name[name], schema = follow_file_labels(table.y, table.known, scores, table.schema,

@@ -21,6 +21,9 @@ def add_parser(subparsers) -> None:
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="model.keras written by labelwise train / demo")
     p.add_argument("images", help="a folder of images, a table (CSV) with an image path column, or one image")
+    p.add_argument("--id-column", "--column", dest="column", default=None, metavar="C",
+                   help="IMAGES is a table: its image path column (default: path/image/file/'Image Index'/id), "
+                        "as in labelwise predict")
     p.add_argument("--labels", default=None, metavar="A,B", help="labels to explain (default: every label the model outputs)")
     p.add_argument("--layer", default=None, metavar="NAME",
                    help="feature-map layer (default: the last convolutional feature map)")
@@ -80,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
         source = [source]
     elif args.split or args.splits or args.split_column:
         source = _split_rows(args)
-    result = explain_images(args.model, source, args.labels, args.layer, batch_size=args.batch_size)
+    result = explain_images(args.model, source, args.labels, args.layer, batch_size=args.batch_size,
+                            column=getattr(args, "column", None))
     index = write_explanations(result, args.out)
     if result.threshold_note:
         print(f"labelwise explain: note: {result.threshold_note}")
@@ -98,7 +102,7 @@ def _split_rows(args: argparse.Namespace) -> list[str]:
 
     if not args.split:
         raise InputError("--splits / --split-column go with --split NAME (e.g. --split test)")
-    ids, paths = read_inputs(args.images)
+    ids, paths = read_inputs(args.images, column=getattr(args, "column", None))
     if args.splits:
         names = splits_for(ids, args.splits, source=args.images)
     else:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .tableargs import add_table_arguments, table_spec_from_args
+from .tableargs import add_table_arguments, read_args_table
 
 
 def add_parser(subparsers) -> None:
@@ -25,17 +25,10 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def read_args_table(args):
-    """Read the table named by the common table arguments."""
-    from ..labels.tables import read_table
-
-    return read_table(table_spec_from_args(args, args.table))
-
-
 def run(args) -> int:
     from ..labels.stats import render_text, summarize
 
-    table = read_args_table(args)
+    table = read_args_table(args, args.table)
     summary = summarize(table, group_column=args.group_column)
     if args.plot:
         from ..evaluation.report.heatmap import cooccurrence_heatmap

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 
 
-from .tableargs import add_table_arguments, table_spec_from_args
+from .tableargs import add_table_arguments, read_args_table
 
 
 def add_parser(subparsers) -> None:
@@ -44,9 +44,8 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..data.shards import INDEX_NAME, write_shards
-    from ..labels.tables import read_table
 
-    table = read_table(table_spec_from_args(args, args.table), images=args.images, on_missing=args.on_missing)
+    table = read_args_table(args, args.table, images=args.images, on_missing=args.on_missing)
     table, split = _select_split(table, args.table, args.split_column, args.split)
     group = args.group_column
     if group is None and "Patient ID" in table.extra.columns:
@@ -65,22 +64,17 @@ def _select_split(table, source: str, column: str | None, value: str | None):
     """The rows of ``table`` in split ``value`` of ``column`` (names as ``labelwise train`` reads
     them: train/training, val/valid/validation/dev, test/testing), and the split for the index."""
     from ..errors import InputError
-    from ..labels.split import split_name
+    from ..labels.split import column_splits, split_name
 
     if column is None and value is None:
         return table, None
     if column is None or value is None:
         raise InputError("--split-column and --split go together: e.g. --split-column split --split train")
-    if column not in table.extra.columns:
-        raise InputError(f"{source}: no column {column!r} to split by; columns are {list(table.extra.columns)}")
+    names = column_splits(table, column, source)
     want = split_name(value)
     if want not in ("train", "val", "test"):
         raise InputError(f"--split {value!r}: use train, val or test")
-    names = table.extra[column].map(split_name)
-    bad = sorted(set(names) - {"train", "val", "test"})
-    if bad:
-        raise InputError(f"{source}: column {column!r} has value(s) {bad[:5]}; use train, val or test")
-    rows = (names == want).to_numpy().nonzero()[0]
+    rows = (names == want).nonzero()[0]
     if rows.size == 0:
         raise InputError(f"{source}: no row of column {column!r} is in the {want} split; nothing to shard")
     return table.subset(rows), {"column": column, "value": want}

@@ -10,8 +10,7 @@ import argparse
 import sys
 
 from ..io import json_text
-from .inspect import read_args_table
-from .tableargs import add_table_arguments
+from .tableargs import add_table_arguments, read_args_table
 
 
 def add_parser(subparsers) -> None:
@@ -87,7 +86,7 @@ def run(args) -> int:
         names = [f"split{i}" for i in range(f.size)]
     if len(names) != f.size:
         raise InputError(f"--names gives {len(names)} names for {f.size} fractions")
-    table = read_args_table(args)
+    table = read_args_table(args, args.table)
     gcol = _group_column(args, table.extra.columns)
     frame = split_table(table, gcol if gcol is not None else False, f, seed=args.seed, names=names)
     report = split_report(table.y, frame["group"].to_numpy(), frame["split"].to_numpy(), f, table.labels, names=names)

@@ -51,3 +51,11 @@ def table_spec_from_args(args: argparse.Namespace, path: Any):
         defaults = TableSpec(path)
         return base.replace(path=str(path), **{k: v for k, v in given.items() if v != getattr(defaults, k)})
     return TableSpec(path, **given)
+
+
+def read_args_table(args: argparse.Namespace, path: Any, **options: Any):
+    """The table at ``path`` read by :func:`labelwise.labels.tables.read_table` as the flags say
+    (:func:`table_spec_from_args`); ``options``: ``images``, ``on_missing``."""
+    from ..labels.tables import read_table
+
+    return read_table(table_spec_from_args(args, path), **options)

@@ -21,7 +21,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from .evaluate import add_common, add_fit_args, load_fit, save_or_say
+from .evaluate import add_common, load_fit, save_or_say
 
 HELP = ("choose decisions on a validation set: per-label thresholds (f1, youden, fbeta=2, ...) or a set-level "
         "rule (hamming, subset, micro-f1, macro-f1, instance-f1, top-k=K), optionally after calibration")
@@ -30,8 +30,7 @@ HELP = ("choose decisions on a validation set: per-label thresholds (f1, youden,
 def add_parser(subparsers: Any) -> None:
     """Register ``labelwise thresholds``."""
     p = subparsers.add_parser("thresholds", help=HELP, description=HELP)
-    add_common(p)
-    add_fit_args(p)
+    add_common(p, fit=True)
     p.add_argument("--optimize", "--method", dest="method", default="f1", metavar="RULE",
                    help="f1 (default), fbeta=2, youden, sensitivity=0.9, specificity=0.95, precision=0.8, hamming, "
                         "subset, micro-f1, macro-f1, instance-f1, top-k=3, or all (= --compare); --method is an alias. "
@@ -97,16 +96,16 @@ def _inputs(args):
     import numpy as np
 
     from ..decide.calibration import CALIBRATION_METHODS, Calibration
-    from ..decide.scorefile import check_fit_input, reconcile
+    from ..decide.scorefile import reconcile
     from ..evaluation.known import fit_calibration_known
-    from .calibrate import scores_path
+    from .calibrate import load_raw, scores_path
 
-    table, raw, _ = load_fit(args)
-    reconcile(scores_path(args), None, from_logits=bool(args.from_logits))  # logits vs probabilities, by the sidecar
+    cal = args.calibration
+    method = cal if cal in CALIBRATION_METHODS and not Path(cal).exists() else None
+    table, raw = load_raw(args, method)
     raw = raw[:, :table.schema.n_outputs]
     known = np.asarray(table.known, dtype=bool)
-    cal = args.calibration
-    if cal is not None and not (cal in CALIBRATION_METHODS and not Path(cal).exists()):
+    if cal is not None and method is None:
         from dataclasses import replace
 
         from ..evaluation.inputs import follow_file_labels
@@ -123,8 +122,6 @@ def _inputs(args):
             print(f"note: {n}")
         cal = probe.calibration
     elif cal is not None:
-        if cal != "none":
-            check_fit_input(scores_path(args), from_logits=bool(args.from_logits), what=f"a {cal} calibration")
         cal = fit_calibration_known(np.where(known, table.y, 0), raw, known, table.schema, method=cal,
                                     from_logits=bool(args.from_logits))
     return table, raw, known, cal
@@ -196,12 +193,11 @@ def _run_plain(args: argparse.Namespace, kw: dict) -> int:
     from ..decide.thresholds import tune_thresholds
     from ..evaluation.text import _table
 
-    table, scores, _ = load_fit(args)
-    schema = table.schema
-    if args.from_logits:
-        from ..evaluation import scores_from_logits
+    from ..evaluation.inputs import as_probabilities
 
-        scores = schema.complete_scores(scores_from_logits(scores[:, : schema.n_outputs], schema))
+    table, raw, _ = load_fit(args)
+    schema = table.schema
+    scores = as_probabilities(raw, schema, bool(args.from_logits))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if table.known.all():

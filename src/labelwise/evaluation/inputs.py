@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import InputError
 
 __all__ = ["parse_named_paths", "read_truth", "select_split", "row_splits", "read_aligned_scores", "load_inputs",
-           "load_fit_inputs", "fit_rows_said", "load_strategies", "thresholds_per_strategy"]
+           "load_fit_inputs", "fit_rows_said", "as_probabilities", "load_strategies", "thresholds_per_strategy"]
 
 PathLike = str | os.PathLike
 
@@ -60,20 +60,18 @@ def read_truth(path: PathLike, *, schema: Any = None, format: str = "auto", labe
                                                                          labels=labels or None))
 
 
-# Column names taken as the split column when none is named (compared case-insensitively).
-SPLIT_COLUMNS = ("split", "subset", "partition", "fold")
-
-
 def find_split_column(table: Any, column: str | None = None) -> str | None:
     """The truth table's split column: ``column`` when given (``InputError`` if absent), else the
-    first extra column named like :data:`SPLIT_COLUMNS` (any case), else None."""
+    first extra column named like :data:`labelwise.labels.csvread.SPLIT_COLUMN_NAMES` (any case), else None."""
     cols = [str(c) for c in getattr(table, "extra", {}).columns] if hasattr(table, "extra") else []
     if column is not None:
         if column not in cols:
             raise InputError(f"{table.source}: no split column {column!r}; the columns besides the labels are {cols}")
         return column
+    from ..labels.csvread import SPLIT_COLUMN_NAMES
+
     lower = {c.lower(): c for c in cols}
-    return next((lower[c] for c in SPLIT_COLUMNS if c in lower), None)
+    return next((lower[c] for c in SPLIT_COLUMN_NAMES if c in lower), None)
 
 
 def row_splits(table: Any, *, column: str | None = None, splits: PathLike | None = None):
@@ -105,13 +103,14 @@ def select_split(table: Any, split: str, *, column: str | None = None, splits: P
     and the values present (with their counts) when no row matches, and the columns when there
     is no split column.
     """
+    from ..labels.csvread import SPLIT_COLUMN_NAMES
     from ..labels.split import split_name
 
     names, where = row_splits(table, column=column, splits=splits)
     if names is None:
         cols = [str(c) for c in table.extra.columns]
         raise InputError(f"{table.source}: --split {split}: the truth table has no split column (looked for "
-                         f"{', '.join(SPLIT_COLUMNS)}); its other columns are {cols}. Name it with --split-column, "
+                         f"{', '.join(SPLIT_COLUMN_NAMES)}); its other columns are {cols}. Name it with --split-column, "
                          "give the file labelwise split --out wrote with --splits FILE, or drop --split to use "
                          "every row")
     mask = names == split_name(split)
@@ -168,12 +167,18 @@ def read_aligned_scores(table: Any, path: PathLike, *, id_column: str | None = N
         if msg == str(e):
             raise
         raise InputError(msg) from None
-    if from_logits and not raw:
-        from .evaluate import scores_from_logits
+    return scores if raw else as_probabilities(scores, table.schema, from_logits)
 
-        schema = table.schema
-        scores = schema.complete_scores(scores_from_logits(scores[:, : schema.n_outputs], schema))
-    return scores
+
+def as_probabilities(scores: np.ndarray, schema: Any, from_logits: bool) -> np.ndarray:
+    """``scores`` unchanged, or with ``from_logits`` the head's activations (sigmoid per independent
+    label, softmax per exclusive group) of its first ``schema.n_outputs`` columns, completed with
+    the none score (:meth:`~labelwise.labels.schema.LabelSchema.complete_scores`)."""
+    if not from_logits:
+        return scores
+    from .evaluate import scores_from_logits
+
+    return schema.complete_scores(scores_from_logits(scores[:, : schema.n_outputs], schema))
 
 
 def _npy_rows(path: PathLike) -> int | None:
@@ -211,39 +216,6 @@ def _one_scores(scores) -> str:
     return path
 
 
-def load_inputs(truth: PathLike, scores: PathLike | Sequence[PathLike], *, schema: Any = None, format: str = "auto",
-                labels: Any = None, id_column: str | None = None, from_logits: bool = False,
-                split: str | None = None, split_column: str | None = None, splits: PathLike | None = None):
-    """The truth table and ONE scores file aligned to it: ``(table, scores)``. Several score files
-    raise ``InputError`` (thresholds are tuned for one strategy at a time). ``split``: only the
-    rows of that split (:func:`select_split`; ``split_column`` names the column, or ``splits``
-    gives the file ``labelwise split --out`` wrote)."""
-    path = _one_scores(scores)
-    table, full = _read_selected(truth, schema=schema, format=format, labels=labels, split=split,
-                                 split_column=split_column, splits=splits)
-    return table, read_aligned_scores(table, path, id_column=id_column, from_logits=from_logits, full=full)
-
-
-def load_fit_inputs(truth: PathLike, scores: PathLike | Sequence[PathLike], *, schema: Any = None,
-                    format: str = "auto", labels: Any = None, id_column: str | None = None,
-                    from_logits: bool = False, split: str | None = None, split_column: str | None = None,
-                    splits: PathLike | None = None, allow_test_rows: bool = False):
-    """What a fit (calibration, thresholds, a decision rule) reads: ``(table, raw, said)`` --
-    the truth rows to fit on, ONE scores file aligned to them as written (logits stay logits
-    with ``from_logits``), and one line saying how many rows of which split the fit uses.
-
-    Refuses (``InputError``) to fit on rows whose split is test (``test``, ``testing``,
-    ``holdout``, ...), from the split column or the ``splits`` file, unless ``allow_test_rows``.
-    Rows with no split information are used as given, and the line says so.
-    """
-    path = _one_scores(scores)
-    table, full = _read_selected(truth, schema=schema, format=format, labels=labels, split=split,
-                                 split_column=split_column, splits=splits)
-    said = fit_rows_said(table, table.source, column=split_column, splits=splits, allow_test_rows=allow_test_rows)
-    raw = read_aligned_scores(table, path, id_column=id_column, from_logits=from_logits, full=full, raw=True)
-    return table, raw, said
-
-
 def fit_rows_said(table: Any, source: Any, *, column: str | None = None, splits: PathLike | None = None,
                   allow_test_rows: bool = False) -> str:
     """``"fitting on 2 rows of split 'val' (column 'split') of t.csv"``; raises ``InputError``
@@ -264,22 +236,60 @@ def fit_rows_said(table: Any, source: Any, *, column: str | None = None, splits:
     return f"fitting on {n} rows {what} of {source}" + (" -- test rows allowed" if n_test else "")
 
 
-def load_strategies(truth: PathLike, scores: Sequence[str], *, schema: Any = None, format: str = "auto",
-                    labels: Any = None, id_column: str | None = None, from_logits: bool = False,
-                    split: str | None = None, split_column: str | None = None, splits: PathLike | None = None):
+def _load(truth: PathLike, named: Sequence[tuple[str, str]], *, schema: Any = None, format: str = "auto",
+          labels: Any = None, id_column: str | None = None, from_logits: bool = False, split: str | None = None,
+          split_column: str | None = None, splits: PathLike | None = None, fit: bool = False,
+          allow_test_rows: bool = False):
+    """``(table, {name: (path, scores)}, said)``: the truth rows (one split with ``split``) and each
+    named scores file aligned to them; with ``fit``, the scores as written and the line
+    :func:`fit_rows_said` (which refuses test rows unless ``allow_test_rows``), else ``said`` is ""."""
+    table, full = _read_selected(truth, schema=schema, format=format, labels=labels, split=split,
+                                 split_column=split_column, splits=splits)
+    said = fit_rows_said(table, table.source, column=split_column, splits=splits,
+                         allow_test_rows=allow_test_rows) if fit else ""
+    return table, {name: (path, read_aligned_scores(table, path, id_column=id_column, from_logits=from_logits,
+                                                    strategy=name if len(named) > 1 else None, full=full, raw=fit))
+                   for name, path in named}, said
+
+
+def load_strategies(truth: PathLike, scores: Sequence[str], **options: Any):
     """The truth table and every scores file (``NAME=PATH`` or a bare path) aligned to it:
-    ``(table, {name: (path, scores)})``, in the order given; ``split`` as in :func:`load_inputs`."""
+    ``(table, {name: (path, scores)})``, in the order given. ``options``: ``schema``, ``format``,
+    ``labels`` (how to read the truth, :func:`read_truth`), ``id_column`` (the scores' id column),
+    ``from_logits``, and ``split`` (only the rows of that split, :func:`select_split`;
+    ``split_column`` names the column, or ``splits`` gives the file ``labelwise split --out`` wrote)."""
     from .text import check_strategy_name
 
     named = parse_named_paths(list(scores))
     if len(named) > 1:
         for name, _ in named:
             check_strategy_name(name)
-    table, full = _read_selected(truth, schema=schema, format=format, labels=labels, split=split,
-                                 split_column=split_column, splits=splits)
-    return table, {name: (path, read_aligned_scores(table, path, id_column=id_column, from_logits=from_logits,
-                                                    strategy=name if len(named) > 1 else None, full=full))
-                   for name, path in named}
+    table, got, _ = _load(truth, named, **options)
+    return table, got
+
+
+def load_inputs(truth: PathLike, scores: PathLike | Sequence[PathLike], **options: Any):
+    """The truth table and ONE scores file aligned to it: ``(table, scores)``; ``options`` as in
+    :func:`load_strategies`. Several score files raise ``InputError`` (thresholds are tuned for
+    one strategy at a time)."""
+    table, got, _ = _load(truth, [("", _one_scores(scores))], **options)
+    return table, got[""][1]
+
+
+def load_fit_inputs(truth: PathLike, scores: PathLike | Sequence[PathLike], *, allow_test_rows: bool = False,
+                    **options: Any):
+    """What a fit (calibration, thresholds, a decision rule) reads: ``(table, raw, said)`` --
+    the truth rows to fit on, ONE scores file aligned to them as written (logits stay logits
+    with ``from_logits``), and one line saying how many rows of which split the fit uses;
+    ``options`` as in :func:`load_strategies`.
+
+    Refuses (``InputError``) to fit on rows whose split is test (``test``, ``testing``,
+    ``holdout``, ...), from the split column or the ``splits`` file, unless ``allow_test_rows``.
+    Rows with no split information are used as given, and the line says so.
+    """
+    table, got, said = _load(truth, [("", _one_scores(scores))], fit=True, allow_test_rows=allow_test_rows,
+                             **options)
+    return table, got[""][1], said
 
 
 def thresholds_per_strategy(values: Sequence[str] | None, names: Sequence[str]) -> str | Mapping[str, str] | None:

@@ -51,13 +51,14 @@ class Explanation:
     policy: Any = None
 
 
-def _read_images(source: Any, image_size: Sequence[int], channels: int) -> tuple[list[str], np.ndarray]:
+def _read_images(source: Any, image_size: Sequence[int], channels: int,
+                 column: str | None = None) -> tuple[list[str], np.ndarray]:
     from ..data.pipeline import make_dataset
     from ..training.predict import read_inputs
 
     if isinstance(source, np.ndarray):
         return [str(i) for i in range(len(source))], source
-    ids, paths = read_inputs(source)
+    ids, paths = read_inputs(source, column=column)
     if not paths:
         raise InputError(f"{source}: no images found (PNG/JPEG/BMP/GIF)")
     ds = make_dataset(paths, image_size=image_size, channels=channels, batch_size=32)
@@ -67,9 +68,10 @@ def _read_images(source: Any, image_size: Sequence[int], channels: int) -> tuple
 
 
 def explain_images(model: Any, images: Any, labels: Sequence[str] | str | None = None, layer: str | None = None, *,
-                   batch_size: int = 16) -> Explanation:
-    """Probabilities, decisions and Grad-CAM maps for ``images`` (a folder, a table of paths, a list
-    of paths, or an (n, H, W, C) array of 0-255 pixels).
+                   batch_size: int = 16, column: str | None = None) -> Explanation:
+    """Probabilities, decisions and Grad-CAM maps for ``images`` (a folder, a table of paths -- its
+    column ``column``, found as :func:`labelwise.training.predict.read_inputs` finds it when None --,
+    a list of paths, or an (n, H, W, C) array of 0-255 pixels).
 
     ``model``: a path to a ``labelwise train`` artifact (loaded with its decision policy), the tuple
     ``artifact.load`` returns, or a Keras model built by ``build_model`` (then images must be an
@@ -98,7 +100,7 @@ def explain_images(model: Any, images: Any, labels: Sequence[str] | str | None =
                          "array of the size to explain")
     else:
         size, channels = images.shape[1:3], images.shape[3]
-    ids, x = _read_images(images, size, channels)
+    ids, x = _read_images(images, size, channels, column)
     maps = grad_cam(model, x, target.labels, target.layer.name, batch_size=batch_size)
     raw = np.asarray(model.predict(x, verbose=0, batch_size=64))
     if raw.shape[-1] != schema.n_outputs:  # a powerset head: combinations -> label scores

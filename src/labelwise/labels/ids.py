@@ -20,9 +20,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-__all__ = ["match_ids", "id_keys", "resolve_files"]
+__all__ = ["match_ids", "id_keys", "resolve_files", "folder_listing", "IMAGE_EXTENSIONS"]
 
-_IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".npy", ".dcm")
+# Files a folder-tree table lists as images; an id may also name its file without one of these or .npy/.dcm.
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+_IMAGE_EXTENSIONS = (*IMAGE_EXTENSIONS, ".npy", ".dcm")
 
 
 def _path(x: str) -> str:
@@ -80,34 +82,40 @@ def match_ids(wanted: Sequence[object], given: Sequence[object], *, one_to_one: 
     return out
 
 
-def resolve_files(names: Sequence[object], base: "str | os.PathLike") -> tuple[list[str], int]:
-    """``(paths, n_by_stem)``: each id's image file, the way ``train`` finds it -- ``base/id`` (or
-    the id itself when absolute); an id without its extension (``x1`` for ``x1.png``, also
-    ``d/x1``) is the one image file with that stem in its folder. An id with no such file, or with
-    several (``x1.jpg`` and ``x1.png``), keeps ``base/id`` so the reader's error names it.
-    ``n_by_stem`` counts the ids found by their stem."""
-    listing: dict[str, dict[str, list[str]]] = {}
-    out: list[str] = []
+def resolve_files(names: Sequence[object], base: "str | os.PathLike") -> tuple[np.ndarray, np.ndarray, int]:
+    """``(paths, found, n_by_stem)``: each id's image file, one rule for ``train`` and ``predict`` --
+    ``base/id`` (or the id itself when absolute); an id without its extension (``x1`` for
+    ``x1.png``, also ``d/x1``) is the one image file with that stem in its folder. An id with no
+    such file, or with several (``x1.jpg`` and ``x1.png``), keeps ``base/id`` and ``found`` False,
+    so the caller's error names it. ``n_by_stem`` counts the ids found by their stem."""
+    folders: dict[str, tuple[set[str], dict[str, list[str]]]] = {}
+    paths = np.empty(len(names), dtype=object)
+    found = np.zeros(len(names), dtype=bool)
     n_stem = 0
-    for name in names:
+    for r, name in enumerate(names):
         text = str(name).strip()
         path = text if os.path.isabs(text) else os.path.join(str(base), text)
-        if not os.path.exists(path):
-            folder, stem = os.path.split(path)
-            if folder not in listing:
-                by_stem: dict[str, list[str]] = {}
-                try:
-                    entries = os.listdir(folder or ".")
-                except OSError:
-                    entries = []
-                for entry in entries:
-                    root, ext = os.path.splitext(entry)
-                    if ext.lower() in _IMAGE_EXTENSIONS:
-                        by_stem.setdefault(root, []).append(entry)
-                listing[folder] = by_stem
-            found = listing[folder].get(stem, [])
-            if len(found) == 1:
-                path = os.path.join(folder, found[0])
-                n_stem += 1
-        out.append(path)
-    return out, n_stem
+        folder, file = os.path.split(path)
+        present, by_stem = folders.get(folder) or folders.setdefault(folder, folder_listing(folder))
+        if file in present or os.path.exists(path):
+            found[r] = True
+        elif len(by_stem.get(file, ())) == 1:
+            path, found[r] = os.path.join(folder, by_stem[file][0]), True
+            n_stem += 1
+        paths[r] = path
+    return paths, found, n_stem
+
+
+def folder_listing(folder: "str | os.PathLike") -> tuple[set[str], dict[str, list[str]]]:
+    """``(names, by_stem)``: the entries of ``folder`` (none when it cannot be listed) and its image
+    files by stem (``{"x1": ["x1.png"]}``)."""
+    try:
+        entries = os.listdir(folder or ".")
+    except OSError:
+        entries = []
+    by_stem: dict[str, list[str]] = {}
+    for entry in entries:
+        root, ext = os.path.splitext(entry)
+        if ext.lower() in _IMAGE_EXTENSIONS:
+            by_stem.setdefault(root, []).append(entry)
+    return set(entries), by_stem

@@ -136,9 +136,9 @@ class LabelTable:
 
     def row_name(self, i: int) -> str:
         """How errors name row ``i``: ``"<id> at line <n>"`` (or just the id)."""
-        if self.lines is not None:
-            return f"{self.ids[i]} at line {int(self.lines[i])}"
-        return str(self.ids[i])
+        from .csvread import _RowNames
+
+        return _RowNames(self.ids, self.lines)[i]
 
     def groups(self, column: str) -> np.ndarray:
         """The values of ``extra[column]`` (e.g. patient ids), as an array aligned to rows.

@@ -34,7 +34,7 @@ import pandas as pd
 from ..errors import InputError, TableError
 
 __all__ = ["grouped_stratified_split", "split_table", "split_report", "check_split", "random_group_split",
-           "parse_fractions", "integer_floor_pp", "split_name", "SPLIT_ALIASES", "read_splits_file", "splits_for"]
+           "parse_fractions", "integer_floor_pp", "split_name", "SPLIT_ALIASES", "column_splits", "read_splits_file", "splits_for"]
 
 # The usual spellings of the three split names, read as one everywhere (compared after strip + lower).
 SPLIT_ALIASES = {"train": "train", "training": "train",
@@ -103,6 +103,19 @@ def splits_for(ids: Sequence[Any], path: Any, *, source: Any = "the table") -> n
         raise InputError(f"{source}: {missing.size} of {len(ids)} row(s) have no split in {path} (e.g. {shown}); "
                          f"the split file must come from this table: labelwise split TABLE --out {path}")
     return frame["split"].to_numpy(dtype=object)[at]
+
+
+def column_splits(table: Any, column: str, source: Any) -> np.ndarray:
+    """Each row's split (``"train"``, ``"val"`` or ``"test"``, read by :func:`split_name`) from
+    ``table``'s column ``column``; ``InputError`` naming ``source`` when the column is missing or
+    holds another value."""
+    if column not in table.extra.columns:
+        raise InputError(f"{source}: no column {column!r} to split by; columns are {list(table.extra.columns)}")
+    names = table.extra[column].map(split_name).to_numpy(dtype=object)
+    bad = sorted(set(names) - {"train", "val", "test"})
+    if bad:
+        raise InputError(f"{source}: column {column!r} has value(s) {bad[:5]}; use train, val or test")
+    return names
 
 
 def parse_fractions(fractions: Sequence[float] | str) -> np.ndarray:

@@ -54,10 +54,11 @@ from ..errors import Note, SchemaError, SchemaViolation, TableError
 from .schema import LabelSchema, load_schema
 from .structure import settle_table
 from .cells import list_literals, merge_duplicates, warn_odd_names
-from .csvread import (_check_binary, _data_rows, _ids, _looks_headerless, _looks_like_label,  # noqa: F401
-                      _pick_column, _read_csv, _RowNames, _short, is_split_column, read_csv,
+from .csvread import (_check_binary, _data_rows, _ids, _looks_headerless, _looks_like_label,
+                      _pick_column, _read_csv, _RowNames, is_split_column, read_csv,
                       ID_COLUMN_NAMES as _ID_COLUMN_NAMES)
-from .paths import IMAGE_EXTENSIONS, attach_paths
+from .ids import IMAGE_EXTENSIONS
+from .paths import attach_paths
 from .spec import LabelTable, TableSpec
 from .stats import DEFAULT_GROUP_COLUMNS
 
@@ -318,12 +319,18 @@ def _labels_from_frame(frame: pd.DataFrame, p: Path, schema: LabelSchema | None,
             schema.encode([uniques[int(codes[r])]], sep=sep, row_names=[names[r]], source=str(p), validate=False)
             raise  # pragma: no cover - the line above raises
         y = y_u[codes]
-    y, known, notes = settle_table(y, np.ones(y.shape, dtype=bool), schema, row_names=names, source=str(p),
-                                   repair=repair)
-    extra = frame.drop(columns=[id_col, label_col]).reset_index(drop=True)
+    return _finish(p, ids, lines, y, np.ones(y.shape, dtype=bool), schema,
+                   frame.drop(columns=[id_col, label_col]).reset_index(drop=True), id_col, "labels", repair)
+
+
+def _finish(p: Path, ids: np.ndarray, lines: np.ndarray, y: np.ndarray, known: np.ndarray, schema: LabelSchema,
+            extra: pd.DataFrame, id_col: str, format: str, repair: bool) -> LabelTable:
+    """The table of a CSV's rows: labels settled by the schema (:func:`settle_table`), repeated
+    ids merged (:func:`merge_duplicates`)."""
+    y, known, notes = settle_table(y, known, schema, row_names=_RowNames(ids, lines), source=str(p), repair=repair)
     ids, y, extra, lines, known = merge_duplicates(ids, y, extra, lines, p, schema.labels, known)
     return LabelTable(ids=ids, y=np.ascontiguousarray(y, dtype=np.uint8), schema=schema, extra=extra,
-                      source=str(p), lines=lines, id_column=id_col, format="labels", notes=notes, known=known)
+                      source=str(p), lines=lines, id_column=id_col, format=format, notes=notes, known=known)
 
 
 # ====================================================================== one-hot
@@ -362,15 +369,11 @@ def _onehot_from_frame(frame: pd.DataFrame, p: Path, schema: LabelSchema | None,
         hint = "fix the cell; if {col!r} is not a label, give a schema (--schema, schema=) that lists the labels"
     y, known = _check_binary(values, p, ids, lines, wanted, hint=hint,
                              unknown=schema.unknown_values if schema is not None else ())
-    names = _RowNames(ids, lines)
     if schema is None:
         schema = LabelSchema.infer(y, wanted) if labels is None else LabelSchema(independent=tuple(wanted))
     y, known = _place(y, known, wanted, schema)
-    y, known, notes = settle_table(y, known, schema, row_names=names, source=str(p), repair=repair)
-    extra = frame.drop(columns=[id_col, *wanted]).reset_index(drop=True)
-    ids, y, extra, lines, known = merge_duplicates(ids, y, extra, lines, p, schema.labels, known)
-    return LabelTable(ids=ids, y=np.ascontiguousarray(y, dtype=np.uint8), schema=schema, extra=extra,
-                      source=str(p), lines=lines, id_column=id_col, format="onehot", notes=notes, known=known)
+    return _finish(p, ids, lines, y, known, schema, frame.drop(columns=[id_col, *wanted]).reset_index(drop=True),
+                   id_col, "onehot", repair)
 
 
 def _place(y: np.ndarray, known: np.ndarray, given: Sequence[str], schema: LabelSchema):
@@ -420,12 +423,8 @@ def _read_headerless_onehot(p: Path, schema: LabelSchema | None, labels: Sequenc
     if schema is None:
         schema = LabelSchema(independent=tuple(wanted))
     y, known = _place(y, known, wanted, schema)
-    y, known, notes = settle_table(y, known, schema, row_names=_RowNames(ids, lines), source=str(p), repair=repair)
-    ids, y, extra, lines, known = merge_duplicates(ids, y, pd.DataFrame(index=pd.RangeIndex(len(ids))), lines, p,
-                                                   schema.labels, known)
-    return LabelTable(ids=ids, y=np.ascontiguousarray(y, dtype=np.uint8), schema=schema,
-                      extra=extra, source=str(p), lines=lines,
-                      id_column="id", format="onehot", notes=notes, known=known)
+    return _finish(p, ids, lines, y, known, schema, pd.DataFrame(index=pd.RangeIndex(len(ids))), "id", "onehot",
+                   repair)
 
 
 def _check_subset(p: Path, given: Sequence[str], schema: LabelSchema) -> None:

@@ -147,17 +147,10 @@ def split_masks(config: TrainConfig, table: Any) -> dict[str, np.ndarray]:
     if config.splits:
         masks = _masks_from_splits_file(config.splits, table, config.table)
     elif config.split_column:
-        if config.split_column not in table.extra.columns:
-            raise InputError(f"{config.table}: no column {config.split_column!r} to split by; columns are "
-                             f"{list(table.extra.columns)}")
-        from ..labels.split import split_name
+        from ..labels.split import column_splits
 
-        names = table.extra[config.split_column].map(split_name)
-        bad = sorted(set(names) - {"train", "val", "test"})
-        if bad:
-            raise InputError(f"{config.table}: column {config.split_column!r} has value(s) {bad[:5]}; "
-                             "use train, val or test")
-        masks = {k: (names == k).to_numpy() for k in ("train", "val", "test")}
+        names = column_splits(table, config.split_column, config.table)
+        masks = {k: names == k for k in ("train", "val", "test")}
     else:
         from ..labels.split import split_table
 

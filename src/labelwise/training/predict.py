@@ -195,11 +195,11 @@ def read_inputs(source: str | os.PathLike | Sequence[str], *, images: str | os.P
     names = [str(x).strip() for x in frame[column].tolist()]
     from ..labels.ids import resolve_files
 
-    paths, n_stem = resolve_files(names, base)
+    paths, _, n_stem = resolve_files(names, base)
     if n_stem:
         warnings.warn(f"{source}: {n_stem} id(s) have no file extension; each was matched to the one image file "
                       f"with that name in {base}", stacklevel=2)
-    return names, paths
+    return names, list(paths)
 
 
 @dataclass(frozen=True)
