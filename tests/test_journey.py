@@ -100,15 +100,20 @@ def test_journey_from_a_raw_table_to_served_predictions(tmp_path, none_at):
     pred = pd.read_csv(d / "pred.csv")
     assert pred["id"].astype(str).tolist() == table_ids  # the ids it read, in the table's order
 
-    out = lw(d, "calibrate", "--truth", "labels.csv", "--scores", "pred.csv", "--splits", "splits.csv",
+    # calibration and decisions refitted on the raw validation scores train wrote (never on predict's
+    # calibrated probabilities, which calibrate refuses: they would be calibrated twice)
+    out = lw(d, "calibrate", "--truth", "labels.csv", "--scores", "run/val_scores.csv", "--splits", "splits.csv",
              "--split", "val", "--out", "calibration.json").stdout
     assert f"fitting on {len(val)} rows of split 'val'" in out
     assert json.loads((d / "calibration.json").read_text())["fitted_on"]["rows"] == len(val)
 
-    out = lw(d, "thresholds", "--truth", "labels.csv", "--scores", "pred.csv", "--splits", "splits.csv",
+    out = lw(d, "thresholds", "--truth", "labels.csv", "--scores", "run/val_scores.csv", "--splits", "splits.csv",
              "--split", "val", "--calibration", "calibration.json", "--optimize", "instance-f1",
              "--out", "decision.json").stdout
     assert f"fitting on {len(val)} rows of split 'val'" in out
+    # predict's raw probabilities: what another decision file is judged on
+    lw(d, "predict", "run/model.keras", "labels.csv", "--images", "images", "--raw", "--out", "pred_raw.csv")
+    assert json.loads((d / "pred_raw.csv.json").read_text())["values"] == "raw"
 
     # the test rows, scored by predict and by train, give the same numbers
     by_predict = evaluate_json(d, "pred.csv")
@@ -117,8 +122,12 @@ def test_journey_from_a_raw_table_to_served_predictions(tmp_path, none_at):
     assert set(per_label(by_predict)) == set(LABELS)
     for label, auc in per_label(by_train).items():
         assert per_label(by_predict)[label] == pytest.approx(auc, abs=1e-6, nan_ok=True)
-    decided = evaluate_json(d, "pred.csv", "--thresholds", "decision.json")
+    decided = evaluate_json(d, "pred_raw.csv", "--thresholds", "decision.json")
     assert decided["summary"]["n_images"] == len(test)
+    # the raw file judged by the model's own policy (its sidecar) gives train's numbers again
+    by_raw = evaluate_json(d, "pred_raw.csv")
+    assert by_raw["averages"]["labels_per_image_predicted"] == pytest.approx(
+        by_train["averages"]["labels_per_image_predicted"], abs=1e-9)
 
     # predicting the folder writes ids relative to it (with the extension); they join the table too
     lw(d, "predict", "run/model.keras", "images", "--out", "pred_folder.csv")

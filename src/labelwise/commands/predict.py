@@ -45,6 +45,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--decide-for", default=None, metavar="RULE",
                    help="decide by RULE instead of the model's rule: hamming, subset, instance-f1 or top-k=K "
                    "(rules tuned on validation data are set at training: decide_for)")
+    p.add_argument("--raw", action="store_true",
+                   help="write the model's own, uncalibrated probabilities in the p_ columns (the sidecar says raw), "
+                        "e.g. to evaluate another decision file on them; the decisions stay the model's (default off)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--pipeline", choices=("auto", "tf", "python"), default="auto",
                    help="input pipeline: auto (tf.data when TensorFlow is installed, else Python), tf or python")
@@ -108,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     frame = predict(args.model, inputs, out=args.out, images=args.images, column=args.column,
                     batch_size=args.batch_size, skip_unreadable=args.skip_unreadable, max_slices=args.max_slices,
                     verbose=0 if args.quiet else 1 if interactive() else 2, pipeline=args.pipeline,
-                    decide_for=args.decide_for)
+                    decide_for=args.decide_for, raw=args.raw)
     print(f"labelwise predict: {len(frame)} {frame.attrs.get('kind', 'image')}(s) -> {args.out}")
     for line in frame.attrs.get("promises") or []:
         print(f"labelwise predict: promise: {line}")

@@ -105,20 +105,21 @@ def prediction_frame(ids: Sequence[Any], scores: np.ndarray, decisions: np.ndarr
 
 
 def write_predictions(path: str | os.PathLike, ids: Sequence[Any], scores: np.ndarray, decisions: np.ndarray,
-                      schema: LabelSchema, *, policy: Any = None) -> Path:
+                      schema: LabelSchema, *, policy: Any = None, values: str | None = None) -> Path:
     """Write :func:`prediction_frame` as CSV, atomically. Scores keep 9 significant digits (``%.9g``),
     so a tiny probability (a derived none score of 1e-7) is written as such, never as 0, and ranks.
 
     With ``policy`` (the :class:`labelwise.decide.DecisionPolicy` that made them) the sidecar
     ``<path>.json`` records what the ``p_`` columns hold (:mod:`labelwise.decide.scorefile`):
-    calibrated probabilities under that policy, or raw ones when it has no calibration."""
+    calibrated probabilities under that policy, or raw ones when it has no calibration (or ``values``
+    says "raw": the model's own probabilities, decided under ``policy``)."""
     frame = prediction_frame(ids, scores, decisions, schema)
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False, float_format="%.9g")
     if policy is not None:
         from ..decide.scorefile import values_of, write_state
 
-        write_state(path, values_of(policy), policy)
+        write_state(path, values or values_of(policy), policy)
     return Path(path)
 
 
@@ -419,7 +420,7 @@ def _check_pre(spec: ModelInputs, pre: Any) -> None:
 def predict(model: Any, source: Any, *, out: str | os.PathLike | None = None, images: Any = None,
             column: str | None = None, batch_size: int | None = None, skip_unreadable: bool = False,
             max_slices: int | None = None, verbose: int = 1, pipeline: str = "auto",
-            decide_for: str | None = None):
+            decide_for: str | None = None, raw: bool = False):
     """Predict scores and decisions for images, or for cases with a case model; returns the
     :func:`prediction_frame` (``frame.attrs["kind"]`` is "image" or "case"; ``frame.attrs["skipped"]``
     is ``{path: reason}`` for every input found but left out with ``skip_unreadable``).
@@ -445,7 +446,9 @@ def predict(model: Any, source: Any, *, out: str | os.PathLike | None = None, im
     The ``p_`` columns are the calibrated probabilities and the decisions follow the artifact's
     rule (:meth:`labelwise.decide.DecisionPolicy.apply`); ``decide_for`` replaces the rule by one that needs
     no validation data (see :func:`resolve_policy`). A model saved without a policy decides at 0.5 per
-    label with no calibration, and a ``UserWarning`` says so.
+    label with no calibration, and a ``UserWarning`` says so. ``raw``: the ``p_`` columns hold the
+    model's own (uncalibrated) probabilities instead, and the sidecar says so, e.g. to judge another
+    decision file on new images (``labelwise evaluate --thresholds``); the decisions are unchanged.
     """
     from . import artifact
 
@@ -503,8 +506,12 @@ def predict(model: Any, source: Any, *, out: str | os.PathLike | None = None, im
                                 skip_unreadable=skip_unreadable, verbose=verbose, pipeline=pipeline)
         ids = [ids[i] for i in result.keep]
     probs, decisions = policy.apply(result.scores)
+    if raw:  # the model's own probabilities in the p_ columns (the sidecar says raw); decisions as always
+        from ..decide.policy import DecisionPolicy
+
+        probs = DecisionPolicy.identity(schema, note=None).probabilities(result.scores)
     if out is not None:
-        write_predictions(out, ids, probs, decisions, schema, policy=policy)
+        write_predictions(out, ids, probs, decisions, schema, policy=policy, values="raw" if raw else None)
     frame = prediction_frame(ids, probs, decisions, schema)
     frame.attrs["kind"] = spec.kind
     frame.attrs["skipped"] = dict(result.skipped)  # found but not predicted: {path: reason}
