@@ -233,3 +233,24 @@ def test_case_explanations_use_predicts_slices_and_policy(tmp_path):
     page = (out / "index.html").read_text()
     for case_id, row in ref.iterrows():
         assert f"<td>{case_id}</td><td>a</td><td>{row['p_a']:.3f}</td>" in page
+
+
+def test_predict_raw_writes_the_models_own_probabilities_and_the_same_decisions(saved, tmp_path):
+    import pandas as pd
+
+    from labelwise.decide.scorefile import read_state
+    from labelwise.training.predict import predict
+
+    d, path, folder, names, policy, ref = saved
+    cal = predict(str(path), str(folder), out=str(tmp_path / "cal.csv"), verbose=0)
+    raw = predict(str(path), str(folder), out=str(tmp_path / "raw.csv"), verbose=0, raw=True)
+    p_cal, d_cal = _table(cal, names)
+    p_raw, d_raw = _table(raw, names)
+    np.testing.assert_array_equal(d_raw, d_cal)  # the decisions stay the policy's
+    np.testing.assert_allclose(p_cal, ref, atol=1e-6)
+    # raw: the calibration undone is the model's output; the policy applied to it gives the calibrated numbers
+    np.testing.assert_allclose(policy.probabilities(p_raw[:, :SCHEMA.n_outputs]), p_cal, atol=1e-6)
+    assert not np.allclose(p_raw, p_cal, atol=1e-3)
+    assert read_state(tmp_path / "raw.csv").values == "raw" and read_state(tmp_path / "cal.csv").values == "calibrated"
+    on_disk, _ = _table(pd.read_csv(tmp_path / "raw.csv"), names)
+    np.testing.assert_allclose(on_disk, p_raw, atol=1e-8)
