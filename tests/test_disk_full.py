@@ -55,8 +55,10 @@ def _train(config: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
 
 
 def _our_lines(stderr: str) -> list[str]:
-    """stderr without TensorFlow/absl start-up chatter (it is printed before our code runs)."""
-    noise = ("I0000 ", "W0000 ", "E0000 ", "WARNING: All log messages", "To enable the following")
+    """stderr without TensorFlow/absl start-up chatter (it is printed before our code runs) and
+    without the reader's ``note:`` (what it read from the table, said once)."""
+    noise = ("I0000 ", "W0000 ", "E0000 ", "WARNING: All log messages", "To enable the following",
+             "labelwise train: note: ")
     return [line for line in stderr.splitlines() if line.strip() and not line.startswith(noise)]
 
 

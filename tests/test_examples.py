@@ -28,6 +28,7 @@ COVERED = {
     "quickstart.ipynb": "test_quickstart_notebook.py",
     "data/make_digits.py": "test_bundled_digits_are_scikit_learns",
     "data/make_scores.py": "test_docs_snippets.py (docs/guide/decisions.md, docs/guide/evaluation.md)",
+    "data/make_untidy_table.py": "test_journey.py and test_docs_snippets.py (docs/real-data.md)",
     "data/digits/t10k-images-idx3-ubyte.gz": "test_bundled_digits_are_scikit_learns",
     "data/digits/t10k-labels-idx1-ubyte.gz": "test_bundled_digits_are_scikit_learns",
 }

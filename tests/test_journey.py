@@ -23,34 +23,15 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-LABELS = ["a", "N/A", "b", "c"]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples" / "data"))
+from make_untidy_table import LABELS, make_untidy_table  # noqa: E402  (what docs/real-data.md runs)
 
 
-def make_data(folder: Path, none_at: str, n: int = 60) -> None:
-    """``n`` 32x32 grey PNGs whose labels show as bright bands (a: top, b: left, c: a corner) and
-    ``labels.csv``: id (no extension), the one-hot columns, Tags (the same labels as a list), a
-    patient column; three rows repeated as they are."""
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    (folder / "images").mkdir()
-    rows = []
-    for i in range(n):
-        a, b, c = (rng.random(3) < 0.4).astype(int)
-        img = rng.integers(0, 60, size=(32, 32))
-        img[:12, :] += 150 * a
-        img[:, :12] += 150 * b
-        img[20:, 20:] += 150 * c
-        img = np.clip(img, 0, 255).astype(np.uint8)
-        name = f"im{i:03d}"
-        Image.fromarray(img).save(folder / "images" / f"{name}.png")
-        tags = [t for t, v in zip("abc", (a, b, c)) if v] or ["N/A"]
-        rows.append({"id": name, "a": a, "N/A": int(tags == ["N/A"]), "b": b, "c": c, "Tags": str(tags),
-                     "Patient ID": f"p{i // 2}"})
-    frame = pd.DataFrame(rows)
-    frame = pd.concat([frame, frame.iloc[[3, 10, 25]]], ignore_index=True)
-    order = ["id", "N/A", "a", "b", "c"] if none_at == "first" else ["id", "a", "N/A", "b", "c"]
-    frame[order + ["Tags", "Patient ID"]].to_csv(folder / "labels.csv", index=False)
+def make_data(folder: Path, none_at: str) -> None:
+    """The example table (:mod:`make_untidy_table`: one-hot with ``N/A`` in the middle or first, ids
+    without extensions, an agreeing ``Tags`` list column, repeated rows, a patient column) and the
+    ``train.toml`` of docs/real-data.md."""
+    make_untidy_table(folder, none_first=none_at == "first")
     (folder / "train.toml").write_text(
         'table = "labels.csv"\nimages = "images"\nsplits = "splits.csv"\nbackbone = "small_cnn"\n'
         'image_size = [32, 32]\nchannels = 1\nepochs = 5\nbatch_size = 16\nlearning_rate = 0.003\n'
