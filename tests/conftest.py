@@ -34,3 +34,18 @@ def nih_schema():
     from labelwise import LabelSchema
 
     return LabelSchema(independent=NIH_FINDINGS, none="No Finding")
+
+
+def run_cli(*argv) -> int:
+    """``labelwise ARGV`` in this process (each argument as a string); the exit status."""
+    from labelwise.commands.cli import main
+
+    return main([str(a) for a in argv])
+
+
+def write_csv(path, ids, header, rows, fmt="{:.9g}") -> None:
+    """A CSV with an ``id`` column and one column per name in ``header``; cells ``fmt.format(v)``."""
+    with open(path, "w") as f:
+        f.write(",".join(["id", *header]) + "\n")
+        for i, row in zip(ids, rows):
+            f.write(",".join([i, *(fmt.format(v) for v in row)]) + "\n")

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT
+from conftest import ROOT, run_cli
 
 sk = pytest.importorskip("sklearn.metrics")
 
@@ -231,12 +231,6 @@ def test_compare_reference_thresholds_and_errors(powerset_case, tmp_path):
 
 
 # ------------------------------------------------------------------ the command
-def run_cli(*argv):
-    from labelwise.commands.cli import main
-
-    return main([str(a) for a in argv])
-
-
 def _write_scores(path: Path, ids, scores, labels):
     frame = pd.DataFrame(scores, columns=labels)
     frame.insert(0, "id", ids)

@@ -11,21 +11,9 @@ import pytest
 from labelwise.decide import Calibration, DecisionPolicy, fit_calibration, fit_policy
 from labelwise.errors import InputError
 from labelwise.labels.schema import LabelSchema
+from conftest import run_cli, write_csv as _write
 
 LABELS = ["A", "B", "C"]
-
-
-def run_cli(*argv):
-    from labelwise.commands.cli import main
-
-    return main([str(a) for a in argv])
-
-
-def _write(path, ids, header, rows, fmt="{:.9g}"):
-    with open(path, "w") as f:
-        f.write(",".join(["id", *header]) + "\n")
-        for i, row in zip(ids, rows):
-            f.write(",".join([i, *(fmt.format(v) for v in row)]) + "\n")
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import NIH_FINDINGS, NIH_TABLE, require
+from conftest import NIH_FINDINGS, NIH_TABLE, require, run_cli
 
 from labelwise.errors import InputError
 
@@ -41,12 +41,6 @@ def nih_split(tmp_path_factory):
     order = [NIH_FINDINGS.index(x) for x in read_truth(d / "table.csv", format="nih").schema.output_labels]
     np.save(d / "pred_all.npy", scores[:, order])  # an .npy's columns follow the schema's outputs
     return d, full, y, scores, test
-
-
-def run_cli(*argv):
-    from labelwise.commands.cli import main
-
-    return main([str(a) for a in argv])
 
 
 def _reference_auc(y, s):

@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import CHEXNET_SPLIT, NIH_FINDINGS, NIH_TABLE, ROOT, require
+from conftest import CHEXNET_SPLIT, NIH_FINDINGS, NIH_TABLE, ROOT, require, run_cli
 
 from labelwise import LabelSchema
 from labelwise.errors import InputError
@@ -297,12 +297,6 @@ def test_exclusive_group_schema():
 
 
 # ------------------------------------------------------------------ commands
-def run_cli(*argv):
-    from labelwise.commands.cli import main
-
-    return main([str(a) for a in argv])
-
-
 @pytest.mark.slow
 def test_cli_evaluate_writes_report(xray, tmp_path, capsys):
     d, _, y, _ = xray

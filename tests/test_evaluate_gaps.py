@@ -16,14 +16,9 @@ import pytest
 
 from labelwise.errors import InputError
 from labelwise.evaluation import evaluate
+from conftest import run_cli
 
 LABELS = ["Atelectasis", "Effusion", "Mass", "Nodule"]
-
-
-def run_cli(*argv):
-    from labelwise.commands.cli import main
-
-    return main([str(a) for a in argv])
 
 
 def make_data(n=300, seed=0):

@@ -10,14 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from labelwise.commands.cli import main
 from labelwise.decide import fit_calibration, fit_policy
 from labelwise.errors import InputError
 from labelwise.labels.split import split_name
-
-
-def run(*argv) -> int:
-    return main([str(a) for a in argv])
+from conftest import run_cli as run
 
 
 @pytest.fixture

@@ -12,13 +12,9 @@ import pytest
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
-from labelwise.commands.cli import main
 from labelwise.labels.ids import match_ids
 from labelwise.training.predict import read_inputs
-
-
-def run(*argv) -> int:
-    return main([str(a) for a in argv])
+from conftest import run_cli as run
 
 
 def test_match_ids_tries_exact_then_path_then_name_then_stem():

@@ -9,11 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from labelwise.commands.cli import main
-
-
-def run(*argv) -> int:
-    return main([str(a) for a in argv])
+from conftest import run_cli as run
 
 
 @pytest.fixture

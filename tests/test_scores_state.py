@@ -13,15 +13,10 @@ from sklearn.metrics import brier_score_loss
 from labelwise.decide import DecisionPolicy, fit_policy
 from labelwise.decide.scorefile import read_state, sidecar_path, write_scores, write_state
 from labelwise.labels.schema import LabelSchema
+from conftest import run_cli
 
 LABELS = ("A", "B", "C")
 SCHEMA = LabelSchema(LABELS)
-
-
-def run_cli(*argv):
-    from labelwise.commands.cli import main
-
-    return main([str(a) for a in argv])
 
 
 def _truth(path, ids, y):

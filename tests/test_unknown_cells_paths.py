@@ -11,14 +11,10 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from labelwise.commands.cli import main
 from labelwise.decide import compare_rules, fit_calibration, fit_policy
+from conftest import run_cli as run
 
 SCHEMA = '[labels]\nindependent = ["a", "b"]\n[labels.unknown]\nvalues = ["-1"]\n'
-
-
-def run(*argv) -> int:
-    return main([str(a) for a in argv])
 
 
 def write(d, y, *scores):
