@@ -113,13 +113,13 @@ def reconcile_files(thresholds: Any, scores_paths: "dict[str, Any]", schema, *, 
         given = per.get(name)
         decision = load_decision(given, schema) if isinstance(given, (str, Path)) else given
         if decision is not None and hasattr(decision, "decide"):
-            where = given if isinstance(given, (str, Path)) else f"the policy recorded beside {spath}"
-            policy, said = reconcile(spath, decision, where, from_logits=from_logits)
+            recorded = not isinstance(given, (str, Path))  # the sidecar's own policy: said once already
+            policy, said = reconcile(spath, decision, None if recorded else given, from_logits=from_logits)
             if said:
-                notes += said
+                notes += [] if recorded else said
                 given = policy
         out[name] = given
-    if not notes:
+    if not notes and all(out[name] is per.get(name) for name in out):
         return thresholds, notes
     return (out[next(iter(out))] if len(out) == 1 else out), notes
 
