@@ -50,8 +50,9 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from .batching import Batcher
-from .limits import (LOG, Admission, Deadline, DecodePool, check_multipart_png_budget, check_pixel_budget,
-                     default_max_pixels)
+from .limits import (LOG, Admission, Deadline, DecodePool, TrackedSend, check_multipart_png_budget,
+                     check_pixel_budget, default_max_pixels)
+from .limits import send_json as _send_json
 from .model import RequestError, ServedModel
 from .protocol import DEFAULT_INPUT_RANGE, infer_response, parse_infer_request
 
@@ -89,7 +90,7 @@ class BodyLimit:
             await _send_json(send, 413, {"error": self._message(f"{int(length) / 2**20:.1f} MB")})
             return
         seen = 0
-        started = False
+        tracked = TrackedSend(send)
 
         async def limited_receive():
             nonlocal seen
@@ -100,24 +101,11 @@ class BodyLimit:
                     raise _TooLarge(413, self._message(f"more than {self.max_bytes / 2**20:g} MB"))
             return message
 
-        async def tracking_send(message):
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
         try:
-            await self.app(scope, limited_receive, tracking_send)
+            await self.app(scope, limited_receive, tracked)
         except _TooLarge as e:  # read outside the app's handlers (normally they answer it)
-            if not started:
+            if not tracked.started:
                 await _send_json(send, 413, {"error": str(e)})
-
-
-async def _send_json(send, status: int, payload: dict) -> None:
-    body = json.dumps(payload).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
 
 
 def _error(status: int, message: str) -> JSONResponse:

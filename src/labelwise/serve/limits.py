@@ -208,6 +208,28 @@ class Admission:
             self.in_flight -= n
 
 
+class TrackedSend:
+    """An ASGI ``send`` that remembers whether the response has started (``started``): a middleware
+    may still answer on the app's behalf only while it has not."""
+
+    def __init__(self, send):
+        self.send = send
+        self.started = False
+
+    async def __call__(self, message):
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self.send(message)
+
+
+async def send_json(send, status: int, payload: dict) -> None:
+    """Answer ``status`` with the JSON ``payload`` through the raw ASGI ``send``."""
+    body = json.dumps(payload).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
 class Deadline:
     """ASGI middleware: answer 504 when the app has not started its response within ``timeout_s``.
 
@@ -223,27 +245,16 @@ class Deadline:
         if scope["type"] != "http" or scope.get("path", "").startswith("/v2/health"):
             await self.app(scope, receive, send)
             return
-        started = False
-
-        async def tracking_send(message):
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        tracked = TrackedSend(send)
         try:
-            await asyncio.wait_for(self.app(scope, receive, tracking_send), self.timeout_s)
+            await asyncio.wait_for(self.app(scope, receive, tracked), self.timeout_s)
         except asyncio.TimeoutError:
-            if started:
+            if tracked.started:
                 return
             LOG.warning("%s %s from %s: no answer within %g s (--timeout-s); answered 504", scope.get("method"),
                         scope.get("path"), _client(scope), self.timeout_s)
-            body = json.dumps({"error": f"the request was not answered within this server's limit of "
-                                        f"{self.timeout_s:g} s (--timeout-s); retry, or send fewer images"}).encode()
-            await send({"type": "http.response.start", "status": 504,
-                        "headers": [(b"content-type", b"application/json"),
-                                    (b"content-length", str(len(body)).encode())]})
-            await send({"type": "http.response.body", "body": body})
+            await send_json(send, 504, {"error": f"the request was not answered within this server's limit of "
+                                                 f"{self.timeout_s:g} s (--timeout-s); retry, or send fewer images"})
 
 
 def _client(scope) -> str:
