@@ -341,3 +341,24 @@ def test_cli_warns_off_loopback_and_checks_settings(setup, monkeypatch, capsys):
     assert main(["serve", str(folder / "missing.keras")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert len(started) == 2
+
+
+@pytest.mark.parametrize("rule", ["hamming", "subset", "instance-f1", "top-k=1"])
+def test_label_rules_state_the_threshold_the_decisions_use(rule):
+    """Where a label's rule is a threshold, the policy's decisions are exactly ``p >= threshold``; a rule
+    that decides without per-label thresholds is named instead of a threshold that does not apply."""
+    from labelwise.decide.policy import DecisionPolicy
+
+    s = schema()
+    served = ServedModel("m", None, s, None, None, (28, 28, 1), policy=DecisionPolicy(s, rule))
+    p = s.complete_scores(np.random.default_rng(0).random((400, s.n_outputs)))
+    decided = served.policy.apply(p)[1]
+    for r in served.label_rules():
+        if r["role"] != "independent":
+            continue
+        j = s.labels.index(r["name"])
+        if r["threshold"] is None:
+            assert r["rule"] == rule and "per-label thresholds do not apply" in served.decision_rule()
+            assert not np.array_equal(decided[:, j], (p[:, j] >= 0.5).astype(decided.dtype))
+        else:
+            np.testing.assert_array_equal(decided[:, j], (p[:, j] >= r["threshold"]).astype(decided.dtype))

@@ -196,11 +196,18 @@ class ServedModel:
     def label_rules(self) -> list[dict[str, Any]]:
         """Per label: ``name``, ``role`` (independent / group / none), ``group`` and the threshold
         ``decide`` applies (``default`` 0.5 where the stored one is missing; None for group
-        members, which are decided by arg-max, and the derived none label)."""
+        members, which are decided by arg-max, and the derived none label). Under a rule that
+        decides without per-label thresholds (top-k, instance-f1, ...) an independent label's
+        threshold is None and ``rule`` names that rule, as :meth:`decision_rule` says."""
         values = self.thresholds.as_dict() if hasattr(self.thresholds, "as_dict") else dict(self.thresholds or {})
+        rule = self.policy.parsed_rule
+        by_rule = self.policy.thresholds is None and rule.name not in ("hamming", "subset")
         rules = []
         for label in self.schema.labels:
-            if label in self.schema.independent:
+            if label in self.schema.independent and by_rule:
+                rules.append({"name": label, "role": "independent", "group": None, "threshold": None,
+                              "threshold_is_default": False, "rule": str(rule)})
+            elif label in self.schema.independent:
                 t = _num(values.get(label, float("nan")))
                 rules.append({"name": label, "role": "independent", "group": None,
                               "threshold": 0.5 if t is None else t, "threshold_is_default": t is None})

@@ -34,6 +34,7 @@ async function loadRules() {
 function pct(p) { return (100 * p).toFixed(1) + "%"; }
 
 function ruleText(rule) {
+  if (rule.role === "independent" && rule.threshold === null) return "by the rule " + rule.rule;
   if (rule.role === "independent") return "≥ " + rule.threshold.toFixed(3) + (rule.threshold_is_default ? " (default)" : "");
   if (rule.role === "group") return "top of " + rule.group;
   return "no independent";
