@@ -28,6 +28,12 @@ Rules (written ``name op target[@confidence]``; ``;fallback=point`` lets uncerti
   up; then ``P(FNR risk <= a) >= c``.
 
 Exclusive-group members stay arg-max and the none label derived (threshold NaN), like every rule.
+A parent of ``[labels.implies]`` is also decided wherever a label implying it is (the schema's
+structure); ``specificity`` and ``precision``, which those extra decisions can break, are certified
+on what is decided: rows its children turn on count as decided at every threshold. This holds
+conditional on the children's thresholds, which come from the same validation data: a child decided
+by an uncertified point estimate (``fallback=point``) can still leave its parent's promise optimistic.
+``sensitivity`` and ``fnr`` only gain from those extra decisions.
 This module imports neither Keras nor TensorFlow.
 """
 
@@ -303,15 +309,19 @@ def _pct(c: float) -> str:
     return f"{c * 100:g} %"
 
 
-def fit_guarantee(Y: np.ndarray, P: np.ndarray, schema, rule: GuaranteeRule):
+def fit_guarantee(Y: np.ndarray, P: np.ndarray, schema, rule: GuaranteeRule, *, _forced: np.ndarray | None = None):
     """Thresholds for ``rule`` over ``schema.labels`` from validation truth ``Y`` and scores ``P``
     ((n, n_outputs) or (n, n_labels)); ``params["promises"]`` holds the promise in words per label.
     Labels that cannot be certified raise :class:`InputError` naming them and the positives needed,
-    unless ``rule.fallback == "point"`` (then the point-estimate threshold, said uncertified)."""
+    unless ``rule.fallback == "point"`` (then the point-estimate threshold, said uncertified).
+    Parents of implications are certified on their final decisions (module docstring)."""
     labels = list(schema.labels)
     n_ind = len(schema.independent)
+    Y_in, P_in = Y, P
     Y = np.asarray(Y)[:, :n_ind].astype(np.uint8)
     P = np.asarray(P, dtype=np.float64)[:, :n_ind]
+    if _forced is not None:  # turned on by an implying label: decided at every threshold
+        P = np.where(_forced, _ALWAYS, P)
     values = np.full(len(labels), np.nan)
     metric = np.full(len(labels), np.nan)
     methods = [str(rule) if j < n_ind else ("derived" if x == schema.none else "argmax")
@@ -350,19 +360,24 @@ def fit_guarantee(Y: np.ndarray, P: np.ndarray, schema, rule: GuaranteeRule):
             else:
                 t, k, lb = precision_threshold(y, s, r, c)
                 count, need = k, min_count_possible(r, c)
-            if math.isnan(t):
+            too_many = rule.name == "specificity" and not math.isnan(t) and lb < r
+            if math.isnan(t) or too_many:
                 base = "positives" if rule.name != "specificity" else "negatives"
                 have = int(y.sum()) if rule.name != "specificity" else int((~y).sum())
                 msg = f"{labels[j]} ({have} validation {base}; needs at least {need})"
                 if rule.name == "precision":
                     msg = (f"{labels[j]} (no threshold passed; needs at least {need} validation images "
                            "above a threshold, nearly all positive)")
+                if too_many:  # the labels implying it decide too many of its negatives at any threshold
+                    msg = f"{labels[j]} (the labels implying it are decided on too many of its validation negatives)"
                 impossible.append(msg)
                 why[j] = msg.split(" (", 1)[1].rstrip(")")
                 continue
             values[j], metric[j] = t, lb
+            forced_note = "" if _forced is None or not _forced[:, j].any() else (
+                f", counting the {int(_forced[:, j].sum())} validation images its implying labels turn on")
             promises.append(f"{labels[j]}: {what} ≥ {r:g} with {_pct(c)} confidence, certified on {count} "
-                            f"validation {unit}")
+                            f"validation {unit}{forced_note}")
         if impossible:
             head = (f"{rule}: no threshold can certify {what} ≥ {r:g} at {_pct(c)} confidence for "
                     f"{len(impossible)} label(s): " + "; ".join(impossible))
@@ -379,14 +394,36 @@ def fit_guarantee(Y: np.ndarray, P: np.ndarray, schema, rule: GuaranteeRule):
                     continue
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    th = tune_thresholds(Y[:, [j]], P[:, [j]], method=method[rule.name], target=r)
+                    th = tune_thresholds(Y[:, [j]], np.minimum(P[:, [j]], 1.0), method=method[rule.name], target=r)
                 values[j], metric[j] = th.values[0], th.metric_at_threshold[0]
                 methods[j] = f"{rule.name}={r:g} (fallback: point estimate, not certified)"
                 promises.append(f"{labels[j]}: NOT certified ({why[j]}); point estimate only, {what} "
                                 f"{metric[j]:.3g} on validation")
+    if rule.name in ("specificity", "precision"):
+        forced = _forced_on(values[:n_ind], np.asarray(P_in, dtype=np.float64), schema)
+        if _forced is not None:
+            forced |= _forced
+        if forced.any() and (_forced is None or (forced != _forced).any()):
+            return fit_guarantee(Y_in, P_in, schema, rule, _forced=forced)
     params = {"rule": "score >= threshold", "guarantee": str(rule), "promises": promises}
     tuned_on = {"rows": int(Y.shape[0]), "positives": {x: int(v) for x, v in zip(labels, Y.sum(axis=0))}}
     return Thresholds(tuple(labels), values, str(rule), params, tuned_on, metric, tuple(methods))
+
+
+_ALWAYS = 2.0  # a score above every threshold (thresholds lie in [0, 1] or just above 1)
+
+
+def _forced_on(values: np.ndarray, P: np.ndarray, schema) -> np.ndarray:
+    """(n, n_independent) bool: rows where the schema's structure (:meth:`LabelSchema.enforce`) decides an
+    independent label that its own score and threshold (``values``) leave off -- a label implying it is on."""
+    n_ind = len(values)
+    own = P[:, :n_ind] >= np.where(np.isnan(values), np.inf, values)
+    if not schema.implies:
+        return np.zeros_like(own)
+    d = np.zeros((P.shape[0], schema.n_free), dtype=np.uint8)
+    d[:, :n_ind] = own
+    final = schema.enforce(d, P[:, : schema.n_free] if P.shape[1] >= schema.n_free else None)
+    return final[:, :n_ind].astype(bool) & ~own
 
 
 def check_guarantees(y_true: np.ndarray, decisions: np.ndarray, rule: "str | GuaranteeRule",
