@@ -75,28 +75,12 @@ def read_csv(path: str | Path, *, sep: str = ",", header: bool = True, empty: st
     p = Path(path)
     if not p.exists():
         raise TableError(f"{p} does not exist")
-    if header and sep == ",":
-        frame = _read_csv(p)
-    else:
-        try:
-            frame = pd.read_csv(p, sep=r"\s+" if sep == "whitespace" else sep, header=0 if header else None,
-                                dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig",
-                                skip_blank_lines=False, index_col=False,
-                                **({} if sep == "whitespace" else {"skipinitialspace": True}))
-        except pd.errors.EmptyDataError:
-            raise TableError(f"{p}: the file is empty") from None
-        except pd.errors.ParserError as e:
-            raise TableError(f"{p}: rows have different numbers of values ({_short(e)})") from None
-        except (ValueError, UnicodeDecodeError) as e:
-            raise TableError(f"{p}: not a readable table ({_short(e)})") from None
-        if header:
-            frame.columns = [str(c).strip() for c in frame.columns]
-        frame = frame.apply(lambda col: col.str.strip().mask(col.str.strip() == ""))
+    frame = _read_csv(p, sep=sep, header=header)
     return frame if empty is None else frame.fillna(empty)
 
 
-def _read_csv(p: Path, nrows: int | None = None) -> pd.DataFrame:
-    """pandas.read_csv with every failure turned into a TableError naming the file."""
+def _read_csv(p: Path, nrows: int | None = None, *, sep: str = ",", header: bool = True) -> pd.DataFrame:
+    """pandas.read_csv (see :func:`read_csv`) with every failure turned into a TableError naming the file."""
     if p.is_dir():
         raise TableError(f"{p} is a folder, not a table file")
     try:
@@ -110,27 +94,33 @@ def _read_csv(p: Path, nrows: int | None = None) -> pd.DataFrame:
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", pd.errors.ParserWarning)
-            frame = _pandas_csv(p, nrows)
+            frame = _pandas_csv(p, nrows, sep, header)
         # index_col=False keeps pandas from turning the first column into an index when the data rows
         # have one more field than the header; it then drops the extra field with this warning.
         ragged = any(issubclass(w.category, pd.errors.ParserWarning) for w in caught)
     except pd.errors.EmptyDataError:
-        raise TableError(f"{p}: the file is empty; expected a header line and one row per image") from None
-    except pd.errors.ParserError as e:
-        if "fields in line" not in str(e):
-            raise TableError(f"{p}: not a readable CSV table ({_short(e)})") from None
-        ragged = True
+        raise TableError(f"{p}: the file is empty" + ("; expected a header line and one row per image" if header
+                                                      else "")) from None
     except UnicodeDecodeError as e:
         raise TableError(f"{p}: not UTF-8 text (byte {e.start}); save the table as UTF-8 CSV") from None
+    except ValueError as e:  # pandas' ParserError among them
+        if "fields in line" not in str(e):
+            raise TableError(f"{p}: not a readable CSV table ({_short(e)})") from None
+        if not header or sep == "whitespace":  # no header to measure the rows by
+            raise TableError(f"{p}: rows have different numbers of values ({_short(e)})") from None
+        ragged = True
     if ragged:
-        frame = _read_ragged_csv(p, nrows)
-    header = _header(p, say=nrows is None)
-    # ChestX-ray14's header ends with a comma, which makes an empty, unnamed last column.
-    drop = [c for c, h in zip(frame.columns, header + [""] * len(frame.columns)) if not h and frame[c].isna().all()]
-    frame = frame.drop(columns=drop)
-    names = [h for h in header if h]
-    if len(names) == len(frame.columns):
-        frame.columns = names  # the header as written, before pandas renames a repeated 'a' to 'a.1'
+        frame = _read_ragged_csv(p, nrows, sep)
+    names = []
+    if header:
+        written = _header(p, sep, say=nrows is None)
+        # ChestX-ray14's header ends with a comma, which makes an empty, unnamed last column.
+        drop = [c for c, h in zip(frame.columns, written + [""] * len(frame.columns))
+                if not h and frame[c].isna().all()]
+        frame = frame.drop(columns=drop)
+        names = [h for h in written if h]
+        if len(names) == len(frame.columns):
+            frame.columns = names  # the header as written, before pandas renames a repeated 'a' to 'a.1'
     seen: set[str] = set()
     for name in names:
         if name in seen:
@@ -139,7 +129,7 @@ def _read_csv(p: Path, nrows: int | None = None) -> pd.DataFrame:
         seen.add(name)
     # Stray spaces around cells ('1 ') are layout, not content; an all-space cell is empty. Leading ones
     # are gone (skipinitialspace); look for trailing ones only when the text has any.
-    for c in (frame.columns if _trailing_space(p) else []):
+    for c in (frame.columns if _trailing_space(p, sep) else []):
         col = frame[c]
         stripped = col.str.strip()
         if not stripped.equals(col):
@@ -147,18 +137,19 @@ def _read_csv(p: Path, nrows: int | None = None) -> pd.DataFrame:
     return frame
 
 
-def _trailing_space(p: Path) -> bool:
-    """Does any cell of the file end in a space or tab (before a comma, a line end or the end)?"""
+def _trailing_space(p: Path, sep: str) -> bool:
+    """Does any cell of the file end in a space or tab (before a separator, a line end or the end,
+    inside quotes or not)?"""
     with open(p, "rb") as f:
-        return re.search(rb"[ \t](,|\r?\n|$)", f.read()) is not None
+        return re.search(rb'[ \t]"?(' + re.escape(sep.encode()) + rb"|\r?\n|$)", f.read()) is not None
 
 
-def _header(p: Path, say: bool = True) -> list[str]:
+def _header(p: Path, sep: str, say: bool = True) -> list[str]:
     """The first line's column names as written, stripped (a spreadsheet's byte-order mark dropped);
     a trailing-space name is said once."""
     try:
         with open(p, encoding="utf-8-sig", newline="") as f:
-            header = next(csv.reader(f, skipinitialspace=True), [])
+            header = next(csv.reader(f, delimiter=" " if sep == "whitespace" else sep, skipinitialspace=True), [])
     except (UnicodeDecodeError, csv.Error):
         return []
     spaced = [h for h in header if h != h.strip() and h.strip()]
@@ -167,13 +158,14 @@ def _header(p: Path, say: bool = True) -> list[str]:
     return [h.strip() for h in header]
 
 
-def _pandas_csv(source: Any, nrows: int | None) -> pd.DataFrame:
+def _pandas_csv(source: Any, nrows: int | None, sep: str, header: bool) -> pd.DataFrame:
     # utf-8-sig: a spreadsheet's byte-order mark must not become part of the first column name.
-    return pd.read_csv(source, nrows=nrows, dtype=str, keep_default_na=False, na_values=[""],
-                       encoding="utf-8-sig", skip_blank_lines=False, skipinitialspace=True, index_col=False)
+    return pd.read_csv(source, nrows=nrows, sep=r"\s+" if sep == "whitespace" else sep, header=0 if header else None,
+                       dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig", skip_blank_lines=False,
+                       skipinitialspace=True, index_col=False)
 
 
-def _read_ragged_csv(p: Path, nrows: int | None) -> pd.DataFrame:
+def _read_ragged_csv(p: Path, nrows: int | None, sep: str) -> pd.DataFrame:
     """Read a CSV some of whose rows have more fields than the header.
 
     Extra fields that are empty (rows ending in commas) are dropped; a non-empty one is an error
@@ -182,7 +174,7 @@ def _read_ragged_csv(p: Path, nrows: int | None) -> pd.DataFrame:
     """
     try:
         with open(p, encoding="utf-8-sig", newline="") as f:
-            reader = csv.reader(f, skipinitialspace=True)
+            reader = csv.reader(f, delimiter=sep, skipinitialspace=True)
             header = next(reader, [])
             width = len(header)
             kept, bad = [header], []
@@ -205,9 +197,9 @@ def _read_ragged_csv(p: Path, nrows: int | None) -> pd.DataFrame:
             + (f" ({len(bad) - 1} more line(s) like this)" if len(bad) > 1 else "")
         )
     buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerows(kept)
+    csv.writer(buf, delimiter=sep, lineterminator="\n").writerows(kept)
     buf.seek(0)
-    return _pandas_csv(buf, nrows)
+    return _pandas_csv(buf, nrows, sep, header=True)
 
 
 def _short(e: Exception) -> str:
