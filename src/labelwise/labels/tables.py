@@ -335,8 +335,8 @@ def _finish(p: Path, ids: np.ndarray, lines: np.ndarray, y: np.ndarray, known: n
 
 # ====================================================================== one-hot
 def _onehot_from_frame(frame: pd.DataFrame, p: Path, schema: LabelSchema | None, labels: Sequence[str] | None,
-                       id_column: str | None, repair: bool = False) -> LabelTable:
-    frame, lines = _data_rows(frame, p, first_line=2)
+                       id_column: str | None, repair: bool = False, first_line: int = 2) -> LabelTable:
+    frame, lines = _data_rows(frame, p, first_line=first_line)
     cols = list(frame.columns)
     id_col = _pick_column(frame, p, id_column, _ID_COLUMN_NAMES, "id", default_first=True)
     ids = _ids(frame, id_col, p, lines)
@@ -387,11 +387,9 @@ def _place(y: np.ndarray, known: np.ndarray, given: Sequence[str], schema: Label
 
 def _read_headerless_onehot(p: Path, schema: LabelSchema | None, labels: Sequence[str] | None,
                             repair: bool = False) -> LabelTable:
-    if labels is not None:
-        wanted = list(labels)
-    elif schema is not None:
-        wanted = None  # decided by the number of columns below
-    else:
+    """A headerless list ``name v1 v2 ...``: its label names are ``labels``, else the schema's labels,
+    outputs or free labels, whichever count the values match; then read as a one-hot table."""
+    if labels is None and schema is None:
         raise TableError(f"{p}: a headerless list ('name 0 1 0 ...') has no label names; give a schema "
                          f"(--schema) or the label names (labels=, --labels a,b,c)")
     try:
@@ -401,30 +399,18 @@ def _read_headerless_onehot(p: Path, schema: LabelSchema | None, labels: Sequenc
             raise
         raise TableError(f"{e}; expected 'name v1 v2 ...' on every line") from None
     n_val = frame.shape[1] - 1
-    if wanted is None:
-        if n_val == schema.n_labels:
-            wanted = list(schema.labels)
-        elif n_val == schema.n_outputs:
-            wanted = list(schema.output_labels)
-        elif n_val == schema.n_free:
-            wanted = list(schema.free_labels)
-        else:
+    if labels is not None:
+        wanted = list(labels)
+        if n_val != len(wanted):
+            raise TableError(f"{p}: rows have {n_val} label values but {len(wanted)} label names were given")
+    else:
+        wanted = next((list(names) for names in (schema.labels, schema.output_labels, schema.free_labels)
+                       if len(names) == n_val), None)
+        if wanted is None:
             raise TableError(f"{p}: rows have {n_val} label values but the schema has {schema.n_outputs} "
                              f"labels {list(schema.output_labels)}")
-    elif n_val != len(wanted):
-        raise TableError(f"{p}: rows have {n_val} label values but {len(wanted)} label names were given")
-    elif schema is not None:
-        _check_subset(p, wanted, schema)
     frame.columns = ["id", *wanted]
-    frame, lines = _data_rows(frame, p, first_line=1)
-    ids = _ids(frame, "id", p, lines)
-    y, known = _check_binary(frame[wanted], p, ids, lines, wanted,
-                             unknown=schema.unknown_values if schema is not None else ())
-    if schema is None:
-        schema = LabelSchema(independent=tuple(wanted))
-    y, known = _place(y, known, wanted, schema)
-    return _finish(p, ids, lines, y, known, schema, pd.DataFrame(index=pd.RangeIndex(len(ids))), "id", "onehot",
-                   repair)
+    return _onehot_from_frame(frame, p, schema, wanted, "id", repair=repair, first_line=1)
 
 
 def _check_subset(p: Path, given: Sequence[str], schema: LabelSchema) -> None:
