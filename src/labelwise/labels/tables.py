@@ -287,7 +287,7 @@ def _labels_from_frame(frame: pd.DataFrame, p: Path, schema: LabelSchema | None,
     uniques = [str(u) for u in uniques]
     uniques, sep = list_literals(uniques, codes, p, label_col, names, sep)
     if schema is None:
-        found = sorted({x.strip() for u in uniques for x in u.split(sep) if x.strip()})
+        found = _label_names(uniques, sep)
         warn_odd_names(found, p, label_col)
         if none_hint in found and len(found) > 1:
             schema = LabelSchema(
@@ -296,31 +296,34 @@ def _labels_from_frame(frame: pd.DataFrame, p: Path, schema: LabelSchema | None,
                        f"is), so it may not be given beside another label; declare none = {none_hint!r} in a "
                        f"schema file to make this explicit",),
             )
-    if schema is None:
-        tmp = LabelSchema(independent=tuple(found))
-        y_u = tmp.encode(uniques, sep=sep, validate=False)
-        y = y_u[codes]
-        # A format that names its none label (nih: "No Finding") has none when that label is absent;
-        # guessing another label (a lone 'Effusion' row) would be wrong.
-        schema = LabelSchema.infer(y, found, propose_none=none_hint is None)
-        y = y[:, [found.index(lbl) for lbl in schema.labels]]
-    else:
-        try:
-            y_u = schema.encode(uniques, sep=sep, validate=False)
-        except SchemaViolation:
-            # Find the first row whose label string fails, and let the schema name it.
-            first_bad = {}
-            for k, u in enumerate(uniques):
-                try:
-                    schema.encode([u], sep=sep, validate=False)
-                except SchemaViolation:
-                    first_bad[k] = int(np.argmax(codes == k))
-            r = min(first_bad.values())
-            schema.encode([uniques[int(codes[r])]], sep=sep, row_names=[names[r]], source=str(p), validate=False)
-            raise  # pragma: no cover - the line above raises
-        y = y_u[codes]
+    # A format that names its none label (nih: "No Finding") has none when that label is absent;
+    # guessing another label (a lone 'Effusion' row) would be wrong.
+    y, schema = _encode_lists(uniques, codes, sep, schema, names, str(p), propose_none=none_hint is None)
     return _finish(p, ids, lines, y, np.ones(y.shape, dtype=bool), schema,
                    frame.drop(columns=[id_col, label_col]).reset_index(drop=True), id_col, "labels", repair)
+
+
+def _label_names(uniques: Sequence[str], sep: str) -> list[str]:
+    """The distinct label names of ``sep``-joined strings, sorted."""
+    return sorted({x.strip() for u in uniques for x in u.split(sep) if x.strip()})
+
+
+def _encode_lists(uniques: Sequence[str], codes: np.ndarray, sep: str, schema: LabelSchema | None, row_names: Any,
+                  source: str, propose_none: bool = True) -> tuple[np.ndarray, LabelSchema]:
+    """``(y, schema)`` for rows whose labels are ``uniques[codes]`` (names joined by ``sep``), each
+    distinct string encoded once. With no schema, one is inferred from the names found
+    (:meth:`LabelSchema.infer`); a string the schema refuses is named by its first row
+    (``row_names``), the other rows like it counted."""
+    if schema is None:
+        found = _label_names(uniques, sep)
+        y = LabelSchema(independent=tuple(found)).encode(uniques, sep=sep, validate=False)[codes]
+        schema = LabelSchema.infer(y, found, propose_none=propose_none)
+        return y[:, [found.index(lbl) for lbl in schema.labels]], schema
+    try:
+        return schema.encode(uniques, sep=sep, validate=False)[codes], schema
+    except SchemaViolation:  # encode row by row, so the error names the file's first bad row
+        schema.encode([uniques[c] for c in codes], sep=sep, row_names=row_names, source=source, validate=False)
+        raise  # pragma: no cover - the line above raises
 
 
 def _finish(p: Path, ids: np.ndarray, lines: np.ndarray, y: np.ndarray, known: np.ndarray, schema: LabelSchema,
@@ -457,15 +460,9 @@ def _read_tree(root: Path, schema: LabelSchema | None, tree_sep: str, repair: bo
         where_ = [f"{folders[i]}/{name}" for i in np.flatnonzero(id_arr == name)]
         raise TableError(f"{root}: image name {name!r} appears in several folders ({', '.join(where_)}); "
                          f"an image has one label set, so keep it in one folder")
-    rows = [f.replace(tree_sep, "|") if tree_sep != "|" else f for f in folders]
+    codes, uniques = pd.factorize(pd.Series([f.replace(tree_sep, "|") for f in folders], dtype=object))
     names = [f"{folders[i]}/{ids[i]}" for i in range(len(ids))]
-    if schema is None:
-        found = sorted({x.strip() for r in set(rows) for x in r.split("|") if x.strip()})
-        y = LabelSchema(independent=tuple(found)).encode(rows, row_names=names, source=str(root), validate=False)
-        schema = LabelSchema.infer(y, found)
-        y = y[:, [found.index(lbl) for lbl in schema.labels]]
-    else:
-        y = schema.encode(rows, row_names=names, source=str(root), validate=False)
+    y, schema = _encode_lists(list(uniques), codes, "|", schema, names, str(root))
     y, known, notes = settle_table(y, np.ones(y.shape, dtype=bool), schema, row_names=names, source=str(root),
                                    repair=repair)
     extra = pd.DataFrame({"folder": folders})
