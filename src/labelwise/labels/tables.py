@@ -222,7 +222,13 @@ def _onehot_or_list(frame: pd.DataFrame, p: Path, schema: LabelSchema | None, la
             as_list = _labels_from_frame(frame, p, schema, id_column, list_col, sep, repair=repair)
     except (TableError, SchemaError):
         as_list = None
-    differ = _rows_that_differ(onehot, as_list) if as_list is not None else np.arange(len(onehot))
+    differ = np.arange(len(onehot))
+    if as_list is not None and np.array_equal(onehot.ids.astype(str), as_list.ids.astype(str)):
+        # By name: every label either reading has (its own none aside), 0 where a reading lacks it.
+        names = sorted(({*onehot.labels} - {onehot.schema.none}) | ({*as_list.labels} - {as_list.schema.none}))
+        a, b = (pd.DataFrame(t.y, columns=list(t.labels)).reindex(columns=names, fill_value=0)
+                for t in (onehot, as_list))
+        differ = np.flatnonzero((a.to_numpy() != b.to_numpy()).any(axis=1))
     if not differ.size:
         warnings.warn(f"{p}: the one-hot columns {list(onehot.labels)} are read as the labels; the list column "
                       f"{list_col!r} agrees with them on every row and is kept as information", Note, stacklevel=4)
@@ -240,22 +246,6 @@ def _onehot_or_list(frame: pd.DataFrame, p: Path, schema: LabelSchema | None, la
 def _names(t: LabelTable, r: int) -> list[str]:
     """The labels true in row ``r``, the none label left out (it says the same as no label)."""
     return [lbl for lbl, v in zip(t.labels, t.y[r]) if v and lbl != t.schema.none]
-
-
-def _rows_that_differ(a: LabelTable, b: LabelTable) -> np.ndarray:
-    """Rows whose true labels (compared by name, none aside) differ between two readings of one frame."""
-    if not np.array_equal(np.asarray(a.ids, dtype=str), np.asarray(b.ids, dtype=str)):
-        return np.arange(len(a))
-    names = sorted(({*a.labels} - {a.schema.none}) | ({*b.labels} - {b.schema.none}))
-
-    def by_name(t: LabelTable) -> np.ndarray:
-        m = np.zeros((len(t), len(names)), dtype=np.uint8)
-        for k, lbl in enumerate(names):
-            if lbl in t.labels:
-                m[:, k] = t.y[:, t.labels.index(lbl)]
-        return m
-
-    return np.flatnonzero((by_name(a) != by_name(b)).any(axis=1))
 
 
 def _labels_from_frame(frame: pd.DataFrame, p: Path, schema: LabelSchema | None, id_column: str | None,
