@@ -52,13 +52,18 @@ def is_split_column(name: Any) -> bool:
     return str(name).strip().lower() in SPLIT_COLUMN_NAMES
 
 
-def _looks_headerless(p: Path) -> bool:
-    """A whitespace-separated list with no header: ``name 0 1 0 ...`` on the first line."""
+def _read_bytes(p: Path, n: int = -1) -> bytes:
+    """The file's first ``n`` bytes (all with -1); a file that cannot be read is a TableError naming it."""
     try:
         with open(p, "rb") as f:
-            first = f.readline(1 << 16).decode("utf-8", errors="replace").strip()
+            return f.read(n)
     except OSError as e:
         raise TableError(f"{p}: cannot read ({e.strerror or e})") from None
+
+
+def _looks_headerless(p: Path) -> bool:
+    """A whitespace-separated list with no header: ``name 0 1 0 ...`` on the first line."""
+    first = _read_bytes(p, 1 << 16).split(b"\n", 1)[0].decode("utf-8", errors="replace").strip()
     if not first or "," in first:
         return False
     parts = first.split()
@@ -83,11 +88,7 @@ def _read_csv(p: Path, nrows: int | None = None, *, sep: str = ",", header: bool
     """pandas.read_csv (see :func:`read_csv`) with every failure turned into a TableError naming the file."""
     if p.is_dir():
         raise TableError(f"{p} is a folder, not a table file")
-    try:
-        with open(p, "rb") as f:
-            head = f.read(4096)
-    except OSError as e:
-        raise TableError(f"{p}: cannot read ({e.strerror or e})") from None
+    head = _read_bytes(p, 4096)
     if head[:2] == b"\x1f\x8b" or b"\x00" in head:
         raise TableError(f"{p}: this is a binary file (gzip, an image, or UTF-16 text), not a UTF-8 CSV table")
     ragged = False
@@ -128,20 +129,15 @@ def _read_csv(p: Path, nrows: int | None = None, *, sep: str = ",", header: bool
                              f"own name (rename or remove the repeated {name!r})")
         seen.add(name)
     # Stray spaces around cells ('1 ') are layout, not content; an all-space cell is empty. Leading ones
-    # are gone (skipinitialspace); look for trailing ones only when the text has any.
-    for c in (frame.columns if _trailing_space(p, sep) else []):
+    # are gone (skipinitialspace); look for trailing ones (before a separator, a line end or the end,
+    # inside quotes or not) only when the text has any.
+    trailing = re.search(rb'[ \t]"?(' + re.escape(sep.encode()) + rb"|\r?\n|$)", _read_bytes(p)) is not None
+    for c in (frame.columns if trailing else []):
         col = frame[c]
         stripped = col.str.strip()
         if not stripped.equals(col):
             frame[c] = stripped.mask(stripped == "")
     return frame
-
-
-def _trailing_space(p: Path, sep: str) -> bool:
-    """Does any cell of the file end in a space or tab (before a separator, a line end or the end,
-    inside quotes or not)?"""
-    with open(p, "rb") as f:
-        return re.search(rb'[ \t]"?(' + re.escape(sep.encode()) + rb"|\r?\n|$)", f.read()) is not None
 
 
 def _header(p: Path, sep: str, say: bool = True) -> list[str]:
@@ -217,6 +213,13 @@ def _data_rows(frame: pd.DataFrame, p: Path, first_line: int) -> tuple[pd.DataFr
     return frame, lines
 
 
+def _present(cols: Sequence[Any], candidates: Sequence[str]) -> list[Any]:
+    """The columns named like ``candidates`` (compared ignoring case), in the candidates' order, as
+    spelled in ``cols``."""
+    lower = {str(c).lower(): c for c in reversed(list(cols))}
+    return list(dict.fromkeys(lower[c.lower()] for c in candidates if c.lower() in lower))
+
+
 def _pick_column(frame: pd.DataFrame, p: Path, given: str | None, candidates: Sequence[str], what: str,
                  default_first: bool = False) -> str:
     """The column named ``given``, else the first of ``candidates`` present (compared ignoring case;
@@ -226,8 +229,7 @@ def _pick_column(frame: pd.DataFrame, p: Path, given: str | None, candidates: Se
         if given not in cols:
             raise TableError(f"{p}: no {what} column {given!r}; the columns are {cols}")
         return given
-    lower = {str(c).lower(): c for c in reversed(cols)}
-    present = list(dict.fromkeys(lower[c.lower()] for c in candidates if c.lower() in lower))
+    present = _present(cols, candidates)
     if len(present) > 1:
         warnings.warn(f"{p}: {present[0]!r} is read as the {what} column (also present: "
                       f"{', '.join(repr(c) for c in present[1:])}, kept as information; name another with "

@@ -55,7 +55,7 @@ from .schema import LabelSchema, load_schema
 from .structure import settle_table
 from .cells import list_literals, merge_duplicates, warn_odd_names
 from .csvread import (_check_binary, _data_rows, _ids, _looks_headerless, _looks_like_label,
-                      _pick_column, _read_csv, _RowNames, is_split_column, read_csv,
+                      _pick_column, _present, _read_bytes, _read_csv, _RowNames, is_split_column, read_csv,
                       ID_COLUMN_NAMES as _ID_COLUMN_NAMES)
 from .ids import IMAGE_EXTENSIONS
 from .paths import attach_paths
@@ -191,12 +191,6 @@ def _detect_format(p: Path, label_column: str | None) -> str:
     return "onehot"
 
 
-def _list_column(columns: Sequence[Any]) -> str | None:
-    """The first column named like a label list (labels, label, tags, ...; any case), or None."""
-    lower = {str(c).lower(): c for c in reversed(list(columns))}
-    return next((lower[c.lower()] for c in _LABEL_COLUMN_NAMES if c.lower() in lower), None)
-
-
 def _onehot_or_list(frame: pd.DataFrame, p: Path, schema: LabelSchema | None, labels: Sequence[str] | None,
                     id_column: str | None, sep: str, repair: bool) -> LabelTable:
     """Format auto on a CSV: one-hot columns, a label-list column, or both.
@@ -205,7 +199,7 @@ def _onehot_or_list(frame: pd.DataFrame, p: Path, schema: LabelSchema | None, la
     they agree the one-hot columns are read, said once; when they differ, or the list is unreadable
     while one-hot columns exist, the table is refused naming both and the flags that choose.
     """
-    list_col = _list_column(frame.columns)
+    list_col = next(iter(_present(frame.columns, _LABEL_COLUMN_NAMES)), None)
     try:
         onehot = _onehot_from_frame(frame, p, schema, labels, id_column, repair=repair)
     except (TableError, SchemaError):
@@ -346,7 +340,7 @@ def _onehot_from_frame(frame: pd.DataFrame, p: Path, schema: LabelSchema | None,
         # column with one stray value must be reported, not silently read as information.
         # Groups, splits and label lists are never labels, whatever their cells hold.
         wanted = [c for c in cols if c != id_col and c not in DEFAULT_GROUP_COLUMNS and not is_split_column(c)
-                  and c != _list_column([c]) and _looks_like_label(frame[c])]
+                  and not _present([c], _LABEL_COLUMN_NAMES) and _looks_like_label(frame[c])]
         if not wanted and NIH_ID in cols:
             raise TableError(f"{p}: no labels column {NIH_LABELS!r} and no 0/1 label columns found; the columns "
                              f"are {cols} (a ChestX-ray14 table has {NIH_ID!r} and {NIH_LABELS!r})")
@@ -468,11 +462,7 @@ def load_mnist_idx(path: str | os.PathLike) -> np.ndarray:
     32-bit sizes, then the data.
     """
     p = Path(path)
-    try:
-        with open(p, "rb") as f:
-            raw = f.read()
-    except OSError as e:
-        raise TableError(f"{p}: cannot read ({e.strerror or e})") from None
+    raw = _read_bytes(p)
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
