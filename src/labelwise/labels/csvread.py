@@ -112,7 +112,6 @@ def _read_csv(p: Path, nrows: int | None = None, *, sep: str = ",", header: bool
         ragged = True
     if ragged:
         frame = _read_ragged_csv(p, nrows, sep)
-    names = []
     if header:
         written = _header(p, sep, say=nrows is None)
         # ChestX-ray14's header ends with a comma, which makes an empty, unnamed last column.
@@ -122,12 +121,12 @@ def _read_csv(p: Path, nrows: int | None = None, *, sep: str = ",", header: bool
         names = [h for h in written if h]
         if len(names) == len(frame.columns):
             frame.columns = names  # the header as written, before pandas renames a repeated 'a' to 'a.1'
-    seen: set[str] = set()
-    for name in names:
-        if name in seen:
-            raise TableError(f"{p}: column {name!r} appears more than once in the header; every column needs its "
-                             f"own name (rename or remove the repeated {name!r})")
-        seen.add(name)
+        seen: set[str] = set()
+        for name in names:
+            if name in seen:
+                raise TableError(f"{p}: column {name!r} appears more than once in the header; every column needs "
+                                 f"its own name (rename or remove the repeated {name!r})")
+            seen.add(name)
     # Stray spaces around cells ('1 ') are layout, not content; an all-space cell is empty. Leading ones
     # are gone (skipinitialspace); look for trailing ones (before a separator, a line end or the end,
     # inside quotes or not) only when the text has any.
@@ -304,14 +303,13 @@ def _check_binary(values: pd.DataFrame, p: Path, ids: np.ndarray, lines: np.ndar
     ok = codes >= 0
     is_unknown = np.zeros(raw.shape, dtype=bool)
     if len(unknown):
-        text = np.array([["" if v is None or (isinstance(v, float) and v != v) else str(v).strip() for v in row]
-                         for row in raw], dtype=object).reshape(raw.shape)
+        text = np.char.strip(np.where(pd.isna(raw), "", raw).astype(str))  # an empty cell is ""
         is_unknown = ~ok & np.isin(text, list(unknown))
         ok |= is_unknown
     if not ok.all():
         r, c = (int(v[0]) for v in np.nonzero(~ok))
         val = raw[r, c]
-        what = "an empty cell" if val is None or (isinstance(val, float) and val != val) else f"{val!r}"
+        what = "an empty cell" if pd.isna(val) else f"{val!r}"
         raise TableError(f"{p}, row {ids[r]} at line {lines[r]}: label {names[c]!r} has {what}; one-hot "
                          f"label columns hold 0 or 1" + (f" ({int((~ok).sum()) - 1} more bad cell(s))"
                                                          if (~ok).sum() > 1 else "")
