@@ -311,12 +311,14 @@ def _encode_lists(uniques: Sequence[str], codes: np.ndarray, sep: str, schema: L
 
 
 def _finish(p: Path, ids: np.ndarray, lines: np.ndarray, y: np.ndarray, known: np.ndarray, schema: LabelSchema,
-            extra: pd.DataFrame, id_col: str, format: str, repair: bool) -> LabelTable:
-    """The table of a CSV's rows: labels settled by the schema (:func:`settle_table`), repeated
-    ids merged (:func:`merge_duplicates`)."""
-    y, known, notes = settle_table(y, known, schema, row_names=_RowNames(ids, lines), source=str(p), repair=repair)
+            extra: pd.DataFrame, id_col: str, format: str, repair: bool, row_names: Any = None,
+            paths: np.ndarray | None = None) -> LabelTable:
+    """The table of a file's (or folder's) rows: labels settled by the schema (:func:`settle_table`;
+    rows named by ``row_names``, else by id and line), repeated ids merged (:func:`merge_duplicates`)."""
+    row_names = _RowNames(ids, lines) if row_names is None else row_names
+    y, known, notes = settle_table(y, known, schema, row_names=row_names, source=str(p), repair=repair)
     ids, y, extra, lines, known = merge_duplicates(ids, y, extra, lines, p, schema.labels, known)
-    return LabelTable(ids=ids, y=np.ascontiguousarray(y, dtype=np.uint8), schema=schema, extra=extra,
+    return LabelTable(ids=ids, y=np.ascontiguousarray(y, dtype=np.uint8), schema=schema, extra=extra, paths=paths,
                       source=str(p), lines=lines, id_column=id_col, format=format, notes=notes, known=known)
 
 
@@ -447,11 +449,8 @@ def _read_tree(root: Path, schema: LabelSchema | None, tree_sep: str, repair: bo
     codes, uniques = pd.factorize(pd.Series([f.replace(tree_sep, "|") for f in folders], dtype=object))
     names = [f"{folders[i]}/{ids[i]}" for i in range(len(ids))]
     y, schema = _encode_lists(list(uniques), codes, "|", schema, names, str(root))
-    y, known, notes = settle_table(y, np.ones(y.shape, dtype=bool), schema, row_names=names, source=str(root),
-                                   repair=repair)
-    extra = pd.DataFrame({"folder": folders})
-    return LabelTable(ids=id_arr, y=y.astype(np.uint8), schema=schema, extra=extra, source=str(root),
-                      paths=np.asarray(files, dtype=object), format="tree", notes=notes, known=known)
+    return _finish(root, id_arr, None, y, np.ones(y.shape, dtype=bool), schema, pd.DataFrame({"folder": folders}),
+                   "id", "tree", repair, row_names=names, paths=np.asarray(files, dtype=object))
 
 
 # ====================================================================== MNIST (IDX)
