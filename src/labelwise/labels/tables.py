@@ -329,14 +329,13 @@ def _onehot_from_frame(frame: pd.DataFrame, p: Path, schema: LabelSchema | None,
     cols = list(frame.columns)
     id_col = _pick_column(frame, p, id_column, _ID_COLUMN_NAMES, "id", default_first=True)
     ids = _ids(frame, id_col, p, lines)
-    if schema is not None and labels is not None:
-        _check_subset(p, labels, schema)
+    if labels is not None:
+        if schema is not None:
+            _check_subset(p, labels, schema)
         wanted = list(labels)
     elif schema is not None:
         # Derived labels and none may be left out: they are computed.
         wanted = [x for x in schema.labels if x in schema.free_labels or x in cols]
-    elif labels is not None:
-        wanted = list(labels)
     else:
         # Label columns are the (mostly) 0/1 ones; the rest is extra information. "Mostly": a label
         # column with one stray value must be reported, not silently read as information.
