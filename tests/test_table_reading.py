@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pytest
 
-from labelwise import LabelSchema, TableError
+from labelwise import LabelSchema, SchemaViolation, TableError
 from labelwise.labels.tables import read_table
 
 
@@ -128,3 +128,34 @@ def test_trailing_spaces_in_headers_and_cells_are_stripped(tmp_path):
     p = _write(tmp_path, "id ,a ,b\nx1 ,1 ,0\nx2,0, 1 \n")
     t = read_table(p)
     assert _by_name(t) == {"x1": {"a"}, "x2": {"b"}}
+
+
+def test_tab_separated_and_headerless_files_get_the_same_csv_guarantees(tmp_path):
+    from labelwise.labels.csvread import read_csv
+
+    p = _write(tmp_path, "id\tscore \n x1 \t 0.5 \n\t\nx2\t0.25\t\n", name="s.tsv")
+    with pytest.warns(UserWarning, match=r"spaces around column name\(s\) \['score '\]"):
+        frame = read_csv(p, sep="\t")
+    assert list(frame.columns) == ["id", "score"] and frame.fillna("").to_numpy().tolist() == [
+        ["x1", "0.5"], ["", ""], ["x2", "0.25"]]
+    with pytest.raises(TableError, match=r"s.tsv: column 'a' appears more than once in the header"):
+        read_csv(_write(tmp_path, "a\ta\n1\t2\n", name="s.tsv"), sep="\t")
+    with pytest.raises(TableError, match=r"s.tsv, line 3: 3 fields but the header has 2 \(extra value '9'\)"):
+        read_csv(_write(tmp_path, "a\tb\n1\t2\n3\t4\t9\n", name="s.tsv"), sep="\t")
+    gz = tmp_path / "g.csv"
+    gz.write_bytes(b"\x1f\x8b\x08\x00")
+    with pytest.raises(TableError, match="binary file"):
+        read_csv(gz, header=False)
+    frame = read_csv(_write(tmp_path, "0001, 1 \n0002,0\n", name="l.csv"), header=False, empty="")
+    assert frame.to_numpy().tolist() == [["0001", "1"], ["0002", "0"]]
+
+
+def test_a_label_list_the_schema_refuses_names_its_first_bad_row_and_counts_the_others(tmp_path):
+    schema = LabelSchema(independent=("a", "b"), none="none")
+    p = _write(tmp_path, "id,labels\nx,a\ny,a|none\nz,b|none\nw,a|none\n")
+    with pytest.raises(SchemaViolation, match=r"t.csv, row y at line 3: 'none' is given together with 'a'.*"
+                                              r"\(2 more row\(s\) like this\)"):
+        read_table(p, schema=schema)
+    p = _write(tmp_path, "id,labels\nx,a\ny,a|q\nz,b|q\n")
+    with pytest.raises(SchemaViolation, match=r"t.csv, row y at line 3: unknown label 'q'"):
+        read_table(p, schema=schema)

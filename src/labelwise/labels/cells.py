@@ -40,21 +40,20 @@ def list_literals(uniques: list[str], codes: np.ndarray, p: Path, label_col: str
         return uniques, sep
     out = []
     for k, (u, is_list) in enumerate(zip(uniques, looks)):
-        if not is_list:
-            out.append(LIST_SEP.join(x.strip() for x in u.split(sep)))
-            continue
-        try:
-            items = json.loads(u)
-        except ValueError:
+        items = u.split(sep)
+        if is_list:
             try:
-                items = ast.literal_eval(u.strip())
-            except (ValueError, SyntaxError, MemoryError, RecursionError):
-                items = None
-        if not isinstance(items, (list, tuple)) or not all(isinstance(x, str) for x in items):
-            r = int(np.argmax(codes == k))
-            raise TableError(f"{p}, row {names[r]}: label cell {u!r} in {label_col!r} starts like a list but is "
-                             f"not a list of quoted names; write it as ['a', 'b'] or [\"a\", \"b\"], or as names "
-                             f"joined by one separator (a|b)")
+                items = json.loads(u)
+            except ValueError:
+                try:
+                    items = ast.literal_eval(u.strip())
+                except (ValueError, SyntaxError, MemoryError, RecursionError):
+                    items = None
+            if not isinstance(items, (list, tuple)) or not all(isinstance(x, str) for x in items):
+                r = int(np.argmax(codes == k))
+                raise TableError(f"{p}, row {names[r]}: label cell {u!r} in {label_col!r} starts like a list but "
+                                 f"is not a list of quoted names; write it as ['a', 'b'] or [\"a\", \"b\"], or as "
+                                 f"names joined by one separator (a|b)")
         out.append(LIST_SEP.join(x.strip() for x in items))
     example = uniques[looks.index(True)]
     warnings.warn(f"{p}: column {label_col!r} holds list literals such as {example!r}; each is read as a list "

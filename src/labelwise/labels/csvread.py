@@ -52,13 +52,18 @@ def is_split_column(name: Any) -> bool:
     return str(name).strip().lower() in SPLIT_COLUMN_NAMES
 
 
-def _looks_headerless(p: Path) -> bool:
-    """A whitespace-separated list with no header: ``name 0 1 0 ...`` on the first line."""
+def _read_bytes(p: Path, n: int = -1) -> bytes:
+    """The file's first ``n`` bytes (all with -1); a file that cannot be read is a TableError naming it."""
     try:
         with open(p, "rb") as f:
-            first = f.readline(1 << 16).decode("utf-8", errors="replace").strip()
+            return f.read(n)
     except OSError as e:
         raise TableError(f"{p}: cannot read ({e.strerror or e})") from None
+
+
+def _looks_headerless(p: Path) -> bool:
+    """A whitespace-separated list with no header: ``name 0 1 0 ...`` on the first line."""
+    first = _read_bytes(p, 1 << 16).split(b"\n", 1)[0].decode("utf-8", errors="replace").strip()
     if not first or "," in first:
         return False
     parts = first.split()
@@ -75,71 +80,58 @@ def read_csv(path: str | Path, *, sep: str = ",", header: bool = True, empty: st
     p = Path(path)
     if not p.exists():
         raise TableError(f"{p} does not exist")
-    if header and sep == ",":
-        frame = _read_csv(p)
-    else:
-        try:
-            frame = pd.read_csv(p, sep=r"\s+" if sep == "whitespace" else sep, header=0 if header else None,
-                                dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig",
-                                skip_blank_lines=False, index_col=False,
-                                **({} if sep == "whitespace" else {"skipinitialspace": True}))
-        except pd.errors.EmptyDataError:
-            raise TableError(f"{p}: the file is empty") from None
-        except pd.errors.ParserError as e:
-            raise TableError(f"{p}: rows have different numbers of values ({_short(e)})") from None
-        except (ValueError, UnicodeDecodeError) as e:
-            raise TableError(f"{p}: not a readable table ({_short(e)})") from None
-        if header:
-            frame.columns = [str(c).strip() for c in frame.columns]
-        frame = frame.apply(lambda col: col.str.strip().mask(col.str.strip() == ""))
+    frame = _read_csv(p, sep=sep, header=header)
     return frame if empty is None else frame.fillna(empty)
 
 
-def _read_csv(p: Path, nrows: int | None = None) -> pd.DataFrame:
-    """pandas.read_csv with every failure turned into a TableError naming the file."""
+def _read_csv(p: Path, nrows: int | None = None, *, sep: str = ",", header: bool = True) -> pd.DataFrame:
+    """pandas.read_csv (see :func:`read_csv`) with every failure turned into a TableError naming the file."""
     if p.is_dir():
         raise TableError(f"{p} is a folder, not a table file")
-    try:
-        with open(p, "rb") as f:
-            head = f.read(4096)
-    except OSError as e:
-        raise TableError(f"{p}: cannot read ({e.strerror or e})") from None
+    head = _read_bytes(p, 4096)
     if head[:2] == b"\x1f\x8b" or b"\x00" in head:
         raise TableError(f"{p}: this is a binary file (gzip, an image, or UTF-16 text), not a UTF-8 CSV table")
     ragged = False
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", pd.errors.ParserWarning)
-            frame = _pandas_csv(p, nrows)
+            frame = _pandas_csv(p, nrows, sep, header)
         # index_col=False keeps pandas from turning the first column into an index when the data rows
         # have one more field than the header; it then drops the extra field with this warning.
         ragged = any(issubclass(w.category, pd.errors.ParserWarning) for w in caught)
     except pd.errors.EmptyDataError:
-        raise TableError(f"{p}: the file is empty; expected a header line and one row per image") from None
-    except pd.errors.ParserError as e:
-        if "fields in line" not in str(e):
-            raise TableError(f"{p}: not a readable CSV table ({_short(e)})") from None
-        ragged = True
+        raise TableError(f"{p}: the file is empty" + ("; expected a header line and one row per image" if header
+                                                      else "")) from None
     except UnicodeDecodeError as e:
         raise TableError(f"{p}: not UTF-8 text (byte {e.start}); save the table as UTF-8 CSV") from None
+    except ValueError as e:  # pandas' ParserError among them
+        if "fields in line" not in str(e):
+            raise TableError(f"{p}: not a readable CSV table ({_short(e)})") from None
+        if not header or sep == "whitespace":  # no header to measure the rows by
+            raise TableError(f"{p}: rows have different numbers of values ({_short(e)})") from None
+        ragged = True
     if ragged:
-        frame = _read_ragged_csv(p, nrows)
-    header = _header(p, say=nrows is None)
-    # ChestX-ray14's header ends with a comma, which makes an empty, unnamed last column.
-    drop = [c for c, h in zip(frame.columns, header + [""] * len(frame.columns)) if not h and frame[c].isna().all()]
-    frame = frame.drop(columns=drop)
-    names = [h for h in header if h]
-    if len(names) == len(frame.columns):
-        frame.columns = names  # the header as written, before pandas renames a repeated 'a' to 'a.1'
-    seen: set[str] = set()
-    for name in names:
-        if name in seen:
-            raise TableError(f"{p}: column {name!r} appears more than once in the header; every column needs its "
-                             f"own name (rename or remove the repeated {name!r})")
-        seen.add(name)
+        frame = _read_ragged_csv(p, nrows, sep)
+    if header:
+        written = _header(p, sep, say=nrows is None)
+        # ChestX-ray14's header ends with a comma, which makes an empty, unnamed last column.
+        drop = [c for c, h in zip(frame.columns, written + [""] * len(frame.columns))
+                if not h and frame[c].isna().all()]
+        frame = frame.drop(columns=drop)
+        names = [h for h in written if h]
+        if len(names) == len(frame.columns):
+            frame.columns = names  # the header as written, before pandas renames a repeated 'a' to 'a.1'
+        seen: set[str] = set()
+        for name in names:
+            if name in seen:
+                raise TableError(f"{p}: column {name!r} appears more than once in the header; every column needs "
+                                 f"its own name (rename or remove the repeated {name!r})")
+            seen.add(name)
     # Stray spaces around cells ('1 ') are layout, not content; an all-space cell is empty. Leading ones
-    # are gone (skipinitialspace); look for trailing ones only when the text has any.
-    for c in (frame.columns if _trailing_space(p) else []):
+    # are gone (skipinitialspace); look for trailing ones (before a separator, a line end or the end,
+    # inside quotes or not) only when the text has any.
+    trailing = re.search(rb'[ \t]"?(' + re.escape(sep.encode()) + rb"|\r?\n|$)", _read_bytes(p)) is not None
+    for c in (frame.columns if trailing else []):
         col = frame[c]
         stripped = col.str.strip()
         if not stripped.equals(col):
@@ -147,18 +139,12 @@ def _read_csv(p: Path, nrows: int | None = None) -> pd.DataFrame:
     return frame
 
 
-def _trailing_space(p: Path) -> bool:
-    """Does any cell of the file end in a space or tab (before a comma, a line end or the end)?"""
-    with open(p, "rb") as f:
-        return re.search(rb"[ \t](,|\r?\n|$)", f.read()) is not None
-
-
-def _header(p: Path, say: bool = True) -> list[str]:
+def _header(p: Path, sep: str, say: bool = True) -> list[str]:
     """The first line's column names as written, stripped (a spreadsheet's byte-order mark dropped);
     a trailing-space name is said once."""
     try:
         with open(p, encoding="utf-8-sig", newline="") as f:
-            header = next(csv.reader(f, skipinitialspace=True), [])
+            header = next(csv.reader(f, delimiter=" " if sep == "whitespace" else sep, skipinitialspace=True), [])
     except (UnicodeDecodeError, csv.Error):
         return []
     spaced = [h for h in header if h != h.strip() and h.strip()]
@@ -167,13 +153,14 @@ def _header(p: Path, say: bool = True) -> list[str]:
     return [h.strip() for h in header]
 
 
-def _pandas_csv(source: Any, nrows: int | None) -> pd.DataFrame:
+def _pandas_csv(source: Any, nrows: int | None, sep: str, header: bool) -> pd.DataFrame:
     # utf-8-sig: a spreadsheet's byte-order mark must not become part of the first column name.
-    return pd.read_csv(source, nrows=nrows, dtype=str, keep_default_na=False, na_values=[""],
-                       encoding="utf-8-sig", skip_blank_lines=False, skipinitialspace=True, index_col=False)
+    return pd.read_csv(source, nrows=nrows, sep=r"\s+" if sep == "whitespace" else sep, header=0 if header else None,
+                       dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig", skip_blank_lines=False,
+                       skipinitialspace=True, index_col=False)
 
 
-def _read_ragged_csv(p: Path, nrows: int | None) -> pd.DataFrame:
+def _read_ragged_csv(p: Path, nrows: int | None, sep: str) -> pd.DataFrame:
     """Read a CSV some of whose rows have more fields than the header.
 
     Extra fields that are empty (rows ending in commas) are dropped; a non-empty one is an error
@@ -182,7 +169,7 @@ def _read_ragged_csv(p: Path, nrows: int | None) -> pd.DataFrame:
     """
     try:
         with open(p, encoding="utf-8-sig", newline="") as f:
-            reader = csv.reader(f, skipinitialspace=True)
+            reader = csv.reader(f, delimiter=sep, skipinitialspace=True)
             header = next(reader, [])
             width = len(header)
             kept, bad = [header], []
@@ -205,9 +192,9 @@ def _read_ragged_csv(p: Path, nrows: int | None) -> pd.DataFrame:
             + (f" ({len(bad) - 1} more line(s) like this)" if len(bad) > 1 else "")
         )
     buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerows(kept)
+    csv.writer(buf, delimiter=sep, lineterminator="\n").writerows(kept)
     buf.seek(0)
-    return _pandas_csv(buf, nrows)
+    return _pandas_csv(buf, nrows, sep, header=True)
 
 
 def _short(e: Exception) -> str:
@@ -225,6 +212,13 @@ def _data_rows(frame: pd.DataFrame, p: Path, first_line: int) -> tuple[pd.DataFr
     return frame, lines
 
 
+def _present(cols: Sequence[Any], candidates: Sequence[str]) -> list[Any]:
+    """The columns named like ``candidates`` (compared ignoring case), in the candidates' order, as
+    spelled in ``cols``."""
+    lower = {str(c).lower(): c for c in reversed(list(cols))}
+    return list(dict.fromkeys(lower[c.lower()] for c in candidates if c.lower() in lower))
+
+
 def _pick_column(frame: pd.DataFrame, p: Path, given: str | None, candidates: Sequence[str], what: str,
                  default_first: bool = False) -> str:
     """The column named ``given``, else the first of ``candidates`` present (compared ignoring case;
@@ -234,8 +228,7 @@ def _pick_column(frame: pd.DataFrame, p: Path, given: str | None, candidates: Se
         if given not in cols:
             raise TableError(f"{p}: no {what} column {given!r}; the columns are {cols}")
         return given
-    lower = {str(c).lower(): c for c in reversed(cols)}
-    present = list(dict.fromkeys(lower[c.lower()] for c in candidates if c.lower() in lower))
+    present = _present(cols, candidates)
     if len(present) > 1:
         warnings.warn(f"{p}: {present[0]!r} is read as the {what} column (also present: "
                       f"{', '.join(repr(c) for c in present[1:])}, kept as information; name another with "
@@ -310,14 +303,13 @@ def _check_binary(values: pd.DataFrame, p: Path, ids: np.ndarray, lines: np.ndar
     ok = codes >= 0
     is_unknown = np.zeros(raw.shape, dtype=bool)
     if len(unknown):
-        text = np.array([["" if v is None or (isinstance(v, float) and v != v) else str(v).strip() for v in row]
-                         for row in raw], dtype=object).reshape(raw.shape)
+        text = np.char.strip(np.where(pd.isna(raw), "", raw).astype(str))  # an empty cell is ""
         is_unknown = ~ok & np.isin(text, list(unknown))
         ok |= is_unknown
     if not ok.all():
         r, c = (int(v[0]) for v in np.nonzero(~ok))
         val = raw[r, c]
-        what = "an empty cell" if val is None or (isinstance(val, float) and val != val) else f"{val!r}"
+        what = "an empty cell" if pd.isna(val) else f"{val!r}"
         raise TableError(f"{p}, row {ids[r]} at line {lines[r]}: label {names[c]!r} has {what}; one-hot "
                          f"label columns hold 0 or 1" + (f" ({int((~ok).sum()) - 1} more bad cell(s))"
                                                          if (~ok).sum() > 1 else "")

@@ -60,12 +60,9 @@ class TableSpec:
     def to_dict(self) -> dict[str, Any]:
         """The fields as JSON values (a :class:`LabelSchema` as its dict, labels as a list)."""
         d = dataclasses.asdict(self)
-        if isinstance(self.schema, LabelSchema):
-            d["schema"] = self.schema.to_dict()
-        elif isinstance(self.schema, os.PathLike):
-            d["schema"] = str(self.schema)
-        d["labels"] = None if self.labels is None else list(self.labels)
-        return d
+        schema = self.schema.to_dict() if isinstance(self.schema, LabelSchema) else d["schema"]
+        return {**d, "labels": None if self.labels is None else list(self.labels),
+                "schema": str(schema) if isinstance(schema, os.PathLike) else schema}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TableSpec":
@@ -168,20 +165,9 @@ class LabelTable:
                 raise TableError(f"boolean mask of shape {idx.shape} does not match {len(self)} rows")
             idx = np.flatnonzero(idx)
         idx = idx.astype(np.int64)
-        return LabelTable(
-            ids=self.ids[idx],
-            y=self.y[idx],
-            schema=self.schema,
-            extra=self.extra.iloc[idx].reset_index(drop=True),
-            source=self.source,
-            paths=None if self.paths is None else self.paths[idx],
-            images=None if self.images is None else self.images[idx],
-            lines=None if self.lines is None else self.lines[idx],
-            id_column=self.id_column,
-            format=self.format,
-            notes=self.notes,
-            known=self.known[idx],
-        )
+        rows = {k: None if (v := getattr(self, k)) is None else v[idx]
+                for k in ("ids", "y", "paths", "images", "lines", "known")}
+        return dataclasses.replace(self, extra=self.extra.iloc[idx].reset_index(drop=True), **rows)
 
     def to_frame(self) -> pd.DataFrame:
         """A DataFrame: the id column, one 0/1 column per label, then the extra columns."""

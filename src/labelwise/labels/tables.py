@@ -55,7 +55,7 @@ from .schema import LabelSchema, load_schema
 from .structure import settle_table
 from .cells import list_literals, merge_duplicates, warn_odd_names
 from .csvread import (_check_binary, _data_rows, _ids, _looks_headerless, _looks_like_label,
-                      _pick_column, _read_csv, _RowNames, is_split_column, read_csv,
+                      _pick_column, _present, _read_bytes, _read_csv, _RowNames, is_split_column, read_csv,
                       ID_COLUMN_NAMES as _ID_COLUMN_NAMES)
 from .ids import IMAGE_EXTENSIONS
 from .paths import attach_paths
@@ -191,12 +191,6 @@ def _detect_format(p: Path, label_column: str | None) -> str:
     return "onehot"
 
 
-def _list_column(columns: Sequence[Any]) -> str | None:
-    """The first column named like a label list (labels, label, tags, ...; any case), or None."""
-    lower = {str(c).lower(): c for c in reversed(list(columns))}
-    return next((lower[c.lower()] for c in _LABEL_COLUMN_NAMES if c.lower() in lower), None)
-
-
 def _onehot_or_list(frame: pd.DataFrame, p: Path, schema: LabelSchema | None, labels: Sequence[str] | None,
                     id_column: str | None, sep: str, repair: bool) -> LabelTable:
     """Format auto on a CSV: one-hot columns, a label-list column, or both.
@@ -205,7 +199,7 @@ def _onehot_or_list(frame: pd.DataFrame, p: Path, schema: LabelSchema | None, la
     they agree the one-hot columns are read, said once; when they differ, or the list is unreadable
     while one-hot columns exist, the table is refused naming both and the flags that choose.
     """
-    list_col = _list_column(frame.columns)
+    list_col = next(iter(_present(frame.columns, _LABEL_COLUMN_NAMES)), None)
     try:
         onehot = _onehot_from_frame(frame, p, schema, labels, id_column, repair=repair)
     except (TableError, SchemaError):
@@ -222,7 +216,13 @@ def _onehot_or_list(frame: pd.DataFrame, p: Path, schema: LabelSchema | None, la
             as_list = _labels_from_frame(frame, p, schema, id_column, list_col, sep, repair=repair)
     except (TableError, SchemaError):
         as_list = None
-    differ = _rows_that_differ(onehot, as_list) if as_list is not None else np.arange(len(onehot))
+    differ = np.arange(len(onehot))
+    if as_list is not None and np.array_equal(onehot.ids.astype(str), as_list.ids.astype(str)):
+        # By name: every label either reading has (its own none aside), 0 where a reading lacks it.
+        names = sorted(({*onehot.labels} - {onehot.schema.none}) | ({*as_list.labels} - {as_list.schema.none}))
+        a, b = (pd.DataFrame(t.y, columns=list(t.labels)).reindex(columns=names, fill_value=0)
+                for t in (onehot, as_list))
+        differ = np.flatnonzero((a.to_numpy() != b.to_numpy()).any(axis=1))
     if not differ.size:
         warnings.warn(f"{p}: the one-hot columns {list(onehot.labels)} are read as the labels; the list column "
                       f"{list_col!r} agrees with them on every row and is kept as information", Note, stacklevel=4)
@@ -240,22 +240,6 @@ def _onehot_or_list(frame: pd.DataFrame, p: Path, schema: LabelSchema | None, la
 def _names(t: LabelTable, r: int) -> list[str]:
     """The labels true in row ``r``, the none label left out (it says the same as no label)."""
     return [lbl for lbl, v in zip(t.labels, t.y[r]) if v and lbl != t.schema.none]
-
-
-def _rows_that_differ(a: LabelTable, b: LabelTable) -> np.ndarray:
-    """Rows whose true labels (compared by name, none aside) differ between two readings of one frame."""
-    if not np.array_equal(np.asarray(a.ids, dtype=str), np.asarray(b.ids, dtype=str)):
-        return np.arange(len(a))
-    names = sorted(({*a.labels} - {a.schema.none}) | ({*b.labels} - {b.schema.none}))
-
-    def by_name(t: LabelTable) -> np.ndarray:
-        m = np.zeros((len(t), len(names)), dtype=np.uint8)
-        for k, lbl in enumerate(names):
-            if lbl in t.labels:
-                m[:, k] = t.y[:, t.labels.index(lbl)]
-        return m
-
-    return np.flatnonzero((by_name(a) != by_name(b)).any(axis=1))
 
 
 def _labels_from_frame(frame: pd.DataFrame, p: Path, schema: LabelSchema | None, id_column: str | None,
@@ -287,7 +271,7 @@ def _labels_from_frame(frame: pd.DataFrame, p: Path, schema: LabelSchema | None,
     uniques = [str(u) for u in uniques]
     uniques, sep = list_literals(uniques, codes, p, label_col, names, sep)
     if schema is None:
-        found = sorted({x.strip() for u in uniques for x in u.split(sep) if x.strip()})
+        found = _label_names(uniques, sep)
         warn_odd_names(found, p, label_col)
         if none_hint in found and len(found) > 1:
             schema = LabelSchema(
@@ -296,64 +280,68 @@ def _labels_from_frame(frame: pd.DataFrame, p: Path, schema: LabelSchema | None,
                        f"is), so it may not be given beside another label; declare none = {none_hint!r} in a "
                        f"schema file to make this explicit",),
             )
-    if schema is None:
-        tmp = LabelSchema(independent=tuple(found))
-        y_u = tmp.encode(uniques, sep=sep, validate=False)
-        y = y_u[codes]
-        # A format that names its none label (nih: "No Finding") has none when that label is absent;
-        # guessing another label (a lone 'Effusion' row) would be wrong.
-        schema = LabelSchema.infer(y, found, propose_none=none_hint is None)
-        y = y[:, [found.index(lbl) for lbl in schema.labels]]
-    else:
-        try:
-            y_u = schema.encode(uniques, sep=sep, validate=False)
-        except SchemaViolation:
-            # Find the first row whose label string fails, and let the schema name it.
-            first_bad = {}
-            for k, u in enumerate(uniques):
-                try:
-                    schema.encode([u], sep=sep, validate=False)
-                except SchemaViolation:
-                    first_bad[k] = int(np.argmax(codes == k))
-            r = min(first_bad.values())
-            schema.encode([uniques[int(codes[r])]], sep=sep, row_names=[names[r]], source=str(p), validate=False)
-            raise  # pragma: no cover - the line above raises
-        y = y_u[codes]
+    # A format that names its none label (nih: "No Finding") has none when that label is absent;
+    # guessing another label (a lone 'Effusion' row) would be wrong.
+    y, schema = _encode_lists(uniques, codes, sep, schema, names, str(p), propose_none=none_hint is None)
     return _finish(p, ids, lines, y, np.ones(y.shape, dtype=bool), schema,
                    frame.drop(columns=[id_col, label_col]).reset_index(drop=True), id_col, "labels", repair)
 
 
+def _label_names(uniques: Sequence[str], sep: str) -> list[str]:
+    """The distinct label names of ``sep``-joined strings, sorted."""
+    return sorted({x.strip() for u in uniques for x in u.split(sep) if x.strip()})
+
+
+def _encode_lists(uniques: Sequence[str], codes: np.ndarray, sep: str, schema: LabelSchema | None, row_names: Any,
+                  source: str, propose_none: bool = True) -> tuple[np.ndarray, LabelSchema]:
+    """``(y, schema)`` for rows whose labels are ``uniques[codes]`` (names joined by ``sep``), each
+    distinct string encoded once. With no schema, one is inferred from the names found
+    (:meth:`LabelSchema.infer`); a string the schema refuses is named by its first row
+    (``row_names``), the other rows like it counted."""
+    if schema is None:
+        found = _label_names(uniques, sep)
+        y = LabelSchema(independent=tuple(found)).encode(uniques, sep=sep, validate=False)[codes]
+        schema = LabelSchema.infer(y, found, propose_none=propose_none)
+        return y[:, [found.index(lbl) for lbl in schema.labels]], schema
+    try:
+        return schema.encode(uniques, sep=sep, validate=False)[codes], schema
+    except SchemaViolation:  # encode row by row, so the error names the file's first bad row
+        schema.encode([uniques[c] for c in codes], sep=sep, row_names=row_names, source=source, validate=False)
+        raise  # pragma: no cover - the line above raises
+
+
 def _finish(p: Path, ids: np.ndarray, lines: np.ndarray, y: np.ndarray, known: np.ndarray, schema: LabelSchema,
-            extra: pd.DataFrame, id_col: str, format: str, repair: bool) -> LabelTable:
-    """The table of a CSV's rows: labels settled by the schema (:func:`settle_table`), repeated
-    ids merged (:func:`merge_duplicates`)."""
-    y, known, notes = settle_table(y, known, schema, row_names=_RowNames(ids, lines), source=str(p), repair=repair)
+            extra: pd.DataFrame, id_col: str, format: str, repair: bool, row_names: Any = None,
+            paths: np.ndarray | None = None) -> LabelTable:
+    """The table of a file's (or folder's) rows: labels settled by the schema (:func:`settle_table`;
+    rows named by ``row_names``, else by id and line), repeated ids merged (:func:`merge_duplicates`)."""
+    row_names = _RowNames(ids, lines) if row_names is None else row_names
+    y, known, notes = settle_table(y, known, schema, row_names=row_names, source=str(p), repair=repair)
     ids, y, extra, lines, known = merge_duplicates(ids, y, extra, lines, p, schema.labels, known)
-    return LabelTable(ids=ids, y=np.ascontiguousarray(y, dtype=np.uint8), schema=schema, extra=extra,
+    return LabelTable(ids=ids, y=np.ascontiguousarray(y, dtype=np.uint8), schema=schema, extra=extra, paths=paths,
                       source=str(p), lines=lines, id_column=id_col, format=format, notes=notes, known=known)
 
 
 # ====================================================================== one-hot
 def _onehot_from_frame(frame: pd.DataFrame, p: Path, schema: LabelSchema | None, labels: Sequence[str] | None,
-                       id_column: str | None, repair: bool = False) -> LabelTable:
-    frame, lines = _data_rows(frame, p, first_line=2)
+                       id_column: str | None, repair: bool = False, first_line: int = 2) -> LabelTable:
+    frame, lines = _data_rows(frame, p, first_line=first_line)
     cols = list(frame.columns)
     id_col = _pick_column(frame, p, id_column, _ID_COLUMN_NAMES, "id", default_first=True)
     ids = _ids(frame, id_col, p, lines)
-    if schema is not None and labels is not None:
-        _check_subset(p, labels, schema)
+    if labels is not None:
+        if schema is not None:
+            _check_subset(p, labels, schema)
         wanted = list(labels)
     elif schema is not None:
         # Derived labels and none may be left out: they are computed.
         wanted = [x for x in schema.labels if x in schema.free_labels or x in cols]
-    elif labels is not None:
-        wanted = list(labels)
     else:
         # Label columns are the (mostly) 0/1 ones; the rest is extra information. "Mostly": a label
         # column with one stray value must be reported, not silently read as information.
         # Groups, splits and label lists are never labels, whatever their cells hold.
         wanted = [c for c in cols if c != id_col and c not in DEFAULT_GROUP_COLUMNS and not is_split_column(c)
-                  and c != _list_column([c]) and _looks_like_label(frame[c])]
+                  and not _present([c], _LABEL_COLUMN_NAMES) and _looks_like_label(frame[c])]
         if not wanted and NIH_ID in cols:
             raise TableError(f"{p}: no labels column {NIH_LABELS!r} and no 0/1 label columns found; the columns "
                              f"are {cols} (a ChestX-ray14 table has {NIH_ID!r} and {NIH_LABELS!r})")
@@ -387,11 +375,9 @@ def _place(y: np.ndarray, known: np.ndarray, given: Sequence[str], schema: Label
 
 def _read_headerless_onehot(p: Path, schema: LabelSchema | None, labels: Sequence[str] | None,
                             repair: bool = False) -> LabelTable:
-    if labels is not None:
-        wanted = list(labels)
-    elif schema is not None:
-        wanted = None  # decided by the number of columns below
-    else:
+    """A headerless list ``name v1 v2 ...``: its label names are ``labels``, else the schema's labels,
+    outputs or free labels, whichever count the values match; then read as a one-hot table."""
+    if labels is None and schema is None:
         raise TableError(f"{p}: a headerless list ('name 0 1 0 ...') has no label names; give a schema "
                          f"(--schema) or the label names (labels=, --labels a,b,c)")
     try:
@@ -401,30 +387,18 @@ def _read_headerless_onehot(p: Path, schema: LabelSchema | None, labels: Sequenc
             raise
         raise TableError(f"{e}; expected 'name v1 v2 ...' on every line") from None
     n_val = frame.shape[1] - 1
-    if wanted is None:
-        if n_val == schema.n_labels:
-            wanted = list(schema.labels)
-        elif n_val == schema.n_outputs:
-            wanted = list(schema.output_labels)
-        elif n_val == schema.n_free:
-            wanted = list(schema.free_labels)
-        else:
+    if labels is not None:
+        wanted = list(labels)
+        if n_val != len(wanted):
+            raise TableError(f"{p}: rows have {n_val} label values but {len(wanted)} label names were given")
+    else:
+        wanted = next((list(names) for names in (schema.labels, schema.output_labels, schema.free_labels)
+                       if len(names) == n_val), None)
+        if wanted is None:
             raise TableError(f"{p}: rows have {n_val} label values but the schema has {schema.n_outputs} "
                              f"labels {list(schema.output_labels)}")
-    elif n_val != len(wanted):
-        raise TableError(f"{p}: rows have {n_val} label values but {len(wanted)} label names were given")
-    elif schema is not None:
-        _check_subset(p, wanted, schema)
     frame.columns = ["id", *wanted]
-    frame, lines = _data_rows(frame, p, first_line=1)
-    ids = _ids(frame, "id", p, lines)
-    y, known = _check_binary(frame[wanted], p, ids, lines, wanted,
-                             unknown=schema.unknown_values if schema is not None else ())
-    if schema is None:
-        schema = LabelSchema(independent=tuple(wanted))
-    y, known = _place(y, known, wanted, schema)
-    return _finish(p, ids, lines, y, known, schema, pd.DataFrame(index=pd.RangeIndex(len(ids))), "id", "onehot",
-                   repair)
+    return _onehot_from_frame(frame, p, schema, wanted, "id", repair=repair, first_line=1)
 
 
 def _check_subset(p: Path, given: Sequence[str], schema: LabelSchema) -> None:
@@ -471,20 +445,11 @@ def _read_tree(root: Path, schema: LabelSchema | None, tree_sep: str, repair: bo
         where_ = [f"{folders[i]}/{name}" for i in np.flatnonzero(id_arr == name)]
         raise TableError(f"{root}: image name {name!r} appears in several folders ({', '.join(where_)}); "
                          f"an image has one label set, so keep it in one folder")
-    rows = [f.replace(tree_sep, "|") if tree_sep != "|" else f for f in folders]
+    codes, uniques = pd.factorize(pd.Series([f.replace(tree_sep, "|") for f in folders], dtype=object))
     names = [f"{folders[i]}/{ids[i]}" for i in range(len(ids))]
-    if schema is None:
-        found = sorted({x.strip() for r in set(rows) for x in r.split("|") if x.strip()})
-        y = LabelSchema(independent=tuple(found)).encode(rows, row_names=names, source=str(root), validate=False)
-        schema = LabelSchema.infer(y, found)
-        y = y[:, [found.index(lbl) for lbl in schema.labels]]
-    else:
-        y = schema.encode(rows, row_names=names, source=str(root), validate=False)
-    y, known, notes = settle_table(y, np.ones(y.shape, dtype=bool), schema, row_names=names, source=str(root),
-                                   repair=repair)
-    extra = pd.DataFrame({"folder": folders})
-    return LabelTable(ids=id_arr, y=y.astype(np.uint8), schema=schema, extra=extra, source=str(root),
-                      paths=np.asarray(files, dtype=object), format="tree", notes=notes, known=known)
+    y, schema = _encode_lists(list(uniques), codes, "|", schema, names, str(root))
+    return _finish(root, id_arr, None, y, np.ones(y.shape, dtype=bool), schema, pd.DataFrame({"folder": folders}),
+                   "id", "tree", repair, row_names=names, paths=np.asarray(files, dtype=object))
 
 
 # ====================================================================== MNIST (IDX)
@@ -495,11 +460,7 @@ def load_mnist_idx(path: str | os.PathLike) -> np.ndarray:
     32-bit sizes, then the data.
     """
     p = Path(path)
-    try:
-        with open(p, "rb") as f:
-            raw = f.read()
-    except OSError as e:
-        raise TableError(f"{p}: cannot read ({e.strerror or e})") from None
+    raw = _read_bytes(p)
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
