@@ -259,12 +259,8 @@ class TrainConfig:
     tensorboard: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("pooling", "max_slices"):
-            if getattr(self, name) in ("none", "None", ""):
-                setattr(self, name, None)
-        for name in ("weights", "loss_weights", "split_column", "splits", "group_column", "unfreeze_top", "fine_tune_lr",
-                     "early_stopping_patience", "augment", "bn_momentum", "distribute", "devices", "lr_reference_batch", "train_shards", "tensorboard",
-                     "min_labels", "max_labels", "threshold_method", "id_column", "label_column"):
+        # TOML has no null: "none" or "" unsets an optional key (table and images stay as written)
+        for name in (_OPTIONAL - {"table", "images"}) | {"augment", "pooling", "max_slices"}:
             if getattr(self, name) in ("none", "None", ""):
                 setattr(self, name, None)
         _check_types(self)
@@ -342,7 +338,7 @@ class TrainConfig:
                                  if difflib.get_close_matches(u, known, 1) else "") for u in unknown]
             raise InputError(f"{path}: unknown setting(s) {', '.join(hints)}; the settings are {sorted(known)}")
         base = path.parent
-        for key in ("table", "images", "out_dir", "train_shards", "tensorboard", "splits"):
+        for key in _PATHS:
             if isinstance(data.get(key), str) and data[key] not in ("none", "None", ""):
                 data[key] = str(base / data[key])
         if isinstance(data.get("schema"), str):
