@@ -30,6 +30,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from ..errors import InputError, TableError
+from .cases import _stack_path, stack_paths
 
 __all__ = ["StackSet", "read_mrnet", "read_stack_table", "read_cases", "pad_stack", "MRNET_LABELS", "MRNET_PLANES"]
 
@@ -81,41 +82,11 @@ class StackSet:
             yield batch, mask, self.targets[start : start + len(arrays)]
 
 
-def _stack_file(folder: Path, case_id: str) -> Path | None:
-    p = folder / f"{case_id}.npy"
-    if p.exists():
-        return p
-    if case_id.isdigit():  # MRNet's CSVs may hold "0" for the file 0000.npy
-        p = folder / f"{int(case_id):04d}.npy"
-        if p.exists():
-            return p
-    return None
-
-
 def _paths(base: Path, ids: Sequence[str], source: str, lines: Sequence[int], hint: str = "") -> list[Path]:
-    """Each case's stack in ``base``, as a table names it (:func:`_stack_path`: ``<id>.npy``, MRNet's
-    ``0000.npy`` for ``"0"``, a ``.npy`` path, or ``<id>/`` holding slice images); a file that is not
-    ``.npy`` or a missing case raises naming ``source`` and the case's line (``lines[i]`` of ``ids[i]``)."""
+    """:func:`labelwise.data.cases.stack_paths` in the folder ``base``, which must exist."""
     if not base.is_dir():
         raise InputError(f"stack folder {base} does not exist")
-    paths: list[Path] = []
-    missing: list[tuple[int, str]] = []
-    for r, cid in enumerate(ids):
-        p = _stack_path(base, cid)
-        if p is None and cid and (base / cid).is_dir():  # one image file per slice (labelwise.data.cases)
-            p = base / cid
-        if p is not None and p.suffix.lower() != ".npy" and not p.is_dir():
-            raise InputError(f"{source}, row {lines[r]}: {p} is not a .npy stack; a case is one "
-                             "slices x H x W array saved with numpy.save")
-        if p is None:
-            missing.append((r, cid))
-        paths.append(p)  # type: ignore[arg-type]
-    if missing:
-        r, cid = missing[0]
-        looked = base / cid if cid.lower().endswith(".npy") else base / f"{cid}.npy"
-        raise InputError(f"{source}, row {lines[r]}: no stack file for case {cid!r} (looked for {looked})"
-                         + (f"; {len(missing) - 1} more case(s) missing" if len(missing) > 1 else "") + hint)
-    return paths
+    return stack_paths(base, ids, source, lines, hint)
 
 
 def _read_label_csv(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -283,8 +254,8 @@ def read_cases(source: str | Path | Sequence[str | Path], stacks_dir: str | Path
     empty = [r for r, cid in enumerate(ids) if not cid]
     if empty:
         raise TableError(f"{source}, row {lines[empty[0]]}: the case id (column {id_column!r}) is empty")
-    paths = _paths(base, ids, str(source), lines,
-                   hint="" if stacks_dir is not None else "; pass the stacks folder (--images DIR)")
+    paths = stack_paths(base, ids, str(source), lines,
+                        hint="" if stacks_dir is not None else "; pass the stacks folder (--images DIR)")
     _no_duplicates(ids, str(source), lines)
     return StackSet(ids, paths, np.zeros((len(ids), 0), dtype=np.uint8), ())
 
@@ -313,18 +284,6 @@ def _folder_cases(folder: Path) -> dict[str, Path]:
             raise InputError(f"case {p.name!r} has both {found[p.name]} and the folder {p}; keep one of them")
         found[p.name] = p
     return found
-
-
-def _stack_path(base: Path, value: str) -> Path | None:
-    """The file a table cell names: an existing path with a suffix (relative to ``base`` unless
-    absolute), else ``<base>/<value>.npy`` (see :func:`_stack_file`); None when absent."""
-    value = value.strip()
-    if not value:
-        return None
-    direct = Path(value) if Path(value).is_absolute() else base / value
-    if Path(value).suffix and direct.is_file():
-        return direct
-    return _stack_file(base, value)
 
 
 def pad_stack(arrays: Sequence[np.ndarray], max_len: int | None = None, *, long: str = "center",

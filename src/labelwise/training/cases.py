@@ -49,7 +49,7 @@ def load_case_data(config: TrainConfig) -> TrainData:
         raise InputError("no images folder given: set `images` to the folder holding <case id>.npy stacks or one "
                          "folder of slices per case")
     table = read_table(config.table_spec(load_schema(config.schema)))
-    paths = np.asarray([str(p) for p in case_paths(table.ids, config.images, table=config.table)])
+    paths = np.asarray([str(p) for p in case_paths(table.ids, config.images, table=config.table, lines=table.lines)])
     return _train_data(config, table, paths, empty="has no case; training needs train and val cases")
 
 
