@@ -77,18 +77,15 @@ def _check_types(c: "TrainConfig") -> None:
     for name in _BOOLS:
         if not isinstance(getattr(c, name), (bool, np.bool_)):
             raise bad(name, "true or false")
-    for name in _STRINGS:
-        v = getattr(c, name)
-        if not (isinstance(v, str) or (v is None and name in _OPTIONAL)):
-            raise bad(name, "a string" + (" (or none)" if name in _OPTIONAL else ""))
     if isinstance(c.table, (list, tuple)):
         raise InputError(f"table must be one CSV file; got a list {list(c.table)!r}. Several tables are not "
                          "supported: join them into one CSV with a split column (values train/val/test) and set "
                          "split_column, or list one table and let split_fractions + group_column split it")
-    for name in _PATHS:
-        v = getattr(c, name)
-        if not (isinstance(v, (str, os.PathLike)) or (v is None and name in _OPTIONAL)):
-            raise bad(name, "a path (string)" + (" (or none)" if name in _OPTIONAL else ""))
+    for names, types, what in ((_STRINGS, str, "a string"), (_PATHS, (str, os.PathLike), "a path (string)")):
+        for name in names:
+            v = getattr(c, name)
+            if not (isinstance(v, types) or (v is None and name in _OPTIONAL)):
+                raise bad(name, what + (" (or none)" if name in _OPTIONAL else ""))
     if c.channels not in (1, 3) or isinstance(c.channels, bool):
         raise bad("channels", "1 (grayscale) or 3 (RGB)")
     if not (c.schema is None or isinstance(c.schema, (str, os.PathLike, Mapping, LabelSchema))):
