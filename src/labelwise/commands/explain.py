@@ -22,7 +22,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("model", help="model.keras written by labelwise train / demo")
     p.add_argument("images", help="a folder of images, a table (CSV) with an image path column, or one image")
     p.add_argument("--id-column", "--column", dest="column", default=None, metavar="C",
-                   help="IMAGES is a table: its image path column (default: path/image/file/'Image Index'/id), "
+                   help="IMAGES is a table: its image path column (default: the id column train reads, "
+                        "'Image Index'/image/id/filename/path/...), "
                         "as in labelwise predict")
     p.add_argument("--labels", default=None, metavar="A,B", help="labels to explain (default: every label the model outputs)")
     p.add_argument("--layer", default=None, metavar="NAME",

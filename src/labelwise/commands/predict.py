@@ -34,8 +34,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out", default="predictions.csv", help="output CSV (default predictions.csv)")
     p.add_argument("--images", default=None, metavar="DIR",
                    help="folder the table's image paths or case stacks are in (default: the table's folder)")
-    p.add_argument("--column", "--id-column", dest="column", default=None, help="the table's image path column (default: path/image/file/'Image Index'/id); "
-                   "for cases the case id column (default: case_id/case/exam/id/...)")
+    p.add_argument("--column", "--id-column", dest="column", default=None,
+                   help="the table's image path column (default: the id column train reads: "
+                        "'Image Index'/image/id/filename/path/...); "
+                        "for cases the case id column (default: case_id/case/exam/id/...)")
     p.add_argument("--batch-size", type=int, default=None, help="images (default 64) or cases (default 8) per batch")
     p.add_argument("--max-slices", type=int, default=None, metavar="N",
                    help="case models: cut longer stacks to their N central slices (default: the model's setting, else all)")

@@ -163,7 +163,7 @@ def render_report(report: dict) -> str:
 
 def _run_check(args) -> int:
     from ..errors import TableError
-    from ..labels.split import check_split
+    from ..labels.split import check_split, split_name
     from ..labels.csvread import _data_rows, _read_csv
     from pathlib import Path
 
@@ -174,12 +174,9 @@ def _run_check(args) -> int:
     if args.no_groups:
         raise TableError("--check needs a group column (--group-column); --no-groups has nothing to check")
     gcol = args.group_column or _check_group_column(args, frame)
-    from ..labels.split import split_name
-
-    # "val" and "Validation" are one split (as train and evaluate read them); empty cells stay empty
-    # so check_split names them
-    col = frame[args.split_column]
-    frame[args.split_column] = col.where(col.isna() | (col.astype(str).str.strip() == ""), col.map(split_name))
+    # "val" and "Validation" are one split (as train and evaluate read them); empty cells (NaN: cells
+    # arrive stripped) stay empty so check_split names them
+    frame[args.split_column] = frame[args.split_column].map(split_name, na_action="ignore")
     frame.attrs.update(source=args.table, lines=lines)
     result = check_split(frame, args.split_column, gcol)
     if args.json:

@@ -3,7 +3,8 @@ them, checking them, and choosing which slices a batch gets.
 
 The images of case ``ID`` are either
 
-* ``IMAGES/ID.npy``: one array ``slices x H x W`` or ``slices x H x W x C`` (C = 1, 3 or 4), or
+* ``IMAGES/ID.npy``: one array ``slices x H x W`` or ``slices x H x W x C`` (C = 1, 3 or 4); the
+  id ``0`` also finds MRNet's ``0000.npy``, and an id may be a ``.npy`` path relative to IMAGES, or
 * the folder ``IMAGES/ID/``: one image file per slice (PNG, JPEG, BMP, GIF), read in name
   order; names starting with ``.`` (``.DS_Store``) are ignored, any other file is an error.
 
@@ -33,8 +34,8 @@ import numpy as np
 from ..errors import InputError
 from .sources import link_problem
 
-__all__ = ["CaseSet", "case_paths", "load_case", "case_length", "check_cases", "select_slices", "even_slices",
-           "CASE_IMAGE_SUFFIXES"]
+__all__ = ["CaseSet", "case_paths", "stack_paths", "load_case", "case_length", "check_cases", "select_slices",
+           "even_slices", "CASE_IMAGE_SUFFIXES"]
 
 CASE_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 
@@ -54,33 +55,70 @@ class CaseSet:
 
 
 def case_paths(ids: Sequence[object], images: str | os.PathLike, *, table: str | os.PathLike | None = None,
-               ) -> list[Path]:
-    """``IMAGES/ID.npy`` or the folder ``IMAGES/ID/`` for every case id; raises
-    :class:`InputError` naming the first missing (or doubly stored) case and its table row."""
+               lines: Sequence[int] | None = None) -> list[Path]:
+    """Every case id's stack in ``images`` (:func:`stack_paths`); raises :class:`InputError` naming the
+    first missing (or doubly stored) case and its table row (``lines[i]``, the file line of ``ids[i]``;
+    default: the data row)."""
     base = Path(images)
     if not base.is_dir():
         raise InputError(f"images folder {base} does not exist (set `images` to the folder holding "
                          "<case id>.npy stacks or one folder of slices per case)")
-    where = f"{table}: " if table is not None else ""
-    out: list[Path] = []
+    ids = [str(i) for i in ids]
+    return stack_paths(base, ids, "the table" if table is None else str(table),
+                       range(1, len(ids) + 1) if lines is None else lines)
+
+
+def stack_paths(base: Path, ids: Sequence[str], source: str, lines: Sequence[int], hint: str = "") -> list[Path]:
+    """The one rule, for train and predict, for where case ``ids[i]`` (on line ``lines[i]`` of ``source``)
+    is stored in the folder ``base``: ``<id>.npy`` (MRNet's ``0000.npy`` for ``"0"``), a ``.npy`` path
+    relative to ``base`` (:func:`_stack_path`), or the folder ``<id>/`` of slice images. A file that is not
+    ``.npy``, a case with both a stack and a folder, or a missing case raises :class:`InputError` naming
+    ``source``, the line and the case (``hint`` ends the missing-case message)."""
+    paths: list[Path] = []
     missing: list[tuple[int, str]] = []
-    for r, cid in enumerate(str(i) for i in ids):
-        stack, folder = base / f"{cid}.npy", base / cid
-        if stack.is_file() and folder.is_dir():
-            raise InputError(f"{where}case {cid!r} has both {stack} and the folder {folder}; keep one of them")
-        if stack.is_file():
-            out.append(stack)
-        elif folder.is_dir():
-            out.append(folder)
-        else:
+    for r, cid in enumerate(ids):
+        p, folder = _stack_path(base, cid), base / cid
+        if p is not None and cid and folder.is_dir():
+            raise InputError(f"{source}, row {lines[r]}: case {cid!r} has both {p} and the folder {folder}; "
+                             "keep one of them")
+        if p is None and cid and folder.is_dir():  # one image file per slice
+            p = folder
+        if p is not None and p.suffix.lower() != ".npy" and not p.is_dir():
+            raise InputError(f"{source}, row {lines[r]}: {p} is not a .npy stack; a case is one "
+                             "slices x H x W array saved with numpy.save")
+        if p is None:
             missing.append((r, cid))
-            out.append(stack)
+        paths.append(p)  # type: ignore[arg-type]
     if missing:
         r, cid = missing[0]
-        more = f"; {len(missing) - 1} more case(s) missing" if len(missing) > 1 else ""
-        raise InputError(f"{where}case {cid!r} (data row {r + 1}) has no stack {base / (cid + '.npy')} and no "
-                         f"folder {base / cid}{os.sep}{more}")
-    return out
+        looked = base / cid if cid.lower().endswith(".npy") else base / f"{cid}.npy"
+        raise InputError(f"{source}, row {lines[r]}: no stack file for case {cid!r} (looked for {looked}) and no "
+                         f"folder {base / cid}{os.sep}"
+                         + (f"; {len(missing) - 1} more case(s) missing" if len(missing) > 1 else "") + hint)
+    return paths
+
+
+def _stack_file(folder: Path, case_id: str) -> Path | None:
+    p = folder / f"{case_id}.npy"
+    if p.exists():
+        return p
+    if case_id.isdigit():  # MRNet's CSVs may hold "0" for the file 0000.npy
+        p = folder / f"{int(case_id):04d}.npy"
+        if p.exists():
+            return p
+    return None
+
+
+def _stack_path(base: Path, value: str) -> Path | None:
+    """The file a table cell names: an existing path with a suffix (relative to ``base`` unless
+    absolute), else ``<base>/<value>.npy`` (see :func:`_stack_file`); None when absent."""
+    value = value.strip()
+    if not value:
+        return None
+    direct = Path(value) if Path(value).is_absolute() else base / value
+    if Path(value).suffix and direct.is_file():
+        return direct
+    return _stack_file(base, value)
 
 
 def _slice_files(folder: Path, case_id: str) -> list[Path]:

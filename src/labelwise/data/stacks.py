@@ -30,6 +30,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from ..errors import InputError, TableError
+from .cases import _stack_path, stack_paths
 
 __all__ = ["StackSet", "read_mrnet", "read_stack_table", "read_cases", "pad_stack", "MRNET_LABELS", "MRNET_PLANES"]
 
@@ -81,58 +82,39 @@ class StackSet:
             yield batch, mask, self.targets[start : start + len(arrays)]
 
 
-def _stack_file(folder: Path, case_id: str) -> Path | None:
-    p = folder / f"{case_id}.npy"
-    if p.exists():
-        return p
-    if case_id.isdigit():  # MRNet's CSVs may hold "0" for the file 0000.npy
-        p = folder / f"{int(case_id):04d}.npy"
-        if p.exists():
-            return p
-    return None
+def _paths(base: Path, ids: Sequence[str], source: str, lines: Sequence[int], hint: str = "") -> list[Path]:
+    """:func:`labelwise.data.cases.stack_paths` in the folder ``base``, which must exist."""
+    if not base.is_dir():
+        raise InputError(f"stack folder {base} does not exist")
+    return stack_paths(base, ids, source, lines, hint)
 
 
-def _paths(folder: Path, ids: Sequence[str], source: str) -> list[Path]:
-    if not folder.is_dir():
-        raise InputError(f"stack folder {folder} does not exist")
-    paths = []
-    missing = []
-    for cid in ids:
-        p = _stack_file(folder, cid)
-        if p is None:
-            missing.append(cid)
-        paths.append(p)
-    if missing:
-        raise InputError(f"{source}: no stack file for case {missing[0]!r} (looked for {folder / (missing[0] + '.npy')})"
-                         + (f"; {len(missing) - 1} more case(s) missing" if len(missing) > 1 else ""))
-    return paths
-
-
-def _read_label_csv(path: Path) -> tuple[list[str], np.ndarray]:
-    from ..labels.csvread import read_csv
+def _read_label_csv(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """``(case ids, 0/1 labels, file lines)`` of one MRNet label file (no header)."""
+    from ..labels.csvread import _data_rows, read_csv
 
     if not Path(path).exists():
         raise TableError(f"label file {path} does not exist")
-    df = read_csv(path, header=False, empty="")
+    df, lines = _data_rows(read_csv(path, header=False), path, first_line=1)
     if df.shape[1] != 2:
         raise TableError(f"{path}: expected 2 columns (case id, 0/1) without a header, got {df.shape[1]}")
-    ids = [s.strip() for s in df[0].astype(str)]
-    vals = df[1].str.strip()
+    ids = list(df[0].fillna("").astype(str))
+    vals = df[1].fillna("")
     bad = np.flatnonzero(~vals.isin(["0", "1"]).to_numpy())
     if bad.size:
         r = int(bad[0])
-        raise TableError(f"{path}, row {r + 1}: the label must be 0 or 1, got {df.iloc[r, 1]!r}"
-                         + (" (the file has a header row; MRNet's label files have none)" if r == 0 else ""))
-    _no_duplicates(ids, str(path))
-    return ids, vals.astype(int).to_numpy()
+        raise TableError(f"{path}, row {lines[r]}: the label must be 0 or 1, got {vals.iloc[r]!r}"
+                         + (" (the file has a header row; MRNet's label files have none)" if lines[r] == 1 else ""))
+    _no_duplicates(ids, str(path), lines)
+    return ids, vals.astype(int).to_numpy(), lines
 
 
-def _no_duplicates(ids: Sequence[str], source: str, first_row: int = 1) -> None:
-    """Raise naming the two rows (``ids[0]`` is row ``first_row``) of the first repeated case id."""
+def _no_duplicates(ids: Sequence[str], source: str, lines: Sequence[int]) -> None:
+    """Raise naming the two lines (``ids[i]`` is on line ``lines[i]``) of the first repeated case id."""
     seen: dict[str, int] = {}
     for r, cid in enumerate(ids):
         if cid in seen:
-            raise TableError(f"{source}: case {cid!r} appears twice (rows {seen[cid] + first_row} and {r + first_row})")
+            raise TableError(f"{source}: case {cid!r} appears twice (rows {lines[seen[cid]]} and {lines[r]})")
         seen[cid] = r
 
 
@@ -151,12 +133,12 @@ def read_mrnet(root: str | Path, split: str = "train", plane: str = "axial",
         raise InputError("give at least one label")
     columns = []
     ids: list[str] | None = None
-    first = None
+    first = lines = None
     for label in labels:
         path = root / f"{split}-{label}.csv"
-        these, vals = _read_label_csv(path)
+        these, vals, at = _read_label_csv(path)
         if ids is None:
-            ids, first = these, path
+            ids, first, lines = these, path, at
             columns.append(vals)
             continue
         pos = {_norm(c): r for r, c in enumerate(these)}
@@ -168,22 +150,23 @@ def read_mrnet(root: str | Path, split: str = "train", plane: str = "axial",
             raise TableError(f"{where_}: case {cid!r} is not listed (the label files {first.name} and {path.name} "
                              "must list the same cases)")
         columns.append(vals[[pos[_norm(c)] for c in ids]])
-    assert ids is not None
+    assert ids is not None and lines is not None
     targets = np.stack(columns, axis=1).astype(np.uint8)
-    paths = _paths(root / split / plane, ids, str(first))
+    paths = _paths(root / split / plane, ids, str(first), lines)
     return StackSet(list(ids), paths, targets, tuple(labels))
 
 
 def read_stack_table(table: str | Path, stacks_dir: str | Path, *, id_column: str | None = None,
                      label_columns: Sequence[str] | None = None) -> StackSet:
     """A CSV with a header: ``id_column`` (default: the first column) and 0/1 ``label_columns``
-    (default: all other columns); arrays are ``<stacks_dir>/<id>.npy``."""
-    from ..labels.csvread import read_csv
+    (default: all other columns); arrays are ``<stacks_dir>/<id>.npy`` (found as :func:`read_cases`
+    finds a table's cases). Errors name the file's line (blank lines are skipped)."""
+    from ..labels.csvread import _data_rows, read_csv
 
     table = Path(table)
     if not table.exists():
         raise TableError(f"label table {table} does not exist")
-    df = read_csv(table)
+    df, lines = _data_rows(read_csv(table), table, first_line=2)
     id_column = id_column or df.columns[0]
     if id_column not in df.columns:
         raise TableError(f"{table}: no column {id_column!r}; the columns are {list(df.columns)}")
@@ -191,17 +174,16 @@ def read_stack_table(table: str | Path, stacks_dir: str | Path, *, id_column: st
     for c in label_columns:
         if c not in df.columns:
             raise TableError(f"{table}: no label column {c!r}; the columns are {list(df.columns)}")
-        vals = df[c].fillna("").str.strip()
-        bad = np.flatnonzero(~vals.isin(["0", "1"]).to_numpy())
+        bad = np.flatnonzero(~df[c].isin(["0", "1"]).to_numpy())  # cells arrive stripped (read_csv)
         if bad.size:
             r = int(bad[0])
-            raise TableError(f"{table}, row {r + 2}: column {c!r} must be 0 or 1, got {df[c].iloc[r]!r}")
+            raise TableError(f"{table}, row {lines[r]}: column {c!r} must be 0 or 1, got {df[c].iloc[r]!r}")
     if not label_columns:
         raise TableError(f"{table}: no label columns besides the id column {id_column!r}")
-    ids = [s.strip() for s in df[id_column].astype(str)]
-    _no_duplicates(ids, str(table))
-    targets = df[label_columns].apply(lambda s: s.str.strip().astype(int)).to_numpy().astype(np.uint8)
-    return StackSet(ids, _paths(Path(stacks_dir), ids, str(table)), targets, tuple(label_columns))
+    ids = list(df[id_column].fillna("").astype(str))
+    _no_duplicates(ids, str(table), lines)
+    targets = df[label_columns].astype(int).to_numpy().astype(np.uint8)
+    return StackSet(ids, _paths(Path(stacks_dir), ids, str(table), lines), targets, tuple(label_columns))
 
 
 _CASE_COLUMNS = ("case_id", "case", "exam", "exam_id", "id", "path", "file", "filename", "stack")
@@ -219,15 +201,15 @@ def read_cases(source: str | Path | Sequence[str | Path], stacks_dir: str | Path
       of ``.npy`` files are not searched: one folder holds one plane.
     * one ``.npy`` file (one case, id = stem), or a list of ``.npy`` paths (ids = the paths).
     * a table (CSV, or TSV by suffix): ``id_column`` (default: the first of case_id / case /
-      exam / exam_id / id / path / file / filename / stack present, else the first column)
-      names each case, either by id (the stack is ``<stacks_dir>/<id>.npy``; ``"0"`` also finds
+      exam / exam_id / id / path / file / filename / stack present, in any case, else the first
+      column) names each case, either by id (the stack is ``<stacks_dir>/<id>.npy``; ``"0"`` also finds
       MRNet's ``0000.npy``) or by a ``.npy`` path relative to ``stacks_dir``. ``stacks_dir``
       defaults to the table's folder. A table without a header whose first cell names a stack
       (MRNet's ``valid-acl.csv``) is read as headerless, first column = case ids. Other columns
-      (labels) are ignored.
+      (labels) are ignored; blank lines are skipped.
 
     Files are not opened here (:meth:`StackSet.load` does that); missing files, duplicate or
-    empty ids raise an error naming the table and row.
+    empty ids raise an error naming the table and line.
     """
     if not isinstance(source, (str, Path)) and not hasattr(source, "__fspath__"):
         paths = [Path(p) for p in source]
@@ -255,47 +237,26 @@ def read_cases(source: str | Path | Sequence[str | Path], stacks_dir: str | Path
         raise InputError(f"{source} does not exist; give a folder of .npy stacks or a table of case ids")
     if source.suffix.lower() == ".npy":
         return StackSet([source.stem], [source], np.zeros((1, 0), dtype=np.uint8), ())
-    from ..labels.csvread import read_csv
+    from ..labels.csvread import _data_rows, _pick_column, read_csv
 
     base = Path(stacks_dir) if stacks_dir is not None else source.parent
     if not base.is_dir():
         raise InputError(f"stack folder {base} does not exist")
     sep = "\t" if source.suffix.lower() in (".tsv", ".tab") else ","
-    df = read_csv(source, sep=sep, empty="")
-    first_row = 2  # file row of df.iloc[0]: after the header
-    if id_column is None and _stack_path(base, df.columns[0]) is not None:
-        # no header (MRNet's label files: "0000,1"): the first line is a case
-        df = read_csv(source, sep=sep, header=False, empty="")
-        df.columns = [str(c) for c in df.columns]
-        id_column, first_row = "0", 1
-    if id_column is None:
-        id_column = next((c for c in _CASE_COLUMNS if c in df.columns), df.columns[0])
-    elif id_column not in df.columns:
-        raise TableError(f"{source}: no column {id_column!r}; the columns are {list(df.columns)}")
-    ids = [s.strip() for s in df[id_column].astype(str)]
-    if not ids:
-        raise TableError(f"{source}: the table has no rows")
-    paths: list[Path] = []
-    missing: list[tuple[int, str]] = []
-    for r, cid in enumerate(ids):
-        if not cid:
-            raise TableError(f"{source}, row {r + first_row}: the case id (column {id_column!r}) is empty")
-        p = _stack_path(base, cid)
-        if p is None and (base / cid).is_dir():  # one image file per slice (labelwise.data.cases)
-            p = base / cid
-        if p is not None and p.suffix.lower() != ".npy" and not p.is_dir():
-            raise InputError(f"{source}, row {r + first_row}: {p} is not a .npy stack; a case is one "
-                             "slices x H x W array saved with numpy.save")
-        if p is None:
-            missing.append((r, cid))
-        paths.append(p)  # type: ignore[arg-type]
-    if missing:
-        r, cid = missing[0]
-        looked = base / cid if cid.lower().endswith(".npy") else base / f"{cid}.npy"
-        raise InputError(f"{source}, row {r + first_row}: no stack file for case {cid!r} (looked for {looked})"
-                         + (f"; {len(missing) - 1} more case(s) missing" if len(missing) > 1 else "")
-                         + ("" if stacks_dir is not None else "; pass the stacks folder (--images DIR)"))
-    _no_duplicates(ids, str(source), first_row)
+    df = read_csv(source, sep=sep)
+    # no header (MRNet's label files: "0000,1"): the first line is a case
+    headerless = id_column is None and _stack_path(base, str(df.columns[0])) is not None
+    if headerless:
+        df, id_column = read_csv(source, sep=sep, header=False).rename(columns=str), "0"
+    df, lines = _data_rows(df, source, first_line=1 if headerless else 2)
+    id_column = _pick_column(df, source, id_column, _CASE_COLUMNS, "case id", default_first=True)
+    ids = list(df[id_column].fillna("").astype(str))
+    empty = [r for r, cid in enumerate(ids) if not cid]
+    if empty:
+        raise TableError(f"{source}, row {lines[empty[0]]}: the case id (column {id_column!r}) is empty")
+    paths = stack_paths(base, ids, str(source), lines,
+                        hint="" if stacks_dir is not None else "; pass the stacks folder (--images DIR)")
+    _no_duplicates(ids, str(source), lines)
     return StackSet(ids, paths, np.zeros((len(ids), 0), dtype=np.uint8), ())
 
 
@@ -323,18 +284,6 @@ def _folder_cases(folder: Path) -> dict[str, Path]:
             raise InputError(f"case {p.name!r} has both {found[p.name]} and the folder {p}; keep one of them")
         found[p.name] = p
     return found
-
-
-def _stack_path(base: Path, value: str) -> Path | None:
-    """The file a table cell names: an existing path with a suffix (relative to ``base`` unless
-    absolute), else ``<base>/<value>.npy`` (see :func:`_stack_file`); None when absent."""
-    value = value.strip()
-    if not value:
-        return None
-    direct = Path(value) if Path(value).is_absolute() else base / value
-    if Path(value).suffix and direct.is_file():
-        return direct
-    return _stack_file(base, value)
 
 
 def pad_stack(arrays: Sequence[np.ndarray], max_len: int | None = None, *, long: str = "center",

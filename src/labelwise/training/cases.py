@@ -29,7 +29,7 @@ from ..errors import InputError
 from ..io import write_json
 from ..labels.schema import LabelSchema, load_schema
 from .config import TrainConfig
-from .data import Part, TrainData, split_masks
+from .data import Part, TrainData, _train_data
 from .finish import TrainResult
 from .phases import build_and_compile, phases
 from .state import _check_resume_config, _latest, _load_model_weights_only, _State
@@ -49,28 +49,8 @@ def load_case_data(config: TrainConfig) -> TrainData:
         raise InputError("no images folder given: set `images` to the folder holding <case id>.npy stacks or one "
                          "folder of slices per case")
     table = read_table(config.table_spec(load_schema(config.schema)))
-    paths = np.asarray([str(p) for p in case_paths(table.ids, config.images, table=config.table)])
-    masks = split_masks(config, table)
-    for k in ("train", "val"):
-        if not masks[k].any():
-            raise InputError(f"{config.table}: the {k} split has no case; training needs train and val cases")
-
-    # unknown cells as the image run treats them (labelwise.training.data.load_data): the policy fills
-    # train's, val and test keep -1 (judged on known truth only)
-    known = getattr(table, "known", None)
-    y_train = table.y if known is None or known.all() else table.targets().astype(np.int8)
-    y_eval = table.y if known is None or known.all() else np.where(known, table.y, -1).astype(np.int8)
-
-    from .data import _groups, check_label_bounds
-
-    check_label_bounds(config, table.schema)
-    groups = _groups(table, config)
-
-    def part(m: np.ndarray, y_all: np.ndarray = y_eval) -> Part:
-        return Part(paths[m], y_all[m], np.asarray(table.ids)[m], None if groups is None else groups[m])
-
-    return TrainData(table.schema, part(masks["train"], y_train), part(masks["val"]),
-                     part(masks["test"]) if masks["test"].any() else None)
+    paths = np.asarray([str(p) for p in case_paths(table.ids, config.images, table=config.table, lines=table.lines)])
+    return _train_data(config, table, paths, empty="has no case; training needs train and val cases")
 
 
 def _cases(part: Part, say: Callable[[str], None], what: str):

@@ -77,18 +77,15 @@ def _check_types(c: "TrainConfig") -> None:
     for name in _BOOLS:
         if not isinstance(getattr(c, name), (bool, np.bool_)):
             raise bad(name, "true or false")
-    for name in _STRINGS:
-        v = getattr(c, name)
-        if not (isinstance(v, str) or (v is None and name in _OPTIONAL)):
-            raise bad(name, "a string" + (" (or none)" if name in _OPTIONAL else ""))
     if isinstance(c.table, (list, tuple)):
         raise InputError(f"table must be one CSV file; got a list {list(c.table)!r}. Several tables are not "
                          "supported: join them into one CSV with a split column (values train/val/test) and set "
                          "split_column, or list one table and let split_fractions + group_column split it")
-    for name in _PATHS:
-        v = getattr(c, name)
-        if not (isinstance(v, (str, os.PathLike)) or (v is None and name in _OPTIONAL)):
-            raise bad(name, "a path (string)" + (" (or none)" if name in _OPTIONAL else ""))
+    for names, types, what in ((_STRINGS, str, "a string"), (_PATHS, (str, os.PathLike), "a path (string)")):
+        for name in names:
+            v = getattr(c, name)
+            if not (isinstance(v, types) or (v is None and name in _OPTIONAL)):
+                raise bad(name, what + (" (or none)" if name in _OPTIONAL else ""))
     if c.channels not in (1, 3) or isinstance(c.channels, bool):
         raise bad("channels", "1 (grayscale) or 3 (RGB)")
     if not (c.schema is None or isinstance(c.schema, (str, os.PathLike, Mapping, LabelSchema))):
@@ -259,12 +256,8 @@ class TrainConfig:
     tensorboard: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("pooling", "max_slices"):
-            if getattr(self, name) in ("none", "None", ""):
-                setattr(self, name, None)
-        for name in ("weights", "loss_weights", "split_column", "splits", "group_column", "unfreeze_top", "fine_tune_lr",
-                     "early_stopping_patience", "augment", "bn_momentum", "distribute", "devices", "lr_reference_batch", "train_shards", "tensorboard",
-                     "min_labels", "max_labels", "threshold_method", "id_column", "label_column"):
+        # TOML has no null: "none" or "" unsets an optional key (table and images stay as written)
+        for name in (_OPTIONAL - {"table", "images"}) | {"augment", "pooling", "max_slices"}:
             if getattr(self, name) in ("none", "None", ""):
                 setattr(self, name, None)
         _check_types(self)
@@ -342,7 +335,7 @@ class TrainConfig:
                                  if difflib.get_close_matches(u, known, 1) else "") for u in unknown]
             raise InputError(f"{path}: unknown setting(s) {', '.join(hints)}; the settings are {sorted(known)}")
         base = path.parent
-        for key in ("table", "images", "out_dir", "train_shards", "tensorboard", "splits"):
+        for key in _PATHS:
             if isinstance(data.get(key), str) and data[key] not in ("none", "None", ""):
                 data[key] = str(base / data[key])
         if isinstance(data.get("schema"), str):

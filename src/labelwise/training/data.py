@@ -9,7 +9,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -77,29 +77,34 @@ def load_data(config: TrainConfig) -> TrainData:
                                                                if len(gone) > 10 else "")
             warnings.warn(f"skip_unreadable: leaving out {len(gone)} of {len(every)} row(s) of {config.table} whose "
                           f"image file is missing from {config.images}:\n{shown}", stacklevel=2)
-    schema = table.schema
     x = table.paths if table.paths is not None else table.images
     if x is None:
         raise InputError(f"{config.table}: no image paths; set `images` to the folder holding the images")
+    return _train_data(config, table, np.asarray(x, dtype=str) if table.paths is not None else np.asarray(x),
+                      empty="is empty; training needs a train and a val split")
+
+
+def _train_data(config: Any, table: Any, x: np.ndarray, *, empty: str) -> TrainData:
+    """``table`` split by :func:`split_masks` into :class:`TrainData`, ``x[i]`` being row ``i``'s input
+    (image path, image or case). An empty train or val split raises ``"{table}: the {k} split {empty}"``;
+    the fit rows (:func:`_check_fit_rows`) and ``min_labels``/``max_labels`` are checked before any training."""
     masks = split_masks(config, table)
+    for k in ("train", "val"):
+        if not masks[k].any():
+            raise InputError(f"{config.table}: the {k} split {empty}")
+    _check_fit_rows(config, table, masks)
+    check_label_bounds(config, table.schema)
 
     # Unknown cells travel as -1 in y so model.fit masks them; in train the positive/negative policy
     # fills its cells, while val and test keep every unknown cell -1 (they are judged on known truth only).
     y_train = table.y if table.known.all() else table.targets().astype(np.int8)
     y_eval = table.y if table.known.all() else np.where(table.known, table.y, -1).astype(np.int8)
-
     groups = _groups(table, config)
 
     def part(mask: np.ndarray, y_all: np.ndarray = y_eval) -> Part:
-        xs = np.asarray(x, dtype=str) if table.paths is not None else np.asarray(x)
-        return Part(xs[mask], y_all[mask], np.asarray(table.ids)[mask], None if groups is None else groups[mask])
+        return Part(x[mask], y_all[mask], np.asarray(table.ids)[mask], None if groups is None else groups[mask])
 
-    for k in ("train", "val"):
-        if not masks[k].any():
-            raise InputError(f"{config.table}: the {k} split is empty; training needs a train and a val split")
-    _check_fit_rows(config, table, masks)
-    check_label_bounds(config, schema)
-    return TrainData(schema, part(masks["train"], y_train), part(masks["val"]),
+    return TrainData(table.schema, part(masks["train"], y_train), part(masks["val"]),
                      part(masks["test"]) if masks["test"].any() else None)
 
 
@@ -139,75 +144,32 @@ def _groups(table: Any, config: Any) -> np.ndarray | None:
 
 def split_masks(config: TrainConfig, table: Any) -> dict[str, np.ndarray]:
     """Boolean masks ``{"train", "val", "test"}`` over ``table``'s rows: from ``config.splits`` (the
-    file ``labelwise split --out`` writes, joined by id), or ``config.split_column`` (values
-    train/val/test), else :func:`labelwise.labels.split.split_table` with
-    ``config.split_fractions`` and ``config.group_column`` (rows of one group share a split)."""
+    file ``labelwise split --out`` writes, joined by id: :func:`labelwise.labels.split.splits_for`;
+    file rows for ids the table no longer has, e.g. rows left out by skip_unreadable, are ignored), or
+    ``config.split_column`` (values train/val/test: :func:`labelwise.labels.split.column_splits`), else
+    :func:`labelwise.labels.split.split_table` with ``config.split_fractions`` and ``config.group_column``
+    (rows of one group share a split). Split names are read by :func:`labelwise.labels.split.split_name`."""
+    from ..labels.split import column_splits, read_splits_file, split_table, splits_for
+
     if config.splits and config.split_column:
         raise InputError(f"give either splits ({config.splits}) or split_column ({config.split_column!r}), not both")
     if config.splits:
-        masks = _masks_from_splits_file(config.splits, table, config.table)
+        names = splits_for([str(i) for i in table.ids], config.splits, source=config.table)
+        bad = sorted(set(names) - {"train", "val", "test"})
+        if bad:
+            rows = read_splits_file(config.splits)
+            line = int(rows["line"][rows["split"].isin(bad)].iloc[0])
+            raise InputError(f"{config.splits}, line {line}: split value(s) {bad[:5]}; use train, val or test")
     elif config.split_column:
-        from ..labels.split import column_splits
-
         names = column_splits(table, config.split_column, config.table)
-        masks = {k: names == k for k in ("train", "val", "test")}
     else:
-        from ..labels.split import split_table
-
         if min(config.split_fractions) <= 0:
             raise InputError(f"split_fractions {list(config.split_fractions)}: each of train, val and test must be "
                              "more than 0 (e.g. --split-fractions 0.7 0.1 0.2); to train without a test part, "
                              "use a split column (split_column) with only train and val values")
-        parts = split_table(table, config.group_column, config.split_fractions, seed=config.seed)
-        masks = _split_masks(parts, table)
-    return masks
-
-
-def _masks_from_splits_file(path: str, table: Any, table_path: Any) -> dict[str, np.ndarray]:
-    """Masks over ``table`` rows from a split file (``labelwise split --out``: ``id,group,split``),
-    joined by id (:func:`labelwise.labels.split.splits_for`). Every table row needs a split; file
-    rows for ids the table no longer has (e.g. rows left out by skip_unreadable) are ignored."""
-    from ..labels.split import read_splits_file, splits_for
-
-    names = splits_for([str(i) for i in table.ids], path, source=table_path)
-    bad = sorted(set(names) - {"train", "val", "test"})
-    if bad:
-        rows = read_splits_file(path)
-        line = int(rows["line"][rows["split"].isin(bad)].iloc[0])
-        raise InputError(f"{path}, line {line}: split value(s) {bad[:5]}; use train, val or test")
+        # one row each, aligned to the table's rows, named train / val / test
+        names = split_table(table, config.group_column, config.split_fractions, seed=config.seed)["split"].to_numpy()
     return {k: names == k for k in ("train", "val", "test")}
-
-
-def _split_masks(parts: Any, table: Any) -> dict[str, np.ndarray]:
-    """Boolean masks over ``table`` rows from what :func:`split_table` returned (a frame with
-    ``id`` and ``split`` columns aligned to the rows, or tables / id lists by split name)."""
-    from ..labels.split import split_name
-
-    if hasattr(parts, "columns") and "split" in parts.columns:
-        names = parts["split"].map(split_name).to_numpy()
-        return {k: names == k for k in ("train", "val", "test")}
-    if isinstance(parts, Mapping):
-        items = dict(parts)
-    elif hasattr(parts, "_asdict"):
-        items = parts._asdict()
-    elif dataclasses.is_dataclass(parts):
-        items = {f.name: getattr(parts, f.name) for f in dataclasses.fields(parts)}
-    else:
-        items = dict(zip(("train", "val", "test"), parts))
-    ids = np.asarray(table.ids)
-    masks = {}
-    for key, value in items.items():
-        name = split_name(key)
-        if name not in ("train", "val", "test"):
-            continue
-        part_ids = np.asarray(value.ids if hasattr(value, "ids") else value)
-        if part_ids.dtype == bool and len(part_ids) == len(ids):
-            masks[name] = part_ids
-        else:
-            masks[name] = np.isin(ids, part_ids)
-    for k in ("train", "val", "test"):
-        masks.setdefault(k, np.zeros(len(ids), dtype=bool))
-    return masks
 
 
 def _check_test_images(config: TrainConfig, data: TrainData) -> TrainData:

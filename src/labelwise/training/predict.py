@@ -39,9 +39,6 @@ __all__ = ["predict", "predict_scores", "predict_case_scores", "Scores", "ModelI
            "prepare_stack", "prediction_frame", "write_predictions", "read_inputs", "image_inputs", "outputs_to_scores",
            "resolve_policy", "sample_slices"]
 
-_PATH_COLUMNS = ("path", "image", "image_path", "file", "filename", "Image Index", "id")
-
-
 @dataclass
 class Scores:
     """Scores over ``schema.labels`` for the kept inputs; ``keep`` indexes the caller's list;
@@ -138,9 +135,10 @@ def read_inputs(source: str | os.PathLike | Sequence[str], *, images: str | os.P
 
     A folder: every image in it (ids are paths relative to the folder). One image file: that
     image (id = the path as given). A glob pattern (``"photos/*.jpg"``, for a shell that did not
-    expand it): the matching files, sorted. A table (CSV/TSV): the column ``column`` (or the first
-    of path/image/file/filename/"Image Index"/id present, else the first column), relative to
-    ``images`` or to the table's folder. A list: paths (folders and patterns in it expanded).
+    expand it): the matching files, sorted. A table (CSV/TSV): the column ``column``, else the id
+    column ``labelwise train`` reads (the first of :data:`labelwise.labels.csvread.ID_COLUMN_NAMES`
+    present, e.g. "Image Index"/image/id/filename/path, else the first column), relative to ``images``
+    or to the table's folder. A list: paths (folders and patterns in it expanded).
     """
     import glob
 
@@ -177,17 +175,14 @@ def read_inputs(source: str | os.PathLike | Sequence[str], *, images: str | os.P
     if not source.exists():
         raise InputError(f"{source} does not exist; give a folder of images or a table with image paths")
     from ..errors import TableError
-    from ..labels.csvread import _data_rows, read_csv
+    from ..labels.csvread import ID_COLUMN_NAMES, _data_rows, _pick_column, read_csv
 
     try:
         frame, lines = _data_rows(read_csv(source, sep="\t" if source.suffix.lower() in (".tsv", ".tab") else ","),
                                   source, first_line=2)
+        column = _pick_column(frame, source, column, ID_COLUMN_NAMES, "id", default_first=True)  # as train reads it
     except TableError as e:
         raise InputError(str(e)) from None
-    if column is None:
-        column = next((c for c in _PATH_COLUMNS if c in frame.columns), frame.columns[0])
-    elif column not in frame.columns:
-        raise InputError(f"{source}: no column {column!r}; columns are {list(frame.columns)}")
     base = Path(images) if images is not None else source.parent
     empty = np.flatnonzero(frame[column].isna().to_numpy())
     if empty.size:
