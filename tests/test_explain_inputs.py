@@ -66,3 +66,15 @@ def test_a_tables_image_column_is_named_with_id_column_as_in_predict(model_path,
     predicted = sorted(line.split(",")[0] for line in (tmp_path / "p.csv").read_text().splitlines()[1:])
     assert explained == predicted and len(explained) == 2 and all(i.endswith((".png")) for i in explained)
     assert main(["explain", str(model_path), str(tmp_path / "list.csv"), "--out", str(tmp_path / "o2")]) != 0
+
+
+def test_split_rows_of_a_tab_separated_table_are_found_by_the_shared_split_column_names(model_path, tmp_path,
+                                                                                       capsys):
+    for name, v in (("x.png", 10), ("y.png", 200), ("z.png", 90)):
+        Image.fromarray(np.full((8, 8), v, dtype=np.uint8)).save(tmp_path / name)
+    (tmp_path / "list.tsv").write_text("image\tSubset\nx.png\tValidation\ny.png\ttest\nz.png\t Test \n")
+    out = tmp_path / "out"
+    assert main(["explain", str(model_path), str(tmp_path / "list.tsv"), "--split", "test", "--out", str(out)]) == 0
+    assert "2 image(s)" in capsys.readouterr().out
+    written = (out / "index.html").read_text()
+    assert "y.png" in written and "z.png" in written and "x.png" not in written

@@ -109,10 +109,11 @@ def _split_rows(args: argparse.Namespace) -> list[str]:
     else:
         from pathlib import Path
 
-        from ..labels.csvread import _data_rows, _read_csv
+        from ..labels.csvread import SPLIT_COLUMN_NAMES, _data_rows, _present, read_csv
 
-        frame, _ = _data_rows(_read_csv(Path(args.images)), Path(args.images), first_line=2)
-        col = args.split_column or "split"
+        tsv = Path(args.images).suffix.lower() in (".tsv", ".tab")
+        frame, _ = _data_rows(read_csv(args.images, sep="\t" if tsv else ","), Path(args.images), first_line=2)
+        col = args.split_column or next(iter(_present(frame.columns, SPLIT_COLUMN_NAMES)), "split")
         if col not in frame.columns:
             raise InputError(f"{args.images}: no split column {col!r}; the columns are {list(frame.columns)} "
                              "(name it with --split-column, or give the split file with --splits)")
