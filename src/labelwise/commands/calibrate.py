@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .evaluate import add_common, load_fit, save_or_say
+from .evaluate import add_common, load, save_or_say
 
 HELP = "fit a calibration (platt, temperature, isotonic) of the scores on a validation set"
 
@@ -39,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
     from ..metrics import brier_score, expected_calibration_error
 
     check_out_file(args.out)
-    table, raw = load_raw(args, args.method)
+    table, got = load(args, fit=True, check=args.method)
+    (_, raw), = got.values()
     schema = table.schema
     raw = raw[:, :schema.n_outputs]
     known = table.known[:, :schema.n_labels]
@@ -76,27 +77,6 @@ def run(args: argparse.Namespace) -> int:
     if schema.none:
         print(f"({schema.none!r} is derived: prod(1 - p) of the calibrated independent labels)")
     return save_or_say(cal, args.out, cal.notes, "calibration.json")
-
-
-def load_raw(args: argparse.Namespace, method: str | None) -> tuple[Any, Any]:
-    """``(table, raw scores)`` of a fit (:func:`~labelwise.commands.evaluate.load_fit`), the scores
-    file's state checked by its sidecar: logits vs probabilities, and for a calibration ``method``
-    (not none) scores not calibrated already."""
-    from ..decide.scorefile import check_fit_input, reconcile
-
-    table, raw, _ = load_fit(args)
-    reconcile(scores_path(args), None, from_logits=bool(args.from_logits))
-    if method not in (None, "none"):
-        check_fit_input(scores_path(args), from_logits=bool(args.from_logits), what=f"a {method} calibration")
-    return table, raw
-
-
-def scores_path(args) -> str:
-    """The one ``--scores`` path (no NAME=)."""
-    from ..evaluation.inputs import parse_named_paths
-
-    (_, path), = parse_named_paths(list(args.scores))
-    return str(path)
 
 
 def _describe(spec: dict) -> str:
