@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .evaluate import add_common, load, save_or_say
+from .evaluate import add_common, fitted_on, load, save_or_say
 
 HELP = "fit a calibration (platt, temperature, isotonic) of the scores on a validation set"
 
@@ -68,8 +68,7 @@ def run(args: argparse.Namespace) -> int:
             spec = cal.groups.get(schema.group_of(label), {"kind": "identity"})
         rows.append([label, str(int(y[known[:, j], j].sum())), _describe(spec), f"{e0[j]:.3f}", f"{e1[j]:.3f}",
                      f"{b0[j]:.4f}", f"{b1[j]:.4f}"])
-    print(f"{len(table)} images; calibration {args.method} fitted on {args.truth}"
-          + (f" (split {args.split})" if args.split else ""))
+    print(f"{len(table)} images; calibration {args.method} fitted on {fitted_on(args)}")
     print("\n".join(_table(["label", "pos", "fit", "ECE before", "ECE after", "Brier before", "Brier after"],
                            rows, right=[1, 3, 4, 5, 6])))
     print(f"classwise ECE (15 equal-width bins) {np.nanmean(e0):.4f} -> {np.nanmean(e1):.4f}; "

@@ -259,6 +259,11 @@ def _save_and_print(args: argparse.Namespace, result: Any, describe: Any) -> int
     return 0
 
 
+def fitted_on(args: argparse.Namespace, otherwise: str = "") -> str:
+    """``"val.csv (split val)"``: the truth table a fit or a table is on, and its split (else ``otherwise``)."""
+    return f"{args.truth}" + (f" (split {args.split})" if args.split else otherwise)
+
+
 def _progress(done: int, total: int) -> None:
     print(f"\r  bootstrap {done}/{total}", end="\n" if done >= total else "", file=sys.stderr, flush=True)
 

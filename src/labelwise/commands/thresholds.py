@@ -21,7 +21,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from .evaluate import add_common, caught, load, save_or_say
+from .evaluate import add_common, caught, fitted_on, load, save_or_say
 
 HELP = ("choose decisions on a validation set: per-label thresholds (f1, youden, fbeta=2, ...) or a set-level "
         "rule (hamming, subset, micro-f1, macro-f1, instance-f1, top-k=K), optionally after calibration")
@@ -144,7 +144,7 @@ def _run_compare(args) -> int:
     if args.json:
         print(result.to_json())
         return 0
-    print(f"rules compared on {args.truth}" + (f" (split {args.split})" if args.split else " (validation data)"))
+    print(f"rules compared on {fitted_on(args, ' (validation data)')}")
     print(result.format_text())
     for w in notes:
         print(f"note: {w.message}")
@@ -166,8 +166,7 @@ def _run_policy(args) -> int:
                                max_labels=args.max_labels, from_logits=bool(args.from_logits))
         D = pol.decide(raw, from_logits=bool(args.from_logits))
     full = known.all(axis=1)
-    where = f"{args.truth}" + (f" (split {args.split})" if args.split else "")
-    print(f"{len(table)} images; {pol.describe()}; tuned on {where}")
+    print(f"{len(table)} images; {pol.describe()}; tuned on {fitted_on(args)}")
     if pol.thresholds is not None:
         rows = []
         for label, v, how in zip(pol.thresholds.labels, pol.thresholds.values, pol.thresholds.label_methods):
@@ -208,16 +207,10 @@ def _run_plain(args: argparse.Namespace, kw: dict) -> int:
     reached = dict(zip(map(str, th.labels), _as_list(th.metric_at_threshold, len(th.labels))))
     rows = []
     for j, label in enumerate(schema.labels):
-        if label == schema.none:
-            rows.append([label, str(int(table.y[:, j].sum())), "derived", ""])
-            continue
-        if schema.group_of(label) is not None:
-            rows.append([label, str(int(table.y[:, j].sum())), "argmax", ""])
-            continue
-        v, m = values.get(label, math.nan), reached.get(label, math.nan)
-        rows.append([label, str(int(table.y[:, j].sum())), _f(v), _f(m)])
-    where = f"{args.truth}" + (f" (split {args.split})" if args.split else "")
-    print(f"{len(table)} images; thresholds by {args.method} on {where}")
+        how = "derived" if label == schema.none else "argmax" if schema.group_of(label) is not None else None
+        tuned = [how, ""] if how else [_f(values.get(label, math.nan)), _f(reached.get(label, math.nan))]
+        rows.append([label, str(int(table.y[:, j].sum())), *tuned])
+    print(f"{len(table)} images; thresholds by {args.method} on {fitted_on(args)}")
     print("\n".join(_table(["label", "pos", "threshold", metric], rows, right=[1, 2, 3])))
     if schema.exclusive or schema.none:
         print("(exclusive groups are decided by argmax; the none label is derived from the others)")

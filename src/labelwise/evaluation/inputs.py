@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import InputError
 
 __all__ = ["parse_named_paths", "read_truth", "select_split", "row_splits", "read_aligned_scores", "load_inputs",
-           "load_fit_inputs", "load_scores", "as_probabilities", "load_strategies", "thresholds_per_strategy"]
+           "load_scores", "as_probabilities", "load_strategies", "thresholds_per_strategy"]
 
 PathLike = str | os.PathLike
 
@@ -271,15 +271,6 @@ def load_inputs(truth: PathLike, scores: PathLike | Sequence[PathLike], **option
     return table, scores
 
 
-def load_fit_inputs(truth: PathLike, scores: PathLike | Sequence[PathLike], **options: Any):
-    """What a fit (calibration, thresholds, a decision rule) reads: ``(table, raw, said)`` of
-    :func:`load_scores` with ``fit``: the truth rows to fit on, ONE scores file aligned to them as
-    written, and the line saying how many rows of which split the fit uses."""
-    table, got, said = load_scores(truth, scores, fit=True, **options)
-    (_, raw), = got.values()
-    return table, raw, said
-
-
 def thresholds_per_strategy(values: Sequence[str] | None, names: Sequence[str]) -> str | Mapping[str, str] | None:
     """``--thresholds`` values -> one path for every strategy, or ``{name: path}``, or None."""
     if not values:
@@ -287,10 +278,9 @@ def thresholds_per_strategy(values: Sequence[str] | None, names: Sequence[str]) 
     if len(values) == 1 and ("=" not in values[0] or Path(values[0]).is_file()):
         return values[0]
     hint = f"give one file for every strategy, or NAME=T.json for each of {list(names)}; got {list(values)}"
-    if any("=" not in v or Path(v).is_file() for v in values):
-        raise InputError(f"--thresholds: {hint}")
-    named = dict(parse_named_paths(values, "--thresholds"))
-    if set(named) != set(names):
+    bare = any("=" not in v or Path(v).is_file() for v in values)
+    named = {} if bare else dict(parse_named_paths(values, "--thresholds"))
+    if bare or set(named) != set(names):
         raise InputError(f"--thresholds: {hint}")
     if len(names) == 1:
         return named[names[0]]

@@ -144,8 +144,7 @@ def _read_csv(path: Path, ids, labels, outputs, id_column, sep, from_logits=Fals
     df = df.fillna("")
     cols = list(df.columns)
     prefixed = {c[2:]: c for c in cols if c.startswith("p_")}
-    if prefixed and (all(c in prefixed for c in labels) or all(c in prefixed for c in outputs)
-                     or all(c in prefixed for c in free)):
+    if prefixed and any(all(c in prefixed for c in want) for want in (labels, outputs, free)):
         # A `labelwise predict` file: p_<label> are the scores; the columns named like the labels hold
         # its 0/1 decisions and `labels` the decided names. Scoring the 0/1 columns would be silent garbage.
         decisions = [c for c in cols if c in labels or c == "labels"]
@@ -153,13 +152,8 @@ def _read_csv(path: Path, ids, labels, outputs, id_column, sep, from_logits=Fals
         cols = list(df.columns)
         warnings.warn(f"{path}: a labelwise predict file; its p_<label> columns are read as the scores "
                       "(the 0/1 decision columns named like the labels are not)", Note, stacklevel=3)
-    if all(c in cols for c in labels):
-        use = labels
-    elif all(c in cols for c in outputs):
-        use = outputs
-    elif all(c in cols for c in free):
-        use = free
-    else:
+    use = next((want for want in (labels, outputs, free) if all(c in cols for c in want)), None)
+    if use is None:
         missing = [c for c in free if c not in cols]
         import difflib
 
@@ -240,8 +234,7 @@ def _read_csv(path: Path, ids, labels, outputs, id_column, sep, from_logits=Fals
     if repeated:
         warnings.warn(f"{path}: {len(repeated)} repeated row(s) with the same id and scores as an earlier row are "
                       f"read once (e.g. {file_ids[repeated[0]]!r} on line {lines[repeated[0]]})", stacklevel=3)
-        keep = [r for r in range(len(file_ids)) if r not in set(repeated)]
-        file_ids, values, lines = [file_ids[r] for r in keep], values[keep], np.asarray(lines)[keep]
+        file_ids, values = _without(set(repeated), file_ids, values)
     if ids is None:
         return np.asarray(file_ids, dtype=str), values
 
@@ -254,10 +247,9 @@ def _read_csv(path: Path, ids, labels, outputs, id_column, sep, from_logits=Fals
         every = match_ids([*ids, *other], file_ids)
         theirs = {int(r) for r in every[len(ids):] if r >= 0}
         if theirs:
-            keep = [r for r in range(len(file_ids)) if r not in theirs]
+            file_ids, values = _without(theirs, file_ids, values)
             warnings.warn(f"{path}: {len(theirs)} score row(s) belong to truth rows outside the selected split and "
-                          f"are left out; {len(keep)} row(s) kept", stacklevel=3)
-            file_ids, values = [file_ids[r] for r in keep], values[keep]
+                          f"are left out; {len(file_ids)} row(s) kept", stacklevel=3)
     order = match_ids(ids, file_ids)
     missing = [i for i, r in zip(ids, order) if r < 0]
     extra = sorted(set(file_ids) - {file_ids[r] for r in order if r >= 0})
@@ -272,3 +264,9 @@ def _read_csv(path: Path, ids, labels, outputs, id_column, sep, from_logits=Fals
             + ". Score exactly the images of the truth table (or pass --scores with the matching file)."
         )
     return np.asarray(ids, dtype=str), values[order]
+
+
+def _without(rows: set[int], file_ids: list[str], values: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """``file_ids`` and ``values`` without the rows ``rows``."""
+    keep = [r for r in range(len(file_ids)) if r not in rows]
+    return [file_ids[r] for r in keep], values[keep]
