@@ -151,16 +151,15 @@ def read_aligned_scores(table: Any, path: PathLike, *, id_column: str | None = N
     row per row of ``full`` is cut to the split's rows)."""
     from ..labels.scores import read_scores
 
+    # an .npy over the whole table is read whole, then cut (``id_column`` and ``other_ids`` concern CSVs only)
+    whole = full is not None and Path(path).suffix.lower() == ".npy" and _npy_rows(path) == len(full) != len(table)
     try:
-        if full is not None and Path(path).suffix.lower() == ".npy" and _npy_rows(path) == len(full) != len(table):
-            _, scores = read_scores(path, ids=full.ids, schema=table.schema, from_logits=bool(from_logits))
+        _, scores = read_scores(path, ids=(full if whole else table).ids, schema=table.schema, id_column=id_column,
+                                from_logits=bool(from_logits), other_ids=None if full is None else full.ids)
+        if whole:
             scores = scores[np.isin(np.asarray(full.ids, dtype=str), np.asarray(table.ids, dtype=str))]
             warnings.warn(f"{path}: one row per row of the whole truth table ({len(full)}); using the {len(table)} "
                           "rows of the selected split", stacklevel=2)
-        else:
-            other = None if full is None else full.ids
-            _, scores = read_scores(path, ids=table.ids, schema=table.schema, id_column=id_column,
-                                    from_logits=bool(from_logits), other_ids=other)
     except InputError as e:
         msg = str(e)
         if "do not match the truth table" in msg:

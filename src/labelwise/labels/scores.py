@@ -105,7 +105,8 @@ def _read_npy(path: Path, ids, labels, outputs, from_logits=False, free=None):
         m = np.load(path, allow_pickle=False)
     except Exception as e:  # noqa: BLE001 - numpy raises several types for a bad file
         raise InputError(f"{path}: not a readable .npy array ({e})") from None
-    if m.ndim != 2 or m.shape[1] not in (len(labels), len(outputs), len(free)):
+    use = next((want for want in (labels, outputs, free) if m.ndim == 2 and m.shape[1] == len(want)), None)
+    if use is None:
         want = f"(n, {len(labels)})" + (f" or (n, {len(outputs)}) over the head outputs" if len(outputs) != len(labels) else "")
         raise InputError(f"{path}: scores array has shape {m.shape}; expected {want}, columns {labels}")
     if ids is not None and m.shape[0] != len(ids):
@@ -122,8 +123,7 @@ def _read_npy(path: Path, ids, labels, outputs, from_logits=False, free=None):
         raise InputError(f"{path}: row {r}, column {c}: score is {m[r, c]}; every score must be a finite number"
                          + (f" ({len(bad) - 1} more)" if len(bad) > 1 else ""))
     if not from_logits:
-        _check_range(path, m, labels if m.shape[1] == len(labels) else outputs if m.shape[1] == len(outputs)
-                     else free, lambda r: f"row {r} (0-based)")
+        _check_range(path, m, use, lambda r: f"row {r} (0-based)")
     file_ids = np.asarray(ids if ids is not None else [str(i) for i in range(m.shape[0])], dtype=str)
     return file_ids, m
 
