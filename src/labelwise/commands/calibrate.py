@@ -48,16 +48,12 @@ def run(args: argparse.Namespace) -> int:
     cal = fit_calibration_known(y, raw, known, schema, method=args.method, from_logits=bool(args.from_logits))
     before = cal.schema.complete_scores(as_probabilities(raw, schema, bool(args.from_logits)))
     after = DecisionPolicy(schema, "hamming", calibration=cal).probabilities(raw)
-    e0, e1, b0, b1 = (np.full(schema.n_labels, np.nan) for _ in range(4))
-    for j in range(schema.n_labels):  # each label on its known rows
+    pairs = [(metric, p) for metric in (expected_calibration_error, brier_score) for p in (before, after)]
+    e0, e1, b0, b1 = each = np.full((len(pairs), schema.n_labels), np.nan)  # rows of `each`, filled below
+    for j in np.flatnonzero(known.any(axis=0)):  # each label on its known rows
         r = known[:, j]
-        if not r.any():
-            continue
-        t = y[r, j:j + 1]
-        e0[j] = expected_calibration_error(t, before[r, j:j + 1], average=None)[0]
-        e1[j] = expected_calibration_error(t, after[r, j:j + 1], average=None)[0]
-        b0[j] = brier_score(t, before[r, j:j + 1], average=None)[0]
-        b1[j] = brier_score(t, after[r, j:j + 1], average=None)[0]
+        for k, (metric, p) in enumerate(pairs):
+            each[k, j] = metric(y[r, j:j + 1], p[r, j:j + 1], average=None)[0]
     rows = []
     for j, label in enumerate(schema.labels):
         if label in cal.independent:
