@@ -99,8 +99,7 @@ def _check_range(path: Path, m: np.ndarray, columns: Sequence[str], where) -> No
                          + out_of_range_advice(m, cli=True))
 
 
-def _read_npy(path: Path, ids, labels, outputs, from_logits=False, free=None):
-    free = outputs if free is None else free
+def _read_npy(path: Path, ids, labels, outputs, from_logits, free):
     try:
         m = np.load(path, allow_pickle=False)
     except Exception as e:  # noqa: BLE001 - numpy raises several types for a bad file
@@ -128,8 +127,7 @@ def _read_npy(path: Path, ids, labels, outputs, from_logits=False, free=None):
     return file_ids, m
 
 
-def _read_csv(path: Path, ids, labels, outputs, id_column, sep, from_logits=False, other_ids=None, free=None):
-    free = outputs if free is None else free
+def _read_csv(path: Path, ids, labels, outputs, id_column, sep, from_logits, other_ids, free):
     import pandas as pd
 
     from ..errors import TableError
@@ -222,15 +220,14 @@ def _read_csv(path: Path, ids, labels, outputs, id_column, sep, from_logits=Fals
     seen: dict[str, int] = {}
     repeated: list[int] = []
     for r, i in enumerate(file_ids):
-        if i in seen:
-            # a table's repeated identical rows are predicted twice: the same image, the same scores
-            # (up to float noise between batches)
-            if np.allclose(values[r], values[seen[i]], rtol=1e-4, atol=1e-6):
-                repeated.append(r)
-                continue
-            raise InputError(f"{path}, line {lines[r]}: id {i!r} appears twice (first on line {lines[seen[i]]}) with "
+        first = seen.setdefault(i, r)
+        # a table's repeated identical rows are predicted twice: the same image, the same scores
+        # (up to float noise between batches)
+        if first != r and not np.allclose(values[r], values[first], rtol=1e-4, atol=1e-6):
+            raise InputError(f"{path}, line {lines[r]}: id {i!r} appears twice (first on line {lines[first]}) with "
                              "other scores; give one score row per image")
-        seen[i] = r
+        if first != r:
+            repeated.append(r)
     if repeated:
         warnings.warn(f"{path}: {len(repeated)} repeated row(s) with the same id and scores as an earlier row are "
                       f"read once (e.g. {file_ids[repeated[0]]!r} on line {lines[repeated[0]]})", stacklevel=3)
