@@ -98,6 +98,7 @@ def _inputs(args):
     from ..decide.calibration import CALIBRATION_METHODS, Calibration
     from ..decide.scorefile import reconcile
     from ..evaluation.known import fit_calibration_known
+
     cal = args.calibration
     method = cal if cal in CALIBRATION_METHODS and not Path(cal).exists() else None
     table, got = load(args, fit=True, check=method or True)
