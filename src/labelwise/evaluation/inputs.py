@@ -234,20 +234,20 @@ def load_scores(truth: PathLike, scores: PathLike | Sequence[PathLike], *, schem
             f"this command takes one --scores; got {len(values)} ({', '.join(values)}). Run it once per scores "
             "file, e.g. labelwise thresholds --truth val.csv --scores val_a.csv --out thresholds_a.json")
     named = parse_named_paths(values)
-    for name, _ in named if len(named) > 1 else []:
-        check_strategy_name(name)
-    table = full = read_truth(truth, schema=schema, format=format, labels=labels)
+    if len(named) > 1:
+        for name, _ in named:
+            check_strategy_name(name)
+    full = None  # the whole truth table when ``table`` is one split of it
+    table = read_truth(truth, schema=schema, format=format, labels=labels)
     if split is None and split_column is not None:
         raise InputError(f"--split-column {split_column}: also give --split NAME (e.g. --split test) to say "
                          "which rows to use")
     # a bad or foreign splits file is refused even without --split
     names, where = (row_splits(table, column=split_column, splits=splits)
                     if fit or split is not None or splits is not None else (None, None))
-    if split is None:
-        full = None
-    else:
+    if split is not None:
         mask = _in_split(table, split, names, where, splits is not None)
-        table, names = full.subset(mask), names[mask]
+        full, table, names = table, table.subset(mask), names[mask]
         warnings.warn(f"{full.source}: using the {len(table)} row(s) of split {split!r} ({where}) out of {len(full)}",
                       stacklevel=2)
     said = _fit_said(len(table), table.source, names, where, allow_test_rows) if fit else ""
