@@ -99,6 +99,16 @@ def _check_range(path: Path, m: np.ndarray, columns: Sequence[str], where) -> No
                          + out_of_range_advice(m, cli=True))
 
 
+def _check_finite(m: np.ndarray, bad_cell, by_column: bool = False) -> None:
+    """Refuse a score that is not a finite number: ``bad_cell(row, column, more)`` words the first one, in
+    row order (``more``: how many others), or column by column (``more``: how many others in its column)."""
+    bad = np.argwhere(~np.isfinite(m.T if by_column else m))
+    if bad.size:
+        r, c = map(int, bad[0][::-1] if by_column else bad[0])
+        more = int((bad[:, 0] == bad[0, 0]).sum()) - 1 if by_column else len(bad) - 1
+        raise InputError(bad_cell(r, c, more))
+
+
 def _read_npy(path: Path, ids, labels, outputs, from_logits, free):
     try:
         m = np.load(path, allow_pickle=False)
@@ -116,11 +126,8 @@ def _read_npy(path: Path, ids, labels, outputs, from_logits, free):
     if not np.issubdtype(m.dtype, np.number) or np.issubdtype(m.dtype, np.complexfloating):
         raise InputError(f"{path}: scores must be numbers, got dtype {m.dtype}")
     m = m.astype(np.float64)
-    bad = np.argwhere(~np.isfinite(m))
-    if bad.size:
-        r, c = bad[0]
-        raise InputError(f"{path}: row {r}, column {c}: score is {m[r, c]}; every score must be a finite number"
-                         + (f" ({len(bad) - 1} more)" if len(bad) > 1 else ""))
+    _check_finite(m, lambda r, c, more: f"{path}: row {r}, column {c}: score is {m[r, c]}; every score must be a "
+                  "finite number" + (f" ({more} more)" if more else ""))
     if not from_logits:
         _check_range(path, m, use, lambda r: f"row {r} (0-based)")
     file_ids = np.asarray(ids if ids is not None else [str(i) for i in range(m.shape[0])], dtype=str)
@@ -181,20 +188,12 @@ def _read_csv(path: Path, ids, labels, outputs, id_column, sep, from_logits, oth
         warnings.warn(f"{path}: column(s) {ignored} are not labels of the truth table's schema and are ignored "
                       "(declare them in a schema file with --schema to evaluate them)", stacklevel=3)
 
-    values = np.empty((len(df), len(use)), dtype=np.float64)
-    for j, col in enumerate(use):
-        raw = df[col].str.strip()
-        num = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
-        bad = np.flatnonzero(~np.isfinite(num))
-        if bad.size:
-            r = int(bad[0])
-            cell = raw.iloc[r]
-            what = "empty cell" if cell == "" else f"{cell!r} is not a finite number"
-            raise InputError(
-                f"{path}, line {lines[r]}, column {col!r}: {what}; every score must be a number"
-                + (f" ({bad.size - 1} more bad cell(s) in this column)" if bad.size > 1 else "")
-            )
-        values[:, j] = num
+    cells = df[use].apply(lambda col: col.str.strip())
+    values = cells.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+    _check_finite(values, lambda r, c, more: f"{path}, line {lines[r]}, column {use[c]!r}: " + (
+        "empty cell" if cells.iat[r, c] == "" else f"{cells.iat[r, c]!r} is not a finite number")
+        + "; every score must be a number" + (f" ({more} more bad cell(s) in this column)" if more else ""),
+        by_column=True)
     if not from_logits:
         # Before any reordering, so the line named is the file's own.
         _check_range(path, values, use, lambda r: f"line {lines[r]}")
