@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .evaluate import add_common, load_fit, save_or_say
+from .evaluate import add_common, fitted_on, load, save_or_say
 
 HELP = "fit a calibration (platt, temperature, isotonic) of the scores on a validation set"
 
@@ -39,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
     from ..metrics import brier_score, expected_calibration_error
 
     check_out_file(args.out)
-    table, raw = load_raw(args, args.method)
+    table, got = load(args, fit=True, check=args.method)
+    (_, raw), = got.values()
     schema = table.schema
     raw = raw[:, :schema.n_outputs]
     known = table.known[:, :schema.n_labels]
@@ -47,16 +48,12 @@ def run(args: argparse.Namespace) -> int:
     cal = fit_calibration_known(y, raw, known, schema, method=args.method, from_logits=bool(args.from_logits))
     before = cal.schema.complete_scores(as_probabilities(raw, schema, bool(args.from_logits)))
     after = DecisionPolicy(schema, "hamming", calibration=cal).probabilities(raw)
-    e0, e1, b0, b1 = (np.full(schema.n_labels, np.nan) for _ in range(4))
-    for j in range(schema.n_labels):  # each label on its known rows
+    pairs = [(metric, p) for metric in (expected_calibration_error, brier_score) for p in (before, after)]
+    e0, e1, b0, b1 = each = np.full((len(pairs), schema.n_labels), np.nan)  # rows of `each`, filled below
+    for j in np.flatnonzero(known.any(axis=0)):  # each label on its known rows
         r = known[:, j]
-        if not r.any():
-            continue
-        t = y[r, j:j + 1]
-        e0[j] = expected_calibration_error(t, before[r, j:j + 1], average=None)[0]
-        e1[j] = expected_calibration_error(t, after[r, j:j + 1], average=None)[0]
-        b0[j] = brier_score(t, before[r, j:j + 1], average=None)[0]
-        b1[j] = brier_score(t, after[r, j:j + 1], average=None)[0]
+        for k, (metric, p) in enumerate(pairs):
+            each[k, j] = metric(y[r, j:j + 1], p[r, j:j + 1], average=None)[0]
     rows = []
     for j, label in enumerate(schema.labels):
         if label in cal.independent:
@@ -67,8 +64,7 @@ def run(args: argparse.Namespace) -> int:
             spec = cal.groups.get(schema.group_of(label), {"kind": "identity"})
         rows.append([label, str(int(y[known[:, j], j].sum())), _describe(spec), f"{e0[j]:.3f}", f"{e1[j]:.3f}",
                      f"{b0[j]:.4f}", f"{b1[j]:.4f}"])
-    print(f"{len(table)} images; calibration {args.method} fitted on {args.truth}"
-          + (f" (split {args.split})" if args.split else ""))
+    print(f"{len(table)} images; calibration {args.method} fitted on {fitted_on(args)}")
     print("\n".join(_table(["label", "pos", "fit", "ECE before", "ECE after", "Brier before", "Brier after"],
                            rows, right=[1, 3, 4, 5, 6])))
     print(f"classwise ECE (15 equal-width bins) {np.nanmean(e0):.4f} -> {np.nanmean(e1):.4f}; "
@@ -76,27 +72,6 @@ def run(args: argparse.Namespace) -> int:
     if schema.none:
         print(f"({schema.none!r} is derived: prod(1 - p) of the calibrated independent labels)")
     return save_or_say(cal, args.out, cal.notes, "calibration.json")
-
-
-def load_raw(args: argparse.Namespace, method: str | None) -> tuple[Any, Any]:
-    """``(table, raw scores)`` of a fit (:func:`~labelwise.commands.evaluate.load_fit`), the scores
-    file's state checked by its sidecar: logits vs probabilities, and for a calibration ``method``
-    (not none) scores not calibrated already."""
-    from ..decide.scorefile import check_fit_input, reconcile
-
-    table, raw, _ = load_fit(args)
-    reconcile(scores_path(args), None, from_logits=bool(args.from_logits))
-    if method not in (None, "none"):
-        check_fit_input(scores_path(args), from_logits=bool(args.from_logits), what=f"a {method} calibration")
-    return table, raw
-
-
-def scores_path(args) -> str:
-    """The one ``--scores`` path (no NAME=)."""
-    from ..evaluation.inputs import parse_named_paths
-
-    (_, path), = parse_named_paths(list(args.scores))
-    return str(path)
 
 
 def _describe(spec: dict) -> str:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+from contextlib import contextmanager
 from typing import Any
 
 from .tableargs import add_table_arguments, table_spec_from_args
@@ -115,78 +116,90 @@ def non_negative_int(text: str) -> int:
     return value
 
 
-def _read(loader: Any, args: argparse.Namespace, **extra: Any):
-    """``loader(truth spec, --scores, ...)`` from :mod:`labelwise.evaluation.inputs` with the flags of
-    :func:`add_common`, the files' notes printed."""
-    with _notes():
-        return loader(table_spec_from_args(args, args.truth), args.scores, id_column=args.id_column,
-                      from_logits=args.from_logits, split=args.split, split_column=args.split_column,
-                      splits=args.splits, **extra)
+def load(args: argparse.Namespace, *, fit: bool = False, check: bool | str = False):
+    """``(table, {name: (path, scores)})`` read as the flags of :func:`add_common` say
+    (:func:`labelwise.evaluation.inputs.load_scores`), the files' notes printed. ``fit``: ONE
+    ``--scores`` kept as written, test rows refused unless ``--allow-test-rows``, and the line saying
+    which rows the fit uses printed. ``check``: the scores file's sidecar is checked (logits vs
+    probabilities), and for a calibration method ``check`` names (not none), that the scores are not
+    calibrated already (:func:`labelwise.decide.scorefile.check_fit_input`)."""
+    from ..decide.scorefile import check_fit_input, reconcile
+    from ..evaluation.inputs import load_scores
+
+    with caught(sys.stderr):
+        table, got, said = load_scores(
+            table_spec_from_args(args, args.truth), args.scores, id_column=args.id_column,
+            from_logits=args.from_logits, split=args.split, split_column=args.split_column, splits=args.splits,
+            fit=fit, allow_test_rows=bool(getattr(args, "allow_test_rows", False)))
+    if fit:
+        print(said, file=sys.stderr if getattr(args, "json", False) else sys.stdout)
+    if check:
+        (path, _), = got.values()
+        reconcile(path, None, from_logits=bool(args.from_logits))
+        if check not in (True, "none"):
+            check_fit_input(path, from_logits=bool(args.from_logits), what=f"a {check} calibration")
+    return table, got
 
 
-def load_fit(args: argparse.Namespace):
-    """``(table, raw scores, said)`` for a fit (:func:`labelwise.evaluation.inputs.load_fit_inputs`),
-    the files' notes printed; ``said`` (how many rows of which split) is printed too."""
-    from ..evaluation.inputs import load_fit_inputs
-
-    table, raw, said = _read(load_fit_inputs, args, allow_test_rows=args.allow_test_rows)
-    print(said, file=sys.stderr if getattr(args, "json", False) else sys.stdout)
-    return table, raw, said
-
-
-class _notes(warnings.catch_warnings):
-    """Print the warnings raised while reading the inputs as ``note:`` lines on stderr."""
-
-    def __init__(self):
-        super().__init__(record=True)
-
-    def __enter__(self):
-        self._caught = super().__enter__()
+@contextmanager
+def caught(file: Any = None):
+    """Record the warnings raised inside (the list it yields); with ``file``, print them there as
+    ``note:`` lines on the way out, also when an error leaves."""
+    with warnings.catch_warnings(record=True) as got:
         warnings.simplefilter("always")
-        return self._caught
-
-    def __exit__(self, *exc):
-        super().__exit__(*exc)
-        for w in self._caught:
-            print(f"note: {w.message}", file=sys.stderr)
-        return False
+        try:
+            yield got
+        finally:
+            for w in got if file is not None else []:
+                print(f"note: {w.message}", file=file)
 
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print; returns 0 (a collapsed model is reported in the output, not by the exit status).
-    Several ``--scores``: compare them (:func:`run_compare`)."""
-
-    from ..evaluation import evaluate
-    from ..evaluation.inputs import follow_file_labels, load_strategies, thresholds_per_strategy
+    Several ``--scores``: compare them (each strategy evaluated, compared to the first by a paired bootstrap)."""
+    from ..evaluation import compare, evaluate
+    from ..evaluation.inputs import follow_file_labels, thresholds_per_strategy
     from ..io import check_out_dir
 
     check_out_dir(args.out)
-    table, strategies = _read(load_strategies, args)
-    if len(strategies) > 1:
-        return run_compare(args, table, strategies)
-    (path, scores), = strategies.values()
-    thresholds = thresholds_per_strategy(args.thresholds, list(strategies))
-    thresholds, said = _reconcile(args, thresholds, strategies, table)
+    table, strategies = load(args)
+    names = list(strategies)
+    thresholds, said = _reconcile(args, thresholds_per_strategy(args.thresholds, names), strategies, table)
     groups, gcol = _groups(args, table)
+    many = len(names) > 1
     if args.bootstrap > 0 and not args.json:
         unit = f"groups of {gcol!r}" if groups is not None else "images"
-        print(f"labelwise evaluate: {len(table)} images, {table.schema.n_labels} labels; "
-              f"bootstrapping {args.bootstrap} resamples of {unit} ...", file=sys.stderr, flush=True)
+        print(f"labelwise evaluate: {len(table)} images, {table.schema.n_labels} labels"
+              + (f", {len(names)} strategies ({', '.join(names)})" if many else "")
+              + f"; bootstrapping {args.bootstrap} resamples of {unit}" + (", the same for each" if many else "")
+              + " ...", file=sys.stderr, flush=True)
     progress = _progress if (args.bootstrap > 0 and not args.json and sys.stderr.isatty()) else None
-    y, known, scores, schema = follow_file_labels(table.y, table.known, scores, table.schema,
-                                                  thresholds if isinstance(thresholds, str) else None)
-    result = evaluate(
-        y, scores, schema=schema, thresholds=thresholds, tune=args.tune,
-        bootstrap=args.bootstrap, level=args.level, seed=args.seed, groups=groups, progress=progress,
-        min_class_count=args.min_class_count,
-        summary={"truth": str(args.truth), "scores": str(path), "format": table.format or args.format,
-                 **({"split": args.split} if args.split else {})},
-        score_source=getattr(args, "score_source", None),
-        known=known, average_over=getattr(args, "average_over", "free"),
-    )
-    result.notes.extend(str(n) for n in (*said, *table.schema.notes, *table.notes))
+    by_name = {}
+    for name, (_, scores) in strategies.items():
+        y, known, by_name[name], schema = follow_file_labels(table.y, table.known, scores, table.schema,
+                                                             thresholds if isinstance(thresholds, str) else None)
+    notes = [str(n) for n in (*said, *table.schema.notes, *table.notes)]
     if groups is not None and args.bootstrap > 0:
-        result.notes.append(_groups_note(args, gcol, groups))
+        notes.append(_groups_note(args, gcol, groups))
+    split = {"split": args.split} if args.split else {}
+    same = dict(schema=schema, thresholds=thresholds, tune=args.tune, bootstrap=args.bootstrap, level=args.level,
+                seed=args.seed, groups=groups, progress=progress, min_class_count=args.min_class_count, known=known)
+    if many:
+        result = compare(y, by_name, summary={"truth": str(args.truth), "format": table.format or args.format,
+                                              **split}, **same)
+        result.summary["scores"] = {name: str(path) for name, (path, _) in strategies.items()}
+        for name, (path, _) in strategies.items():
+            result.results[name].summary["scores"] = str(path)
+            result.results[name].notes.extend(notes)
+        return _save_and_print(args, result, lambda written: (
+            ", ".join(sorted(k for k in written if "/" not in k)) + " and " + ", ".join(n + "/" for n in names)))
+    (path, _), = strategies.values()
+    result = evaluate(
+        y, by_name[names[0]], summary={"truth": str(args.truth), "scores": str(path),
+                                       "format": table.format or args.format, **split},
+        score_source=getattr(args, "score_source", None), average_over=getattr(args, "average_over", "free"), **same)
+    result.notes.extend(notes)
+    if groups is not None and args.bootstrap > 0:
         result.bootstrap["group_column"] = gcol
     return _save_and_print(args, result, lambda written: ', '.join(sorted(written)))
 
@@ -246,41 +259,9 @@ def _save_and_print(args: argparse.Namespace, result: Any, describe: Any) -> int
     return 0
 
 
-def run_compare(args: argparse.Namespace, table, strategies: dict) -> int:
-    """Several ``--scores``: evaluate each, compare them to the first (paired bootstrap), print, write."""
-    from ..evaluation import compare
-    from ..evaluation.inputs import follow_file_labels, thresholds_per_strategy
-
-    names = list(strategies)
-    thresholds = thresholds_per_strategy(args.thresholds, names)
-    thresholds, said = _reconcile(args, thresholds, strategies, table)
-    groups, gcol = _groups(args, table)
-    if args.bootstrap > 0 and not args.json:
-        unit = f"groups of {gcol!r}" if groups is not None else "images"
-        print(f"labelwise evaluate: {len(table)} images, {table.schema.n_labels} labels, {len(names)} strategies "
-              f"({', '.join(names)}); bootstrapping {args.bootstrap} resamples of {unit}, the same for each ...",
-              file=sys.stderr, flush=True)
-    progress = _progress if (args.bootstrap > 0 and not args.json and sys.stderr.isatty()) else None
-    y, known, schema, by_name = table.y, table.known, table.schema, {}
-    for name, (_, scores) in strategies.items():
-        y, known, by_name[name], schema = follow_file_labels(table.y, table.known, scores, table.schema,
-                                                             thresholds if isinstance(thresholds, str) else None)
-    result = compare(
-        y, by_name, schema=schema,
-        thresholds=thresholds, tune=args.tune, bootstrap=args.bootstrap, level=args.level, seed=args.seed,
-        groups=groups, progress=progress, min_class_count=args.min_class_count, known=known,
-        summary={"truth": str(args.truth), "format": table.format or args.format,
-                 **({"split": args.split} if args.split else {})},
-    )
-    result.summary["scores"] = {name: str(path) for name, (path, _) in strategies.items()}
-    notes = [str(n) for n in (*said, *table.schema.notes, *table.notes)]
-    if groups is not None and args.bootstrap > 0:
-        notes.append(_groups_note(args, gcol, groups))
-    for name, (path, _) in strategies.items():
-        result.results[name].summary["scores"] = str(path)
-        result.results[name].notes.extend(notes)
-    return _save_and_print(args, result, lambda written: (
-        ", ".join(sorted(k for k in written if "/" not in k)) + " and " + ", ".join(n + "/" for n in names)))
+def fitted_on(args: argparse.Namespace, otherwise: str = "") -> str:
+    """``"val.csv (split val)"``: the truth table a fit or a table is on, and its split (else ``otherwise``)."""
+    return f"{args.truth}" + (f" (split {args.split})" if args.split else otherwise)
 
 
 def _progress(done: int, total: int) -> None:

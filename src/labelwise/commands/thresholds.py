@@ -21,7 +21,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from .evaluate import add_common, load_fit, save_or_say
+from .evaluate import add_common, caught, fitted_on, load, save_or_say
 
 HELP = ("choose decisions on a validation set: per-label thresholds (f1, youden, fbeta=2, ...) or a set-level "
         "rule (hamming, subset, micro-f1, macro-f1, instance-f1, top-k=K), optionally after calibration")
@@ -98,11 +98,11 @@ def _inputs(args):
     from ..decide.calibration import CALIBRATION_METHODS, Calibration
     from ..decide.scorefile import reconcile
     from ..evaluation.known import fit_calibration_known
-    from .calibrate import load_raw, scores_path
 
     cal = args.calibration
     method = cal if cal in CALIBRATION_METHODS and not Path(cal).exists() else None
-    table, raw = load_raw(args, method)
+    table, got = load(args, fit=True, check=method or True)
+    (path, raw), = got.values()
     raw = raw[:, :table.schema.n_outputs]
     known = np.asarray(table.known, dtype=bool)
     if cal is not None and method is None:
@@ -116,7 +116,7 @@ def _inputs(args):
         # scores that this very calibration produced are not calibrated again (said once); another one refuses
         from ..decide.policy import DecisionPolicy
 
-        probe, said = reconcile(scores_path(args), DecisionPolicy(table.schema, "hamming", calibration=cal),
+        probe, said = reconcile(path, DecisionPolicy(table.schema, "hamming", calibration=cal),
                                 args.calibration, from_logits=bool(args.from_logits))
         for n in said:
             print(f"note: {n}")
@@ -135,8 +135,7 @@ def _run_compare(args) -> int:
     full = known.all(axis=1)
     if not full.any():
         raise InputError(f"{args.truth}: no row has every label known; the rules are compared on whole rows")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with caught() as notes:
         result = compare_rules(table.y[full], raw[full], table.schema, calibration=cal,
                                from_logits=bool(args.from_logits), min_labels=args.min_labels,
                                max_labels=args.max_labels)
@@ -146,9 +145,9 @@ def _run_compare(args) -> int:
     if args.json:
         print(result.to_json())
         return 0
-    print(f"rules compared on {args.truth}" + (f" (split {args.split})" if args.split else " (validation data)"))
+    print(f"rules compared on {fitted_on(args, ' (validation data)')}")
     print(result.format_text())
-    for w in caught:
+    for w in notes:
         print(f"note: {w.message}")
     return 0
 
@@ -163,14 +162,12 @@ def _run_policy(args) -> int:
     table, raw, known, cal = _inputs(args)
     schema = table.schema
     y = np.where(known, table.y, 0)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with caught() as notes:
         pol = fit_policy_known(y, raw, known, schema, rule=args.method, calibration=cal, min_labels=args.min_labels,
                                max_labels=args.max_labels, from_logits=bool(args.from_logits))
         D = pol.decide(raw, from_logits=bool(args.from_logits))
     full = known.all(axis=1)
-    where = f"{args.truth}" + (f" (split {args.split})" if args.split else "")
-    print(f"{len(table)} images; {pol.describe()}; tuned on {where}")
+    print(f"{len(table)} images; {pol.describe()}; tuned on {fitted_on(args)}")
     if pol.thresholds is not None:
         rows = []
         for label, v, how in zip(pol.thresholds.labels, pol.thresholds.values, pol.thresholds.label_methods):
@@ -185,7 +182,7 @@ def _run_policy(args) -> int:
               f"Hamming {m['hamming_loss']:.3f}, subset accuracy {m['subset_accuracy']:.3f}, "
               f"micro-F1 {m['micro_f1']:.3f}, instance-F1 {m['instance_f1']:.3f}; labels per image "
               f"{m['labels_per_image_predicted']:.2f} decided vs {m['labels_per_image_true']:.2f} true")
-    return save_or_say(pol, args.out, [*pol.notes, *(w.message for w in caught)], "decision.json")
+    return save_or_say(pol, args.out, [*pol.notes, *(w.message for w in notes)], "decision.json")
 
 
 def _run_plain(args: argparse.Namespace, kw: dict) -> int:
@@ -195,11 +192,11 @@ def _run_plain(args: argparse.Namespace, kw: dict) -> int:
 
     from ..evaluation.inputs import as_probabilities
 
-    table, raw, _ = load_fit(args)
+    table, got = load(args, fit=True)
+    (_, raw), = got.values()
     schema = table.schema
     scores = as_probabilities(raw, schema, bool(args.from_logits))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with caught() as notes:
         if table.known.all():
             th = tune_thresholds(table.y, scores, labels=list(schema.labels), schema=schema, **kw)
         else:  # unknown truth cells: each label tuned on its known rows
@@ -211,20 +208,14 @@ def _run_plain(args: argparse.Namespace, kw: dict) -> int:
     reached = dict(zip(map(str, th.labels), _as_list(th.metric_at_threshold, len(th.labels))))
     rows = []
     for j, label in enumerate(schema.labels):
-        if label == schema.none:
-            rows.append([label, str(int(table.y[:, j].sum())), "derived", ""])
-            continue
-        if schema.group_of(label) is not None:
-            rows.append([label, str(int(table.y[:, j].sum())), "argmax", ""])
-            continue
-        v, m = values.get(label, math.nan), reached.get(label, math.nan)
-        rows.append([label, str(int(table.y[:, j].sum())), _f(v), _f(m)])
-    where = f"{args.truth}" + (f" (split {args.split})" if args.split else "")
-    print(f"{len(table)} images; thresholds by {args.method} on {where}")
+        how = "derived" if label == schema.none else "argmax" if schema.group_of(label) is not None else None
+        tuned = [how, ""] if how else [_f(values.get(label, math.nan)), _f(reached.get(label, math.nan))]
+        rows.append([label, str(int(table.y[:, j].sum())), *tuned])
+    print(f"{len(table)} images; thresholds by {args.method} on {fitted_on(args)}")
     print("\n".join(_table(["label", "pos", "threshold", metric], rows, right=[1, 2, 3])))
     if schema.exclusive or schema.none:
         print("(exclusive groups are decided by argmax; the none label is derived from the others)")
-    return save_or_say(th, args.out, [w.message for w in caught], "thresholds.json")
+    return save_or_say(th, args.out, [w.message for w in notes], "thresholds.json")
 
 
 def _metric_name(kw: dict) -> str:

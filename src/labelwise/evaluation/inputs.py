@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import InputError
 
 __all__ = ["parse_named_paths", "read_truth", "select_split", "row_splits", "read_aligned_scores", "load_inputs",
-           "load_fit_inputs", "fit_rows_said", "as_probabilities", "load_strategies", "thresholds_per_strategy"]
+           "load_scores", "as_probabilities", "load_strategies", "thresholds_per_strategy"]
 
 PathLike = str | os.PathLike
 
@@ -103,10 +103,15 @@ def select_split(table: Any, split: str, *, column: str | None = None, splits: P
     and the values present (with their counts) when no row matches, and the columns when there
     is no split column.
     """
+    names, where = row_splits(table, column=column, splits=splits)
+    return table.subset(_in_split(table, split, names, where, splits is not None))
+
+
+def _in_split(table: Any, split: str, names: Any, where: str | None, from_file: bool) -> np.ndarray:
+    """The mask of ``table``'s rows whose split (``names``, from ``where``: :func:`row_splits`) is ``split``."""
     from ..labels.csvread import SPLIT_COLUMN_NAMES
     from ..labels.split import split_name
 
-    names, where = row_splits(table, column=column, splits=splits)
     if names is None:
         cols = [str(c) for c in table.extra.columns]
         raise InputError(f"{table.source}: --split {split}: the truth table has no split column (looked for "
@@ -117,9 +122,9 @@ def select_split(table: Any, split: str, *, column: str | None = None, splits: P
     if not mask.any():
         values, counts = np.unique(names.astype(str), return_counts=True)
         present = ", ".join(f"{str(v)!r} ({int(c)} rows)" for v, c in zip(values, counts))
-        has = f"no row of {where} has split" if splits is not None else f"no row has {where[len('column '):]} ="
+        has = f"no row of {where} has split" if from_file else f"no row has {where[len('column '):]} ="
         raise InputError(f"{table.source}: {has} {split!r}; the values are {present}")
-    return table.subset(mask)
+    return mask
 
 
 def _split_hint(table: Any) -> str:
@@ -146,16 +151,15 @@ def read_aligned_scores(table: Any, path: PathLike, *, id_column: str | None = N
     row per row of ``full`` is cut to the split's rows)."""
     from ..labels.scores import read_scores
 
+    # an .npy over the whole table is read whole, then cut (``id_column`` and ``other_ids`` concern CSVs only)
+    whole = full is not None and Path(path).suffix.lower() == ".npy" and _npy_rows(path) == len(full) != len(table)
     try:
-        if full is not None and Path(path).suffix.lower() == ".npy" and _npy_rows(path) == len(full) != len(table):
-            _, scores = read_scores(path, ids=full.ids, schema=table.schema, from_logits=bool(from_logits))
+        _, scores = read_scores(path, ids=(full if whole else table).ids, schema=table.schema, id_column=id_column,
+                                from_logits=bool(from_logits), other_ids=None if full is None else full.ids)
+        if whole:
             scores = scores[np.isin(np.asarray(full.ids, dtype=str), np.asarray(table.ids, dtype=str))]
             warnings.warn(f"{path}: one row per row of the whole truth table ({len(full)}); using the {len(table)} "
                           "rows of the selected split", stacklevel=2)
-        else:
-            other = None if full is None else full.ids
-            _, scores = read_scores(path, ids=table.ids, schema=table.schema, id_column=id_column,
-                                    from_logits=bool(from_logits), other_ids=other)
     except InputError as e:
         msg = str(e)
         if "do not match the truth table" in msg:
@@ -188,40 +192,10 @@ def _npy_rows(path: PathLike) -> int | None:
         return None
 
 
-def _read_selected(truth, *, schema, format, labels, split, split_column, splits=None):
-    """``(table, full)``: the truth table, or one split of it and the whole table (``full`` None
-    without ``split``). The selection is said once as a note."""
-    table = read_truth(truth, schema=schema, format=format, labels=labels)
-    if split is None:
-        if split_column is not None:
-            raise InputError(f"--split-column {split_column}: also give --split NAME (e.g. --split test) to say "
-                             "which rows to use")
-        if splits is not None:
-            row_splits(table, splits=splits)  # a bad or foreign splits file is refused even without --split
-        return table, None
-    part = select_split(table, split, column=split_column, splits=splits)
-    where = str(splits) if splits is not None else f"column {find_split_column(table, split_column)!r}"
-    warnings.warn(f"{table.source}: using the {len(part)} row(s) of split {split!r} ({where}) out of {len(table)}",
-                  stacklevel=3)
-    return part, table
-
-
-def _one_scores(scores) -> str:
-    values = [str(scores)] if isinstance(scores, (str, os.PathLike)) else [str(v) for v in scores]
-    if len(values) != 1:
-        raise InputError(
-            f"this command takes one --scores; got {len(values)} ({', '.join(values)}). Run it once per scores "
-            "file, e.g. labelwise thresholds --truth val.csv --scores val_a.csv --out thresholds_a.json")
-    (_, path), = parse_named_paths(values)
-    return path
-
-
-def fit_rows_said(table: Any, source: Any, *, column: str | None = None, splits: PathLike | None = None,
-                  allow_test_rows: bool = False) -> str:
-    """``"fitting on 2 rows of split 'val' (column 'split') of t.csv"``; raises ``InputError``
-    when any of ``table``'s rows is marked test and ``allow_test_rows`` is false."""
-    names, where = row_splits(table, column=column, splits=splits)
-    n = len(table)
+def _fit_said(n: int, source: Any, names: Any, where: str | None, allow_test_rows: bool) -> str:
+    """``"fitting on 2 rows of split 'val' (column 'split') of t.csv"`` for ``n`` rows whose splits
+    are ``names`` (from ``where``, :func:`row_splits`); raises ``InputError`` when any row is marked
+    test and ``allow_test_rows`` is false."""
     if names is None:
         return (f"fitting on all {n} rows of {source} (no split column and no --splits: every row is taken as "
                 "validation data)")
@@ -236,60 +210,64 @@ def fit_rows_said(table: Any, source: Any, *, column: str | None = None, splits:
     return f"fitting on {n} rows {what} of {source}" + (" -- test rows allowed" if n_test else "")
 
 
-def _load(truth: PathLike, named: Sequence[tuple[str, str]], *, schema: Any = None, format: str = "auto",
-          labels: Any = None, id_column: str | None = None, from_logits: bool = False, split: str | None = None,
-          split_column: str | None = None, splits: PathLike | None = None, fit: bool = False,
-          allow_test_rows: bool = False):
-    """``(table, {name: (path, scores)}, said)``: the truth rows (one split with ``split``) and each
-    named scores file aligned to them; with ``fit``, the scores as written and the line
-    :func:`fit_rows_said` (which refuses test rows unless ``allow_test_rows``), else ``said`` is ""."""
-    table, full = _read_selected(truth, schema=schema, format=format, labels=labels, split=split,
-                                 split_column=split_column, splits=splits)
-    said = fit_rows_said(table, table.source, column=split_column, splits=splits,
-                         allow_test_rows=allow_test_rows) if fit else ""
+def load_scores(truth: PathLike, scores: PathLike | Sequence[PathLike], *, schema: Any = None, format: str = "auto",
+                labels: Any = None, id_column: str | None = None, from_logits: bool = False, split: str | None = None,
+                split_column: str | None = None, splits: PathLike | None = None, one: bool = False,
+                fit: bool = False, allow_test_rows: bool = False):
+    """``(table, {name: (path, scores)}, said)``: the truth table (:func:`read_truth` with ``schema``,
+    ``format``, ``labels``) and every scores file (``NAME=PATH`` or a bare path) aligned to it by id
+    (:func:`read_aligned_scores` with ``id_column``, ``from_logits``), in the order given.
+
+    ``split``: only the rows of that split (:func:`select_split`; ``split_column`` names the column,
+    or ``splits`` gives the file ``labelwise split --out`` wrote), said once as a note. ``one``:
+    several score files raise ``InputError`` (thresholds are tuned for one strategy at a time).
+    ``fit`` (implies ``one``): the scores as written (logits stay logits) and ``said``, one line saying
+    how many rows of which split the fit uses; rows whose split is test (``test``, ``testing``,
+    ``holdout``, ...) are refused unless ``allow_test_rows``, rows with no split information are used
+    as given and the line says so. Without ``fit``, ``said`` is "".
+    """
+    from .text import check_strategy_name
+
+    values = [str(scores)] if isinstance(scores, (str, os.PathLike)) else [str(v) for v in scores]
+    if (one or fit) and len(values) != 1:
+        raise InputError(
+            f"this command takes one --scores; got {len(values)} ({', '.join(values)}). Run it once per scores "
+            "file, e.g. labelwise thresholds --truth val.csv --scores val_a.csv --out thresholds_a.json")
+    named = parse_named_paths(values)
+    if len(named) > 1:
+        for name, _ in named:
+            check_strategy_name(name)
+    full = None  # the whole truth table when ``table`` is one split of it
+    table = read_truth(truth, schema=schema, format=format, labels=labels)
+    if split is None and split_column is not None:
+        raise InputError(f"--split-column {split_column}: also give --split NAME (e.g. --split test) to say "
+                         "which rows to use")
+    # a bad or foreign splits file is refused even without --split
+    names, where = (row_splits(table, column=split_column, splits=splits)
+                    if fit or split is not None or splits is not None else (None, None))
+    if split is not None:
+        mask = _in_split(table, split, names, where, splits is not None)
+        full, table, names = table, table.subset(mask), names[mask]
+        warnings.warn(f"{full.source}: using the {len(table)} row(s) of split {split!r} ({where}) out of {len(full)}",
+                      stacklevel=2)
+    said = _fit_said(len(table), table.source, names, where, allow_test_rows) if fit else ""
     return table, {name: (path, read_aligned_scores(table, path, id_column=id_column, from_logits=from_logits,
                                                     strategy=name if len(named) > 1 else None, full=full, raw=fit))
                    for name, path in named}, said
 
 
 def load_strategies(truth: PathLike, scores: Sequence[str], **options: Any):
-    """The truth table and every scores file (``NAME=PATH`` or a bare path) aligned to it:
-    ``(table, {name: (path, scores)})``, in the order given. ``options``: ``schema``, ``format``,
-    ``labels`` (how to read the truth, :func:`read_truth`), ``id_column`` (the scores' id column),
-    ``from_logits``, and ``split`` (only the rows of that split, :func:`select_split`;
-    ``split_column`` names the column, or ``splits`` gives the file ``labelwise split --out`` wrote)."""
-    from .text import check_strategy_name
-
-    named = parse_named_paths(list(scores))
-    if len(named) > 1:
-        for name, _ in named:
-            check_strategy_name(name)
-    table, got, _ = _load(truth, named, **options)
-    return table, got
+    """``(table, {name: (path, scores)})`` of :func:`load_scores`: the truth table and every scores
+    file aligned to it."""
+    return load_scores(truth, scores, **options)[:2]
 
 
 def load_inputs(truth: PathLike, scores: PathLike | Sequence[PathLike], **options: Any):
     """The truth table and ONE scores file aligned to it: ``(table, scores)``; ``options`` as in
-    :func:`load_strategies`. Several score files raise ``InputError`` (thresholds are tuned for
-    one strategy at a time)."""
-    table, got, _ = _load(truth, [("", _one_scores(scores))], **options)
-    return table, got[""][1]
-
-
-def load_fit_inputs(truth: PathLike, scores: PathLike | Sequence[PathLike], *, allow_test_rows: bool = False,
-                    **options: Any):
-    """What a fit (calibration, thresholds, a decision rule) reads: ``(table, raw, said)`` --
-    the truth rows to fit on, ONE scores file aligned to them as written (logits stay logits
-    with ``from_logits``), and one line saying how many rows of which split the fit uses;
-    ``options`` as in :func:`load_strategies`.
-
-    Refuses (``InputError``) to fit on rows whose split is test (``test``, ``testing``,
-    ``holdout``, ...), from the split column or the ``splits`` file, unless ``allow_test_rows``.
-    Rows with no split information are used as given, and the line says so.
-    """
-    table, got, said = _load(truth, [("", _one_scores(scores))], fit=True, allow_test_rows=allow_test_rows,
-                             **options)
-    return table, got[""][1], said
+    :func:`load_scores`."""
+    table, got, _ = load_scores(truth, scores, one=True, **options)
+    (_, scores), = got.values()
+    return table, scores
 
 
 def thresholds_per_strategy(values: Sequence[str] | None, names: Sequence[str]) -> str | Mapping[str, str] | None:
@@ -299,10 +277,9 @@ def thresholds_per_strategy(values: Sequence[str] | None, names: Sequence[str]) 
     if len(values) == 1 and ("=" not in values[0] or Path(values[0]).is_file()):
         return values[0]
     hint = f"give one file for every strategy, or NAME=T.json for each of {list(names)}; got {list(values)}"
-    if any("=" not in v or Path(v).is_file() for v in values):
-        raise InputError(f"--thresholds: {hint}")
-    named = dict(parse_named_paths(values, "--thresholds"))
-    if set(named) != set(names):
+    bare = any("=" not in v or Path(v).is_file() for v in values)
+    named = {} if bare else dict(parse_named_paths(values, "--thresholds"))
+    if bare or set(named) != set(names):
         raise InputError(f"--thresholds: {hint}")
     if len(names) == 1:
         return named[names[0]]

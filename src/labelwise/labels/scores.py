@@ -99,13 +99,23 @@ def _check_range(path: Path, m: np.ndarray, columns: Sequence[str], where) -> No
                          + out_of_range_advice(m, cli=True))
 
 
-def _read_npy(path: Path, ids, labels, outputs, from_logits=False, free=None):
-    free = outputs if free is None else free
+def _check_finite(m: np.ndarray, bad_cell, by_column: bool = False) -> None:
+    """Refuse a score that is not a finite number: ``bad_cell(row, column, more)`` words the first one, in
+    row order (``more``: how many others), or column by column (``more``: how many others in its column)."""
+    bad = np.argwhere(~np.isfinite(m.T if by_column else m))
+    if bad.size:
+        r, c = map(int, bad[0][::-1] if by_column else bad[0])
+        more = int((bad[:, 0] == bad[0, 0]).sum()) - 1 if by_column else len(bad) - 1
+        raise InputError(bad_cell(r, c, more))
+
+
+def _read_npy(path: Path, ids, labels, outputs, from_logits, free):
     try:
         m = np.load(path, allow_pickle=False)
     except Exception as e:  # noqa: BLE001 - numpy raises several types for a bad file
         raise InputError(f"{path}: not a readable .npy array ({e})") from None
-    if m.ndim != 2 or m.shape[1] not in (len(labels), len(outputs), len(free)):
+    use = next((want for want in (labels, outputs, free) if m.ndim == 2 and m.shape[1] == len(want)), None)
+    if use is None:
         want = f"(n, {len(labels)})" + (f" or (n, {len(outputs)}) over the head outputs" if len(outputs) != len(labels) else "")
         raise InputError(f"{path}: scores array has shape {m.shape}; expected {want}, columns {labels}")
     if ids is not None and m.shape[0] != len(ids):
@@ -116,20 +126,15 @@ def _read_npy(path: Path, ids, labels, outputs, from_logits=False, free=None):
     if not np.issubdtype(m.dtype, np.number) or np.issubdtype(m.dtype, np.complexfloating):
         raise InputError(f"{path}: scores must be numbers, got dtype {m.dtype}")
     m = m.astype(np.float64)
-    bad = np.argwhere(~np.isfinite(m))
-    if bad.size:
-        r, c = bad[0]
-        raise InputError(f"{path}: row {r}, column {c}: score is {m[r, c]}; every score must be a finite number"
-                         + (f" ({len(bad) - 1} more)" if len(bad) > 1 else ""))
+    _check_finite(m, lambda r, c, more: f"{path}: row {r}, column {c}: score is {m[r, c]}; every score must be a "
+                  "finite number" + (f" ({more} more)" if more else ""))
     if not from_logits:
-        _check_range(path, m, labels if m.shape[1] == len(labels) else outputs if m.shape[1] == len(outputs)
-                     else free, lambda r: f"row {r} (0-based)")
+        _check_range(path, m, use, lambda r: f"row {r} (0-based)")
     file_ids = np.asarray(ids if ids is not None else [str(i) for i in range(m.shape[0])], dtype=str)
     return file_ids, m
 
 
-def _read_csv(path: Path, ids, labels, outputs, id_column, sep, from_logits=False, other_ids=None, free=None):
-    free = outputs if free is None else free
+def _read_csv(path: Path, ids, labels, outputs, id_column, sep, from_logits, other_ids, free):
     import pandas as pd
 
     from ..errors import TableError
@@ -144,8 +149,7 @@ def _read_csv(path: Path, ids, labels, outputs, id_column, sep, from_logits=Fals
     df = df.fillna("")
     cols = list(df.columns)
     prefixed = {c[2:]: c for c in cols if c.startswith("p_")}
-    if prefixed and (all(c in prefixed for c in labels) or all(c in prefixed for c in outputs)
-                     or all(c in prefixed for c in free)):
+    if prefixed and any(all(c in prefixed for c in want) for want in (labels, outputs, free)):
         # A `labelwise predict` file: p_<label> are the scores; the columns named like the labels hold
         # its 0/1 decisions and `labels` the decided names. Scoring the 0/1 columns would be silent garbage.
         decisions = [c for c in cols if c in labels or c == "labels"]
@@ -153,13 +157,8 @@ def _read_csv(path: Path, ids, labels, outputs, id_column, sep, from_logits=Fals
         cols = list(df.columns)
         warnings.warn(f"{path}: a labelwise predict file; its p_<label> columns are read as the scores "
                       "(the 0/1 decision columns named like the labels are not)", Note, stacklevel=3)
-    if all(c in cols for c in labels):
-        use = labels
-    elif all(c in cols for c in outputs):
-        use = outputs
-    elif all(c in cols for c in free):
-        use = free
-    else:
+    use = next((want for want in (labels, outputs, free) if all(c in cols for c in want)), None)
+    if use is None:
         missing = [c for c in free if c not in cols]
         import difflib
 
@@ -189,20 +188,12 @@ def _read_csv(path: Path, ids, labels, outputs, id_column, sep, from_logits=Fals
         warnings.warn(f"{path}: column(s) {ignored} are not labels of the truth table's schema and are ignored "
                       "(declare them in a schema file with --schema to evaluate them)", stacklevel=3)
 
-    values = np.empty((len(df), len(use)), dtype=np.float64)
-    for j, col in enumerate(use):
-        raw = df[col].str.strip()
-        num = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
-        bad = np.flatnonzero(~np.isfinite(num))
-        if bad.size:
-            r = int(bad[0])
-            cell = raw.iloc[r]
-            what = "empty cell" if cell == "" else f"{cell!r} is not a finite number"
-            raise InputError(
-                f"{path}, line {lines[r]}, column {col!r}: {what}; every score must be a number"
-                + (f" ({bad.size - 1} more bad cell(s) in this column)" if bad.size > 1 else "")
-            )
-        values[:, j] = num
+    cells = df[use].apply(lambda col: col.str.strip())
+    values = cells.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+    _check_finite(values, lambda r, c, more: f"{path}, line {lines[r]}, column {use[c]!r}: " + (
+        "empty cell" if cells.iat[r, c] == "" else f"{cells.iat[r, c]!r} is not a finite number")
+        + "; every score must be a number" + (f" ({more} more bad cell(s) in this column)" if more else ""),
+        by_column=True)
     if not from_logits:
         # Before any reordering, so the line named is the file's own.
         _check_range(path, values, use, lambda r: f"line {lines[r]}")
@@ -228,20 +219,18 @@ def _read_csv(path: Path, ids, labels, outputs, id_column, sep, from_logits=Fals
     seen: dict[str, int] = {}
     repeated: list[int] = []
     for r, i in enumerate(file_ids):
-        if i in seen:
-            # a table's repeated identical rows are predicted twice: the same image, the same scores
-            # (up to float noise between batches)
-            if np.allclose(values[r], values[seen[i]], rtol=1e-4, atol=1e-6):
-                repeated.append(r)
-                continue
-            raise InputError(f"{path}, line {lines[r]}: id {i!r} appears twice (first on line {lines[seen[i]]}) with "
+        first = seen.setdefault(i, r)
+        # a table's repeated identical rows are predicted twice: the same image, the same scores
+        # (up to float noise between batches)
+        if first != r and not np.allclose(values[r], values[first], rtol=1e-4, atol=1e-6):
+            raise InputError(f"{path}, line {lines[r]}: id {i!r} appears twice (first on line {lines[first]}) with "
                              "other scores; give one score row per image")
-        seen[i] = r
+        if first != r:
+            repeated.append(r)
     if repeated:
         warnings.warn(f"{path}: {len(repeated)} repeated row(s) with the same id and scores as an earlier row are "
                       f"read once (e.g. {file_ids[repeated[0]]!r} on line {lines[repeated[0]]})", stacklevel=3)
-        keep = [r for r in range(len(file_ids)) if r not in set(repeated)]
-        file_ids, values, lines = [file_ids[r] for r in keep], values[keep], np.asarray(lines)[keep]
+        file_ids, values = _without(set(repeated), file_ids, values)
     if ids is None:
         return np.asarray(file_ids, dtype=str), values
 
@@ -254,10 +243,9 @@ def _read_csv(path: Path, ids, labels, outputs, id_column, sep, from_logits=Fals
         every = match_ids([*ids, *other], file_ids)
         theirs = {int(r) for r in every[len(ids):] if r >= 0}
         if theirs:
-            keep = [r for r in range(len(file_ids)) if r not in theirs]
+            file_ids, values = _without(theirs, file_ids, values)
             warnings.warn(f"{path}: {len(theirs)} score row(s) belong to truth rows outside the selected split and "
-                          f"are left out; {len(keep)} row(s) kept", stacklevel=3)
-            file_ids, values = [file_ids[r] for r in keep], values[keep]
+                          f"are left out; {len(file_ids)} row(s) kept", stacklevel=3)
     order = match_ids(ids, file_ids)
     missing = [i for i, r in zip(ids, order) if r < 0]
     extra = sorted(set(file_ids) - {file_ids[r] for r in order if r >= 0})
@@ -272,3 +260,9 @@ def _read_csv(path: Path, ids, labels, outputs, id_column, sep, from_logits=Fals
             + ". Score exactly the images of the truth table (or pass --scores with the matching file)."
         )
     return np.asarray(ids, dtype=str), values[order]
+
+
+def _without(rows: set[int], file_ids: list[str], values: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """``file_ids`` and ``values`` without the rows ``rows``."""
+    keep = [r for r in range(len(file_ids)) if r not in rows]
+    return [file_ids[r] for r in keep], values[keep]
