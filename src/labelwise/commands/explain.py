@@ -3,8 +3,9 @@
 Writes, per image and label, an overlay PNG (the image beside the image under the label's
 Grad-CAM heatmap; the title gives the label's probability and decision) and DIR/index.html
 showing them all. IMAGES is a folder of images, a table (CSV) with an image path column, or
-one image file; for a case model, a folder of .npy stacks (then, per case and label, the
-slices that drove it with each slice's own score, and their heatmaps). DIR/predictions.csv holds
+one image file; for a case model, the cases predict reads (a folder of .npy stacks or of case
+folders of slice images; then, per case and label, the slices that drove it with each slice's own
+score, and their heatmaps). DIR/predictions.csv holds
 the probabilities and decisions shown, in labelwise predict's format (the artifact's calibration
 and rule: the numbers predict and serve give). The maps are of each
 label's logit at the model's last convolutional feature map unless --layer names another
@@ -70,12 +71,18 @@ def run(args: argparse.Namespace) -> int:
 
     from ..explain import explain_images, write_explanations
 
+    from ..training.artifact import load
+    from ..training.predict import model_inputs
+
     check_source(args.images)  # before loading the model: a wrong file should cost nothing
     source = args.images
-    if args.images.endswith(".npy") or (Path(args.images).is_dir() and any(Path(args.images).glob("*.npy"))):
+    stacks = args.images.endswith(".npy") or (Path(args.images).is_dir() and any(Path(args.images).glob("*.npy")))
+    loaded = load(args.model, policy=True)
+    # a case model reads cases (a folder of case folders of slice images, too), as predict does
+    if stacks or model_inputs(loaded[0]).kind == "case":
         from ..explain.cases import explain_cases_to
 
-        n, k, index = explain_cases_to(args.model, args.images, args.out, args.labels, layer=args.layer,
+        n, k, index = explain_cases_to(loaded, args.images, args.out, args.labels, layer=args.layer,
                                        top_k=args.top_slices)
         print(f"labelwise explain: {n} case(s) x {k} label(s), top {args.top_slices} slices each -> {index} "
               f"(probabilities and decisions: {index.parent / 'predictions.csv'})")
@@ -84,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         source = [source]
     elif args.split or args.splits or args.split_column:
         source = _split_rows(args)
-    result = explain_images(args.model, source, args.labels, args.layer, batch_size=args.batch_size,
+    result = explain_images(loaded, source, args.labels, args.layer, batch_size=args.batch_size,
                             column=getattr(args, "column", None))
     index = write_explanations(result, args.out)
     if result.threshold_note:
