@@ -289,34 +289,11 @@ def test_case_explanation_ranks_slices_by_what_the_model_says_of_each_alone():
     assert "slices" in result.describe().splitlines()[0]
 
 
-def test_explain_command_on_a_case_artifact_names_the_slices(tmp_path):
-    from labelwise.blocks.models import build_case_model
-    from labelwise.commands.cli import main as cli_main
-    from labelwise.decide import Thresholds
-    from labelwise.explain.cases import explain_case
-    from labelwise.training import artifact
-
-    keras.utils.set_random_seed(11)
-    schema = LabelSchema(["a", "b"])
-    case = build_case_model(schema, "small_cnn", image_shape=(12, 12, 1), weights=None)
-    thr = Thresholds(labels=schema.labels, values=[0.5, 0.5], method="fixed")
-    path = artifact.save(case, tmp_path / "case.keras", schema, thr, artifact.Preprocessing((12, 12), 1))
-    stacks = tmp_path / "stacks"
-    stacks.mkdir()
-    rng = np.random.default_rng(12)
-    for name in ("exam1", "exam2"):
-        np.save(stacks / f"{name}.npy", rng.integers(0, 255, (4, 12, 12)).astype("uint8"))
-    out = tmp_path / "out"
-    assert cli_main(["explain", str(path), str(stacks), "--labels", "b", "--top-slices", "2", "--out", str(out)]) == 0
-    assert len(list(out.glob("*.png"))) == 4  # 2 cases x 1 label x 2 slices
-    page = (out / "index.html").read_text()
-    loaded = artifact.load(path)[0]
-    e = explain_case(loaded, np.load(stacks / "exam1.npy")[..., None].astype("float32"), ["b"], top_k=2)
-    assert f"<td>{int(e.top[0][0])} ({e.slice_scores[e.top[0][0], 0]:.3f})</td>" in page
-
-
-def test_explain_reads_a_folder_of_case_folders_as_cases_for_a_case_model(tmp_path):
-    """Each sub-folder of slice images is one case, as predict reads it, not a pile of single images."""
+@pytest.mark.parametrize("storage", ["npy", "folders"])
+def test_explain_command_on_a_case_artifact_names_the_slices(tmp_path, storage):
+    """A case model explains cases as predict reads them: .npy stacks, or a folder of case folders of
+    slice images (each sub-folder one case, not a pile of single images)."""
+    import pandas as pd
     from PIL import Image
 
     from labelwise.blocks.models import build_case_model
@@ -331,18 +308,19 @@ def test_explain_reads_a_folder_of_case_folders_as_cases_for_a_case_model(tmp_pa
     thr = Thresholds(labels=schema.labels, values=[0.5, 0.5], method="fixed")
     path = artifact.save(case, tmp_path / "case.keras", schema, thr, artifact.Preprocessing((12, 12), 1))
     rng = np.random.default_rng(12)
-    stacks = {}
-    for name in ("exam1", "exam2"):
-        stacks[name] = rng.integers(0, 255, (4, 12, 12)).astype("uint8")
+    stacks = {name: rng.integers(0, 255, (4, 12, 12)).astype("uint8") for name in ("exam1", "exam2")}
+    for name, stack in stacks.items():
+        if storage == "npy":
+            (tmp_path / "exams").mkdir(exist_ok=True)
+            np.save(tmp_path / "exams" / f"{name}.npy", stack)
+            continue
         (tmp_path / "exams" / name).mkdir(parents=True)
-        for i, img in enumerate(stacks[name]):
+        for i, img in enumerate(stack):
             Image.fromarray(img).save(tmp_path / "exams" / name / f"{i:02d}.png")
     out = tmp_path / "out"
     assert cli_main(["explain", str(path), str(tmp_path / "exams"), "--labels", "b", "--top-slices", "2",
                      "--out", str(out)]) == 0
     assert len(list(out.glob("*.png"))) == 4  # 2 cases x 1 label x 2 slices
-    import pandas as pd
-
     assert sorted(pd.read_csv(out / "predictions.csv")["id"]) == ["exam1", "exam2"]
     e = explain_case(artifact.load(path)[0], stacks["exam1"][..., None].astype("float32"), ["b"], top_k=2)
     assert f"<td>{int(e.top[0][0])} ({e.slice_scores[e.top[0][0], 0]:.3f})</td>" in (out / "index.html").read_text()
