@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -40,6 +42,9 @@ def test_demo_end_to_end_tiny(tmp_path, capsys):
     assert main(args) == 0
     for name in ("model.keras", "predictions.csv", "report/report.html", "report/metrics.json", "log.csv"):
         assert (out / name).exists(), name
+    # every scores file says what its numbers are, and no sidecar is left without its file
+    assert json.loads((out / "predictions.csv.json").read_text())["file"] == "predictions.csv"
+    assert all((out / side.name[: -len(".json")]).exists() for side in out.glob("*.csv.json"))
     samples = sorted((out / "sample_images").glob("*.png"))
     assert len(samples) == 12
     preds = pd.read_csv(out / "predictions.csv", dtype={"id": str})

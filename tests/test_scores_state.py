@@ -11,7 +11,7 @@ import pytest
 from sklearn.metrics import brier_score_loss
 
 from labelwise.decide import DecisionPolicy, fit_policy
-from labelwise.decide.scorefile import read_state, sidecar_path, write_scores, write_state
+from labelwise.decide.scorefile import move_scores, read_state, sidecar_path, write_scores, write_state
 from labelwise.labels.schema import LabelSchema
 from conftest import run_cli
 
@@ -169,3 +169,12 @@ def test_evaluate_without_a_decision_file_decides_by_the_policy_the_sidecar_reco
     assert "sidecar records" not in err
     assert json.loads(out)["averages"]["labels_per_image_predicted"] == pytest.approx(
         (s >= 0.5).sum(1).mean(), abs=1e-9)
+
+
+def test_a_moved_scores_file_keeps_its_sidecar(tmp_path):
+    src = write_scores(tmp_path / "test_predictions.csv", ["x1", "x2"], np.array([[0.2], [0.9]]), ["a"],
+                       values="calibrated")
+    dst = move_scores(src, tmp_path / "predictions.csv")
+    assert not src.exists() and not sidecar_path(src).exists()
+    assert read_state(dst).values == "calibrated"
+    assert json.loads(sidecar_path(dst).read_text())["file"] == "predictions.csv"

@@ -32,7 +32,7 @@ from ..errors import InputError
 from ..io import atomic_path, json_text, write_json
 
 __all__ = ["ScoreState", "VALUES", "FORMAT", "sidecar_path", "write_state", "read_state", "values_of", "write_scores",
-           "calibration_fingerprint", "reconcile", "check_fit_input"]
+           "calibration_fingerprint", "reconcile", "check_fit_input", "move_scores"]
 
 FORMAT = "labelwise.scores"
 VALUES = ("raw", "logits", "calibrated")
@@ -103,6 +103,21 @@ def write_scores(path: str | Path, ids: Sequence[Any], scores: np.ndarray, label
         frame.to_csv(tmp, index=False, float_format="%.9g")
     write_state(path, values, columns="<label>", note=note)
     return Path(path)
+
+
+def move_scores(src: str | Path, dst: str | Path) -> Path:
+    """Rename the scores file ``src`` to ``dst`` together with its sidecar, whose ``file`` then names
+    ``dst`` (a scores file without its sidecar would lose what its numbers are). Returns ``dst``."""
+    import os
+
+    src, dst = Path(src), Path(dst)
+    side = sidecar_path(src)
+    data = json.loads(side.read_text(encoding="utf-8")) if side.is_file() else None
+    os.replace(src, dst)
+    if isinstance(data, dict):
+        write_json(sidecar_path(dst), {**data, "file": dst.name})
+        side.unlink()
+    return dst
 
 
 def read_state(path: str | Path) -> ScoreState | None:

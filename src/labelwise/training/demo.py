@@ -132,6 +132,7 @@ def run_demo(out: str | os.PathLike = "labelwise-demo", *, epochs: int | None = 
     from PIL import Image
 
     from ..io import atomic_path
+    from ..decide.scorefile import move_scores
     from .predict import predict
     from .config import TrainConfig
     from .data import Part, TrainData
@@ -179,7 +180,7 @@ def run_demo(out: str | os.PathLike = "labelwise-demo", *, epochs: int | None = 
     test_csv = out / "test_predictions.csv"
     predictions = out / "predictions.csv"
     if test_csv.exists():
-        os.replace(test_csv, predictions)
+        move_scores(test_csv, predictions)  # its sidecar (calibrated, under which policy) goes with it
         from ..labels.csvread import read_csv
 
         # the promise of the schema, on every test decision: exactly one digit each
