@@ -133,7 +133,9 @@ def test_evaluate_applies_the_decision_file(files, capsys, tmp_path):
     row = doc["per_label"][0]
     assert row["ece"] == pytest.approx(expected_calibration_error(y[:, 0], p[:, 0]), abs=1e-6)
     assert doc["decisions"]["ece_before"] > 0.2 > doc["decisions"]["ece_after"]
-    assert any("more than 2x the truth" in n for n in doc["notes"])  # 3+ labels decided vs 1.3 true
+    over = [n for n in doc["notes"] if "more than 2x the truth" in n]  # 3+ labels decided vs 1.3 true
+    # the rule in use is named as the cause and not offered as the remedy
+    assert len(over) == 1 and "under the rule hamming, at least 3 per image" in over[0] and "consider instance-f1 or" in over[0]
     html = (out / "report.html").read_text()
     assert 'id="decisions"' in html and "Reliability before and after calibration" in html
     assert (out / "labels_per_image.png").exists() and (out / "reliability_before_after.png").exists()

@@ -361,6 +361,16 @@ def test_cli_nih_table_grouped_by_patient(xray, tmp_path, capsys):
     assert doc["bootstrap"]["unit"] == "groups"
     assert doc["bootstrap"]["n_groups"] == sub["Patient ID"].nunique() < N_ROWS
     assert "No Finding" in doc["labels"]  # inferred none label; its score derived from the 14 outputs
+    said = [n for n in doc["notes"] if "intervals resample" in n]
+    assert len(said) == 1 and f"{sub['Patient ID'].nunique()} groups" in said[0] and "not independent" in said[0]
+
+
+def test_groups_of_one_image_each_are_said_to_resample_images():
+    from labelwise.evaluation.evaluate import groups_note
+
+    assert "not independent" in groups_note(["p1", "p1", "p2"], "patients")
+    one_each = groups_note(["p1", "p2", "p3"], "patients")
+    assert "each of the 3 groups holds one image" in one_each and "not independent" not in one_each
 
 
 def test_cli_errors_are_clear(xray, tmp_path, capsys):

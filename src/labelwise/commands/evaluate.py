@@ -219,10 +219,10 @@ def _groups(args: argparse.Namespace, table: Any):
 
 
 def _groups_note(args: argparse.Namespace, column: str, groups: Any) -> str:
-    n = len(set(map(str, groups)))
+    from ..evaluation.evaluate import groups_note
+
     how = "--group-column" if getattr(args, "group_column", None) else "found in the table; --no-groups resamples images"
-    return (f"the confidence intervals resample the {n} groups of column {column!r} ({how}): images of one "
-            "patient are not independent")
+    return groups_note(groups, f"column {column!r}, {how}")
 
 
 def _reconcile(args: argparse.Namespace, thresholds: Any, strategies: dict, table) -> tuple[Any, list[str]]:

@@ -72,10 +72,17 @@ def decisions_info(policy, yt: np.ndarray, ys: np.ndarray, ys_raw: np.ndarray | 
     }
     pred, true = info["labels_per_image_predicted"], info["labels_per_image_true"]
     if math.isfinite(pred) and math.isfinite(true) and pred > OVERDECIDE_FACTOR * true:
+        from ..decide.rules import PER_LABEL_RULES
+
+        used = str(info["rule"] or "")
+        others = ", ".join(r for r in ("instance-f1", "hamming") if r != used) + " or --max-labels"
+        why = ("per-label thresholds on rare labels do this" if not used or used.split("=")[0] in PER_LABEL_RULES
+               else f"under the rule {used}") + (f", at least {info['min_labels']} per image"
+                                                  if info["min_labels"] else "")
         info["warnings"].append(
             f"the decisions give {pred:.2f} labels per image, more than {OVERDECIDE_FACTOR:g}x the truth's {true:.2f}: "
-            "the thresholds decide too much (per-label F1 thresholds on rare labels do this); compare the rules "
-            "with `labelwise thresholds --compare` and consider instance-f1, hamming or --max-labels")
+            f"the decisions are too many ({why}); compare the rules with `labelwise thresholds --compare` and "
+            f"consider {others}")
     if score_source and str(score_source).lower() in REWEIGHTING_LOSSES and info["calibration"] is None:
         info["warnings"].append(
             f"these scores come from a {score_source} loss and are not calibrated: they are not probabilities "

@@ -503,6 +503,18 @@ def default_groups(table: Any, column: str | None = None) -> tuple[np.ndarray | 
     return np.asarray(table.groups(column)), column
 
 
+def groups_note(groups: Any, what: str) -> str:
+    """What the bootstrap resamples, said once: ``"the confidence intervals resample the 30 groups
+    (what) of 120 images: images of one patient are not independent"``; when every group holds one
+    image, that resampling groups is resampling images."""
+    n_groups, n = len(set(map(str, groups))), len(groups)
+    if n_groups == n:
+        return (f"the confidence intervals resample groups ({what}), but each of the {n} groups holds one image: "
+                "the same as resampling images")
+    return (f"the confidence intervals resample the {n_groups} groups ({what}) of {n} images: images of one "
+            "patient are not independent")
+
+
 LABELS_PER_IMAGE = "every label column of the schema: the none label and derived labels included"
 
 

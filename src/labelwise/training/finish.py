@@ -141,6 +141,7 @@ def _finish(config, data, schema, model, state, val_ds, val_y, out, resumed_from
     evaluation = None
     if data.test is not None:
         from ..evaluation import evaluate
+        from ..evaluation.evaluate import groups_note
 
         test = predict_scores(model, data.test.x, schema=schema, image_size=config.image_size,
                               channels=config.channels, batch_size=config.batch_size,
@@ -148,15 +149,13 @@ def _finish(config, data, schema, model, state, val_ds, val_y, out, resumed_from
         test_y = data.test.y[test.keep]
         # score_source: the report says when a reweighting loss's scores go uncalibrated
         groups = None if data.test.groups is None else np.asarray(data.test.groups)[test.keep]
-        if groups is not None and config.bootstrap:
-            say(f"the report's intervals resample the {len(set(groups.tolist()))} patients (groups) of the test "
-                f"split, not its {len(test_y)} images")
+        said = groups_note(groups, "patients of the test split") if groups is not None and config.bootstrap else None
+        if said:
+            say(said)
         evaluation = evaluate(test_y, test.scores, schema=schema, thresholds=judge, bootstrap=config.bootstrap,
                               score_source=config.binary if config.loss == "schema" else config.loss, groups=groups)
-        if groups is not None and config.bootstrap:
-            evaluation.notes.append(f"the confidence intervals resample the {len(set(groups.tolist()))} patients "
-                                    f"(groups) of the test split, not its {len(test_y)} images: images of one "
-                                    "patient are not independent")
+        if said:
+            evaluation.notes.append(said)
         evaluation.training = training_summary(config, data, state, resumed_from, n_test=len(test_y),
                                                 n_val=len(val_y))
         evaluation.save(out / "report", plots=config.plots)
