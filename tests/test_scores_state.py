@@ -178,3 +178,28 @@ def test_a_moved_scores_file_keeps_its_sidecar(tmp_path):
     assert not src.exists() and not sidecar_path(src).exists()
     assert read_state(dst).values == "calibrated"
     assert json.loads(sidecar_path(dst).read_text())["file"] == "predictions.csv"
+
+
+def test_a_predict_file_is_diagnosed_with_the_calibration_it_holds(tmp_path, capsys):
+    """Probabilities a prior calibration made flat are reported as that, as train's report says, not as a
+    model whose output is rounding noise; the summary says the calibration is in the scores."""
+    from labelwise.training.predict import write_predictions
+
+    rng = np.random.default_rng(5)
+    y_val = (rng.random((300, 3)) < 0.3).astype(int)
+    y_val[:, 2] = 0  # no validation positive of C: its calibration is its prevalence
+    s_val = np.clip(y_val * 0.4 + rng.random((300, 3)) * 0.6, 0, 1)
+    policy = fit_policy(y_val, s_val, SCHEMA, rule="hamming", calibration="platt")
+    assert policy.calibration.independent["C"]["kind"] == "prior"
+    y = (rng.random((200, 3)) < 0.3).astype(int)
+    s = np.clip(y * 0.4 + rng.random((200, 3)) * 0.6, 0, 1)
+    ids = [f"img{i}" for i in range(len(y))]
+    _truth(tmp_path / "truth.csv", ids, y)
+    P, D = policy.apply(s)
+    write_predictions(tmp_path / "pred.csv", ids, P, D, SCHEMA, policy=policy)
+    assert run_cli("evaluate", "--truth", tmp_path / "truth.csv", "--scores", tmp_path / "pred.csv",
+                   "--bootstrap", "0", "--json") == 0
+    doc = json.loads(capsys.readouterr().out)
+    codes = {f["code"] for f in doc["diagnostics"] if f["label"] == "C"}
+    assert "calibrated_to_prior" in codes and "near_constant" not in codes
+    assert "calibration platt already in the scores" in doc["thresholds"]["source"]

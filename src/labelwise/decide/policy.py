@@ -183,7 +183,9 @@ class DecisionPolicy:
             parts.append(f"at least {self.min_labels} label(s)")
         if self.max_labels is not None:
             parts.append(f"at most {self.max_labels} label(s)")
-        parts.append(f"calibration {self.calibration.method}" if self.calibration else "no calibration")
+        in_scores = (self.fitted_on.get("calibration_in_scores") or {}).get("method")
+        parts.append(f"calibration {self.calibration.method}" if self.calibration else
+                     f"calibration {in_scores} already in the scores" if in_scores else "no calibration")
         return ", ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:

@@ -168,7 +168,9 @@ def reconcile(scores_path: str | Path, policy: Any, decision_path: str | Path | 
             "val_scores.csv, or predict with the model) or a decision file without a calibration")
     note = (f"{scores_path} holds probabilities already calibrated by {where}'s {cal.method} calibration (its "
             f"sidecar {sidecar_path(scores_path).name} says so): the calibration is not applied twice, only the rule")
-    return replace(policy, calibration=None), [note]
+    # the calibration stays on record (describe, the report's diagnostics): applied, but by the scores' writer
+    return replace(policy, calibration=None,
+                   fitted_on={**policy.fitted_on, "calibration_in_scores": cal.to_dict()}), [note]
 
 
 def check_fit_input(scores_path: str | Path, *, from_logits: bool = False, what: str = "a calibration") -> None:

@@ -582,8 +582,9 @@ def _num(x: Any) -> float:
 
 
 def _prior_labels(policy: Any) -> list[str]:
-    """The labels ``policy``'s calibration set to their prevalence (kind ``prior``)."""
+    """The labels ``policy``'s calibration set to their prevalence (kind ``prior``), or the calibration
+    its scores already hold (a predict file's sidecar policy, ``fitted_on["calibration_in_scores"]``)."""
     cal = getattr(policy, "calibration", None)
-    if cal is None:
-        return []
-    return [label for label, spec in cal.independent.items() if spec.get("kind") == "prior"]
+    specs = (cal.independent if cal is not None else
+             (getattr(policy, "fitted_on", None) or {}).get("calibration_in_scores", {}).get("independent", {}))
+    return [label for label, spec in specs.items() if spec.get("kind") == "prior"]
