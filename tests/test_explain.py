@@ -243,6 +243,9 @@ def test_explain_command_on_a_saved_artifact(tmp_path, capsys):
         Image.fromarray(rng.integers(0, 255, (12, 12), dtype=np.uint8)).save(folder / f"x{i}.png")
     out = tmp_path / "explained"
     assert cli_main(["explain", str(path), str(folder), "--labels", "a,AP", "--out", str(out)]) == 0
+    assert "gets no heatmap" not in capsys.readouterr().out  # the labels asked for: nothing left out unsaid
+    assert cli_main(["explain", str(path), str(folder), "--out", str(tmp_path / "every")]) == 0
+    assert "'none' gets no heatmap: it is derived" in capsys.readouterr().out
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert len(pngs) == 6 and all(Image.open(out / p).size[0] > 100 for p in pngs)
     page = (out / "index.html").read_text()

@@ -78,6 +78,9 @@ def run(args: argparse.Namespace) -> int:
     source = args.images
     stacks = args.images.endswith(".npy") or (Path(args.images).is_dir() and any(Path(args.images).glob("*.npy")))
     loaded = load(args.model, policy=True)
+    none = loaded[1].none if not args.labels else None
+    none_note = (f"labelwise explain: note: {none!r} gets no heatmap: it is derived (true when no other label is) "
+                 "and has no logit of its own; its probability and decision are in predictions.csv") if none else None
     # a case model reads cases (a folder of case folders of slice images, too), as predict does
     if stacks or model_inputs(loaded[0]).kind == "case":
         from ..explain.cases import explain_cases_to
@@ -86,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
                                        top_k=args.top_slices)
         print(f"labelwise explain: {n} case(s) x {k} label(s), top {args.top_slices} slices each -> {index} "
               f"(probabilities and decisions: {index.parent / 'predictions.csv'})")
+        if none_note:
+            print(none_note)
         return 0
     if Path(source).is_file() and Path(source).suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".gif"):
         source = [source]
@@ -98,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"labelwise explain: note: {result.threshold_note}")
     print(f"labelwise explain: {len(result.ids)} image(s) x {len(result.labels)} label(s) at layer "
           f"{result.layer!r} -> {index} (probabilities and decisions: {index.parent / 'predictions.csv'})")
+    if none_note:
+        print(none_note)
     return 0
 
 
