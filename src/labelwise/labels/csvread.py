@@ -129,8 +129,9 @@ def _read_csv(p: Path, nrows: int | None = None, *, sep: str = ",", header: bool
             seen.add(name)
     # Stray spaces around cells ('1 ') are layout, not content; an all-space cell is empty. Leading ones
     # are gone (skipinitialspace); look for trailing ones (before a separator, a line end or the end,
-    # inside quotes or not) only when the text has any.
-    trailing = re.search(rb'[ \t]"?(' + re.escape(sep.encode()) + rb"|\r?\n|$)", _read_bytes(p)) is not None
+    # inside quotes or not) only when the text has any, and never for a header-only read (nrows=0).
+    ends = rb"\r?\n|$" if sep == "whitespace" else re.escape(sep.encode()) + rb"|\r?\n|$"
+    trailing = len(frame) and re.search(rb'[ \t]"?(' + ends + rb")", _read_bytes(p)) is not None
     for c in (frame.columns if trailing else []):
         col = frame[c]
         stripped = col.str.strip()
