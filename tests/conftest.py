@@ -43,6 +43,25 @@ def run_cli(*argv) -> int:
     return main([str(a) for a in argv])
 
 
+def noisy_scores(rng, y, high, low, sd):
+    """Scores for 0/1 targets ``y``: ``high`` on positives and ``low`` on negatives, plus N(0, ``sd``),
+    clipped to [0.01, 0.99] -- a model that ranks well but not perfectly."""
+    import numpy as np
+
+    return np.clip(np.where(y == 1, high, low) + rng.normal(0, sd, size=y.shape), 0.01, 0.99)
+
+
+def inflated_draw(rng, n, k, z_shift, s_shift):
+    """``(z, y, s)`` for ``k`` independent labels: logits ``z = 1.5 N(0, 1) + z_shift``, targets drawn with
+    probability ``sigmoid(z)``, scores ``sigmoid(0.5 z + s_shift)`` -- ranked right, but inflated and
+    flattened, as a reweighting loss's scores look (what calibration is for)."""
+    import numpy as np
+
+    z = rng.normal(size=(n, k)) * 1.5 + z_shift
+    y = (rng.random((n, k)) < 1 / (1 + np.exp(-z))).astype(int)
+    return z, y, 1 / (1 + np.exp(-(0.5 * z + s_shift)))
+
+
 def write_csv(path, ids, header, rows, fmt="{:.9g}") -> None:
     """A CSV with an ``id`` column and one column per name in ``header``; cells ``fmt.format(v)``."""
     with open(path, "w") as f:

@@ -11,7 +11,7 @@ import pytest
 from labelwise.decide import Calibration, DecisionPolicy, fit_calibration, fit_policy
 from labelwise.labels.schema import LabelSchema
 from labelwise.metrics import brier_score, expected_calibration_error
-from conftest import run_cli, write_csv as _write
+from conftest import inflated_draw, run_cli, write_csv as _write
 
 LABELS = ["A", "B", "C", "D"]
 
@@ -22,9 +22,7 @@ def files(tmp_path_factory):
     d = tmp_path_factory.mktemp("decide_cli")
     rng = np.random.default_rng(0)
     n = 600
-    z = rng.normal(size=(n, 4)) * 1.5 - 1
-    y = (rng.random((n, 4)) < 1 / (1 + np.exp(-z))).astype(int)
-    s = 1 / (1 + np.exp(-(0.5 * z + 1.5)))
+    z, y, s = inflated_draw(rng, n, 4, -1, 1.5)
     ids = [f"img{i}" for i in range(n)]
     _write(d / "y.csv", ids, LABELS, y, "{:d}")
     _write(d / "s.csv", ids, LABELS, s)

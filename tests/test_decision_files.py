@@ -11,7 +11,7 @@ import pytest
 from labelwise.decide import Calibration, DecisionPolicy, fit_calibration, fit_policy
 from labelwise.errors import InputError
 from labelwise.labels.schema import LabelSchema
-from conftest import run_cli, write_csv as _write
+from conftest import inflated_draw, run_cli, write_csv as _write
 
 LABELS = ["A", "B", "C"]
 
@@ -21,9 +21,7 @@ def files(tmp_path_factory):
     d = tmp_path_factory.mktemp("decision_files")
     rng = np.random.default_rng(0)
     n = 400
-    z = rng.normal(size=(n, 3)) * 1.5 - 1.5
-    y = (rng.random((n, 3)) < 1 / (1 + np.exp(-z))).astype(int)
-    s = 1 / (1 + np.exp(-(0.5 * z + 1.0)))
+    _, y, s = inflated_draw(rng, n, 3, -1.5, 1.0)
     ids = [f"img{i}" for i in range(n)]
     _write(d / "y.csv", ids, LABELS, y, "{:d}")
     _write(d / "s.csv", ids, LABELS, s)

@@ -13,7 +13,7 @@ import pytest
 from labelwise.decide import fit_calibration, fit_policy
 from labelwise.errors import InputError
 from labelwise.labels.split import split_name
-from conftest import run_cli as run
+from conftest import noisy_scores, run_cli as run
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ def val_test(tmp_path):
     n = 100
     y = rng.integers(0, 2, size=(n, 2))
     split = np.array(["Validation"] * 40 + ["Holdout"] * 60)
-    s = np.clip(np.where(y == 1, 0.65, 0.35) + rng.normal(0, 0.2, size=(n, 2)), 0.01, 0.99)
+    s = noisy_scores(rng, y, 0.65, 0.35, 0.2)
     s[40:] = 1 - s[40:]  # test rows rank the other way: a fit that sees them is visibly different
     ids = [f"img{i:03d}" for i in range(n)]
     pd.DataFrame({"id": ids, "a": y[:, 0], "b": y[:, 1], "split": split}).to_csv(tmp_path / "t.csv", index=False)

@@ -14,7 +14,7 @@ from sklearn.metrics import roc_auc_score
 
 from labelwise.labels.ids import match_ids
 from labelwise.training.predict import read_inputs
-from conftest import run_cli as run
+from conftest import noisy_scores, run_cli as run
 
 
 def test_match_ids_tries_exact_then_path_then_name_then_stem():
@@ -34,7 +34,7 @@ def truth_and_folder_scores(tmp_path):
     rng = np.random.default_rng(1)
     n = 30
     y = rng.integers(0, 2, size=(n, 2))
-    s = np.clip(np.where(y == 1, 0.7, 0.3) + rng.normal(0, 0.25, size=(n, 2)), 0.01, 0.99)
+    s = noisy_scores(rng, y, 0.7, 0.3, 0.25)
     names = [f"x{i}" for i in range(n)]
     split = np.where(np.arange(n) < 12, "val", "test")
     pd.DataFrame({"id": names, "a": y[:, 0], "b": y[:, 1], "split": split}).to_csv(tmp_path / "t.csv", index=False)

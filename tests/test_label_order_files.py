@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import run_cli as run
+from conftest import noisy_scores, run_cli as run
 
 
 @pytest.fixture
@@ -17,7 +17,7 @@ def two_orders(tmp_path):
     rng = np.random.default_rng(5)
     n = 60
     y = rng.integers(0, 2, size=(n, 2))
-    s = np.clip(np.where(y == 1, 0.65, 0.35) + rng.normal(0, 0.2, size=(n, 2)), 0.01, 0.99)
+    s = noisy_scores(rng, y, 0.65, 0.35, 0.2)
     ids = [f"i{k}" for k in range(n)]
     pd.DataFrame({"id": ids, "a": y[:, 0], "b": y[:, 1]}).to_csv(tmp_path / "ab.csv", index=False)
     pd.DataFrame({"id": ids, "b": y[:, 1], "a": y[:, 0]}).to_csv(tmp_path / "ba.csv", index=False)

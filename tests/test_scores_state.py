@@ -13,7 +13,7 @@ from sklearn.metrics import brier_score_loss
 from labelwise.decide import DecisionPolicy, fit_policy
 from labelwise.decide.scorefile import move_scores, read_state, sidecar_path, write_scores, write_state
 from labelwise.labels.schema import LabelSchema
-from conftest import run_cli
+from conftest import inflated_draw, run_cli
 
 LABELS = ("A", "B", "C")
 SCHEMA = LabelSchema(LABELS)
@@ -35,13 +35,8 @@ def written(tmp_path_factory):
     d = tmp_path_factory.mktemp("state")
     rng = np.random.default_rng(3)
 
-    def draw(n):
-        z = rng.normal(size=(n, 3)) * 1.5 - 1
-        y = (rng.random((n, 3)) < 1 / (1 + np.exp(-z))).astype(int)
-        return y, 1 / (1 + np.exp(-(0.5 * z + 1.5)))  # inflated: a weighted loss's look
-
-    y_val, s_val = draw(500)
-    y, s = draw(400)
+    _, y_val, s_val = inflated_draw(rng, 500, 3, -1, 1.5)
+    _, y, s = inflated_draw(rng, 400, 3, -1, 1.5)
     policy = fit_policy(y_val, s_val, SCHEMA, rule="f1", calibration="platt")
     policy.save(d / "decision.json")
     ids = [f"img{i}" for i in range(len(y))]

@@ -12,7 +12,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from labelwise.decide import compare_rules, fit_calibration, fit_policy
-from conftest import run_cli as run
+from conftest import noisy_scores, run_cli as run
 
 SCHEMA = '[labels]\nindependent = ["a", "b"]\n[labels.unknown]\nvalues = ["-1"]\n'
 
@@ -34,8 +34,8 @@ def partly_known(tmp_path):
     rng = np.random.default_rng(3)
     n = 80
     y = rng.integers(0, 2, size=(n, 2))
-    s1 = np.clip(np.where(y == 1, 0.62, 0.38) + rng.normal(0, 0.2, size=(n, 2)), 0.01, 0.99)
-    s2 = np.clip(np.where(y == 1, 0.55, 0.45) + rng.normal(0, 0.2, size=(n, 2)), 0.01, 0.99)
+    s1 = noisy_scores(rng, y, 0.62, 0.38, 0.2)
+    s2 = noisy_scores(rng, y, 0.55, 0.45, 0.2)
     unknown = rng.random((n, 2)) < 0.3
     # unknown cells get scores as if positive: reading them as negatives would lower the AUC
     s1[unknown], s2[unknown] = 0.97, 0.97
